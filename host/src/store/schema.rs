@@ -1,0 +1,375 @@
+//! The collection schema model: collections, their fields and each field type's options.
+//!
+//! These are the JSON shapes PocketBase serves at `/api/collections` (v0.23+), and the rows of
+//! the `_collections` system table. This module owns the model and its pure helpers (id
+//! generation, column types); it never touches SQLite.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Kind of collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectionType {
+    #[default]
+    Base,
+    Auth,
+}
+
+/// A collection as PocketBase serves it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Collection {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: CollectionType,
+    #[serde(default)]
+    pub system: bool,
+    pub fields: Vec<Field>,
+    #[serde(default)]
+    pub indexes: Vec<String>,
+    pub list_rule: Option<String>,
+    pub view_rule: Option<String>,
+    pub create_rule: Option<String>,
+    pub update_rule: Option<String>,
+    pub delete_rule: Option<String>,
+    /// Auth-only options (token secret, identity fields, durations).
+    #[serde(default, skip_serializing_if = "Option::is_none", flatten)]
+    pub auth: Option<AuthOptions>,
+    #[serde(default)]
+    pub created: String,
+    #[serde(default)]
+    pub updated: String,
+}
+
+/// Options carried by auth collections only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthOptions {
+    pub auth_token: TokenConfig,
+    pub password_auth: PasswordAuth,
+    #[serde(default)]
+    pub auth_rule: Option<String>,
+    #[serde(default)]
+    pub manage_rule: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenConfig {
+    /// Collection-wide signing secret, combined with each record's tokenKey.
+    pub secret: String,
+    /// Token lifetime in seconds.
+    pub duration: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordAuth {
+    pub enabled: bool,
+    pub identity_fields: Vec<String>,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        AuthOptions {
+            auth_token: TokenConfig { secret: random_string(50, ALNUM), duration: 604_800 },
+            password_auth: PasswordAuth { enabled: true, identity_fields: vec!["email".into()] },
+            auth_rule: Some(String::new()),
+            manage_rule: None,
+        }
+    }
+}
+
+/// One field of a collection: the options common to all types plus the type's own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Field {
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub system: bool,
+    #[serde(default)]
+    pub hidden: bool,
+    #[serde(default)]
+    pub presentable: bool,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(flatten)]
+    pub kind: FieldKind,
+}
+
+/// A field's type with that type's options, tagged by PocketBase's `type` string.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum FieldKind {
+    Text(TextOptions),
+    Number(NumberOptions),
+    Bool(Empty),
+    Email(DomainOptions),
+    Url(DomainOptions),
+    Editor(EditorOptions),
+    Date(DateOptions),
+    Autodate(AutodateOptions),
+    Select(SelectOptions),
+    Json(JsonOptions),
+    Relation(RelationOptions),
+    Password(PasswordOptions),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TextOptions {
+    pub min: i64,
+    pub max: i64,
+    pub pattern: String,
+    pub autogenerate_pattern: String,
+    pub primary_key: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NumberOptions {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub only_int: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DomainOptions {
+    pub except_domains: Vec<String>,
+    pub only_domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EditorOptions {
+    pub max_size: i64,
+    #[serde(rename = "convertURLs")]
+    pub convert_urls: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DateOptions {
+    pub min: String,
+    pub max: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AutodateOptions {
+    pub on_create: bool,
+    pub on_update: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SelectOptions {
+    pub values: Vec<String>,
+    pub max_select: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct JsonOptions {
+    pub max_size: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RelationOptions {
+    pub collection_id: String,
+    pub cascade_delete: bool,
+    pub min_select: i64,
+    pub max_select: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PasswordOptions {
+    pub min: i64,
+    pub max: i64,
+    pub pattern: String,
+    pub cost: i64,
+}
+
+impl FieldKind {
+    /// PocketBase's type name, as in the JSON `type` key.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            FieldKind::Text(_) => "text",
+            FieldKind::Number(_) => "number",
+            FieldKind::Bool(_) => "bool",
+            FieldKind::Email(_) => "email",
+            FieldKind::Url(_) => "url",
+            FieldKind::Editor(_) => "editor",
+            FieldKind::Date(_) => "date",
+            FieldKind::Autodate(_) => "autodate",
+            FieldKind::Select(_) => "select",
+            FieldKind::Json(_) => "json",
+            FieldKind::Relation(_) => "relation",
+            FieldKind::Password(_) => "password",
+        }
+    }
+}
+
+impl Field {
+    /// True when the field stores a JSON array of values (multi select / multi relation).
+    pub fn is_multiple(&self) -> bool {
+        match &self.kind {
+            FieldKind::Select(o) => o.max_select > 1,
+            FieldKind::Relation(o) => o.max_select != 1,
+            _ => false,
+        }
+    }
+
+    /// The SQLite column definition (type, constraint and default) for this field.
+    pub fn column_def(&self) -> &'static str {
+        if self.is_multiple() {
+            return "JSON DEFAULT '[]' NOT NULL";
+        }
+        match &self.kind {
+            FieldKind::Number(_) => "NUMERIC DEFAULT 0 NOT NULL",
+            FieldKind::Bool(_) => "BOOLEAN DEFAULT FALSE NOT NULL",
+            FieldKind::Json(_) => "JSON DEFAULT NULL",
+            FieldKind::Text(o) if o.primary_key => "TEXT PRIMARY KEY DEFAULT '' NOT NULL",
+            _ => "TEXT DEFAULT '' NOT NULL",
+        }
+    }
+
+    /// Field ids follow PocketBase: the type name followed by the CRC-32 of the field name,
+    /// so the same schema gets the same ids on every node.
+    pub fn default_id(&self) -> String {
+        format!("{}{}", self.kind.type_name(), crc32(self.name.as_bytes()))
+    }
+
+    pub fn new(name: &str, kind: FieldKind) -> Field {
+        let mut f = Field {
+            id: String::new(),
+            name: name.to_string(),
+            system: false,
+            hidden: false,
+            presentable: false,
+            required: false,
+            kind,
+        };
+        f.id = f.default_id();
+        f
+    }
+
+    /// The primary key field every collection starts with.
+    pub fn primary_id() -> Field {
+        let mut f = Field::new(
+            "id",
+            FieldKind::Text(TextOptions {
+                min: 15,
+                max: 15,
+                pattern: "^[a-z0-9]+$".into(),
+                autogenerate_pattern: "[a-z0-9]{15}".into(),
+                primary_key: true,
+            }),
+        );
+        f.system = true;
+        f.required = true;
+        f
+    }
+}
+
+impl Collection {
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    pub fn is_auth(&self) -> bool {
+        self.kind == CollectionType::Auth
+    }
+
+    /// The SQL identifier of the collection's table, quoted.
+    pub fn table(&self) -> String {
+        quote_ident(&self.name)
+    }
+}
+
+/// Quotes an SQL identifier with backticks, doubling any embedded backtick.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+pub const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+pub const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A random string of `len` characters drawn from `alphabet`.
+pub fn random_string(len: usize, alphabet: &[u8]) -> String {
+    let mut rng = rand::rng();
+    (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
+}
+
+/// A new record id: 15 characters of `[a-z0-9]`.
+pub fn new_record_id() -> String {
+    random_string(15, LOWER_ALNUM)
+}
+
+/// A new collection id in PocketBase's `pbc_<digits>` form.
+pub fn new_collection_id() -> String {
+    format!("pbc_{}", rand::rng().random_range(1_000_000_000u64..9_999_999_999))
+}
+
+/// True for a valid record id: 15 characters of `[a-z0-9]`.
+pub fn is_valid_record_id(id: &str) -> bool {
+    id.len() == 15 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// True for a valid collection or field name.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+/// CRC-32 (IEEE), as Go's `crc32.ChecksumIEEE`.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_ids_match_pocketbase() {
+        assert_eq!(Field::primary_id().id, "text3208210256");
+        let f = Field::new("created", FieldKind::Autodate(AutodateOptions::default()));
+        assert_eq!(f.id, "autodate2990389176");
+    }
+
+    #[test]
+    fn field_json_round_trips_with_type_tag() {
+        let json = r#"{"name":"tags","type":"select","values":["a","b"],"maxSelect":2}"#;
+        let f: Field = serde_json::from_str(json).expect("parse");
+        assert!(f.is_multiple());
+        let back = serde_json::to_value(&f).expect("ser");
+        assert_eq!(back["type"], "select");
+        assert_eq!(back["maxSelect"], 2);
+    }
+
+    #[test]
+    fn record_ids_are_validated() {
+        assert!(is_valid_record_id(&new_record_id()));
+        assert!(!is_valid_record_id("ABCDEFGHIJKLMNO"));
+        assert!(!is_valid_record_id("short"));
+    }
+}
