@@ -1,0 +1,149 @@
+// Starts one server (Syncbase, or real PocketBase when SERVER=pocketbase) in a temp dir on a
+// free port, with a superuser, and tears it down again. Shared by the JS test files.
+//
+// Env:
+//   SERVER          "syncbase" (default) or "pocketbase"
+//   SYNCBASE_BIN    path to the syncbase binary (default <repo>/target/debug/syncbase)
+//   POCKETBASE_BIN  path to the pocketbase binary (default "pocketbase" on PATH)
+
+import { spawn, execFile } from 'node:child_process';
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export const SUPERUSER_EMAIL = 'root@example.com';
+export const SUPERUSER_PASSWORD = 'correct-horse-battery';
+
+const STARTUP_DEADLINE_MS = 30_000;
+const SHUTDOWN_DEADLINE_MS = 10_000;
+
+/** Which server this run targets, and the binary that runs it. */
+export function serverKind() {
+  const kind = process.env.SERVER ?? 'syncbase';
+  if (kind === 'pocketbase') {
+    return { kind, bin: process.env.POCKETBASE_BIN ?? 'pocketbase' };
+  }
+  if (kind === 'syncbase') {
+    return {
+      kind,
+      bin: process.env.SYNCBASE_BIN ?? path.join(repoRoot, 'target', 'debug', 'syncbase'),
+    };
+  }
+  throw new Error(`SERVER must be "syncbase" or "pocketbase", not ${JSON.stringify(kind)}`);
+}
+
+/** A port that was free a moment ago (PocketBase cannot report the port it bound for :0). */
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a server and resolves once `/api/health` answers 200.
+ * Returns `{ url, kind, stop }`; `stop()` kills the process and removes the temp dir.
+ */
+export async function startServer() {
+  const { kind, bin } = serverKind();
+  if (kind === 'syncbase') {
+    await access(bin).catch(() => {
+      throw new Error(`no syncbase binary at ${bin}: run \`cargo build -p syncbase\` or set SYNCBASE_BIN`);
+    });
+  }
+  const dir = await mkdtemp(path.join(os.tmpdir(), `sb-js-${kind}-`));
+  const dataDir = path.join(dir, 'data');
+  let child;
+  const stop = async () => {
+    if (child) await killChild(child);
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await execFileP(bin, ['superuser', 'upsert', SUPERUSER_EMAIL, SUPERUSER_PASSWORD, '--dir', dataDir]);
+    // Syncbase binds port 0 itself and reports the port; PocketBase prints ":0" back, so it gets
+    // a port picked here.
+    const port = kind === 'pocketbase' ? await freePort() : 0;
+    child = spawn(bin, ['serve', '--http', `127.0.0.1:${port}`, '--dir', dataDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const started = await waitForStartLine(child, STARTUP_DEADLINE_MS);
+    const parsed = new URL(started);
+    const url = `http://127.0.0.1:${parsed.port && parsed.port !== '0' ? parsed.port : port}`;
+    await waitForHealth(url, STARTUP_DEADLINE_MS);
+    return { url, kind, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Resolves with the URL from the `Server started at http://...` line, rejects if the process dies. */
+function waitForStartLine(child, deadlineMs) {
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(
+      () => fail(new Error(`no "Server started at" line within ${deadlineMs} ms`)),
+      deadlineMs,
+    );
+    const onExit = (code, signal) =>
+      fail(new Error(`server exited early (code ${code}, signal ${signal})`));
+    function fail(err) {
+      cleanup();
+      err.message += `\nstdout:\n${stdout}\nstderr:\n${stderr}`;
+      reject(err);
+    }
+    function cleanup() {
+      clearTimeout(timer);
+      child.off('exit', onExit);
+    }
+    child.on('exit', onExit);
+    child.stderr.on('data', (b) => {
+      stderr += b;
+    });
+    child.stdout.on('data', (b) => {
+      stdout += b;
+      const m = /Server started at (http:\/\/[^\s/]+)/.exec(stdout);
+      if (m) {
+        cleanup();
+        resolve(m[1]);
+      }
+    });
+  });
+}
+
+async function waitForHealth(url, deadlineMs) {
+  const deadline = Date.now() + deadlineMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`${url}/api/health`);
+      if (res.status === 200) return;
+      last = `status ${res.status}`;
+    } catch (err) {
+      last = err.message;
+    }
+    await new Promise((r) => setTimeout(r, 50)); // poll interval, not synchronisation
+  }
+  throw new Error(`${url}/api/health not healthy within ${deadlineMs} ms (last: ${last})`);
+}
+
+async function killChild(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), SHUTDOWN_DEADLINE_MS);
+  await exited;
+  clearTimeout(timer);
+}
