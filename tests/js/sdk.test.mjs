@@ -239,6 +239,67 @@ describe('collections and records', () => {
     assert.equal(list.totalItems, 0, 'nothing written by a failed create');
   });
 
+  test('multipart body', async () => {
+    const form = new FormData();
+    form.append('title', 'from a form');
+    form.append('views', '7');
+    form.append('published', 'true');
+    form.append('tags', 'a');
+    form.append('tags', 'c');
+    const r = await pb.collection('posts').create(form);
+    assert.equal(r.title, 'from a form');
+    assert.equal(r.views, 7, 'form values are coerced to the field type');
+    assert.equal(r.published, true);
+    assert.deepEqual(r.tags, ['a', 'c']);
+    await pb.collection('posts').delete(r.id);
+  });
+
+  test('filter language: multi-valued fields, :length, :lower, null, comments', async () => {
+    const made = await Promise.all([
+      pb.collection('posts').create({ title: 'Filter One', views: 501, tags: ['a', 'c'] }),
+      pb.collection('posts').create({ title: 'filter two', views: 502, tags: ['c'] }),
+      pb.collection('posts').create({ title: 'filter three', views: 503 }),
+    ]);
+    const titles = async (filter) =>
+      (await pb.collection('posts').getFullList({ filter: `views > 500 && (${filter})`, sort: 'views' }))
+        .map((r) => r.title);
+    assert.deepEqual(await titles("tags:each ?= 'c'"), ['Filter One', 'filter two']);
+    assert.deepEqual(await titles("tags ~ 'a'"), ['Filter One']);
+    assert.deepEqual(await titles('tags:length = 2'), ['Filter One']);
+    assert.deepEqual(await titles("title:lower = 'filter one'"), ['Filter One']);
+    assert.deepEqual(await titles("title ~ 'filter t'"), ['filter two', 'filter three']);
+    assert.deepEqual(await titles("author = null && author = ''"), ['Filter One', 'filter two', 'filter three']);
+    assert.deepEqual(await titles('views >= 502 // a trailing comment'), ['filter two', 'filter three']);
+    await Promise.all(made.map((r) => pb.collection('posts').delete(r.id)));
+  });
+
+  test('adding, renaming and removing fields keeps the rows', async () => {
+    const notes = await pb.collections.create({
+      name: 'notes',
+      fields: [
+        { name: 'title', type: 'text', required: true },
+        { name: 'old', type: 'text' },
+        { name: 'gone', type: 'text' },
+      ],
+    });
+    const r = await pb.collection('notes').create({ title: 'keep', old: 'o1', gone: 'g1' });
+    const fields = notes.fields
+      .filter((f) => f.name !== 'gone')
+      .map((f) => (f.name === 'old' ? { ...f, name: 'renamed' } : f));
+    fields.push({ name: 'added', type: 'number' });
+    const updated = await pb.collections.update('notes', { fields });
+    assert.deepEqual(updated.fields.map((f) => f.name), ['id', 'title', 'renamed', 'added']);
+    const after = await pb.collection('notes').getOne(r.id);
+    assert.equal(after.title, 'keep');
+    assert.equal(after.renamed, 'o1', 'a renamed field (same field id) keeps its values');
+    assert.equal(after.added, 0);
+    assert.equal(after.gone, undefined);
+    assert.equal(after.old, undefined);
+
+    assert.equal(await pb.collections.delete('notes'), true);
+    await rejects(pb.collection('notes').getList(1, 10), 404);
+  });
+
   test('unknown collection and unknown record are 404', async () => {
     await rejects(pb.collection('no_such_collection').getList(1, 10), 404);
     await rejects(pb.collection('no_such_collection').create({ title: 'x' }), 404);
