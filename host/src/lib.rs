@@ -1,1 +1,139 @@
+//! Syncbase: PocketBase's HTTP API served over SQLite, built to replicate across nodes.
+//!
+//! `Server::bind` opens the store and binds the listener; `Server::serve` runs until the
+//! shutdown future completes, lets in-flight requests finish, then checkpoints SQLite.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod filter;
+pub mod records;
+pub mod shutdown;
 pub mod store;
+pub mod superuser;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not open the data directory: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    config: Config,
+    store: Store,
+    listener: TcpListener,
+    state: api::AppState,
+}
+
+impl Server {
+    pub async fn bind(config: Config) -> Result<Server, Error> {
+        let store = Store::open(&config.dir, &config.store)?;
+        let listener = TcpListener::bind(config.http)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.http,
+                source,
+            })?;
+        let state = api::AppState {
+            store: store.clone(),
+            auth_cache: Arc::new(Default::default()),
+        };
+        Ok(Server {
+            config,
+            store,
+            listener,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.http)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` completes, then drains requests and closes the store.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Server {
+            config,
+            store,
+            listener,
+            state,
+        } = self;
+        let invalidator = tokio::spawn(invalidate_auth_cache(
+            store.clone(),
+            state.auth_cache.clone(),
+        ));
+        let app = api::router(state, config.body_limit);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let grace = config.shutdown_grace;
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut stop_rx2 = stop_rx.clone();
+        let result = tokio::select! {
+            r = serve => r.map_err(Error::Serve),
+            // Connections that outlive the grace period are cut.
+            _ = async move {
+                let _ = stop_rx2.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("grace period over; closing remaining connections");
+                Ok(())
+            }
+        };
+        drop(stop_rx);
+        invalidator.abort();
+        store.close().await?;
+        tracing::info!("store closed and checkpointed");
+        result
+    }
+}
+
+/// Empties the token cache whenever an auth record changes (password, tokenKey, deletion),
+/// so revoked tokens stop working at once.
+async fn invalidate_auth_cache(store: Store, cache: Arc<api::extract::AuthCache>) {
+    let mut rx = store.subscribe();
+    loop {
+        match rx.recv().await {
+            Ok(batch) => {
+                if batch.iter().any(|c| c.collection.is_auth()) {
+                    cache.clear();
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.clear(),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Binds and serves until `shutdown` completes: the whole server in one call.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    Server::bind(config).await?.serve(shutdown).await
+}

@@ -1,1 +1,47 @@
-fn main() {}
+//! The `syncbase` binary: parse the CLI, set up tracing, run the command.
+
+use anyhow::Context;
+use clap::Parser;
+use syncbase::config::{Cli, Command, Config, SuperuserCommand};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SYNCBASE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                let config = Config::from_args(&args)?;
+                let server = syncbase::Server::bind(config).await?;
+                println!("Server started at http://{}", server.local_addr());
+                server.serve(syncbase::shutdown::signal()).await?;
+                Ok(())
+            }
+            Command::Superuser {
+                action:
+                    SuperuserCommand::Upsert {
+                        email,
+                        password,
+                        dir,
+                    },
+            } => {
+                let created = syncbase::superuser::upsert(&dir, &email, &password)
+                    .await
+                    .context("superuser upsert failed")?;
+                println!(
+                    "Successfully {} superuser {email}.",
+                    if created { "created" } else { "updated" }
+                );
+                Ok(())
+            }
+        }
+    })
+}

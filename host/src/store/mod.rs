@@ -1,1 +1,153 @@
+//! The store owns SQLite: the database file under `--dir`, the writer thread, the reader pool,
+//! the in-memory schema snapshot and the change feed fed by committed writes.
+//!
+//! Only this module touches rusqlite. Every request's write is one job on the writer thread and
+//! runs inside its own savepoint, so a failed request leaves nothing behind; jobs that arrive
+//! together share one SQLite transaction (group commit). Readers run on blocking threads and see
+//! only committed data.
+
+pub mod collections;
+mod ddl;
+mod error;
+pub mod expand;
+mod readers;
+pub mod records;
 pub mod schema;
+mod system;
+mod values;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::broadcast;
+
+pub use error::StoreError;
+pub use readers::ReadConn;
+pub use records::Record;
+pub use schema::{Collection, Field, FieldKind};
+pub use system::Schema;
+pub use writer::WriteCtx;
+
+/// What happened to a record, as published on the change feed after commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+/// One committed record change. The change feed is the single source for realtime fan-out now
+/// and for replication later.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub op: Op,
+    pub collection: Arc<Collection>,
+    /// The record as stored after the change (for deletes: as it was before).
+    pub record: Record,
+}
+
+/// Tuning for the store, from the validated config.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Number of reader connections.
+    pub readers: usize,
+    /// Capacity of the writer's job queue.
+    pub write_queue: usize,
+    /// Largest number of jobs committed in one transaction.
+    pub max_batch: usize,
+    /// Capacity of the change feed (per subscriber lag before it loses events).
+    pub change_feed: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            readers: 4,
+            write_queue: 1024,
+            max_batch: 256,
+            change_feed: 4096,
+        }
+    }
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: writer::Writer,
+    readers: readers::Readers,
+    schema: Arc<ArcSwap<Schema>>,
+    changes: broadcast::Sender<Arc<Vec<Change>>>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir`, bootstraps the system tables and
+    /// default collections, and starts the writer thread.
+    pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+        let path = dir.join("data.db");
+        let conn = system::open_connection(&path, false)?;
+        let schema = system::bootstrap(&conn)?;
+        let schema = Arc::new(ArcSwap::from_pointee(schema));
+        let (changes, _) = broadcast::channel(opts.change_feed.max(16));
+        let writer = writer::Writer::start(conn, schema.clone(), changes.clone(), opts)?;
+        let readers = readers::Readers::open(&path, opts.readers.max(1))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                writer,
+                readers,
+                schema,
+                changes,
+                path,
+            }),
+        })
+    }
+
+    /// The current committed schema.
+    pub fn schema(&self) -> Arc<Schema> {
+        self.inner.schema.load_full()
+    }
+
+    /// Runs `f` on the writer thread inside its own savepoint; its effects commit only if it
+    /// returns `Ok`, and the reply arrives after the commit.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.inner.writer.submit(f).await
+    }
+
+    /// Runs `f` on a reader connection on a blocking thread, with the schema snapshot current
+    /// when the read started.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&ReadConn, &Schema) -> Result<R, StoreError> + Send + 'static,
+    {
+        let schema = self.schema();
+        self.inner.readers.run(move |conn| f(conn, &schema)).await
+    }
+
+    /// Subscribes to the change feed: one message per committed transaction.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<Change>>> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Path of the SQLite database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Stops the writer after the queued jobs and checkpoints the WAL into the main file.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.inner.writer.close().await
+    }
+}

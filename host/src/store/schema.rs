@@ -20,7 +20,9 @@ pub enum CollectionType {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Collection {
+    #[serde(default)]
     pub id: String,
+    #[serde(default)]
     pub name: String,
     #[serde(rename = "type")]
     pub kind: CollectionType,
@@ -73,8 +75,14 @@ pub struct PasswordAuth {
 impl Default for AuthOptions {
     fn default() -> Self {
         AuthOptions {
-            auth_token: TokenConfig { secret: random_string(50, ALNUM), duration: 604_800 },
-            password_auth: PasswordAuth { enabled: true, identity_fields: vec!["email".into()] },
+            auth_token: TokenConfig {
+                secret: random_string(50, ALNUM),
+                duration: 604_800,
+            },
+            password_auth: PasswordAuth {
+                enabled: true,
+                identity_fields: vec!["email".into()],
+            },
             auth_rule: Some(String::new()),
             manage_rule: None,
         }
@@ -223,7 +231,7 @@ impl Field {
     pub fn is_multiple(&self) -> bool {
         match &self.kind {
             FieldKind::Select(o) => o.max_select > 1,
-            FieldKind::Relation(o) => o.max_select != 1,
+            FieldKind::Relation(o) => o.max_select > 1,
             _ => false,
         }
     }
@@ -306,7 +314,9 @@ pub const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 /// A random string of `len` characters drawn from `alphabet`.
 pub fn random_string(len: usize, alphabet: &[u8]) -> String {
     let mut rng = rand::rng();
-    (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
+    (0..len)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 /// A new record id: 15 characters of `[a-z0-9]`.
@@ -316,12 +326,18 @@ pub fn new_record_id() -> String {
 
 /// A new collection id in PocketBase's `pbc_<digits>` form.
 pub fn new_collection_id() -> String {
-    format!("pbc_{}", rand::rng().random_range(1_000_000_000u64..9_999_999_999))
+    format!(
+        "pbc_{}",
+        rand::rng().random_range(1_000_000_000u64..9_999_999_999)
+    )
 }
 
 /// True for a valid record id: 15 characters of `[a-z0-9]`.
 pub fn is_valid_record_id(id: &str) -> bool {
-    id.len() == 15 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    id.len() == 15
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// True for a valid collection or field name.

@@ -1,0 +1,150 @@
+//! The collections API (superusers only): list, view, create, update, delete, import.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Auth, JsonBody};
+use crate::store::Collection;
+use crate::store::collections as ops;
+
+/// A collection as served: everything but the token signing secret.
+pub fn present(c: &Collection) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or_else(|_| json!({}));
+    if let Some(tok) = v.get_mut("authToken").and_then(Value::as_object_mut) {
+        tok.remove("secret");
+    }
+    v
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    auth: Auth,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let schema = st.store.schema();
+    let mut items: Vec<Value> = schema.all().iter().map(|c| present(c)).collect();
+    // A small subset of the record filter is enough here: exact name/type matches.
+    if let Some(f) = q.get("filter").filter(|f| !f.trim().is_empty()) {
+        let wanted: Vec<(String, String)> = f
+            .split("&&")
+            .filter_map(|part| {
+                let (k, v) = part.split_once('=')?;
+                Some((
+                    k.trim().to_string(),
+                    v.trim().trim_matches(|c| c == '\'' || c == '"').to_string(),
+                ))
+            })
+            .collect();
+        items.retain(|c| {
+            wanted
+                .iter()
+                .all(|(k, v)| c.get(k).and_then(Value::as_str) == Some(v.as_str()))
+        });
+    }
+    let per_page = q
+        .get("perPage")
+        .and_then(|p| p.parse::<usize>().ok())
+        .filter(|p| *p > 0)
+        .unwrap_or(30)
+        .min(1000);
+    let page = q
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .filter(|p| *p > 0)
+        .unwrap_or(1);
+    let total = items.len();
+    let page_items: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    Ok(Json(json!({
+        "page": page,
+        "perPage": per_page,
+        "totalItems": total,
+        "totalPages": total.div_ceil(per_page),
+        "items": page_items,
+    })))
+}
+
+pub async fn view(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let schema = st.store.schema();
+    let c = schema.get(&name).ok_or_else(ApiError::not_found)?;
+    Ok(Json(present(c)))
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let c = st
+        .store
+        .write(move |ctx| ops::create(ctx, &body))
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to create collection."))?;
+    Ok(Json(present(&c)))
+}
+
+pub async fn update(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let c = st
+        .store
+        .write(move |ctx| ops::update(ctx, &name, &body))
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to update collection."))?;
+    Ok(Json(present(&c)))
+}
+
+pub async fn delete(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    auth.require_superuser()?;
+    st.store
+        .write(move |ctx| ops::delete(ctx, &name))
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to delete collection."))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn import(
+    State(st): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<StatusCode> {
+    auth.require_superuser()?;
+    let Some(list) = body.get("collections").and_then(Value::as_array).cloned() else {
+        return Err(ApiError::bad_request("Failed to import collections.").with_data(
+            json!({"collections": {"code": "validation_required", "message": "Cannot be blank."}}),
+        ));
+    };
+    let delete_missing = body
+        .get("deleteMissing")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    st.store
+        .write(move |ctx| ops::import(ctx, &list, delete_missing))
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to import collections."))?;
+    Ok(StatusCode::NO_CONTENT)
+}

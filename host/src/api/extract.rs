@@ -1,0 +1,302 @@
+//! Request extractors: the caller's auth (from the `Authorization` token) and the request body
+//! as a record-shaped map, from JSON, multipart or url-encoded forms. Body-size and format
+//! failures become PocketBase error JSON (413 / 400) rather than axum's plain-text rejections.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::jwt;
+use crate::records::validate::multipart_value;
+use crate::store::{Collection, Record, Store, records};
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Guest,
+    /// An authenticated record of an auth collection (superusers included).
+    Record {
+        collection: Arc<Collection>,
+        record: Record,
+    },
+}
+
+impl Auth {
+    pub fn is_superuser(&self) -> bool {
+        matches!(self, Auth::Record { collection, .. } if collection.name == "_superusers")
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Auth::Guest => None,
+            Auth::Record { record, .. } => record.get("id").and_then(Value::as_str),
+        }
+    }
+
+    /// The auth record as filter rules see it (`@request.auth.*`), or null for guests.
+    pub fn as_json(&self) -> Value {
+        match self {
+            Auth::Guest => Value::Null,
+            Auth::Record { collection, record } => {
+                let mut r = record.clone();
+                r.insert("collectionId".into(), Value::String(collection.id.clone()));
+                r.insert(
+                    "collectionName".into(),
+                    Value::String(collection.name.clone()),
+                );
+                Value::Object(r)
+            }
+        }
+    }
+
+    /// Requires a superuser: 401 for guests, 403 for other records.
+    pub fn require_superuser(&self) -> Result<(), ApiError> {
+        match self {
+            Auth::Guest => Err(ApiError::unauthorized()),
+            a if a.is_superuser() => Ok(()),
+            _ => Err(ApiError::forbidden()),
+        }
+    }
+}
+
+/// Verified tokens, so a hot path does not reread the auth record on every request. Any
+/// committed change to an auth collection or any schema change empties it (see `lib.rs`).
+#[derive(Default)]
+pub struct AuthCache {
+    entries: Mutex<HashMap<String, (Auth, i64)>>,
+}
+
+impl AuthCache {
+    const MAX: usize = 10_000;
+
+    pub fn clear(&self) {
+        self.entries.lock().clear();
+    }
+
+    fn get(&self, token: &str, now: i64) -> Option<Auth> {
+        let map = self.entries.lock();
+        map.get(token)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(a, _)| a.clone())
+    }
+
+    fn put(&self, token: &str, auth: Auth, exp: i64) {
+        let mut map = self.entries.lock();
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(token.to_string(), (auth, exp));
+    }
+}
+
+/// Resolves a token to its auth record, verifying signature (record tokenKey + collection
+/// secret) and expiry. Any failure means "no auth".
+pub async fn authenticate(store: &Store, cache: &AuthCache, token: &str) -> Option<Auth> {
+    let now = chrono::Utc::now().timestamp();
+    if let Some(a) = cache.get(token, now) {
+        return Some(a);
+    }
+    let claims = jwt::peek(token).ok()?;
+    if claims.kind != "auth" {
+        return None;
+    }
+    let collection = store.schema().get(&claims.collection_id).cloned()?;
+    let opts = collection.auth.clone()?;
+    let id = claims.id.clone();
+    let c2 = collection.clone();
+    let record = store
+        .read(move |conn, _| records::get(conn, &c2, &id))
+        .await
+        .ok()??;
+    let token_key = record
+        .get("tokenKey")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let key = format!("{token_key}{}", opts.auth_token.secret);
+    let verified = jwt::verify(token, key.as_bytes(), now).ok()?;
+    let auth = Auth::Record { collection, record };
+    cache.put(token, auth.clone(), verified.exp);
+    Some(auth)
+}
+
+/// The raw token of a request (with or without a `Bearer ` prefix).
+pub fn token_of(parts: &Parts) -> Option<String> {
+    let raw = parts.headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let t = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .unwrap_or(raw)
+        .trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Auth, ApiError> {
+        let Some(token) = token_of(parts) else {
+            return Ok(Auth::Guest);
+        };
+        Ok(authenticate(&state.store, &state.auth_cache, &token)
+            .await
+            .unwrap_or(Auth::Guest))
+    }
+}
+
+/// A request body as a map of field → value.
+pub struct Input(pub Record);
+
+impl FromRequest<AppState> for Input {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Input, ApiError> {
+        let ctype = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if ctype.starts_with("multipart/form-data") {
+            return multipart(req, state).await.map(Input);
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        if ctype.starts_with("application/x-www-form-urlencoded") {
+            let mut form = FormValues::default();
+            for (k, v) in url::form_urlencoded::parse(&bytes) {
+                form.push(k.into_owned(), v.into_owned());
+            }
+            return Ok(Input(form.into_record()));
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Input(Map::new()));
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(m)) => Ok(Input(m)),
+            Ok(_) => Err(ApiError::bad_request(
+                "The request body must be a JSON object.",
+            )),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "Failed to load the submitted data due to invalid formatting: {e}."
+            ))),
+        }
+    }
+}
+
+/// A JSON body of any shape (for collection payloads, imports and batch requests).
+pub struct JsonBody(pub Value);
+
+impl FromRequest<AppState> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<JsonBody, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Value::Object(Map::new())));
+        }
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::bad_request(format!(
+                "Failed to load the submitted data due to invalid formatting: {e}."
+            ))
+        })
+    }
+}
+
+fn body_rejection(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request entity too large.")
+    } else {
+        ApiError::bad_request(format!("Failed to read the request body: {e}."))
+    }
+}
+
+/// Form values by key in arrival order; a repeated key becomes an array and text is typed the
+/// way PocketBase reads forms (see `validate::multipart_value`).
+#[derive(Default)]
+struct FormValues {
+    keys: Vec<String>,
+    values: HashMap<String, Vec<String>>,
+}
+
+impl FormValues {
+    fn push(&mut self, key: String, value: String) {
+        if !self.values.contains_key(&key) {
+            self.keys.push(key.clone());
+        }
+        self.values.entry(key).or_default().push(value);
+    }
+
+    fn into_record(mut self) -> Record {
+        let mut map = Map::new();
+        for k in self.keys {
+            let vals = self.values.remove(&k).unwrap_or_default();
+            map.insert(k, multipart_value(&vals));
+        }
+        map
+    }
+}
+
+async fn multipart(req: Request, state: &AppState) -> Result<Record, ApiError> {
+    let mut mp = Multipart::from_request(req, state)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("Invalid multipart body: {e}.")))?;
+    let mut form = FormValues::default();
+    let mut json_payload = Map::new();
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Request entity too large.",
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid multipart body: {e}."
+                )));
+            }
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        if field.file_name().is_some() {
+            return Err(ApiError::bad_request(format!(
+                "File uploads are not supported (field {name:?})."
+            )));
+        }
+        let text = field.text().await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request entity too large.")
+            } else {
+                ApiError::bad_request(format!("Invalid multipart body: {e}."))
+            }
+        })?;
+        if name == "@jsonPayload" {
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(obj)) => json_payload.extend(obj),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "Invalid @jsonPayload: it must be a JSON object.",
+                    ));
+                }
+            }
+            continue;
+        }
+        form.push(name, text);
+    }
+    let mut map = form.into_record();
+    map.extend(json_payload);
+    Ok(map)
+}

@@ -1,0 +1,87 @@
+//! The HTTP API: PocketBase's routes on axum. Handlers translate HTTP to store calls and back;
+//! this module knows nothing of wasmtime or NATS.
+
+pub mod auth;
+pub mod collections;
+pub mod error;
+pub mod extract;
+pub mod present;
+pub mod records;
+pub mod rules;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use serde_json::json;
+
+use crate::store::Store;
+use error::ApiError;
+use extract::AuthCache;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub auth_cache: Arc<AuthCache>,
+}
+
+/// Builds the router with a request body limit of `body_limit` bytes.
+pub fn router(state: AppState, body_limit: usize) -> Router {
+    Router::new()
+        .route("/api/health", get(health).head(health))
+        .route(
+            "/api/collections",
+            get(collections::list).post(collections::create),
+        )
+        .route("/api/collections/import", put(collections::import))
+        .route(
+            "/api/collections/{collection}",
+            get(collections::view)
+                .patch(collections::update)
+                .delete(collections::delete),
+        )
+        .route(
+            "/api/collections/{collection}/records",
+            get(records::list).post(records::create),
+        )
+        .route(
+            "/api/collections/{collection}/records/{id}",
+            get(records::view)
+                .patch(records::update)
+                .delete(records::delete),
+        )
+        .route(
+            "/api/collections/{collection}/auth-with-password",
+            post(auth::with_password),
+        )
+        .route(
+            "/api/collections/{collection}/auth-refresh",
+            post(auth::refresh),
+        )
+        .route(
+            "/api/collections/{collection}/auth-methods",
+            get(auth::methods),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(json!({"message": "API is healthy.", "code": 200, "data": {}}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "The requested resource wasn't found.",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")
+}

@@ -1,0 +1,457 @@
+//! The records API: `/api/collections/{c}/records[/{id}]` — list, view, create, update, delete.
+//! Each handler resolves the collection, checks the API rule, and hands one job to the store;
+//! a create/update/delete is a single writer job, so a failure leaves nothing half-written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Auth, Input};
+use super::present::{self, FieldsPicker};
+use super::rules::{allowed, request_info, rule_condition};
+use crate::auth::password;
+use crate::filter;
+use crate::records::validate::{self, Access};
+use crate::store::records::{self, ListQuery};
+use crate::store::{Collection, Record, Schema, StoreError, expand};
+
+/// Longest filter accepted, as PocketBase.
+pub const MAX_FILTER_LEN: usize = 3500;
+const DEFAULT_PER_PAGE: i64 = 30;
+const MAX_PER_PAGE: i64 = 1000;
+
+pub fn collection(schema: &Schema, name: &str) -> ApiResult<Arc<Collection>> {
+    schema
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Missing collection context."))
+}
+
+fn truthy(v: Option<&String>) -> bool {
+    matches!(
+        v.map(String::as_str),
+        Some("1" | "true" | "t" | "TRUE" | "True")
+    )
+}
+
+/// Expanded relations whose collection has a `None` view rule are hidden from everyone but
+/// superusers; expression rules are checked per record by `check_expanded`.
+fn expand_visibility(auth: &Auth) -> impl Fn(&Collection, &Record) -> bool {
+    let superuser = auth.is_superuser();
+    move |c: &Collection, _: &Record| superuser || c.view_rule.is_some()
+}
+
+/// Removes expanded records whose view rule (an expression) the caller does not satisfy.
+fn check_expanded(
+    conn: &crate::store::ReadConn,
+    schema: &Schema,
+    request: &Value,
+    auth: &Auth,
+    v: &mut Value,
+) -> Result<(), StoreError> {
+    if auth.is_superuser() {
+        return Ok(());
+    }
+    let Some(Value::Object(exp)) = v.get_mut("expand") else {
+        return Ok(());
+    };
+    for (_, item) in exp.iter_mut() {
+        let was_array = item.is_array();
+        let mut list: Vec<Value> = match item.take() {
+            Value::Array(a) => a,
+            other => vec![other],
+        };
+        let mut kept = Vec::new();
+        for mut rec in list.drain(..) {
+            let cid = rec
+                .get("collectionId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let id = rec
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let Some(c) = schema.get(&cid) else { continue };
+            let ok = match &c.view_rule {
+                None => false,
+                Some(r) if r.trim().is_empty() => true,
+                Some(r) => match rule_condition(schema, c, r, request)? {
+                    None => true,
+                    Some((sql, params)) => records::matches(conn, c, &id, &sql, &params)?,
+                },
+            };
+            if ok {
+                check_expanded(conn, schema, request, auth, &mut rec)?;
+                kept.push(rec);
+            }
+        }
+        *item = if was_array {
+            Value::Array(kept)
+        } else {
+            kept.pop().unwrap_or(Value::Null)
+        };
+    }
+    exp.retain(|_, v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
+    Ok(())
+}
+
+/// Shows records to the caller: expand, visibility, then the fields picker.
+fn show(
+    conn: &crate::store::ReadConn,
+    schema: &Schema,
+    c: &Collection,
+    mut recs: Vec<Record>,
+    auth: &Auth,
+    request: &Value,
+    q: &HashMap<String, String>,
+) -> Result<Vec<Value>, StoreError> {
+    if let Some(paths) = q.get("expand").filter(|e| !e.trim().is_empty()) {
+        let vis = expand_visibility(auth);
+        expand::expand(conn, schema, c, &mut recs, paths, &vis)?;
+    }
+    let picker = q.get("fields").and_then(|f| FieldsPicker::parse(f));
+    let mut out = Vec::with_capacity(recs.len());
+    for r in recs {
+        let mut v = present::record(schema, c, r, auth);
+        check_expanded(conn, schema, request, auth, &mut v)?;
+        if let Some(p) = &picker {
+            v = p.apply(v);
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    auth: Auth,
+    method: Method,
+    headers: HeaderMap,
+    Path(coll): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let schema = st.store.schema();
+    let c = collection(&schema, &coll)?;
+    let rule = allowed(&auth, &c.list_rule)?.map(String::from);
+    let filter_src = q.get("filter").cloned().unwrap_or_default();
+    if filter_src.len() > MAX_FILTER_LEN {
+        return Err(ApiError::bad_request(format!(
+            "The filter is too long (max {MAX_FILTER_LEN} characters)."
+        )));
+    }
+    let page = q
+        .get("page")
+        .and_then(|p| p.parse::<i64>().ok())
+        .filter(|p| *p > 0)
+        .unwrap_or(1);
+    let per_page = match q.get("perPage").and_then(|p| p.parse::<i64>().ok()) {
+        Some(n) if n > 0 => n.min(MAX_PER_PAGE),
+        _ => DEFAULT_PER_PAGE,
+    };
+    let skip_total = truthy(q.get("skipTotal"));
+    let request = request_info(&auth, &method, &q, &headers, None);
+    let result = st
+        .store
+        .read(move |conn, schema| {
+            let fq = filter::Query {
+                lookup: schema,
+                collection: &c,
+                request: Some(&request),
+                allow_request_refs: auth.is_superuser(),
+                allow_hidden: auth.is_superuser(),
+                now: chrono::Utc::now(),
+            };
+            let (mut where_sql, mut params) = filter::filter_sql(&filter_src, &fq)?;
+            if let Some(rule) = &rule {
+                if let Some((rsql, rparams)) = rule_condition(schema, &c, rule, &request)? {
+                    where_sql = format!("({where_sql}) AND ({rsql})");
+                    params.extend(rparams);
+                }
+            }
+            let sort = q.get("sort").map(String::as_str).unwrap_or("");
+            let order_sql = if sort.trim().is_empty() {
+                format!("{}.rowid ASC", c.table())
+            } else {
+                filter::sort_sql(sort, &fq)?
+            };
+            let lq = ListQuery {
+                where_sql,
+                params,
+                order_sql,
+                limit: per_page,
+                offset: (page - 1).saturating_mul(per_page),
+                count: !skip_total,
+            };
+            let (items, total) = records::list(conn, &c, &lq)?;
+            let items = show(conn, schema, &c, items, &auth, &request, &q)?;
+            Ok((items, total))
+        })
+        .await
+        .map_err(|e| {
+            ApiError::from_store(e, "Something went wrong while processing your request.")
+        })?;
+    let (items, total) = result;
+    let (total_items, total_pages) = match total {
+        Some(t) => (t, (t + per_page - 1) / per_page),
+        None => (-1, -1),
+    };
+    Ok(Json(json!({
+        "page": page,
+        "perPage": per_page,
+        "totalItems": total_items,
+        "totalPages": total_pages,
+        "items": items,
+    })))
+}
+
+pub async fn view(
+    State(st): State<AppState>,
+    auth: Auth,
+    method: Method,
+    headers: HeaderMap,
+    Path((coll, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let schema = st.store.schema();
+    let c = collection(&schema, &coll)?;
+    let rule = allowed(&auth, &c.view_rule)?.map(String::from);
+    let request = request_info(&auth, &method, &q, &headers, None);
+    let v = st
+        .store
+        .read(move |conn, schema| {
+            if let Some(rule) = &rule {
+                if let Some((sql, params)) = rule_condition(schema, &c, rule, &request)? {
+                    if !records::matches(conn, &c, &id, &sql, &params)? {
+                        return Err(StoreError::NotFound);
+                    }
+                }
+            }
+            let rec = records::get(conn, &c, &id)?.ok_or(StoreError::NotFound)?;
+            let mut shown = show(conn, schema, &c, vec![rec], &auth, &request, &q)?;
+            shown.pop().ok_or(StoreError::NotFound)
+        })
+        .await
+        .map_err(|e| {
+            ApiError::from_store(e, "Something went wrong while processing your request.")
+        })?;
+    Ok(Json(v))
+}
+
+/// Hashes a new password off the async runtime and off the writer thread.
+async fn hash_password(c: &Collection, input: &Record) -> ApiResult<Option<String>> {
+    if !c.is_auth() {
+        return Ok(None);
+    }
+    let Some(Value::String(pw)) = input.get("password") else {
+        return Ok(None);
+    };
+    if pw.is_empty() {
+        return Ok(None);
+    }
+    let pw = pw.clone();
+    tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map(Some)
+        .map_err(|e| ApiError::from_store(StoreError::Internal(e.to_string()), ""))
+}
+
+/// Superusers manage auth records freely; everyone else is a regular writer (cannot set
+/// `verified`, cannot change `email` directly, needs `oldPassword` to change a password).
+fn access_of(auth: &Auth) -> Access {
+    if auth.is_superuser() {
+        Access::Manager
+    } else {
+        Access::Regular
+    }
+}
+
+/// Verifies a regular caller's `oldPassword` before a password change, off the writer thread.
+async fn check_old_password(
+    st: &AppState,
+    c: &Arc<Collection>,
+    id: &str,
+    input: &Record,
+) -> ApiResult<()> {
+    if !c.is_auth()
+        || !input
+            .get("password")
+            .is_some_and(|p| p.as_str().is_some_and(|s| !s.is_empty()))
+    {
+        return Ok(());
+    }
+    let old = input
+        .get("oldPassword")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let (c2, id2) = (c.clone(), id.to_string());
+    let current = st
+        .store
+        .read(move |conn, _| records::get(conn, &c2, &id2))
+        .await?;
+    let Some(current) = current else {
+        return Ok(());
+    };
+    let hash = current
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let ok = tokio::task::spawn_blocking(move || password::verify(&old, &hash))
+        .await
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("Failed to update record.")
+            .with_data(serde_json::to_value(validate::invalid_old_password()).unwrap_or_default()))
+    }
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    auth: Auth,
+    method: Method,
+    headers: HeaderMap,
+    Path(coll): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    Input(input): Input,
+) -> ApiResult<Response> {
+    let schema = st.store.schema();
+    let c = collection(&schema, &coll)?;
+    let rule = allowed(&auth, &c.create_rule)?.map(String::from);
+    let access = access_of(&auth);
+    let hash = hash_password(&c, &input).await?;
+    let request = request_info(&auth, &method, &q, &headers, Some(&input));
+    let cname = c.id.clone();
+    let rec = st
+        .store
+        .write(move |ctx| {
+            let rec = records::create(ctx, &cname, &input, hash, access)?;
+            if let Some(rule) = &rule {
+                let c = ctx
+                    .schema
+                    .get(&cname)
+                    .cloned()
+                    .ok_or(StoreError::NotFound)?;
+                if let Some((sql, params)) = rule_condition(&ctx.schema, &c, rule, &request)? {
+                    let id = rec.get("id").and_then(Value::as_str).unwrap_or_default();
+                    if !records::matches(ctx.conn, &c, id, &sql, &params)? {
+                        return Err(StoreError::BadRequest("Failed to create record.".into()));
+                    }
+                }
+            }
+            Ok(rec)
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to create record."))?;
+    respond_record(&st, c, rec, auth, method, headers, q).await
+}
+
+pub async fn update(
+    State(st): State<AppState>,
+    auth: Auth,
+    method: Method,
+    headers: HeaderMap,
+    Path((coll, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    Input(input): Input,
+) -> ApiResult<Response> {
+    let schema = st.store.schema();
+    let c = collection(&schema, &coll)?;
+    let rule = allowed(&auth, &c.update_rule)?.map(String::from);
+    let access = access_of(&auth);
+    if access == Access::Regular {
+        check_old_password(&st, &c, &id, &input).await?;
+    }
+    let hash = hash_password(&c, &input).await?;
+    let request = request_info(&auth, &method, &q, &headers, Some(&input));
+    let cid = c.id.clone();
+    let rec = st
+        .store
+        .write(move |ctx| {
+            if let Some(rule) = &rule {
+                let c = ctx.schema.get(&cid).cloned().ok_or(StoreError::NotFound)?;
+                if let Some((sql, params)) = rule_condition(&ctx.schema, &c, rule, &request)? {
+                    if !records::matches(ctx.conn, &c, &id, &sql, &params)? {
+                        return Err(StoreError::NotFound);
+                    }
+                }
+            }
+            records::update(ctx, &cid, &id, &input, hash, access)
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to update record."))?;
+    respond_record(&st, c, rec, auth, method, headers, q).await
+}
+
+pub async fn delete(
+    State(st): State<AppState>,
+    auth: Auth,
+    method: Method,
+    headers: HeaderMap,
+    Path((coll, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<StatusCode> {
+    let schema = st.store.schema();
+    let c = collection(&schema, &coll)?;
+    let rule = allowed(&auth, &c.delete_rule)?.map(String::from);
+    let request = request_info(&auth, &method, &q, &headers, None);
+    let cid = c.id.clone();
+    st.store
+        .write(move |ctx| {
+            if let Some(rule) = &rule {
+                let c = ctx.schema.get(&cid).cloned().ok_or(StoreError::NotFound)?;
+                if let Some((sql, params)) = rule_condition(&ctx.schema, &c, rule, &request)? {
+                    if !records::matches(ctx.conn, &c, &id, &sql, &params)? {
+                        return Err(StoreError::NotFound);
+                    }
+                }
+            }
+            records::delete(ctx, &cid, &id)
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to delete record."))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Answers a create/update with the stored record as the caller may see it (expanding on a
+/// reader when asked; otherwise straight from the written values).
+async fn respond_record(
+    st: &AppState,
+    c: Arc<Collection>,
+    rec: Record,
+    auth: Auth,
+    method: Method,
+    headers: HeaderMap,
+    q: HashMap<String, String>,
+) -> ApiResult<Response> {
+    let needs_reader = q.get("expand").is_some_and(|e| !e.trim().is_empty());
+    if !needs_reader {
+        let schema = st.store.schema();
+        let mut v = present::record(&schema, &c, rec, &auth);
+        if let Some(p) = q.get("fields").and_then(|f| FieldsPicker::parse(f)) {
+            v = p.apply(v);
+        }
+        return Ok(Json(v).into_response());
+    }
+    let request = request_info(&auth, &method, &q, &headers, None);
+    let v = st
+        .store
+        .read(move |conn, schema| {
+            let mut shown = show(conn, schema, &c, vec![rec], &auth, &request, &q)?;
+            shown.pop().ok_or(StoreError::NotFound)
+        })
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Json(v).into_response())
+}

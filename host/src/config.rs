@@ -1,0 +1,119 @@
+//! Command-line flags (clap derive, each with a `SYNCBASE_*` env var) and the validated
+//! `Config` the server runs with. Raw flags are parsed once, here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::StoreOptions;
+
+/// Syncbase: PocketBase's API over SQLite, built to replicate across nodes.
+#[derive(Debug, Parser)]
+#[command(name = "syncbase", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage superusers (works on the data directory directly; the server may be stopped).
+    Superuser {
+        #[command(subcommand)]
+        action: SuperuserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuperuserCommand {
+    /// Create a superuser, or set the password of an existing one.
+    Upsert {
+        /// The superuser's email address.
+        email: String,
+        /// The password (at least 8 characters).
+        password: String,
+        /// Data directory holding the SQLite database.
+        #[arg(long, env = "SYNCBASE_DIR", default_value = "./sb_data")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to serve HTTP on (port 0 picks a free port).
+    #[arg(long, env = "SYNCBASE_HTTP", default_value = "127.0.0.1:8090")]
+    pub http: String,
+    /// Data directory holding the SQLite database (created if missing).
+    #[arg(long, env = "SYNCBASE_DIR", default_value = "./sb_data")]
+    pub dir: PathBuf,
+    /// Largest accepted request body, in bytes; larger requests get 413.
+    #[arg(long, env = "SYNCBASE_BODY_LIMIT", default_value_t = 32 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// Number of SQLite reader connections.
+    #[arg(long, env = "SYNCBASE_READERS", default_value_t = 4)]
+    pub readers: usize,
+    /// Capacity of the writer's job queue (requests waiting to write).
+    #[arg(long, env = "SYNCBASE_WRITE_QUEUE", default_value_t = 1024)]
+    pub write_queue: usize,
+    /// Seconds that in-flight requests get to finish on shutdown.
+    #[arg(long, env = "SYNCBASE_SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
+}
+
+/// The validated configuration of a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: SocketAddr,
+    pub dir: PathBuf,
+    pub body_limit: usize,
+    pub store: StoreOptions,
+    pub shutdown_grace: std::time::Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--http {0:?} is not a socket address like 127.0.0.1:8090")]
+    BadAddress(String),
+    #[error("--{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+impl Config {
+    pub fn from_args(a: &ServeArgs) -> Result<Config, ConfigError> {
+        let http = a
+            .http
+            .parse()
+            .map_err(|_| ConfigError::BadAddress(a.http.clone()))?;
+        if a.readers == 0 {
+            return Err(ConfigError::Zero("readers"));
+        }
+        if a.write_queue == 0 {
+            return Err(ConfigError::Zero("write-queue"));
+        }
+        Ok(Config {
+            http,
+            dir: a.dir.clone(),
+            body_limit: a.body_limit,
+            store: StoreOptions {
+                readers: a.readers,
+                write_queue: a.write_queue,
+                ..StoreOptions::default()
+            },
+            shutdown_grace: std::time::Duration::from_secs(a.shutdown_grace),
+        })
+    }
+
+    /// A config for tests and embedding: the given directory, a free port on loopback.
+    pub fn for_dir(dir: impl Into<PathBuf>) -> Config {
+        Config {
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir: dir.into(),
+            body_limit: 32 * 1024 * 1024,
+            store: StoreOptions::default(),
+            shutdown_grace: std::time::Duration::from_secs(10),
+        }
+    }
+}

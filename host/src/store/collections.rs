@@ -1,0 +1,464 @@
+//! Collection writes (create, update, delete, import) as writer jobs: validation with
+//! PocketBase's error codes, normalization of the submitted JSON, DDL, and the `_collections`
+//! row, all in the job's savepoint so a failure leaves the schema untouched.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::schema::*;
+use super::system::{self, Schema};
+use super::{StoreError, WriteCtx, ddl};
+use crate::filter;
+
+fn invalid(message: &str, data: Value) -> StoreError {
+    StoreError::Invalid {
+        message: message.to_string(),
+        data,
+    }
+}
+
+fn err(code: &str, message: &str) -> Value {
+    json!({"code": code, "message": message})
+}
+
+/// Builds a collection from submitted JSON: `base` is the current collection for updates
+/// (submitted keys override it) or `None` for creates.
+pub fn from_input(
+    input: &Value,
+    base: Option<&Collection>,
+    action: &str,
+) -> Result<Collection, StoreError> {
+    let bad_format = || {
+        invalid(
+            "Failed to load the submitted data due to invalid formatting.",
+            json!({}),
+        )
+    };
+    let Value::Object(input) = input else {
+        return Err(bad_format());
+    };
+    let mut merged: Map<String, Value> = match base {
+        Some(c) => match serde_json::to_value(c) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        },
+        None => Map::new(),
+    };
+    for (k, v) in input {
+        if k == "id" && base.is_some() {
+            continue;
+        }
+        merged.insert(k.clone(), v.clone());
+    }
+    let kind = merged
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("base")
+        .to_string();
+    merged.entry("type").or_insert(json!("base"));
+    merged.entry("fields").or_insert(json!([]));
+    for rule in [
+        "listRule",
+        "viewRule",
+        "createRule",
+        "updateRule",
+        "deleteRule",
+    ] {
+        merged.entry(rule).or_insert(Value::Null);
+    }
+    if kind == "auth" {
+        let defaults = serde_json::to_value(AuthOptions::default()).unwrap_or(json!({}));
+        if let Value::Object(d) = defaults {
+            for (k, v) in d {
+                match (merged.get_mut(&k), v) {
+                    (Some(Value::Object(cur)), Value::Object(def)) => {
+                        for (dk, dv) in def {
+                            cur.entry(dk).or_insert(dv);
+                        }
+                    }
+                    (None, v) => {
+                        merged.insert(k, v);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // The token secret is never accepted from clients on update; keep the stored one.
+        if let (Some(b), Some(Value::Object(tok))) = (
+            base.and_then(|b| b.auth.as_ref()),
+            merged.get_mut("authToken"),
+        ) {
+            tok.insert("secret".into(), json!(b.auth_token.secret));
+        }
+    }
+    let mut c: Collection = serde_json::from_value(Value::Object(merged)).map_err(|e| {
+        tracing::debug!(error = %e, action, "collection payload rejected");
+        bad_format()
+    })?;
+    if c.kind != CollectionType::Auth {
+        c.auth = None;
+    }
+    Ok(c)
+}
+
+/// Fills ids, system fields and timestamps, then validates `c` against `schema`.
+fn normalize_and_validate(
+    schema: &Schema,
+    old: Option<&Collection>,
+    c: &mut Collection,
+    now: &str,
+) -> Result<(), StoreError> {
+    let action = if old.is_some() {
+        "Failed to update collection."
+    } else {
+        "Failed to create collection."
+    };
+    let mut errors = Map::new();
+    if c.id.is_empty() {
+        c.id = new_collection_id();
+    }
+    c.name = c.name.trim().to_string();
+    if c.name.is_empty() {
+        errors.insert(
+            "name".into(),
+            err("validation_required", "Cannot be blank."),
+        );
+    } else if !is_valid_name(&c.name) {
+        errors.insert(
+            "name".into(),
+            err("validation_match_invalid", "Must be in a valid format."),
+        );
+    } else if let Some(other) = schema.get(&c.name) {
+        if other.id != c.id {
+            errors.insert(
+                "name".into(),
+                err(
+                    "validation_collection_name_exists",
+                    "Collection name must be unique (case insensitive).",
+                ),
+            );
+        }
+    }
+    if let Some(old) = old {
+        if old.kind != c.kind {
+            errors.insert(
+                "type".into(),
+                err(
+                    "validation_collection_type_change",
+                    "Collection type cannot be changed.",
+                ),
+            );
+        }
+        if old.system && old.name != c.name {
+            errors.insert(
+                "name".into(),
+                err(
+                    "validation_collection_system_name_change",
+                    "System collection name cannot be changed.",
+                ),
+            );
+        }
+        c.system = old.system;
+        c.created = old.created.clone();
+    } else {
+        c.system = false;
+        c.created = now.to_string();
+    }
+    c.updated = now.to_string();
+    complete_fields(c, old);
+    let mut field_errors = Map::new();
+    let old_fields: HashMap<&str, &Field> = old
+        .map(|o| o.fields.iter().map(|f| (f.id.as_str(), f)).collect())
+        .unwrap_or_default();
+    let mut names = HashSet::new();
+    for (i, f) in c.fields.iter().enumerate() {
+        let key = i.to_string();
+        if !is_valid_name(&f.name) || !names.insert(f.name.to_lowercase()) {
+            field_errors.insert(
+                key.clone(),
+                json!({"name": {"code": "validation_duplicated_field_name",
+                    "message": format!("Duplicated or invalid field name {}.", f.name),
+                    "params": {"fieldName": f.name}}}),
+            );
+            continue;
+        }
+        if let Some(o) = old_fields.get(f.id.as_str()) {
+            if o.kind.type_name() != f.kind.type_name() {
+                field_errors.insert(
+                    key,
+                    err(
+                        "validation_field_type_change",
+                        "Field type cannot be changed.",
+                    ),
+                );
+                continue;
+            }
+        }
+        match &f.kind {
+            FieldKind::Relation(r) => {
+                let exists = schema.get(&r.collection_id).is_some() || r.collection_id == c.id;
+                if !exists {
+                    field_errors.insert(
+                        key,
+                        json!({"collectionId": {"code": "validation_field_relation_missing_collection",
+                            "message": "The relation collection doesn't exist."}}),
+                    );
+                }
+            }
+            FieldKind::Select(s) if s.values.is_empty() => {
+                field_errors.insert(key, json!({"values": {"code": "validation_required", "message": "Cannot be blank."}}));
+            }
+            FieldKind::Password(_) if !c.is_auth() => {
+                field_errors.insert(
+                    key,
+                    err(
+                        "validation_field_password_auth_only",
+                        "Password fields are allowed only in auth collections.",
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+    if !field_errors.is_empty() {
+        errors.insert("fields".into(), Value::Object(field_errors));
+    }
+    let mut index_errors = Map::new();
+    for (i, sql) in c.indexes.iter().enumerate() {
+        let ok = ddl::parse_index(sql)
+            .is_some_and(|info| info.columns.iter().all(|col| c.field(col).is_some()));
+        if !ok {
+            index_errors.insert(
+                i.to_string(),
+                err(
+                    "validation_invalid_index_expression",
+                    "Invalid CREATE INDEX expression.",
+                ),
+            );
+        }
+    }
+    if !index_errors.is_empty() {
+        errors.insert("indexes".into(), Value::Object(index_errors));
+    }
+    if errors.is_empty() {
+        validate_rules(schema, c, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(action, Value::Object(errors)))
+    }
+}
+
+/// Gives every field an id, keeps the `id` field first and an auth collection's system fields.
+fn complete_fields(c: &mut Collection, old: Option<&Collection>) {
+    let mut used: HashSet<String> = HashSet::new();
+    for f in c.fields.iter_mut() {
+        if f.id.is_empty() {
+            // A field submitted without id keeps the id of an existing field with its name.
+            f.id = old
+                .and_then(|o| o.field(&f.name))
+                .filter(|o| o.kind.type_name() == f.kind.type_name())
+                .map(|o| o.id.clone())
+                .unwrap_or_else(|| f.default_id());
+        }
+        while !used.insert(f.id.clone()) {
+            f.id = format!(
+                "{}{}",
+                f.kind.type_name(),
+                crc32(random_string(8, ALNUM).as_bytes())
+            );
+        }
+    }
+    let mut required = vec![Field::primary_id()];
+    if c.is_auth() {
+        required = system::auth_system_fields();
+    }
+    for (pos, sys) in required.into_iter().enumerate() {
+        match c.fields.iter().position(|f| f.name == sys.name) {
+            Some(i) => {
+                let f = &mut c.fields[i];
+                f.system = true;
+                if sys.name == "id" {
+                    // The primary key's shape is fixed; only its options may be tuned.
+                    if let (FieldKind::Text(o), FieldKind::Text(s)) = (&mut f.kind, &sys.kind) {
+                        o.primary_key = true;
+                        if o.pattern.is_empty() {
+                            o.pattern = s.pattern.clone();
+                        }
+                    }
+                    f.required = true;
+                    f.id = sys.id.clone();
+                }
+            }
+            None => c.fields.insert(pos.min(c.fields.len()), sys),
+        }
+    }
+    if c.is_auth() {
+        for idx in system::auth_indexes(&c.id, &c.name) {
+            let name = ddl::parse_index(&idx).map(|i| i.name);
+            let present = c
+                .indexes
+                .iter()
+                .any(|s| ddl::parse_index(s).map(|i| i.name) == name);
+            if !present {
+                c.indexes.push(idx);
+            }
+        }
+    }
+}
+
+fn validate_rules(schema: &Schema, c: &Collection, errors: &mut Map<String, Value>) {
+    let mut lookup = schema.clone();
+    lookup.insert(c.clone());
+    let rules = [
+        ("listRule", &c.list_rule),
+        ("viewRule", &c.view_rule),
+        ("createRule", &c.create_rule),
+        ("updateRule", &c.update_rule),
+        ("deleteRule", &c.delete_rule),
+    ];
+    for (key, rule) in rules {
+        let Some(rule) = rule else { continue };
+        let q = filter::Query {
+            lookup: &lookup,
+            collection: c,
+            request: None,
+            allow_request_refs: true,
+            allow_hidden: true,
+            now: chrono::Utc::now(),
+        };
+        if let Err(e) = filter::filter_sql(rule, &q) {
+            errors.insert(
+                key.into(),
+                err(
+                    "validation_invalid_rule",
+                    &format!("Invalid rule. Raw error: {e}."),
+                ),
+            );
+        }
+    }
+}
+
+/// Creates a collection and its table.
+pub fn create(ctx: &mut WriteCtx, input: &Value) -> Result<Arc<Collection>, StoreError> {
+    let mut c = from_input(input, None, "create")?;
+    let now = crate::records::validate::now_string();
+    normalize_and_validate(&ctx.schema, None, &mut c, &now)?;
+    ddl::create_table(ctx.conn, &c)?;
+    system::save_collection(ctx.conn, &c)?;
+    Ok(install(ctx, c))
+}
+
+/// Updates a collection, altering its table to the new field set.
+pub fn update(
+    ctx: &mut WriteCtx,
+    id_or_name: &str,
+    input: &Value,
+) -> Result<Arc<Collection>, StoreError> {
+    let old = ctx
+        .schema
+        .get(id_or_name)
+        .cloned()
+        .ok_or(StoreError::NotFound)?;
+    let mut c = from_input(input, Some(&old), "update")?;
+    let now = crate::records::validate::now_string();
+    normalize_and_validate(&ctx.schema, Some(&old), &mut c, &now)?;
+    ddl::alter_table(ctx.conn, &old, &c)?;
+    system::save_collection(ctx.conn, &c)?;
+    Ok(install(ctx, c))
+}
+
+/// Deletes a collection and its table; refused for system collections and collections that
+/// other collections' relation fields point at.
+pub fn delete(ctx: &mut WriteCtx, id_or_name: &str) -> Result<Arc<Collection>, StoreError> {
+    let c = ctx
+        .schema
+        .get(id_or_name)
+        .cloned()
+        .ok_or(StoreError::NotFound)?;
+    if c.system {
+        return Err(StoreError::BadRequest(
+            "Failed to delete collection.".into(),
+        ));
+    }
+    let refs: Vec<String> = ctx
+        .schema
+        .referencing(&c.id)
+        .into_iter()
+        .filter(|(rc, _)| rc.id != c.id)
+        .map(|(rc, _)| rc.name.clone())
+        .collect();
+    if !refs.is_empty() {
+        return Err(StoreError::BadRequest(format!(
+            "The collection is referenced by relation fields in: {}.",
+            refs.join(", ")
+        )));
+    }
+    ddl::drop_table(ctx.conn, &c)?;
+    system::delete_collection_row(ctx.conn, &c.id)?;
+    let mut s = (*ctx.schema).clone();
+    s.remove(&c.id);
+    ctx.schema = Arc::new(s);
+    Ok(c)
+}
+
+/// Imports a list of collections: each is created or updated (matched by id, then name);
+/// with `delete_missing`, non-system collections absent from the list are deleted.
+pub fn import(ctx: &mut WriteCtx, list: &[Value], delete_missing: bool) -> Result<(), StoreError> {
+    let mut seen = HashSet::new();
+    // Collections may reference each other in any order: retry those that failed while others
+    // still make progress, then report the first remaining failure.
+    let mut pending: Vec<&Value> = list.iter().collect();
+    loop {
+        let mut failed = Vec::new();
+        let mut last_err = None;
+        for item in pending.iter().copied() {
+            let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
+            let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
+            let existing = ctx.schema.get(id).or_else(|| ctx.schema.get(name)).cloned();
+            let result = match existing {
+                Some(old) => update(ctx, &old.id, item),
+                None => create(ctx, item),
+            };
+            match result {
+                Ok(c) => {
+                    seen.insert(c.id.clone());
+                }
+                Err(e) => {
+                    failed.push(item);
+                    last_err = Some(e);
+                }
+            }
+        }
+        match last_err {
+            None => break,
+            Some(e) if failed.len() == pending.len() => return Err(e),
+            Some(_) => pending = failed,
+        }
+    }
+    if delete_missing {
+        let missing: Vec<String> = ctx
+            .schema
+            .all()
+            .iter()
+            .filter(|c| !c.system && !seen.contains(&c.id))
+            .map(|c| c.id.clone())
+            .collect();
+        for id in missing {
+            delete(ctx, &id)?;
+        }
+    }
+    Ok(())
+}
+
+fn install(ctx: &mut WriteCtx, c: Collection) -> Arc<Collection> {
+    let c = Arc::new(c);
+    let mut s = (*ctx.schema).clone();
+    s.remove(&c.id);
+    s.insert_arc(c.clone());
+    ctx.schema = Arc::new(s);
+    c
+}

@@ -1,0 +1,48 @@
+//! The store's error type.
+
+use crate::filter::FilterError;
+use crate::records::validate::FieldErrors;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("{0}")]
+    BadRequest(String),
+    /// A validation failure with PocketBase's nested error data (e.g. `fields.2.name`).
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        data: serde_json::Value,
+    },
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error("sqlite: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("io: {0}")]
+    Io(String),
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// A validation error for one field.
+    pub fn field(name: &str, code: &str, message: &str) -> StoreError {
+        let mut errs = FieldErrors::new();
+        errs.insert(
+            name.to_string(),
+            crate::records::validate::FieldError {
+                code: code.to_string(),
+                message: message.to_string(),
+                params: None,
+            },
+        );
+        StoreError::Validation(errs)
+    }
+}

@@ -1,0 +1,443 @@
+//! Record rows: reading and writing a collection's table, and the record write operations that
+//! run inside writer jobs (create, update, delete with relation cascades). Every operation
+//! records its committed effect on the change feed through `WriteCtx::changes`.
+
+use std::sync::Arc;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, ErrorCode, params_from_iter};
+use serde_json::Value;
+
+use super::schema::{Collection, FieldKind, quote_ident};
+use super::values::{from_sql, param, to_sql};
+use super::{Change, Op, StoreError, WriteCtx, ddl};
+use crate::filter::SqlParam;
+use crate::records::validate::{self, Access, FieldError, FieldErrors, Prepared};
+
+/// A record: field name → value, in the collection's field order.
+pub type Record = serde_json::Map<String, Value>;
+
+/// One page of a list query, already translated to SQL.
+#[derive(Default)]
+pub struct ListQuery {
+    pub where_sql: String,
+    pub params: Vec<SqlParam>,
+    pub order_sql: String,
+    pub limit: i64,
+    pub offset: i64,
+    pub count: bool,
+}
+
+fn select_list(c: &Collection) -> String {
+    let cols: Vec<String> = c
+        .fields
+        .iter()
+        .map(|f| format!("{}.{}", c.table(), quote_ident(&f.name)))
+        .collect();
+    cols.join(", ")
+}
+
+fn row_to_record(row: &rusqlite::Row<'_>, c: &Collection) -> Result<Record, rusqlite::Error> {
+    let mut rec = Record::new();
+    for (i, f) in c.fields.iter().enumerate() {
+        rec.insert(f.name.clone(), from_sql(f, row.get_ref(i)?));
+    }
+    Ok(rec)
+}
+
+/// Reads one record by id.
+pub fn get(conn: &Connection, c: &Collection, id: &str) -> Result<Option<Record>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM {} WHERE `id` = ?1",
+        select_list(c),
+        c.table()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(row_to_record(row, c)?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads records whose ids are in `ids`, in no particular order.
+pub fn get_many(
+    conn: &Connection,
+    c: &Collection,
+    ids: &[String],
+) -> Result<Vec<Record>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!(
+            "SELECT {} FROM {} WHERE `id` IN ({marks})",
+            select_list(c),
+            c.table()
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(chunk.iter()), |r| row_to_record(r, c))?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs a list query; the total is counted only when asked.
+pub fn list(
+    conn: &Connection,
+    c: &Collection,
+    q: &ListQuery,
+) -> Result<(Vec<Record>, Option<i64>), StoreError> {
+    let where_sql = if q.where_sql.is_empty() {
+        "1=1"
+    } else {
+        &q.where_sql
+    };
+    let order = if q.order_sql.is_empty() {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", q.order_sql)
+    };
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {where_sql}{order} LIMIT {} OFFSET {}",
+        select_list(c),
+        c.table(),
+        q.limit,
+        q.offset
+    );
+    let params: Vec<SqlValue> = q.params.iter().map(param).collect();
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(params.iter()), |r| row_to_record(r, c))?;
+    let mut items = Vec::new();
+    for r in rows {
+        items.push(r?);
+    }
+    let total = if q.count {
+        let sql = format!("SELECT COUNT(*) FROM {} WHERE {where_sql}", c.table());
+        let mut stmt = conn.prepare_cached(&sql)?;
+        Some(stmt.query_row(params_from_iter(params.iter()), |r| r.get::<_, i64>(0))?)
+    } else {
+        None
+    };
+    Ok((items, total))
+}
+
+/// True when record `id` exists and satisfies the condition (a rule translated to SQL).
+pub fn matches(
+    conn: &Connection,
+    c: &Collection,
+    id: &str,
+    cond: &str,
+    params: &[SqlParam],
+) -> Result<bool, StoreError> {
+    let sql = format!(
+        "SELECT 1 FROM {} WHERE {}.`id` = ? AND ({cond}) LIMIT 1",
+        c.table(),
+        c.table()
+    );
+    let mut values = vec![SqlValue::Text(id.to_string())];
+    values.extend(params.iter().map(param));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    Ok(stmt.exists(params_from_iter(values.iter()))?)
+}
+
+fn insert_row(conn: &Connection, c: &Collection, rec: &Record) -> Result<(), StoreError> {
+    let cols: Vec<String> = c.fields.iter().map(|f| quote_ident(&f.name)).collect();
+    let marks: Vec<String> = (1..=c.fields.len()).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        c.table(),
+        cols.join(", "),
+        marks.join(", ")
+    );
+    let values: Vec<SqlValue> = c
+        .fields
+        .iter()
+        .map(|f| to_sql(f, rec.get(&f.name).unwrap_or(&Value::Null)))
+        .collect();
+    let mut stmt = conn.prepare_cached(&sql)?;
+    stmt.execute(params_from_iter(values.iter()))
+        .map_err(|e| unique_error(e, c))?;
+    Ok(())
+}
+
+fn update_row(conn: &Connection, c: &Collection, id: &str, rec: &Record) -> Result<(), StoreError> {
+    let sets: Vec<String> = c
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("{} = ?{}", quote_ident(&f.name), i + 1))
+        .collect();
+    let sql = format!(
+        "UPDATE {} SET {} WHERE `id` = ?{}",
+        c.table(),
+        sets.join(", "),
+        c.fields.len() + 1
+    );
+    let mut values: Vec<SqlValue> = c
+        .fields
+        .iter()
+        .map(|f| to_sql(f, rec.get(&f.name).unwrap_or(&Value::Null)))
+        .collect();
+    values.push(SqlValue::Text(id.to_string()));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    stmt.execute(params_from_iter(values.iter()))
+        .map_err(|e| unique_error(e, c))?;
+    Ok(())
+}
+
+/// Maps a unique-constraint failure to PocketBase's `validation_not_unique` on the field(s).
+fn unique_error(e: rusqlite::Error, c: &Collection) -> StoreError {
+    let rusqlite::Error::SqliteFailure(code, Some(msg)) = &e else {
+        return StoreError::Sql(e);
+    };
+    if code.code != ErrorCode::ConstraintViolation || !msg.contains("UNIQUE") {
+        return StoreError::Sql(e);
+    }
+    let mut fields: Vec<String> = Vec::new();
+    if let Some(rest) = msg.split("failed: ").nth(1) {
+        if let Some(index) = rest
+            .strip_prefix("index '")
+            .and_then(|r| r.strip_suffix('\''))
+        {
+            for sql in &c.indexes {
+                if let Some(info) = ddl::parse_index(sql).filter(|i| i.name == index) {
+                    fields = info.columns;
+                }
+            }
+        } else {
+            fields = rest
+                .split(", ")
+                .filter_map(|p| p.rsplit('.').next())
+                .map(String::from)
+                .collect();
+        }
+    }
+    if fields.is_empty() {
+        fields.push("id".into());
+    }
+    let mut errs = FieldErrors::new();
+    for f in fields {
+        errs.insert(
+            f,
+            FieldError {
+                code: "validation_not_unique".into(),
+                message: "Value must be unique.".into(),
+                params: None,
+            },
+        );
+    }
+    StoreError::Validation(errs)
+}
+
+/// Checks that every related id exists in its target collection.
+fn check_relations(ctx: &WriteCtx, prepared: &Prepared) -> Result<(), StoreError> {
+    let mut errs = FieldErrors::new();
+    for (field, target, ids) in &prepared.relations {
+        if ids.is_empty() {
+            continue;
+        }
+        let Some(tc) = ctx.schema.get(target) else {
+            errs.insert(field.clone(), missing_rel());
+            continue;
+        };
+        let found = get_many(ctx.conn, tc, ids)?;
+        if found.len() != ids.len() {
+            errs.insert(field.clone(), missing_rel());
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Validation(errs))
+    }
+}
+
+fn missing_rel() -> FieldError {
+    FieldError {
+        code: "validation_missing_rel_records".into(),
+        message: "Failed to find all relation records with the provided ids.".into(),
+        params: None,
+    }
+}
+
+fn collection(ctx: &WriteCtx, id_or_name: &str) -> Result<Arc<Collection>, StoreError> {
+    ctx.schema
+        .get(id_or_name)
+        .cloned()
+        .ok_or(StoreError::NotFound)
+}
+
+/// Creates a record from client input. `password_hash` is the already-hashed new password
+/// (hashing is slow and happens off the writer thread).
+pub fn create(
+    ctx: &mut WriteCtx,
+    coll: &str,
+    input: &Record,
+    password_hash: Option<String>,
+    access: Access,
+) -> Result<Record, StoreError> {
+    let c = collection(ctx, coll)?;
+    let now = validate::now_string();
+    let prepared =
+        validate::prepare_create_as(&c, input, &now, access).map_err(StoreError::Validation)?;
+    check_relations(ctx, &prepared)?;
+    let mut rec = prepared.record;
+    if let (Some(_), Some(hash)) = (&prepared.password, password_hash) {
+        rec.insert("password".into(), Value::String(hash));
+    }
+    insert_row(ctx.conn, &c, &rec)?;
+    ctx.changes.push(Change {
+        op: Op::Create,
+        collection: c,
+        record: rec.clone(),
+    });
+    Ok(rec)
+}
+
+/// Updates a record from client input, reading its current value in the same transaction so
+/// modifiers like `n+` apply atomically. A `Regular` caller's `oldPassword` must have been
+/// verified by the caller before (hashing is too slow for the writer thread).
+pub fn update(
+    ctx: &mut WriteCtx,
+    coll: &str,
+    id: &str,
+    input: &Record,
+    password_hash: Option<String>,
+    access: Access,
+) -> Result<Record, StoreError> {
+    let c = collection(ctx, coll)?;
+    let current = get(ctx.conn, &c, id)?.ok_or(StoreError::NotFound)?;
+    let now = validate::now_string();
+    let prepared = validate::prepare_update_as(&c, &current, input, &now, access)
+        .map_err(StoreError::Validation)?;
+    check_relations(ctx, &prepared)?;
+    let mut rec = prepared.record;
+    // A new password also gets a new tokenKey from validation, revoking older tokens.
+    if let (Some(_), Some(hash)) = (&prepared.password, password_hash) {
+        rec.insert("password".into(), Value::String(hash));
+    }
+    update_row(ctx.conn, &c, id, &rec)?;
+    ctx.changes.push(Change {
+        op: Op::Update,
+        collection: c,
+        record: rec.clone(),
+    });
+    Ok(rec)
+}
+
+/// Writes a record exactly as given (no validation, nothing regenerated): used for system
+/// writes such as superuser upserts.
+pub fn put_raw(ctx: &mut WriteCtx, coll: &str, rec: &Record) -> Result<(), StoreError> {
+    let c = collection(ctx, coll)?;
+    let id = rec
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let op = if get(ctx.conn, &c, &id)?.is_some() {
+        update_row(ctx.conn, &c, &id, rec)?;
+        Op::Update
+    } else {
+        insert_row(ctx.conn, &c, rec)?;
+        Op::Create
+    };
+    ctx.changes.push(Change {
+        op,
+        collection: c,
+        record: rec.clone(),
+    });
+    Ok(())
+}
+
+/// Deletes a record, then applies its relations' policies: cascade deletes, or removal of the
+/// id from referencing records (refused when that would empty a required relation).
+pub fn delete(ctx: &mut WriteCtx, coll: &str, id: &str) -> Result<Record, StoreError> {
+    let c = collection(ctx, coll)?;
+    delete_inner(ctx, &c, id, 0)
+}
+
+fn delete_inner(
+    ctx: &mut WriteCtx,
+    c: &Arc<Collection>,
+    id: &str,
+    depth: usize,
+) -> Result<Record, StoreError> {
+    if depth > 32 {
+        return Err(StoreError::BadRequest(
+            "Relation cascade is too deep.".into(),
+        ));
+    }
+    let rec = get(ctx.conn, c, id)?.ok_or(StoreError::NotFound)?;
+    ctx.conn
+        .execute(&format!("DELETE FROM {} WHERE `id` = ?1", c.table()), [id])?;
+    ctx.changes.push(Change {
+        op: Op::Delete,
+        collection: c.clone(),
+        record: rec.clone(),
+    });
+    for (rc, fields) in ctx.schema.referencing(&c.id) {
+        for f in fields {
+            let FieldKind::Relation(opts) = &f.kind else {
+                continue;
+            };
+            let col = quote_ident(&f.name);
+            let cond = if f.is_multiple() {
+                format!(
+                    "EXISTS (SELECT 1 FROM json_each({}.{col}) WHERE value = ?1)",
+                    rc.table()
+                )
+            } else {
+                format!("{}.{col} = ?1", rc.table())
+            };
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {cond}",
+                select_list(&rc),
+                rc.table()
+            );
+            let rows: Vec<Record> = {
+                let mut stmt = ctx.conn.prepare_cached(&sql)?;
+                let it = stmt.query_map([id], |r| row_to_record(r, &rc))?;
+                it.collect::<Result<_, _>>()?
+            };
+            for mut row in rows {
+                let row_id = row
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                if opts.cascade_delete {
+                    if get(ctx.conn, &rc, &row_id)?.is_some() {
+                        delete_inner(ctx, &rc, &row_id, depth + 1)?;
+                    }
+                    continue;
+                }
+                let emptied = match row.get_mut(&f.name) {
+                    Some(Value::Array(ids)) => {
+                        ids.retain(|v| v.as_str() != Some(id));
+                        ids.is_empty()
+                    }
+                    Some(v) => {
+                        *v = Value::String(String::new());
+                        true
+                    }
+                    None => true,
+                };
+                if emptied && f.required {
+                    return Err(StoreError::BadRequest(
+                        "The record cannot be deleted because it is part of a required reference in another record."
+                            .into(),
+                    ));
+                }
+                update_row(ctx.conn, &rc, &row_id, &row)?;
+                ctx.changes.push(Change {
+                    op: Op::Update,
+                    collection: rc.clone(),
+                    record: row,
+                });
+            }
+        }
+    }
+    Ok(rec)
+}

@@ -1,0 +1,296 @@
+//! System tables, connection setup and bootstrap of a fresh data directory: the `_collections`
+//! table holding every collection's JSON, `_params` for node-wide settings, and the default
+//! `_superusers` and `users` auth collections.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use super::schema::*;
+use super::{StoreError, ddl};
+use crate::filter::CollectionLookup;
+
+/// Every collection, by name and by id. Immutable: a schema change builds a new one.
+#[derive(Debug, Default, Clone)]
+pub struct Schema {
+    by_name: HashMap<String, Arc<Collection>>,
+    by_id: HashMap<String, Arc<Collection>>,
+}
+
+impl Schema {
+    pub fn from_collections(list: Vec<Collection>) -> Schema {
+        let mut s = Schema::default();
+        for c in list {
+            s.insert(c);
+        }
+        s
+    }
+
+    /// Looks a collection up by id or name (names case-insensitively, as PocketBase does).
+    pub fn get(&self, id_or_name: &str) -> Option<&Arc<Collection>> {
+        self.by_id
+            .get(id_or_name)
+            .or_else(|| self.by_name.get(&id_or_name.to_lowercase()))
+    }
+
+    pub fn insert(&mut self, c: Collection) {
+        self.insert_arc(Arc::new(c));
+    }
+
+    pub fn insert_arc(&mut self, c: Arc<Collection>) {
+        self.by_name.insert(c.name.to_lowercase(), c.clone());
+        self.by_id.insert(c.id.clone(), c);
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        if let Some(c) = self.by_id.remove(id) {
+            self.by_name.remove(&c.name.to_lowercase());
+        }
+    }
+
+    /// All collections, system ones first, then by creation time and name.
+    pub fn all(&self) -> Vec<Arc<Collection>> {
+        let mut v: Vec<_> = self.by_id.values().cloned().collect();
+        v.sort_by(|a, b| (!a.system, &a.created, &a.name).cmp(&(!b.system, &b.created, &b.name)));
+        v
+    }
+
+    /// Collections with a relation field pointing at `target_id`, with those fields.
+    pub fn referencing(&self, target_id: &str) -> Vec<(Arc<Collection>, Vec<Field>)> {
+        let mut out = Vec::new();
+        for c in self.by_id.values() {
+            let fields: Vec<Field> = c
+                .fields
+                .iter()
+                .filter(
+                    |f| matches!(&f.kind, FieldKind::Relation(o) if o.collection_id == target_id),
+                )
+                .cloned()
+                .collect();
+            if !fields.is_empty() {
+                out.push((c.clone(), fields));
+            }
+        }
+        out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        out
+    }
+}
+
+impl CollectionLookup for Schema {
+    fn collection(&self, name_or_id: &str) -> Option<&Collection> {
+        self.get(name_or_id).map(|c| c.as_ref())
+    }
+}
+
+/// Opens a connection with the pragmas every connection uses.
+pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI
+    } else {
+        OpenFlags::default()
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if !read_only {
+        conn.execute_batch("PRAGMA journal_mode = WAL;")?;
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32000;
+         PRAGMA journal_size_limit = 200000000;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+/// Creates the system tables and default collections if missing, and loads the schema.
+pub fn bootstrap(conn: &Connection) -> Result<Schema, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _collections (
+             id      TEXT PRIMARY KEY NOT NULL,
+             name    TEXT NOT NULL UNIQUE COLLATE NOCASE,
+             data    JSON NOT NULL,
+             created TEXT NOT NULL DEFAULT '',
+             updated TEXT NOT NULL DEFAULT ''
+         );
+         CREATE TABLE IF NOT EXISTS _params (
+             key   TEXT PRIMARY KEY NOT NULL,
+             value JSON
+         );",
+    )?;
+    let mut schema = load_schema(conn)?;
+    if schema.get("_superusers").is_none() {
+        let tx = conn.unchecked_transaction()?;
+        let now = crate::records::validate::now_string();
+        for c in [default_superusers(&now), default_users(&now)] {
+            ddl::create_table(&tx, &c)?;
+            save_collection(&tx, &c)?;
+        }
+        tx.commit()?;
+        schema = load_schema(conn)?;
+    }
+    Ok(schema)
+}
+
+pub fn load_schema(conn: &Connection) -> Result<Schema, StoreError> {
+    let mut stmt = conn.prepare("SELECT data FROM _collections")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut list = Vec::new();
+    for row in rows {
+        let text = row?;
+        let c: Collection = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Internal(format!("corrupt collection row: {e}")))?;
+        list.push(c);
+    }
+    Ok(Schema::from_collections(list))
+}
+
+pub fn save_collection(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
+    let data =
+        serde_json::to_string(c).map_err(|e| StoreError::Internal(format!("serialize: {e}")))?;
+    conn.execute(
+        "INSERT INTO _collections (id, name, data, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(id) DO UPDATE SET name = excluded.name, data = excluded.data,
+             updated = excluded.updated",
+        params![c.id, c.name, data, c.created, c.updated],
+    )?;
+    Ok(())
+}
+
+pub fn delete_collection_row(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM _collections WHERE id = ?1", params![id])?;
+    Ok(())
+}
+
+/// The fields every auth collection has, in PocketBase's order.
+pub fn auth_system_fields() -> Vec<Field> {
+    let mut password = Field::new(
+        "password",
+        FieldKind::Password(PasswordOptions {
+            min: 8,
+            max: 0,
+            pattern: String::new(),
+            cost: 0,
+        }),
+    );
+    password.system = true;
+    password.hidden = true;
+    password.required = true;
+    let mut token_key = Field::new(
+        "tokenKey",
+        FieldKind::Text(TextOptions {
+            min: 30,
+            max: 60,
+            pattern: String::new(),
+            autogenerate_pattern: "[a-zA-Z0-9]{50}".into(),
+            primary_key: false,
+        }),
+    );
+    token_key.system = true;
+    token_key.hidden = true;
+    token_key.required = true;
+    let mut email = Field::new("email", FieldKind::Email(DomainOptions::default()));
+    email.system = true;
+    email.required = true;
+    let mut email_visibility = Field::new("emailVisibility", FieldKind::Bool(Empty {}));
+    email_visibility.system = true;
+    let mut verified = Field::new("verified", FieldKind::Bool(Empty {}));
+    verified.system = true;
+    vec![
+        Field::primary_id(),
+        password,
+        token_key,
+        email,
+        email_visibility,
+        verified,
+    ]
+}
+
+/// The `created` / `updated` autodate pair.
+pub fn autodate_fields() -> Vec<Field> {
+    vec![
+        Field::new(
+            "created",
+            FieldKind::Autodate(AutodateOptions {
+                on_create: true,
+                on_update: false,
+            }),
+        ),
+        Field::new(
+            "updated",
+            FieldKind::Autodate(AutodateOptions {
+                on_create: true,
+                on_update: true,
+            }),
+        ),
+    ]
+}
+
+/// Indexes every auth collection needs, named after the collection id as PocketBase does.
+pub fn auth_indexes(id: &str, name: &str) -> Vec<String> {
+    vec![
+        format!("CREATE UNIQUE INDEX `idx_tokenKey_{id}` ON `{name}` (`tokenKey`)"),
+        format!("CREATE UNIQUE INDEX `idx_email_{id}` ON `{name}` (`email`) WHERE `email` != ''"),
+    ]
+}
+
+fn default_superusers(now: &str) -> Collection {
+    let id = "pbc_3142635823".to_string();
+    let mut fields = auth_system_fields();
+    fields.extend(autodate_fields());
+    Collection {
+        indexes: auth_indexes(&id, "_superusers"),
+        id,
+        name: "_superusers".into(),
+        kind: CollectionType::Auth,
+        system: true,
+        fields,
+        list_rule: None,
+        view_rule: None,
+        create_rule: None,
+        update_rule: None,
+        delete_rule: None,
+        auth: Some(AuthOptions {
+            auth_rule: Some(String::new()),
+            ..AuthOptions::default()
+        }),
+        created: now.into(),
+        updated: now.into(),
+    }
+}
+
+fn default_users(now: &str) -> Collection {
+    let id = "_pb_users_auth_".to_string();
+    let mut fields = auth_system_fields();
+    fields.push(Field::new(
+        "name",
+        FieldKind::Text(TextOptions {
+            max: 255,
+            ..TextOptions::default()
+        }),
+    ));
+    fields.extend(autodate_fields());
+    let owner = Some("id = @request.auth.id".to_string());
+    Collection {
+        indexes: auth_indexes(&id, "users"),
+        id,
+        name: "users".into(),
+        kind: CollectionType::Auth,
+        system: false,
+        fields,
+        list_rule: owner.clone(),
+        view_rule: owner.clone(),
+        create_rule: Some(String::new()),
+        update_rule: owner.clone(),
+        delete_rule: owner,
+        auth: Some(AuthOptions::default()),
+        created: now.into(),
+        updated: now.into(),
+    }
+}

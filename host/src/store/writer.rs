@@ -1,0 +1,210 @@
+//! The writer thread: the only connection that writes. Jobs queue on a bounded channel; the
+//! thread takes every job already waiting (up to `max_batch`), runs each in its own savepoint
+//! inside one transaction, commits once, then publishes the new schema and the change feed
+//! before replying, so a client that got its answer can already read what it wrote.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rusqlite::Connection;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::system::Schema;
+use super::{Change, StoreError, StoreOptions};
+
+/// What a write job sees: the connection inside its savepoint, the schema as of this job
+/// (including earlier jobs of the same batch), and the changes it records.
+pub struct WriteCtx<'a> {
+    pub conn: &'a Connection,
+    pub schema: Arc<Schema>,
+    pub changes: Vec<Change>,
+}
+
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+/// A job runs with the batch's context, or with `None` when the batch could not even begin (it
+/// then only produces its failure reply).
+type Job = Box<dyn FnOnce(Option<&mut WriteCtx>) -> (bool, Reply) + Send>;
+
+enum Msg {
+    Job(Job),
+    Close(oneshot::Sender<()>),
+}
+
+pub struct Writer {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Writer {
+    pub fn start(
+        conn: Connection,
+        schema: Arc<ArcSwap<Schema>>,
+        changes: broadcast::Sender<Arc<Vec<Change>>>,
+        opts: &StoreOptions,
+    ) -> Result<Writer, StoreError> {
+        let (tx, rx) = mpsc::channel(opts.write_queue.max(1));
+        let max_batch = opts.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, rx, schema, changes, max_batch))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(Writer { tx })
+    }
+
+    pub async fn submit<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job: Job = Box::new(move |ctx| {
+            let result = match ctx {
+                Some(ctx) => f(ctx),
+                None => Err(StoreError::Commit("could not begin a transaction".into())),
+            };
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit_err| {
+                let out = match commit_err {
+                    None => result,
+                    Some(e) => Err(result.err().unwrap_or(StoreError::Commit(e.to_string()))),
+                };
+                let _ = reply_tx.send(out);
+            });
+            (ok, reply)
+        });
+        self.tx
+            .send(Msg::Job(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        reply_rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Close(tx)).await.is_err() {
+            return Ok(());
+        }
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+}
+
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Msg>,
+    published: Arc<ArcSwap<Schema>>,
+    changes: broadcast::Sender<Arc<Vec<Change>>>,
+    max_batch: usize,
+) {
+    let mut schema = published.load_full();
+    let mut closing = None;
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = Vec::new();
+        match first {
+            Msg::Job(j) => batch.push(j),
+            Msg::Close(tx) => {
+                closing = Some(tx);
+                break;
+            }
+        }
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Close(tx)) => {
+                    closing = Some(tx);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        schema = run_batch(&conn, batch, schema, &published, &changes);
+        if closing.is_some() {
+            break;
+        }
+    }
+    // Drain nothing further: the channel is closed or a close was requested. Fold the WAL back
+    // into the database file so the directory is self-contained after shutdown.
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "final WAL checkpoint failed");
+    }
+    drop(conn);
+    if let Some(tx) = closing {
+        let _ = tx.send(());
+    }
+}
+
+fn run_batch(
+    conn: &Connection,
+    batch: Vec<Job>,
+    schema: Arc<Schema>,
+    published: &ArcSwap<Schema>,
+    feed: &broadcast::Sender<Arc<Vec<Change>>>,
+) -> Arc<Schema> {
+    let span = tracing::debug_span!("write_batch", jobs = batch.len());
+    let _guard = span.enter();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let msg = e.to_string();
+        tracing::error!(error = %msg, "could not begin a write transaction");
+        for job in batch {
+            let (_, reply) = (job)(None);
+            reply(Some(&msg));
+        }
+        return schema;
+    }
+    let start_schema = schema.clone();
+    let mut ctx = WriteCtx {
+        conn,
+        schema,
+        changes: Vec::new(),
+    };
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut committed_changes = Vec::new();
+    for job in batch {
+        let before = ctx.schema.clone();
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            tracing::error!(error = %e, "savepoint failed");
+        }
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (job)(Some(&mut ctx))));
+        let ok = match &outcome {
+            Ok((ok, _)) => *ok,
+            Err(_) => false,
+        };
+        if ok {
+            let _ = conn.execute_batch("RELEASE job");
+            committed_changes.append(&mut ctx.changes);
+        } else {
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            ctx.schema = before;
+            ctx.changes.clear();
+        }
+        match outcome {
+            Ok((_, reply)) => replies.push(reply),
+            Err(_) => tracing::error!("a write job panicked; its request fails"),
+        }
+    }
+    let commit = conn.execute_batch("COMMIT");
+    let schema = ctx.schema;
+    match commit {
+        Ok(()) => {
+            if !Arc::ptr_eq(&schema, &start_schema) {
+                published.store(schema.clone());
+            }
+            if !committed_changes.is_empty() {
+                // Nobody listening is fine: the feed is best-effort fan-out.
+                let _ = feed.send(Arc::new(committed_changes));
+            }
+            for reply in replies {
+                reply(None);
+            }
+            schema
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "commit failed; the whole batch is rolled back");
+            for reply in replies {
+                reply(Some(&msg));
+            }
+            start_schema
+        }
+    }
+}
