@@ -13,16 +13,42 @@ const DATE_RE = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 let server;
 let pb;
 
+// Request methods by URL path, so a failure can name the call that failed.
+const methods = new Map();
+
 before(async () => {
   server = await startServer();
   pb = new PocketBase(server.url);
   // Tests issue concurrent identical requests; the SDK would otherwise cancel all but the last.
   pb.autoCancellation(false);
+  pb.beforeSend = (url, options) => {
+    methods.set(url, options.method);
+    return { url, options };
+  };
 });
 
 after(async () => {
   await server?.stop();
 });
+
+/**
+ * A test whose unexpected ClientResponseError names the request, status and body, so a failure
+ * against Syncbase says exactly which call went wrong and what came back.
+ */
+function it(name, fn) {
+  return test(name, async (t) => {
+    try {
+      await fn(t);
+    } catch (err) {
+      if (!(err instanceof ClientResponseError)) throw err;
+      const method = methods.get(err.url.split('?')[0]) ?? '?';
+      const url = decodeURIComponent(err.url.replace(server.url, ''));
+      throw new Error(`${method} ${url} -> ${err.status} ${JSON.stringify(err.response)}`, {
+        cause: err,
+      });
+    }
+  });
+}
 
 /** Awaits `promise`, expects it to reject with a ClientResponseError, and returns that error. */
 async function rejects(promise, status) {
@@ -54,23 +80,23 @@ async function pool(items, limit, fn) {
 }
 
 describe('health and superuser auth', () => {
-  test('health check answers 200', async () => {
+  it('health check answers 200', async () => {
     const health = await pb.health.check();
     assert.equal(health.code, 200);
     assert.equal(health.message, 'API is healthy.');
   });
 
-  test('collections need auth: 401 without a token', async () => {
+  it('collections need auth: 401 without a token', async () => {
     await rejects(pb.collections.getList(1, 10), 401);
   });
 
-  test('a wrong password is a 400', async () => {
+  it('a wrong password is a 400', async () => {
     const anon = new PocketBase(server.url);
     await rejects(anon.collection('_superusers').authWithPassword(SUPERUSER_EMAIL, 'wrong-password'), 400);
     assert.equal(anon.authStore.isValid, false);
   });
 
-  test('authWithPassword as superuser', async () => {
+  it('authWithPassword as superuser', async () => {
     const auth = await pb.collection('_superusers').authWithPassword(SUPERUSER_EMAIL, SUPERUSER_PASSWORD);
     assert.equal(auth.record.email, SUPERUSER_EMAIL);
     assert.equal(auth.record.collectionName, '_superusers');
@@ -92,7 +118,7 @@ describe('collections and records', () => {
     assert.equal(pb.authStore.isSuperuser, true, 'superuser auth test ran first');
   });
 
-  test('create collections with every field kind the app uses', async () => {
+  it('create collections with every field kind the app uses', async () => {
     authors = await pb.collections.create({
       name: 'authors',
       type: 'base',
@@ -131,7 +157,7 @@ describe('collections and records', () => {
     assert.equal(posts.listRule, null, 'rules default to null (superusers only)');
   });
 
-  test('view a collection by name and by id', async () => {
+  it('view a collection by name and by id', async () => {
     const byName = await pb.collections.getOne('posts');
     const byId = await pb.collections.getOne(posts.id);
     assert.equal(byName.id, posts.id);
@@ -141,7 +167,7 @@ describe('collections and records', () => {
     assert.ok(list.some((c) => c.name === '_superusers'));
   });
 
-  test('create, view, update and delete a record', async () => {
+  it('create, view, update and delete a record', async () => {
     ann = await pb.collection('authors').create({ name: 'Ann' });
     assert.match(ann.id, ID_RE);
 
@@ -177,7 +203,7 @@ describe('collections and records', () => {
     await rejects(pb.collection('posts').delete(created.id), 404);
   });
 
-  test('zero values of omitted fields', async () => {
+  it('zero values of omitted fields', async () => {
     const r = await pb.collection('posts').create({ title: 'bare' });
     assert.equal(r.views, 0);
     assert.equal(r.published, false);
@@ -186,7 +212,7 @@ describe('collections and records', () => {
     await pb.collection('posts').delete(r.id);
   });
 
-  test('expand a relation', async () => {
+  it('expand a relation', async () => {
     const r = await pb.collection('posts').create({ title: 'with author', author: ann.id });
     const got = await pb.collection('posts').getOne(r.id, { expand: 'author' });
     assert.equal(got.expand.author.id, ann.id);
@@ -195,7 +221,7 @@ describe('collections and records', () => {
     await pb.collection('posts').delete(r.id);
   });
 
-  test('field modifiers: number +/-, select append/prepend/remove', async () => {
+  it('field modifiers: number +/-, select append/prepend/remove', async () => {
     const r = await pb.collection('posts').create({ title: 'mods', views: 10, tags: ['b'] });
     let u = await pb.collection('posts').update(r.id, { 'views+': 5 });
     assert.equal(u.views, 15);
@@ -210,7 +236,7 @@ describe('collections and records', () => {
     await pb.collection('posts').delete(r.id);
   });
 
-  test('client-supplied id, and a duplicate is validation_not_unique', async () => {
+  it('client-supplied id, and a duplicate is validation_not_unique', async () => {
     const id = 'abcdefghijk1234';
     const r = await pb.collection('posts').create({ id, title: 'mine' });
     assert.equal(r.id, id);
@@ -219,14 +245,14 @@ describe('collections and records', () => {
     await pb.collection('posts').delete(id);
   });
 
-  test('a client id that is not 15 chars of [a-z0-9] is a 400 on id', async () => {
+  it('a client id that is not 15 chars of [a-z0-9] is a 400 on id', async () => {
     for (const id of ['short', 'ABCDEFGHIJK1234', 'abcdefghijk123-']) {
       const err = await rejects(pb.collection('posts').create({ id, title: 'bad id' }), 400);
       assert.ok(err.response.data.id, `data.id for ${id}: ${JSON.stringify(err.response)}`);
     }
   });
 
-  test('validation errors: required and select values', async () => {
+  it('validation errors: required and select values', async () => {
     let err = await rejects(pb.collection('posts').create({ views: 3 }), 400);
     assert.equal(err.response.status, 400);
     assert.equal(err.response.data.title.code, 'validation_required');
@@ -239,7 +265,7 @@ describe('collections and records', () => {
     assert.equal(list.totalItems, 0, 'nothing written by a failed create');
   });
 
-  test('multipart body', async () => {
+  it('multipart body', async () => {
     const form = new FormData();
     form.append('title', 'from a form');
     form.append('views', '7');
@@ -254,7 +280,7 @@ describe('collections and records', () => {
     await pb.collection('posts').delete(r.id);
   });
 
-  test('filter language: multi-valued fields, :length, :lower, null, comments', async () => {
+  it('filter language: multi-valued fields, :length, :lower, null, comments', async () => {
     const made = await Promise.all([
       pb.collection('posts').create({ title: 'Filter One', views: 501, tags: ['a', 'c'] }),
       pb.collection('posts').create({ title: 'filter two', views: 502, tags: ['c'] }),
@@ -273,7 +299,7 @@ describe('collections and records', () => {
     await Promise.all(made.map((r) => pb.collection('posts').delete(r.id)));
   });
 
-  test('adding, renaming and removing fields keeps the rows', async () => {
+  it('adding, renaming and removing fields keeps the rows', async () => {
     const notes = await pb.collections.create({
       name: 'notes',
       fields: [
@@ -300,7 +326,7 @@ describe('collections and records', () => {
     await rejects(pb.collection('notes').getList(1, 10), 404);
   });
 
-  test('unknown collection and unknown record are 404', async () => {
+  it('unknown collection and unknown record are 404', async () => {
     await rejects(pb.collection('no_such_collection').getList(1, 10), 404);
     await rejects(pb.collection('no_such_collection').create({ title: 'x' }), 404);
     await rejects(pb.collections.getOne('no_such_collection'), 404);
@@ -330,7 +356,7 @@ describe('listing', () => {
     );
   });
 
-  test('filter + sort + paging totals', async () => {
+  it('filter + sort + paging totals', async () => {
     const filter = 'n >= 100 && active = true';
     const page1 = await pb.collection('items').getList(1, 20, { filter, sort: '-n' });
     // n in [100, 249] and even: 75 records.
@@ -347,7 +373,7 @@ describe('listing', () => {
     assert.equal(page4.items.at(-1).n, 100);
   });
 
-  test('filter with SDK-bound params, ||, parentheses and ~', async () => {
+  it('filter with SDK-bound params, ||, parentheses and ~', async () => {
     const list = await pb.collection('items').getList(1, 50, {
       filter: pb.filter('(label = {:a} || label = {:b}) && label ~ {:c}', {
         a: 'item 7',
@@ -359,12 +385,12 @@ describe('listing', () => {
     assert.deepEqual(list.items.map((r) => r.n), [7, 8]);
   });
 
-  test('multi-key sort', async () => {
+  it('multi-key sort', async () => {
     const list = await pb.collection('items').getList(1, 4, { filter: 'n < 4', sort: '-active,n' });
     assert.deepEqual(list.items.map((r) => r.n), [0, 2, 1, 3]);
   });
 
-  test('skipTotal gives -1 totals', async () => {
+  it('skipTotal gives -1 totals', async () => {
     const list = await pb.collection('items').getList(1, 30, { skipTotal: true, sort: 'n' });
     assert.equal(list.totalItems, -1);
     assert.equal(list.totalPages, -1);
@@ -373,7 +399,7 @@ describe('listing', () => {
     assert.equal(list.items[0].n, 0);
   });
 
-  test('perPage defaults to 30, 0 means the default and 5000 is clamped to 1000', async () => {
+  it('perPage defaults to 30, 0 means the default and 5000 is clamped to 1000', async () => {
     const def = await pb.collection('items').getList();
     assert.equal(def.perPage, 30);
     assert.equal(def.items.length, 30);
@@ -386,7 +412,7 @@ describe('listing', () => {
     assert.equal(big.items.length, N);
   });
 
-  test('getFullList walks every page', async () => {
+  it('getFullList walks every page', async () => {
     const full = await pb.collection('items').getFullList({ batch: 100, sort: 'n' });
     assert.equal(full.length, N);
     assert.deepEqual(full.map((r) => r.n), Array.from({ length: N }, (_, i) => i));
@@ -394,7 +420,7 @@ describe('listing', () => {
     assert.deepEqual(new Set(full.map((r) => r.id)), new Set(all.map((r) => r.id)));
   });
 
-  test('getFirstListItem', async () => {
+  it('getFirstListItem', async () => {
     const first = await pb.collection('items').getFirstListItem('n = 42');
     assert.equal(first.n, 42);
     assert.equal(first.label, 'item 42');
@@ -402,7 +428,7 @@ describe('listing', () => {
     await rejects(pb.collection('items').getFirstListItem('n = 12345'), 404);
   });
 
-  test('fields picks the listed keys only', async () => {
+  it('fields picks the listed keys only', async () => {
     const list = await pb.collection('items').getList(1, 5, { fields: 'id,n', sort: 'n' });
     for (const item of list.items) {
       assert.deepEqual(Object.keys(item).sort(), ['id', 'n']);
@@ -410,7 +436,7 @@ describe('listing', () => {
     assert.deepEqual(list.items.map((r) => r.n), [0, 1, 2, 3, 4]);
   });
 
-  test('a bad filter is a 400: syntax error and unknown field', async () => {
+  it('a bad filter is a 400: syntax error and unknown field', async () => {
     await rejects(pb.collection('items').getList(1, 10, { filter: 'n >' }), 400);
     await rejects(pb.collection('items').getList(1, 10, { filter: 'no_such_field = 1' }), 400);
   });

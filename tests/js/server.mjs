@@ -5,8 +5,10 @@
 //   SERVER          "syncbase" (default) or "pocketbase"
 //   SYNCBASE_BIN    path to the syncbase binary (default <repo>/target/debug/syncbase)
 //   POCKETBASE_BIN  path to the pocketbase binary (default "pocketbase" on PATH)
+//   SERVER_LOG      a file to append the server's stdout and stderr to (for diagnosing failures)
 
 import { spawn, execFile } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { access, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -77,6 +79,11 @@ export async function startServer() {
     child = spawn(bin, ['serve', '--http', `127.0.0.1:${port}`, '--dir', dataDir], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    if (process.env.SERVER_LOG) {
+      const log = createWriteStream(process.env.SERVER_LOG, { flags: 'a' });
+      child.stdout.pipe(log);
+      child.stderr.pipe(log);
+    }
     const started = await waitForStartLine(child, STARTUP_DEADLINE_MS);
     const parsed = new URL(started);
     const url = `http://127.0.0.1:${parsed.port && parsed.port !== '0' ? parsed.port : port}`;
@@ -88,7 +95,10 @@ export async function startServer() {
   }
 }
 
-/** Resolves with the URL from the `Server started at http://...` line, rejects if the process dies. */
+/**
+ * Resolves with the URL from the `Server started at http://...` line, rejects if the process
+ * dies first. Its listeners stay attached, so the pipes keep draining for the server's life.
+ */
 function waitForStartLine(child, deadlineMs) {
   return new Promise((resolve, reject) => {
     let stdout = '';
@@ -109,11 +119,13 @@ function waitForStartLine(child, deadlineMs) {
       child.off('exit', onExit);
     }
     child.on('exit', onExit);
+    // Only the start-up output is kept for the error message; later output is drained.
+    const keep = (acc, b) => (acc.length < 64 * 1024 ? acc + b : acc);
     child.stderr.on('data', (b) => {
-      stderr += b;
+      stderr = keep(stderr, b);
     });
     child.stdout.on('data', (b) => {
-      stdout += b;
+      stdout = keep(stdout, b);
       const m = /Server started at (http:\/\/[^\s/]+)/.exec(stdout);
       if (m) {
         cleanup();
