@@ -1,0 +1,96 @@
+//! Builds Syncbase plugin crates into WebAssembly components.
+//!
+//! `cargo build --target wasm32-unknown-unknown --release` produces a core
+//! module; [`componentize`] wraps it into a component of one
+//! `syncbase:plugin@0.1.0` world. [`build_plugins`] does both for one or more
+//! plugin crates. The `syncbase-plugin-build` binary (and `scripts/build-plugin`)
+//! is the command-line face of this crate; the `syncbase` CLI will reuse it.
+//!
+//! This crate only builds: it never loads or runs a component (that is the
+//! plugin runtime's job).
+
+mod cargo;
+mod componentize;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use cargo::{BuildOptions, Built, build_plugins};
+pub use componentize::{componentize, wit_package};
+
+/// The worlds of the `syncbase:plugin@0.1.0` package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum World {
+    Resolver,
+    Filter,
+    SnapshotPolicy,
+}
+
+impl World {
+    /// Every world.
+    pub const ALL: [World; 3] = [World::Resolver, World::Filter, World::SnapshotPolicy];
+
+    /// The world's name in the WIT package.
+    pub fn wit_name(self) -> &'static str {
+        match self {
+            World::Resolver => "resolver",
+            World::Filter => "filter",
+            World::SnapshotPolicy => "snapshot-policy",
+        }
+    }
+
+    /// The function that marks a module as implementing this world.
+    fn entry_point(self) -> &'static str {
+        match self {
+            World::Resolver => "resolve",
+            World::Filter => "filter",
+            World::SnapshotPolicy => "decide",
+        }
+    }
+
+    /// Parses a world name as written in WIT.
+    pub fn from_wit_name(name: &str) -> Option<World> {
+        World::ALL.into_iter().find(|w| w.wit_name() == name)
+    }
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.wit_name())
+    }
+}
+
+/// Why a plugin could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed{hint}")]
+    Cargo { command: String, hint: String },
+    #[error("cannot read cargo metadata for {dir}: {detail}")]
+    Metadata { dir: PathBuf, detail: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("not a WebAssembly module: {0}")]
+    NotWasm(String),
+    #[error("already a component: build the plugin crate, not a component")]
+    AlreadyComponent,
+    #[error(
+        "the module exports none of `resolve`, `filter`, `decide`, so it implements no \
+         syncbase:plugin world (did you invoke syncbase_guest::export_resolver! or similar?); \
+         it exports: {exports}"
+    )]
+    NoWorld { exports: String },
+    #[error("the module exports the functions of several worlds ({0}); a plugin implements one")]
+    SeveralWorlds(String),
+    #[error("the syncbase:plugin WIT package does not parse: {0}")]
+    Wit(String),
+    #[error("cannot make a component: {0}")]
+    Componentize(String),
+}

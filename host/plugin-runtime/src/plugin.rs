@@ -1,0 +1,394 @@
+//! Compiled plugins and the calls into them.
+//!
+//! A [`LoadedPlugin`] is one compiled component version with its
+//! pre-instantiated form (`InstancePre`, type-checked against its world once).
+//! A [`BoundPlugin`] is a loaded plugin plus the configuration of one binding:
+//! it owns the instances that serve that binding's calls, each configured
+//! once. Every call runs with a fresh fuel budget in a store whose memory
+//! growth is capped; a call that fails discards its instance (a trapped store
+//! is poisoned) and yields the built-in default as a typed [`Outcome`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+
+use crate::binding::Binding;
+use crate::bindings::filter::{Filter, FilterPre};
+use crate::bindings::resolver::{Resolver, ResolverPre};
+use crate::bindings::snapshot_policy::{SnapshotPolicy, SnapshotPolicyPre};
+use crate::engine::{InstanceReuse, RuntimeConfig};
+use crate::error::PluginError;
+use crate::metrics::Metrics;
+use crate::outcome::{
+    CallFailure, DecidedBy, Outcome, check_resolution, check_verdict, default_decision,
+    default_resolution, default_verdict,
+};
+use crate::registry::PluginVersion;
+use crate::types::{Change, Decision, Direction, Resolution, Stats, Verdict, Version};
+use crate::world::World;
+
+/// The data of every plugin store: only the resource limiter. Plugins get no
+/// host functions, so there is nothing else.
+pub(crate) struct HostState {
+    limiter: Limiter,
+}
+
+struct Limiter {
+    memory_cap: usize,
+    table_elements: usize,
+}
+
+/// The error a store reports when a memory tries to grow past the cap.
+#[derive(Debug, thiserror::Error)]
+#[error("memory would grow to {desired} bytes, over the {cap}-byte cap")]
+struct MemoryCapExceeded {
+    desired: usize,
+    cap: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            return Err(wasmtime::Error::new(MemoryCapExceeded {
+                desired,
+                cap: self.memory_cap,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements)
+    }
+}
+
+/// A linker with nothing in it but the (type-only) `types` interface.
+pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
+    let mut linker = Linker::new(engine);
+    linker
+        .instance("syncbase:plugin/types@0.1.0")
+        .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+    Ok(linker)
+}
+
+/// Classifies a wasmtime error from instantiating or calling a plugin.
+fn classify(error: &wasmtime::Error) -> CallFailure {
+    if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
+        return CallFailure::MemoryCap {
+            desired: cap.desired as u64,
+            cap: cap.cap as u64,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => CallFailure::OutOfFuel,
+        Some(Trap::StackOverflow) => CallFailure::StackOverflow,
+        Some(trap) => CallFailure::Trap(trap.to_string()),
+        None => CallFailure::Trap(format!("{error:#}")),
+    }
+}
+
+/// The pre-instantiated component, typed by world.
+enum Pre {
+    Resolver(ResolverPre<HostState>),
+    Filter(FilterPre<HostState>),
+    SnapshotPolicy(SnapshotPolicyPre<HostState>),
+}
+
+/// The typed exports of one live instance.
+enum Exports {
+    Resolver(Resolver),
+    Filter(Filter),
+    SnapshotPolicy(SnapshotPolicy),
+}
+
+/// Limits every call of this runtime runs under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    fuel: u64,
+    memory_cap: usize,
+    table_elements: usize,
+    reuse: InstanceReuse,
+}
+
+impl Limits {
+    pub fn from_config(config: &RuntimeConfig) -> Limits {
+        Limits {
+            fuel: config.fuel_per_call,
+            memory_cap: config.memory_cap,
+            table_elements: config.max_table_elements,
+            reuse: config.reuse,
+        }
+    }
+}
+
+/// One compiled plugin version, ready to instantiate.
+pub(crate) struct LoadedPlugin {
+    pub meta: Arc<PluginVersion>,
+    pub component: Component,
+    pre: Pre,
+    pub metrics: Metrics,
+    failure_logged: AtomicBool,
+}
+
+impl LoadedPlugin {
+    /// Type-checks `component` against `world` and pre-instantiates it.
+    pub fn new(
+        linker: &Linker<HostState>,
+        component: Component,
+        meta: Arc<PluginVersion>,
+    ) -> Result<LoadedPlugin, PluginError> {
+        let pre = pre_instantiate(linker, &component, meta.world)?;
+        Ok(LoadedPlugin {
+            meta,
+            component,
+            pre,
+            metrics: Metrics::default(),
+            failure_logged: AtomicBool::new(false),
+        })
+    }
+
+    /// Logs the first failure of this plugin version; later ones are only counted.
+    fn note_failure(&self, failure: &CallFailure) {
+        self.metrics.failure(failure);
+        if !self.failure_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                plugin = %self.meta.name,
+                version = self.meta.version,
+                sha256 = %self.meta.sha256,
+                %failure,
+                "plugin call failed; the built-in default was applied (further failures of \
+                 this version are counted, not logged)"
+            );
+        }
+    }
+}
+
+/// Type-checks a component's exports against `world`.
+pub(crate) fn type_check(
+    linker: &Linker<HostState>,
+    component: &Component,
+    world: World,
+) -> Result<(), PluginError> {
+    pre_instantiate(linker, component, world).map(|_| ())
+}
+
+/// Type-checks a component's exports against `world` and pre-instantiates it.
+fn pre_instantiate(
+    linker: &Linker<HostState>,
+    component: &Component,
+    world: World,
+) -> Result<Pre, PluginError> {
+    let wrong = |e: wasmtime::Error| {
+        PluginError::WrongWorld(format!("its exports do not match the {world} world: {e:#}"))
+    };
+    let instance_pre = linker.instantiate_pre(component).map_err(wrong)?;
+    Ok(match world {
+        World::Resolver => Pre::Resolver(ResolverPre::new(instance_pre).map_err(wrong)?),
+        World::Filter => Pre::Filter(FilterPre::new(instance_pre).map_err(wrong)?),
+        World::SnapshotPolicy => {
+            Pre::SnapshotPolicy(SnapshotPolicyPre::new(instance_pre).map_err(wrong)?)
+        }
+    })
+}
+
+/// A live, configured instance.
+struct Instance {
+    store: Store<HostState>,
+    exports: Exports,
+    calls: u64,
+}
+
+/// A loaded plugin with one binding's configuration; serves that binding's calls.
+pub(crate) struct BoundPlugin {
+    pub plugin: Arc<LoadedPlugin>,
+    pub binding: Binding,
+    limits: Limits,
+    idle: Mutex<Vec<Instance>>,
+}
+
+impl BoundPlugin {
+    /// Binds `plugin` with `binding.config`, creating and configuring a first
+    /// instance so that a configuration the plugin refuses fails the bind.
+    pub fn new(
+        plugin: Arc<LoadedPlugin>,
+        binding: Binding,
+        limits: Limits,
+    ) -> Result<BoundPlugin, PluginError> {
+        let bound = BoundPlugin {
+            plugin,
+            binding,
+            limits,
+            idle: Mutex::new(Vec::new()),
+        };
+        match bound.instantiate() {
+            Ok(instance) => bound.checkin(instance),
+            Err(CallFailure::Configure(message)) => {
+                return Err(PluginError::Config {
+                    plugin: bound.plugin.meta.name.clone(),
+                    message,
+                });
+            }
+            Err(failure) => {
+                return Err(PluginError::ConfigureFailed {
+                    plugin: bound.plugin.meta.name.clone(),
+                    failure,
+                });
+            }
+        }
+        Ok(bound)
+    }
+
+    fn instantiate(&self) -> Result<Instance, CallFailure> {
+        let engine = self.plugin.component.engine();
+        let mut store = Store::new(
+            engine,
+            HostState {
+                limiter: Limiter {
+                    memory_cap: self.limits.memory_cap,
+                    table_elements: self.limits.table_elements,
+                },
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        store
+            .set_fuel(self.limits.fuel)
+            .map_err(|e| CallFailure::Instantiate(format!("{e:#}")))?;
+        self.plugin.metrics.instantiated();
+        let instantiated = match &self.plugin.pre {
+            Pre::Resolver(pre) => pre.instantiate(&mut store).map(Exports::Resolver),
+            Pre::Filter(pre) => pre.instantiate(&mut store).map(Exports::Filter),
+            Pre::SnapshotPolicy(pre) => pre.instantiate(&mut store).map(Exports::SnapshotPolicy),
+        };
+        let exports = instantiated.map_err(|e| match classify(&e) {
+            CallFailure::Trap(_) => CallFailure::Instantiate(format!("{e:#}")),
+            other => other,
+        })?;
+        let config = self.binding.config.as_str();
+        let configured = match &exports {
+            Exports::Resolver(r) => r.call_configure(&mut store, config),
+            Exports::Filter(f) => f.call_configure(&mut store, config),
+            Exports::SnapshotPolicy(s) => s.call_configure(&mut store, config),
+        };
+        match configured {
+            Ok(Ok(())) => Ok(Instance {
+                store,
+                exports,
+                calls: 0,
+            }),
+            Ok(Err(message)) => Err(CallFailure::Configure(message)),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    fn checkout(&self) -> Result<Instance, CallFailure> {
+        if let InstanceReuse::Warm { .. } = self.limits.reuse
+            && let Some(instance) = self.idle.lock().pop()
+        {
+            return Ok(instance);
+        }
+        self.instantiate()
+    }
+
+    fn checkin(&self, instance: Instance) {
+        if let InstanceReuse::Warm {
+            max_idle,
+            max_calls,
+        } = self.limits.reuse
+            && instance.calls < max_calls
+        {
+            let mut idle = self.idle.lock();
+            if idle.len() < max_idle {
+                idle.push(instance);
+            }
+        }
+    }
+
+    /// Runs one call on an instance with a fresh fuel budget, checks the
+    /// answer, and returns the instance to the pool only on success.
+    fn call<T>(
+        &self,
+        run: impl FnOnce(&Exports, &mut Store<HostState>) -> wasmtime::Result<T>,
+        check: impl FnOnce(&T) -> Result<(), CallFailure>,
+        default: impl FnOnce() -> T,
+    ) -> Outcome<T> {
+        let _in_flight = self.plugin.metrics.start_call();
+        let result = self.checkout().and_then(|mut instance| {
+            instance
+                .store
+                .set_fuel(self.limits.fuel)
+                .map_err(|e| CallFailure::Instantiate(format!("{e:#}")))?;
+            let answer = run(&instance.exports, &mut instance.store);
+            let left = instance.store.get_fuel().unwrap_or(0);
+            self.plugin
+                .metrics
+                .call(self.limits.fuel.saturating_sub(left));
+            let value = answer.map_err(|e| classify(&e))?;
+            check(&value)?;
+            instance.calls += 1;
+            self.checkin(instance);
+            Ok(value)
+        });
+        match result {
+            Ok(value) => Outcome {
+                value,
+                decided_by: DecidedBy::Plugin(self.plugin.meta.clone()),
+            },
+            Err(failure) => {
+                self.plugin.note_failure(&failure);
+                Outcome {
+                    value: default(),
+                    decided_by: DecidedBy::Fallback {
+                        plugin: self.plugin.meta.clone(),
+                        failure,
+                    },
+                }
+            }
+        }
+    }
+
+    pub fn resolve(&self, current: &Version, incoming: &Change) -> Outcome<Resolution> {
+        self.call(
+            |exports, store| match exports {
+                Exports::Resolver(r) => r.call_resolve(store, current, incoming),
+                _ => Err(wasmtime::Error::msg("not a resolver")),
+            },
+            check_resolution,
+            || default_resolution(current, incoming),
+        )
+    }
+
+    pub fn filter(&self, direction: Direction, change: &Change) -> Outcome<Verdict> {
+        self.call(
+            |exports, store| match exports {
+                Exports::Filter(f) => f.call_filter(store, direction, change),
+                _ => Err(wasmtime::Error::msg("not a filter")),
+            },
+            |verdict| check_verdict(change, verdict),
+            default_verdict,
+        )
+    }
+
+    pub fn decide(&self, stats: Stats) -> Outcome<Decision> {
+        self.call(
+            |exports, store| match exports {
+                Exports::SnapshotPolicy(s) => s.call_decide(store, stats),
+                _ => Err(wasmtime::Error::msg("not a snapshot policy")),
+            },
+            |_| Ok(()),
+            default_decision,
+        )
+    }
+}

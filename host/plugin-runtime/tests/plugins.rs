@@ -1,0 +1,247 @@
+//! The shipped plugins, built from `plugins/` into real components, uploaded,
+//! bound and called through the runtime.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{change, plugin, record_json, runtime, version};
+use syncbase_plugin_runtime::types::{Decision, Direction, Op, Resolution, Stats, Verdict};
+use syncbase_plugin_runtime::{DecidedBy, PluginError, Target, World};
+
+fn merged(r: &Resolution) -> Value {
+    match r {
+        Resolution::Merged(text) => serde_json::from_str(text).expect("merged record is JSON"),
+        other => panic!("expected a merged record, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_shipped_plugin_uploads_as_its_world() {
+    let (_dir, rt) = runtime();
+    let expected = [
+        ("lww", World::Resolver),
+        ("field-merge", World::Resolver),
+        ("counter", World::Resolver),
+        ("redact", World::Filter),
+        ("local-only", World::Filter),
+        ("every-n", World::SnapshotPolicy),
+    ];
+    for (name, world) in expected {
+        let v = rt.upload(name, plugin(name)).expect("upload");
+        assert_eq!((v.name.as_str(), v.version, v.world), (name, 1, world));
+        assert!(
+            v.exports.contains(&"configure".to_string()),
+            "{:?}",
+            v.exports
+        );
+        // The same bytes again are the same version, not a new one.
+        assert_eq!(rt.upload(name, plugin(name)).expect("re-upload").version, 1);
+    }
+    let listed: Vec<_> = rt.list().into_iter().map(|i| i.version.name).collect();
+    assert_eq!(listed.len(), 6);
+}
+
+#[test]
+fn unbound_collections_use_the_builtin_last_writer_wins() {
+    let (_dir, rt) = runtime();
+    let current = version(Some(record_json("a", 1)), 10, "n1");
+    let later = change(Op::Update, Some(record_json("b", 1)), None, 11, "n2");
+    let out = rt.resolve("posts", &current, &later);
+    assert_eq!(out.value, Resolution::TakeIncoming);
+    assert_eq!(out.decided_by, DecidedBy::Default);
+}
+
+#[test]
+fn lww_resolves_by_hlc_then_origin() {
+    let (_dir, rt) = runtime();
+    rt.upload("lww", plugin("lww")).expect("upload");
+    rt.bind(Target::Resolver("posts".into()), "lww", None, "")
+        .expect("bind");
+    let current = version(Some(record_json("a", 1)), 10, "n2");
+    let tie_lower = change(Op::Update, Some(record_json("b", 1)), None, 10, "n1");
+    let tie_higher = change(Op::Update, Some(record_json("b", 1)), None, 10, "n3");
+    let out = rt.resolve("posts", &current, &tie_lower);
+    assert_eq!(out.value, Resolution::KeepCurrent);
+    assert!(matches!(out.decided_by, DecidedBy::Plugin(ref p) if p.name == "lww"));
+    assert_eq!(
+        rt.resolve("posts", &current, &tie_higher).value,
+        Resolution::TakeIncoming
+    );
+    let m = rt.metrics("lww", 1).expect("metrics");
+    assert_eq!((m.calls, m.failures), (2, 0));
+}
+
+#[test]
+fn field_merge_keeps_concurrent_edits_to_different_fields() {
+    let (_dir, rt) = runtime();
+    rt.upload("field-merge", plugin("field-merge"))
+        .expect("upload");
+    rt.bind(Target::Resolver("posts".into()), "field-merge", None, "")
+        .expect("bind");
+    // Base: title "t0", likes 1. n1 changed the title; n2 (older HLC) the likes.
+    let current = version(Some(record_json("t1", 1)), 20, "n1");
+    let incoming = change(
+        Op::Update,
+        Some(record_json("t0", 5)),
+        Some(json!({"likes": 1}).to_string()),
+        10,
+        "n2",
+    );
+    let out = rt.resolve("posts", &current, &incoming);
+    let record = merged(&out.value);
+    assert_eq!(
+        (record["title"].clone(), record["likes"].clone()),
+        (json!("t1"), json!(5))
+    );
+}
+
+#[test]
+fn counter_adds_concurrent_increments() {
+    let (_dir, rt) = runtime();
+    rt.upload("counter", plugin("counter")).expect("upload");
+    rt.bind(
+        Target::Resolver("posts".into()),
+        "counter",
+        None,
+        r#"{"fields":["likes"]}"#,
+    )
+    .expect("bind");
+    // Base likes 10; current added 3 (13), incoming added 4 (14).
+    let current = version(Some(record_json("t", 13)), 20, "n1");
+    let incoming = change(
+        Op::Update,
+        Some(record_json("t", 14)),
+        Some(json!({"likes": 10}).to_string()),
+        30,
+        "n2",
+    );
+    let record = merged(&rt.resolve("posts", &current, &incoming).value);
+    assert_eq!(record["likes"], json!(17));
+}
+
+#[test]
+fn redact_rewrites_outbound_changes_and_needs_a_configuration() {
+    let (_dir, rt) = runtime();
+    rt.upload("redact", plugin("redact")).expect("upload");
+    let target = Target::OutboundFilter("users".into());
+    let refused = rt.bind(target.clone(), "redact", None, "");
+    assert!(
+        matches!(refused, Err(PluginError::Config { ref message, .. }) if message.contains("fields")),
+        "{refused:?}"
+    );
+    assert!(
+        rt.bindings().slots.is_empty(),
+        "a refused bind binds nothing"
+    );
+    rt.bind(target, "redact", None, r#"{"fields":["email"]}"#)
+        .expect("bind");
+    let mut c = change(
+        Op::Update,
+        Some(json!({"name": "Ann", "email": "ann@example.com"}).to_string()),
+        Some(json!({"email": "old@example.com"}).to_string()),
+        1,
+        "n1",
+    );
+    c.collection = "users".into();
+    let out = rt.filter("users", Direction::Outbound, &c);
+    let Verdict::Replace(redacted) = out.value else {
+        panic!("expected a rewritten change, got {:?}", out.value);
+    };
+    let data: Value = serde_json::from_str(redacted.data.as_deref().unwrap_or("")).expect("json");
+    assert_eq!(data, json!({"name": "Ann"}));
+    assert_eq!(redacted.before.as_deref(), Some("{}"));
+    // Inbound has no filter bound: kept by default.
+    assert_eq!(
+        rt.filter("users", Direction::Inbound, &c).value,
+        Verdict::Keep
+    );
+}
+
+#[test]
+fn local_only_drops_listed_collections() {
+    let (_dir, rt) = runtime();
+    rt.upload("local-only", plugin("local-only"))
+        .expect("upload");
+    rt.bind(
+        Target::OutboundFilter("drafts".into()),
+        "local-only",
+        None,
+        "",
+    )
+    .expect("bind");
+    let mut c = change(Op::Create, Some("{}".into()), None, 1, "n1");
+    c.collection = "drafts".into();
+    assert!(rt.has_filter("drafts", Direction::Outbound));
+    assert_eq!(
+        rt.filter("drafts", Direction::Outbound, &c).value,
+        Verdict::Drop
+    );
+    assert_eq!(
+        rt.filter("posts", Direction::Outbound, &c).value,
+        Verdict::Keep
+    );
+}
+
+#[test]
+fn every_n_decides_snapshots_and_binds_to_the_node_only() {
+    let (_dir, rt) = runtime();
+    rt.upload("every-n", plugin("every-n")).expect("upload");
+    let wrong = rt.bind(Target::Resolver("posts".into()), "every-n", None, "");
+    assert!(
+        matches!(wrong, Err(PluginError::WorldMismatch { .. })),
+        "{wrong:?}"
+    );
+    rt.bind(
+        Target::SnapshotPolicy,
+        "every-n",
+        None,
+        r#"{"events":100,"keep":2}"#,
+    )
+    .expect("bind");
+    let stats = |events_since| Stats {
+        events_since,
+        bytes_since: 0,
+        ms_since: 0,
+        stream_seq: 1000,
+        db_bytes: 1 << 20,
+        snapshots: 1,
+    };
+    assert_eq!(
+        rt.decide(stats(99)).value,
+        Decision {
+            take: false,
+            keep: 2
+        }
+    );
+    assert_eq!(
+        rt.decide(stats(100)).value,
+        Decision {
+            take: true,
+            keep: 2
+        }
+    );
+}
+
+#[test]
+fn a_dry_run_calls_an_unbound_resolver() {
+    let (_dir, rt) = runtime();
+    rt.upload("field-merge", plugin("field-merge"))
+        .expect("upload");
+    let current = version(Some(record_json("t1", 1)), 20, "n1");
+    let incoming = change(
+        Op::Update,
+        Some(record_json("t0", 2)),
+        Some(json!({"likes": 1}).to_string()),
+        10,
+        "n2",
+    );
+    let out = rt
+        .dry_run_resolve("field-merge", None, "", &current, &incoming)
+        .expect("dry run");
+    assert_eq!(merged(&out.value)["likes"], json!(2));
+    assert!(rt.bindings().slots.is_empty());
+    assert!(matches!(
+        rt.dry_run_resolve("nope", None, "", &current, &incoming),
+        Err(PluginError::NotFound { .. })
+    ));
+}
