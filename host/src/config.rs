@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::realtime::RealtimeOptions;
 use crate::store::StoreOptions;
 
 /// Syncbase: PocketBase's API over SQLite, built to replicate across nodes.
@@ -58,6 +59,12 @@ pub struct ServeArgs {
     /// Capacity of the writer's job queue (requests waiting to write).
     #[arg(long, env = "SYNCBASE_WRITE_QUEUE", default_value_t = 1024)]
     pub write_queue: usize,
+    /// Realtime messages buffered per client before a slow client is dropped.
+    #[arg(long, env = "SYNCBASE_REALTIME_BUFFER", default_value_t = 512)]
+    pub realtime_buffer: usize,
+    /// Seconds without a message after which a realtime connection is closed (clients reconnect).
+    #[arg(long, env = "SYNCBASE_REALTIME_IDLE", default_value_t = 300)]
+    pub realtime_idle: u64,
     /// Seconds that in-flight requests get to finish on shutdown.
     #[arg(long, env = "SYNCBASE_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
@@ -71,6 +78,7 @@ pub struct Config {
     pub body_limit: usize,
     pub store: StoreOptions,
     pub shutdown_grace: std::time::Duration,
+    pub realtime: RealtimeOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +111,10 @@ impl Config {
                 ..StoreOptions::default()
             },
             shutdown_grace: std::time::Duration::from_secs(a.shutdown_grace),
+            realtime: RealtimeOptions {
+                client_buffer: a.realtime_buffer.max(1),
+                idle_timeout: std::time::Duration::from_secs(a.realtime_idle.max(1)),
+            },
         })
     }
 
@@ -114,6 +126,7 @@ impl Config {
             body_limit: 32 * 1024 * 1024,
             store: StoreOptions::default(),
             shutdown_grace: std::time::Duration::from_secs(10),
+            realtime: RealtimeOptions::default(),
         }
     }
 }

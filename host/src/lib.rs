@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod filter;
+pub mod realtime;
 pub mod records;
 pub mod shutdown;
 pub mod store;
@@ -51,9 +52,11 @@ impl Server {
                 addr: config.http,
                 source,
             })?;
+        let hub = realtime::Hub::new(config.realtime.clone());
         let state = api::AppState {
             store: store.clone(),
             auth_cache: Arc::new(Default::default()),
+            hub,
         };
         Ok(Server {
             config,
@@ -86,11 +89,15 @@ impl Server {
             store.clone(),
             state.auth_cache.clone(),
         ));
+        let hub = state.hub.clone();
+        let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
         let app = api::router(state, config.body_limit);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = config.shutdown_grace;
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
+            // Realtime streams never end by themselves: close them so draining can finish.
+            hub.drop_all();
             let _ = stop_tx.send(true);
         });
         let mut stop_rx2 = stop_rx.clone();
@@ -107,6 +114,7 @@ impl Server {
         };
         drop(stop_rx);
         invalidator.abort();
+        fanout.abort();
         store.close().await?;
         tracing::info!("store closed and checkpointed");
         result

@@ -55,6 +55,8 @@ impl ApiError {
     pub fn from_store(e: StoreError, action: &str) -> ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found(),
+            StoreError::Forbidden => ApiError::forbidden(),
+            StoreError::Batch { source, .. } => ApiError::from_store(*source, action),
             StoreError::Validation(errs) => ApiError::bad_request(action)
                 .with_data(serde_json::to_value(errs).unwrap_or_else(|_| json!({}))),
             StoreError::Invalid { message, data } => ApiError::bad_request(message).with_data(data),

@@ -2,12 +2,15 @@
 //! this module knows nothing of wasmtime or NATS.
 
 pub mod auth;
+pub mod batch;
 pub mod collections;
 pub mod error;
 pub mod extract;
 pub mod present;
+pub mod realtime;
 pub mod records;
 pub mod rules;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -17,6 +20,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use serde_json::json;
 
+use crate::realtime::Hub;
 use crate::store::Store;
 use error::ApiError;
 use extract::AuthCache;
@@ -26,6 +30,7 @@ use extract::AuthCache;
 pub struct AppState {
     pub store: Store,
     pub auth_cache: Arc<AuthCache>,
+    pub hub: Arc<Hub>,
 }
 
 /// Builds the router with a request body limit of `body_limit` bytes.
@@ -65,6 +70,13 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             "/api/collections/{collection}/auth-methods",
             get(auth::methods),
         )
+        .route(
+            "/api/realtime",
+            get(realtime::connect).post(realtime::subscribe),
+        )
+        .route("/api/batch", post(batch::batch))
+        .route("/api/settings", get(settings::get).patch(settings::update))
+        .route("/api/realtime/ws", get(realtime::websocket))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -20,7 +20,7 @@ use crate::auth::password;
 use crate::filter;
 use crate::records::validate::{self, Access};
 use crate::store::records::{self, ListQuery};
-use crate::store::{Collection, Record, Schema, StoreError, expand};
+use crate::store::{Collection, Record, Schema, StoreError, WriteCtx, expand};
 
 /// Longest filter accepted, as PocketBase.
 pub const MAX_FILTER_LEN: usize = 3500;
@@ -317,6 +317,200 @@ async fn check_old_password(
     }
 }
 
+/// What a write does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Create,
+    Update,
+    Delete,
+    /// Update when the body's id exists, create otherwise (batch `PUT`).
+    Upsert,
+}
+
+/// Whether an API rule lets the caller through.
+#[derive(Debug, Clone)]
+pub enum Gate {
+    Forbidden,
+    Open,
+    Expr(String),
+}
+
+fn gate(auth: &Auth, rule: &Option<String>) -> Gate {
+    match allowed(auth, rule) {
+        Err(_) => Gate::Forbidden,
+        Ok(None) => Gate::Open,
+        Ok(Some(r)) if r.trim().is_empty() => Gate::Open,
+        Ok(Some(r)) => Gate::Expr(r.to_string()),
+    }
+}
+
+/// A record write checked and prepared outside the writer thread (rules resolved, passwords
+/// hashed, old passwords verified): everything its writer job needs.
+pub struct WriteOp {
+    pub kind: OpKind,
+    pub collection: Arc<Collection>,
+    pub id: Option<String>,
+    pub input: Record,
+    hash: Option<String>,
+    access: Access,
+    create: Gate,
+    update: Gate,
+    delete: Gate,
+    request: Value,
+}
+
+/// Prepares a write: resolves the collection, refuses forbidden operations with 403, hashes a
+/// new password and checks a regular caller's `oldPassword`.
+#[allow(clippy::too_many_arguments)]
+pub async fn prepare_op(
+    st: &AppState,
+    auth: &Auth,
+    method: &Method,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    kind: OpKind,
+    coll: &str,
+    id: Option<String>,
+    input: Record,
+) -> ApiResult<WriteOp> {
+    let schema = st.store.schema();
+    let c = collection(&schema, coll)?;
+    let (create, update, delete) = (
+        gate(auth, &c.create_rule),
+        gate(auth, &c.update_rule),
+        gate(auth, &c.delete_rule),
+    );
+    let needed = match kind {
+        OpKind::Create => vec![&create],
+        OpKind::Update => vec![&update],
+        OpKind::Delete => vec![&delete],
+        OpKind::Upsert => vec![],
+    };
+    if needed.iter().any(|g| matches!(g, Gate::Forbidden)) {
+        return Err(ApiError::forbidden());
+    }
+    let access = access_of(auth);
+    if access == Access::Regular && matches!(kind, OpKind::Update | OpKind::Upsert) {
+        let target = id
+            .clone()
+            .or_else(|| input.get("id").and_then(Value::as_str).map(String::from));
+        if let Some(target) = target {
+            check_old_password(st, &c, &target, &input).await?;
+        }
+    }
+    let hash = if kind == OpKind::Delete {
+        None
+    } else {
+        hash_password(&c, &input).await?
+    };
+    let body = (kind != OpKind::Delete).then_some(&input);
+    let request = request_info(auth, method, q, headers, body);
+    Ok(WriteOp {
+        kind,
+        collection: c,
+        id,
+        input,
+        hash,
+        access,
+        create,
+        update,
+        delete,
+        request,
+    })
+}
+
+/// Applies a gate inside the job: an expression must match record `id` (as stored now).
+fn pass(
+    ctx: &WriteCtx,
+    op: &WriteOp,
+    gate: &Gate,
+    id: &str,
+    missing: StoreError,
+) -> Result<(), StoreError> {
+    match gate {
+        Gate::Forbidden => Err(StoreError::Forbidden),
+        Gate::Open => Ok(()),
+        Gate::Expr(rule) => {
+            let c = ctx
+                .schema
+                .get(&op.collection.id)
+                .cloned()
+                .ok_or(StoreError::NotFound)?;
+            match rule_condition(&ctx.schema, &c, rule, &op.request)? {
+                Some((sql, params)) if !records::matches(ctx.conn, &c, id, &sql, &params)? => {
+                    Err(missing)
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// Runs a prepared write inside a writer job. Returns the written record (`None` for deletes).
+pub fn run_op(ctx: &mut WriteCtx, op: &WriteOp) -> Result<Option<Record>, StoreError> {
+    let cid = op.collection.id.clone();
+    let mut kind = op.kind;
+    let body_id = op.input.get("id").and_then(Value::as_str).map(String::from);
+    let id = op.id.clone().or(body_id);
+    if kind == OpKind::Upsert {
+        let c = ctx.schema.get(&cid).cloned().ok_or(StoreError::NotFound)?;
+        let exists = match &id {
+            Some(id) => records::get(ctx.conn, &c, id)?.is_some(),
+            None => false,
+        };
+        kind = if exists {
+            OpKind::Update
+        } else {
+            OpKind::Create
+        };
+    }
+    match kind {
+        OpKind::Create => {
+            if matches!(op.create, Gate::Forbidden) {
+                return Err(StoreError::Forbidden);
+            }
+            let rec = records::create(ctx, &cid, &op.input, op.hash.clone(), op.access)?;
+            let new_id = rec
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            pass(
+                ctx,
+                op,
+                &op.create,
+                &new_id,
+                StoreError::BadRequest("Failed to create record.".into()),
+            )?;
+            Ok(Some(rec))
+        }
+        OpKind::Update | OpKind::Upsert => {
+            let id = id.ok_or(StoreError::NotFound)?;
+            pass(ctx, op, &op.update, &id, StoreError::NotFound)?;
+            records::update(ctx, &cid, &id, &op.input, op.hash.clone(), op.access).map(Some)
+        }
+        OpKind::Delete => {
+            let id = id.ok_or(StoreError::NotFound)?;
+            pass(ctx, op, &op.delete, &id, StoreError::NotFound)?;
+            records::delete(ctx, &cid, &id).map(|_| None)
+        }
+    }
+}
+
+async fn write_one(
+    st: &AppState,
+    op: WriteOp,
+    action: &'static str,
+) -> ApiResult<(Arc<Collection>, Option<Record>)> {
+    let c = op.collection.clone();
+    let rec = st
+        .store
+        .write(move |ctx| run_op(ctx, &op))
+        .await
+        .map_err(|e| ApiError::from_store(e, action))?;
+    Ok((c, rec))
+}
+
 pub async fn create(
     State(st): State<AppState>,
     auth: Auth,
@@ -326,35 +520,20 @@ pub async fn create(
     Query(q): Query<HashMap<String, String>>,
     Input(input): Input,
 ) -> ApiResult<Response> {
-    let schema = st.store.schema();
-    let c = collection(&schema, &coll)?;
-    let rule = allowed(&auth, &c.create_rule)?.map(String::from);
-    let access = access_of(&auth);
-    let hash = hash_password(&c, &input).await?;
-    let request = request_info(&auth, &method, &q, &headers, Some(&input));
-    let cname = c.id.clone();
-    let rec = st
-        .store
-        .write(move |ctx| {
-            let rec = records::create(ctx, &cname, &input, hash, access)?;
-            if let Some(rule) = &rule {
-                let c = ctx
-                    .schema
-                    .get(&cname)
-                    .cloned()
-                    .ok_or(StoreError::NotFound)?;
-                if let Some((sql, params)) = rule_condition(&ctx.schema, &c, rule, &request)? {
-                    let id = rec.get("id").and_then(Value::as_str).unwrap_or_default();
-                    if !records::matches(ctx.conn, &c, id, &sql, &params)? {
-                        return Err(StoreError::BadRequest("Failed to create record.".into()));
-                    }
-                }
-            }
-            Ok(rec)
-        })
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to create record."))?;
-    respond_record(&st, c, rec, auth, method, headers, q).await
+    let op = prepare_op(
+        &st,
+        &auth,
+        &method,
+        &headers,
+        &q,
+        OpKind::Create,
+        &coll,
+        None,
+        input,
+    )
+    .await?;
+    let (c, rec) = write_one(&st, op, "Failed to create record.").await?;
+    respond_record(&st, c, rec.unwrap_or_default(), auth, method, headers, q).await
 }
 
 pub async fn update(
@@ -366,32 +545,20 @@ pub async fn update(
     Query(q): Query<HashMap<String, String>>,
     Input(input): Input,
 ) -> ApiResult<Response> {
-    let schema = st.store.schema();
-    let c = collection(&schema, &coll)?;
-    let rule = allowed(&auth, &c.update_rule)?.map(String::from);
-    let access = access_of(&auth);
-    if access == Access::Regular {
-        check_old_password(&st, &c, &id, &input).await?;
-    }
-    let hash = hash_password(&c, &input).await?;
-    let request = request_info(&auth, &method, &q, &headers, Some(&input));
-    let cid = c.id.clone();
-    let rec = st
-        .store
-        .write(move |ctx| {
-            if let Some(rule) = &rule {
-                let c = ctx.schema.get(&cid).cloned().ok_or(StoreError::NotFound)?;
-                if let Some((sql, params)) = rule_condition(&ctx.schema, &c, rule, &request)? {
-                    if !records::matches(ctx.conn, &c, &id, &sql, &params)? {
-                        return Err(StoreError::NotFound);
-                    }
-                }
-            }
-            records::update(ctx, &cid, &id, &input, hash, access)
-        })
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to update record."))?;
-    respond_record(&st, c, rec, auth, method, headers, q).await
+    let op = prepare_op(
+        &st,
+        &auth,
+        &method,
+        &headers,
+        &q,
+        OpKind::Update,
+        &coll,
+        Some(id),
+        input,
+    )
+    .await?;
+    let (c, rec) = write_one(&st, op, "Failed to update record.").await?;
+    respond_record(&st, c, rec.unwrap_or_default(), auth, method, headers, q).await
 }
 
 pub async fn delete(
@@ -402,31 +569,25 @@ pub async fn delete(
     Path((coll, id)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<StatusCode> {
-    let schema = st.store.schema();
-    let c = collection(&schema, &coll)?;
-    let rule = allowed(&auth, &c.delete_rule)?.map(String::from);
-    let request = request_info(&auth, &method, &q, &headers, None);
-    let cid = c.id.clone();
-    st.store
-        .write(move |ctx| {
-            if let Some(rule) = &rule {
-                let c = ctx.schema.get(&cid).cloned().ok_or(StoreError::NotFound)?;
-                if let Some((sql, params)) = rule_condition(&ctx.schema, &c, rule, &request)? {
-                    if !records::matches(ctx.conn, &c, &id, &sql, &params)? {
-                        return Err(StoreError::NotFound);
-                    }
-                }
-            }
-            records::delete(ctx, &cid, &id)
-        })
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to delete record."))?;
+    let op = prepare_op(
+        &st,
+        &auth,
+        &method,
+        &headers,
+        &q,
+        OpKind::Delete,
+        &coll,
+        Some(id),
+        Record::new(),
+    )
+    .await?;
+    write_one(&st, op, "Failed to delete record.").await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Answers a create/update with the stored record as the caller may see it (expanding on a
 /// reader when asked; otherwise straight from the written values).
-async fn respond_record(
+pub async fn respond_record(
     st: &AppState,
     c: Arc<Collection>,
     rec: Record,

@@ -5,8 +5,16 @@ use crate::records::validate::FieldErrors;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Request `index` of a batch failed; the whole batch was rolled back.
+    #[error("batch request {index} failed: {source}")]
+    Batch {
+        index: usize,
+        source: Box<StoreError>,
+    },
     #[error("not found")]
     NotFound,
+    #[error("forbidden")]
+    Forbidden,
     #[error("validation failed")]
     Validation(FieldErrors),
     #[error("{0}")]

@@ -13,6 +13,7 @@ pub mod expand;
 mod readers;
 pub mod records;
 pub mod schema;
+pub mod settings;
 mod system;
 mod values;
 mod writer;

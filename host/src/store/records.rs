@@ -142,6 +142,59 @@ pub fn matches(
     Ok(stmt.exists(params_from_iter(values.iter()))?)
 }
 
+/// True when the record with exactly these values satisfies the condition. The values stand in
+/// for the table through a CTE of the same name, so this works for records that are no longer
+/// (or not yet) stored, such as a deleted record's realtime event.
+pub fn matches_values(
+    conn: &Connection,
+    c: &Collection,
+    rec: &Record,
+    cond: &str,
+    params: &[SqlParam],
+) -> Result<bool, StoreError> {
+    let cols: Vec<String> = c
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("?{} AS {}", i + 1, quote_ident(&f.name)))
+        .collect();
+    let n = c.fields.len();
+    // Filter params are positional `?`; number them after the record's values.
+    let mut renumbered = String::with_capacity(cond.len() + 16);
+    let mut next = n + 1;
+    let mut in_str: Option<char> = None;
+    for ch in cond.chars() {
+        match (in_str, ch) {
+            (None, '\'' | '"' | '`') => {
+                in_str = Some(ch);
+                renumbered.push(ch);
+            }
+            (Some(q), c2) if c2 == q => {
+                in_str = None;
+                renumbered.push(ch);
+            }
+            (None, '?') => {
+                renumbered.push_str(&format!("?{next}"));
+                next += 1;
+            }
+            _ => renumbered.push(ch),
+        }
+    }
+    let sql = format!(
+        "WITH {t} AS (SELECT {cols}) SELECT 1 FROM {t} WHERE ({renumbered}) LIMIT 1",
+        t = c.table(),
+        cols = cols.join(", ")
+    );
+    let mut values: Vec<SqlValue> = c
+        .fields
+        .iter()
+        .map(|f| to_sql(f, rec.get(&f.name).unwrap_or(&Value::Null)))
+        .collect();
+    values.extend(params.iter().map(param));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    Ok(stmt.exists(params_from_iter(values.iter()))?)
+}
+
 fn insert_row(conn: &Connection, c: &Collection, rec: &Record) -> Result<(), StoreError> {
     let cols: Vec<String> = c.fields.iter().map(|f| quote_ident(&f.name)).collect();
     let marks: Vec<String> = (1..=c.fields.len()).map(|i| format!("?{i}")).collect();

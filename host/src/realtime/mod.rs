@@ -1,0 +1,298 @@
+//! Realtime subscriptions: the hub of connected clients (SSE or websocket, one model behind
+//! both) and the fan-out task that turns the store's change feed into deliveries.
+//!
+//! Fan-out is driven only by committed changes (`Store::subscribe`), never by handlers, so the
+//! same feed serves local writes now and replicated ones later. Every delivery is checked
+//! against the subscriber's list/view rule with its own auth, and presented as that
+//! subscriber may see it. A client whose bounded buffer is full is dropped, so a slow consumer
+//! never blocks writers or other subscribers.
+
+mod fanout;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::api::extract::Auth;
+use crate::store::schema::{ALNUM, random_string};
+
+pub use fanout::run as run_fanout;
+
+/// Most topics one client may subscribe to.
+pub const MAX_TOPICS: usize = 1000;
+/// Longest topic accepted (options included).
+pub const MAX_TOPIC_LEN: usize = 2500;
+
+/// Tuning from the config.
+#[derive(Debug, Clone)]
+pub struct RealtimeOptions {
+    /// Messages buffered per client before it is considered too slow and dropped.
+    pub client_buffer: usize,
+    /// A connection with no message for this long is closed (clients reconnect).
+    pub idle_timeout: Duration,
+}
+
+impl Default for RealtimeOptions {
+    fn default() -> Self {
+        RealtimeOptions {
+            client_buffer: 512,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One message to a client: the SSE event name (the topic) and its JSON data.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub event: Arc<str>,
+    pub data: Arc<str>,
+}
+
+/// A parsed topic: `coll/*` or `coll/RECORD_ID`, with optional `?options=` query/headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub topic: String,
+    pub collection: String,
+    pub record: Option<String>,
+    pub query: HashMap<String, String>,
+    pub headers: Map<String, Value>,
+}
+
+impl Subscription {
+    pub fn parse(topic: &str) -> Option<Subscription> {
+        let (path, opts) = match topic.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (topic, None),
+        };
+        let (collection, record) = path.split_once('/')?;
+        if collection.is_empty() || record.is_empty() {
+            return None;
+        }
+        let mut sub = Subscription {
+            topic: topic.to_string(),
+            collection: collection.to_string(),
+            record: (record != "*").then(|| record.to_string()),
+            query: HashMap::new(),
+            headers: Map::new(),
+        };
+        if let Some(q) = opts {
+            for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+                if k != "options" {
+                    continue;
+                }
+                let parsed: Value = serde_json::from_str(&v).ok()?;
+                if let Some(Value::Object(q)) = parsed.get("query") {
+                    for (k, v) in q {
+                        let v = match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        sub.query.insert(k.clone(), v);
+                    }
+                }
+                if let Some(Value::Object(h)) = parsed.get("headers") {
+                    sub.headers = h.clone();
+                }
+            }
+        }
+        Some(sub)
+    }
+}
+
+struct ClientState {
+    auth: Auth,
+    subs: Vec<Subscription>,
+}
+
+/// A connected realtime client.
+pub struct Client {
+    pub id: String,
+    tx: mpsc::Sender<Message>,
+    state: Mutex<ClientState>,
+}
+
+impl Client {
+    /// Delivers without waiting; false when the buffer is full or the client is gone.
+    fn offer(&self, m: Message) -> bool {
+        self.tx.try_send(m).is_ok()
+    }
+}
+
+/// Every connected client.
+pub struct Hub {
+    clients: RwLock<HashMap<String, Arc<Client>>>,
+    pub opts: RealtimeOptions,
+}
+
+/// Removes its client from the hub when the connection's stream is dropped.
+pub struct Registration {
+    hub: Arc<Hub>,
+    pub id: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.clients.write().remove(&self.id);
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SubscribeError {
+    #[error("Missing or invalid client id.")]
+    UnknownClient,
+    #[error("The number of subscriptions exceeds the limit of {MAX_TOPICS}.")]
+    TooMany,
+    #[error("Invalid subscription topic {0:?}.")]
+    BadTopic(String),
+    #[error("The current and the previous request authorization don't match.")]
+    AuthMismatch,
+}
+
+impl Hub {
+    pub fn new(opts: RealtimeOptions) -> Arc<Hub> {
+        Arc::new(Hub {
+            clients: RwLock::new(HashMap::new()),
+            opts,
+        })
+    }
+
+    /// Registers a new client; its messages arrive on the returned receiver.
+    pub fn connect(self: &Arc<Hub>) -> (Registration, mpsc::Receiver<Message>) {
+        let id = random_string(40, ALNUM);
+        let (tx, rx) = mpsc::channel(self.opts.client_buffer.max(1));
+        let client = Arc::new(Client {
+            id: id.clone(),
+            tx,
+            state: Mutex::new(ClientState {
+                auth: Auth::Guest,
+                subs: Vec::new(),
+            }),
+        });
+        self.clients.write().insert(id.clone(), client);
+        (
+            Registration {
+                hub: self.clone(),
+                id,
+            },
+            rx,
+        )
+    }
+
+    /// Replaces a client's subscriptions and binds `auth` to it.
+    pub fn subscribe(
+        &self,
+        client_id: &str,
+        auth: Auth,
+        topics: &[String],
+    ) -> Result<(), SubscribeError> {
+        let client = self
+            .clients
+            .read()
+            .get(client_id)
+            .cloned()
+            .ok_or(SubscribeError::UnknownClient)?;
+        if topics.len() > MAX_TOPICS {
+            return Err(SubscribeError::TooMany);
+        }
+        let mut subs = Vec::with_capacity(topics.len());
+        for t in topics {
+            if t.len() > MAX_TOPIC_LEN {
+                return Err(SubscribeError::BadTopic(t.chars().take(40).collect()));
+            }
+            subs.push(Subscription::parse(t).ok_or_else(|| SubscribeError::BadTopic(t.clone()))?);
+        }
+        let mut st = client.state.lock();
+        // Once a client is bound to a record, a request without that auth cannot take it over.
+        if let (Some(old), new) = (st.auth.id().map(String::from), auth.id()) {
+            if new != Some(old.as_str()) {
+                return Err(SubscribeError::AuthMismatch);
+            }
+        }
+        st.auth = auth;
+        st.subs = subs;
+        Ok(())
+    }
+
+    /// Drops a client (its stream ends).
+    pub fn disconnect(&self, client_id: &str) {
+        self.clients.write().remove(client_id);
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients.read().len()
+    }
+
+    /// Snapshot of (client, auth, subscriptions) for clients subscribed to any of `collections`.
+    fn interested(&self, collections: &[String]) -> Vec<(Arc<Client>, Auth, Vec<Subscription>)> {
+        let clients: Vec<Arc<Client>> = self.clients.read().values().cloned().collect();
+        let mut out = Vec::new();
+        for c in clients {
+            let st = c.state.lock();
+            let subs: Vec<Subscription> = st
+                .subs
+                .iter()
+                .filter(|s| {
+                    collections
+                        .iter()
+                        .any(|name| name.eq_ignore_ascii_case(&s.collection))
+                })
+                .cloned()
+                .collect();
+            if !subs.is_empty() {
+                let auth = st.auth.clone();
+                drop(st);
+                out.push((c, auth, subs));
+            }
+        }
+        out
+    }
+
+    /// Closes every client's stream (on shutdown, or when events were lost).
+    pub fn drop_all(&self) {
+        self.clients.write().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_parse_with_options() {
+        let s = Subscription::parse("posts/*").expect("parse");
+        assert_eq!((s.collection.as_str(), s.record.clone()), ("posts", None));
+        let s = Subscription::parse(
+            "posts/abc?options=%7B%22query%22%3A%7B%22expand%22%3A%22author%22%7D%7D",
+        )
+        .expect("parse");
+        assert_eq!(s.record.as_deref(), Some("abc"));
+        assert_eq!(s.query.get("expand").map(String::as_str), Some("author"));
+        assert!(Subscription::parse("nocollection").is_none());
+        assert!(Subscription::parse("posts/").is_none());
+    }
+
+    #[test]
+    fn subscription_limits_and_unknown_clients() {
+        let hub = Hub::new(RealtimeOptions::default());
+        assert_eq!(
+            hub.subscribe("nope", Auth::Guest, &[]),
+            Err(SubscribeError::UnknownClient)
+        );
+        let (reg, _rx) = hub.connect();
+        let many: Vec<String> = (0..1001).map(|i| format!("c/{i}")).collect();
+        assert_eq!(
+            hub.subscribe(&reg.id, Auth::Guest, &many),
+            Err(SubscribeError::TooMany)
+        );
+        assert!(
+            hub.subscribe(&reg.id, Auth::Guest, &["c/*".to_string()])
+                .is_ok()
+        );
+        drop(reg);
+        assert_eq!(hub.client_count(), 0);
+    }
+}
