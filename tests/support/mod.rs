@@ -248,3 +248,99 @@ pub fn posts_def() -> Value {
         ]
     })
 }
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: String,
+    pub event: String,
+    pub data: Value,
+}
+
+/// A realtime client reading `GET /api/realtime` as the JS SDK does.
+pub struct Sse {
+    pub client_id: String,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Option<SseEvent>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sse {
+    /// Connects and waits for `PB_CONNECT`.
+    pub async fn connect(node: &Node) -> Sse {
+        use futures::StreamExt;
+        let resp = node.client.get(format!("{}/api/realtime", node.url)).send().await.expect("sse connect");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut stream = resp.bytes_stream();
+            let mut buf = String::new();
+            while let Some(chunk) = stream.next().await {
+                let Ok(chunk) = chunk else { break };
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..end + 2).collect();
+                    let mut ev = SseEvent { id: String::new(), event: String::new(), data: Value::Null };
+                    let mut data = String::new();
+                    for line in frame.lines() {
+                        if let Some(v) = line.strip_prefix("id:") {
+                            ev.id = v.trim().to_string();
+                        } else if let Some(v) = line.strip_prefix("event:") {
+                            ev.event = v.trim().to_string();
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim_start());
+                        }
+                    }
+                    if ev.event.is_empty() && data.is_empty() {
+                        continue; // keep-alive comment
+                    }
+                    ev.data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                    if tx.send(Some(ev)).is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(None);
+        });
+        let mut sse = Sse { client_id: String::new(), rx, task };
+        let first = sse.next().await.expect("PB_CONNECT");
+        assert_eq!(first.event, "PB_CONNECT");
+        sse.client_id = first.data["clientId"].as_str().expect("clientId").to_string();
+        assert_eq!(first.id, sse.client_id, "every frame carries the client id");
+        sse
+    }
+
+    /// The next event, or `None` when the stream ended. Panics after 20 s.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        match tokio::time::timeout(Duration::from_secs(20), self.rx.recv()).await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => None,
+            Err(_) => panic!("no realtime event within 20 s"),
+        }
+    }
+
+    /// Sets this client's subscriptions with the given token.
+    pub async fn subscribe(&self, node: &Node, token: &str, topics: &[&str]) -> StatusCode {
+        let (s, _) = node
+            .call_as(token, Method::POST, "/api/realtime", Some(json!({"clientId": self.client_id, "subscriptions": topics})))
+            .await;
+        s
+    }
+}
+
+impl Drop for Sse {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Signs up a user in `users` and logs in, returning (id, token).
+pub async fn user(node: &Node, email: &str) -> (String, String) {
+    let rec = node
+        .create_record("users", json!({"email": email, "password": "secret123", "passwordConfirm": "secret123"}))
+        .await;
+    let (s, auth) = node
+        .call_as("", Method::POST, "/api/collections/users/auth-with-password", Some(json!({"identity": email, "password": "secret123"})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{auth}");
+    (rec["id"].as_str().expect("id").to_string(), auth["token"].as_str().expect("token").to_string())
+}
