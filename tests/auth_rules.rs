@@ -12,14 +12,33 @@ use support::*;
 async fn sign_up_login_refresh_and_bearer_tokens() {
     let node = Node::start().await;
     let (id, token) = user(&node, "ann@example.com").await;
-    let (s, me) = node.call_as(&format!("Bearer {token}"), Method::GET, &format!("/api/collections/users/records/{id}"), None).await;
+    let (s, me) = node
+        .call_as(
+            &format!("Bearer {token}"),
+            Method::GET,
+            &format!("/api/collections/users/records/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{me}");
-    assert_eq!(me["email"], "ann@example.com", "the owner sees their own email");
-    let (s, refreshed) = node.call_as(&token, Method::POST, "/api/collections/users/auth-refresh", None).await;
+    assert_eq!(
+        me["email"], "ann@example.com",
+        "the owner sees their own email"
+    );
+    let (s, refreshed) = node
+        .call_as(
+            &token,
+            Method::POST,
+            "/api/collections/users/auth-refresh",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(refreshed["token"].as_str().is_some_and(|t| !t.is_empty()));
     assert_eq!(refreshed["record"]["id"], id.as_str());
-    let (s, methods) = node.call_as("", Method::GET, "/api/collections/users/auth-methods", None).await;
+    let (s, methods) = node
+        .call_as("", Method::GET, "/api/collections/users/auth-methods", None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(methods["password"]["enabled"], true);
     assert_eq!(methods["password"]["identityFields"], json!(["email"]));
@@ -29,19 +48,43 @@ async fn sign_up_login_refresh_and_bearer_tokens() {
 async fn wrong_passwords_do_not_say_which_part_was_wrong() {
     let node = Node::start().await;
     user(&node, "ann@example.com").await;
-    let login = |identity: &str, password: &str| json!({"identity": identity, "password": password});
-    let (s1, b1) = node.call_as("", Method::POST, "/api/collections/users/auth-with-password", Some(login("ann@example.com", "wrongpass"))).await;
-    let (s2, b2) = node.call_as("", Method::POST, "/api/collections/users/auth-with-password", Some(login("nobody@example.com", "wrongpass"))).await;
+    let login =
+        |identity: &str, password: &str| json!({"identity": identity, "password": password});
+    let (s1, b1) = node
+        .call_as(
+            "",
+            Method::POST,
+            "/api/collections/users/auth-with-password",
+            Some(login("ann@example.com", "wrongpass")),
+        )
+        .await;
+    let (s2, b2) = node
+        .call_as(
+            "",
+            Method::POST,
+            "/api/collections/users/auth-with-password",
+            Some(login("nobody@example.com", "wrongpass")),
+        )
+        .await;
     assert_eq!((s1, s2), (StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST));
-    assert_eq!(b1, b2, "same answer for a wrong password and an unknown identity");
+    assert_eq!(
+        b1, b2,
+        "same answer for a wrong password and an unknown identity"
+    );
 }
 
 fn forge(token: &str, f: impl FnOnce(&mut Value)) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let parts: Vec<&str> = token.split('.').collect();
-    let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).expect("b64")).expect("json");
+    let mut claims: Value =
+        serde_json::from_slice(&b64.decode(parts[1]).expect("b64")).expect("json");
     f(&mut claims);
-    format!("{}.{}.{}", parts[0], b64.encode(claims.to_string()), parts[2])
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(claims.to_string()),
+        parts[2]
+    )
 }
 
 #[tokio::test]
@@ -50,19 +93,46 @@ async fn expired_forged_and_wrong_collection_tokens_are_refused() {
     let (_, token) = user(&node, "ann@example.com").await;
     let refresh = |t: String| {
         let node = &node;
-        async move { node.call_as(&t, Method::POST, "/api/collections/users/auth-refresh", None).await.0 }
+        async move {
+            node.call_as(
+                &t,
+                Method::POST,
+                "/api/collections/users/auth-refresh",
+                None,
+            )
+            .await
+            .0
+        }
     };
     // Tampered claims break the signature.
-    assert_eq!(refresh(forge(&token, |c| c["exp"] = json!(4_000_000_000i64))).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh(forge(&token, |c| c["exp"] = json!(4_000_000_000i64))).await,
+        StatusCode::UNAUTHORIZED
+    );
     // An expired (validly shaped) token: claims rewritten, so the signature fails too, and the
     // expiry check runs independently in the unit tests of auth::jwt.
-    assert_eq!(refresh(forge(&token, |c| c["exp"] = json!(1))).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh(forge(&token, |c| c["exp"] = json!(1))).await,
+        StatusCode::UNAUTHORIZED
+    );
     // A users token claiming to be a superuser's.
     let su = forge(&token, |c| c["collectionId"] = json!("pbc_3142635823"));
-    assert_eq!(node.call_as(&su, Method::GET, "/api/collections", None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        node.call_as(&su, Method::GET, "/api/collections", None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(refresh("garbage".into()).await, StatusCode::UNAUTHORIZED);
     // A real token used on another auth collection's refresh.
-    let (s, _) = node.call_as(&token, Method::POST, "/api/collections/_superusers/auth-refresh", None).await;
+    let (s, _) = node
+        .call_as(
+            &token,
+            Method::POST,
+            "/api/collections/_superusers/auth-refresh",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
@@ -71,17 +141,43 @@ async fn changing_the_password_revokes_old_tokens() {
     let node = Node::start().await;
     let (id, token) = user(&node, "ann@example.com").await;
     let path = format!("/api/collections/users/records/{id}");
-    let (s, body) = node.call_as(&token, Method::PATCH, &path, Some(json!({"password": "newsecret1", "passwordConfirm": "newsecret1"}))).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "oldPassword is required: {body}");
-    assert_eq!(body["data"]["oldPassword"]["code"], "validation_invalid_old_password");
+    let (s, body) = node
+        .call_as(
+            &token,
+            Method::PATCH,
+            &path,
+            Some(json!({"password": "newsecret1", "passwordConfirm": "newsecret1"})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "oldPassword is required: {body}"
+    );
+    assert_eq!(
+        body["data"]["oldPassword"]["code"],
+        "validation_invalid_old_password"
+    );
     let (s, body) = node
         .call_as(&token, Method::PATCH, &path, Some(json!({"oldPassword": "secret123", "password": "newsecret1", "passwordConfirm": "newsecret1"})))
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    let (s, _) = node.call_as(&token, Method::POST, "/api/collections/users/auth-refresh", None).await;
+    let (s, _) = node
+        .call_as(
+            &token,
+            Method::POST,
+            "/api/collections/users/auth-refresh",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "the old token is revoked");
     let (s, _) = node
-        .call_as("", Method::POST, "/api/collections/users/auth-with-password", Some(json!({"identity": "ann@example.com", "password": "newsecret1"})))
+        .call_as(
+            "",
+            Method::POST,
+            "/api/collections/users/auth-with-password",
+            Some(json!({"identity": "ann@example.com", "password": "newsecret1"})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
 }
@@ -108,52 +204,144 @@ async fn rules_for_owner_other_user_guest_and_superuser() {
     let (bob, bob_t) = user(&node, "bob@example.com").await;
 
     // create: the rule checks the submitted owner.
-    let (s, _) = node.call_as(&bob_t, Method::POST, "/api/collections/notes/records", Some(json!({"text": "x", "owner": ann}))).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "bob cannot create a note owned by ann");
-    let (s, _) = node.call_as("", Method::POST, "/api/collections/notes/records", Some(json!({"text": "x"}))).await;
+    let (s, _) = node
+        .call_as(
+            &bob_t,
+            Method::POST,
+            "/api/collections/notes/records",
+            Some(json!({"text": "x", "owner": ann})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "bob cannot create a note owned by ann"
+    );
+    let (s, _) = node
+        .call_as(
+            "",
+            Method::POST,
+            "/api/collections/notes/records",
+            Some(json!({"text": "x"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "guests cannot create");
-    let (s, note) = node.call_as(&ann_t, Method::POST, "/api/collections/notes/records", Some(json!({"text": "mine", "owner": ann}))).await;
+    let (s, note) = node
+        .call_as(
+            &ann_t,
+            Method::POST,
+            "/api/collections/notes/records",
+            Some(json!({"text": "mine", "owner": ann})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{note}");
     let nid = note["id"].as_str().expect("id").to_string();
-    node.call_as(&bob_t, Method::POST, "/api/collections/notes/records", Some(json!({"text": "bob's", "owner": bob, "public": true}))).await;
+    node.call_as(
+        &bob_t,
+        Method::POST,
+        "/api/collections/notes/records",
+        Some(json!({"text": "bob's", "owner": bob, "public": true})),
+    )
+    .await;
 
     // list: fewer rows, never an error.
     let list = |t: &str| {
         let (node, t) = (&node, t.to_string());
         async move {
-            let (s, b) = node.call_as(&t, Method::GET, "/api/collections/notes/records", None).await;
+            let (s, b) = node
+                .call_as(&t, Method::GET, "/api/collections/notes/records", None)
+                .await;
             assert_eq!(s, StatusCode::OK);
-            b["items"].as_array().expect("items").iter().map(|r| r["text"].as_str().unwrap_or_default().to_string()).collect::<Vec<_>>()
+            b["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|r| r["text"].as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
         }
     };
     assert_eq!(list(&ann_t).await, vec!["mine"]);
     assert_eq!(list(&bob_t).await, vec!["bob's"]);
     assert!(list("").await.is_empty());
-    assert_eq!(list(&node.token).await.len(), 2, "superusers see everything");
+    assert_eq!(
+        list(&node.token).await.len(),
+        2,
+        "superusers see everything"
+    );
 
     // view: 404 hides existence.
     let path = format!("/api/collections/notes/records/{nid}");
-    assert_eq!(node.call_as(&bob_t, Method::GET, &path, None).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(node.call_as(&ann_t, Method::GET, &path, None).await.0, StatusCode::OK);
+    assert_eq!(
+        node.call_as(&bob_t, Method::GET, &path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        node.call_as(&ann_t, Method::GET, &path, None).await.0,
+        StatusCode::OK
+    );
 
     // update: 404 for others, 200 for the owner.
-    assert_eq!(node.call_as(&bob_t, Method::PATCH, &path, Some(json!({"text": "hacked"}))).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(node.call_as(&ann_t, Method::PATCH, &path, Some(json!({"text": "edited"}))).await.0, StatusCode::OK);
+    assert_eq!(
+        node.call_as(
+            &bob_t,
+            Method::PATCH,
+            &path,
+            Some(json!({"text": "hacked"}))
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        node.call_as(
+            &ann_t,
+            Method::PATCH,
+            &path,
+            Some(json!({"text": "edited"}))
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
 
     // delete: null rule = superusers only.
-    assert_eq!(node.call_as(&ann_t, Method::DELETE, &path, None).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(node.call_as(&node.token, Method::DELETE, &path, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        node.call_as(&ann_t, Method::DELETE, &path, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        node.call_as(&node.token, Method::DELETE, &path, None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
 }
 
 #[tokio::test]
 async fn client_filters_using_request_or_collection_refs_are_forbidden_for_non_superusers() {
     let node = Node::start().await;
     let (_, token) = user(&node, "ann@example.com").await;
-    let (s, _) = node.call_as(&token, Method::GET, "/api/collections/users/records?filter=%40request.auth.id%3D%27%27", None).await;
+    let (s, _) = node
+        .call_as(
+            &token,
+            Method::GET,
+            "/api/collections/users/records?filter=%40request.auth.id%3D%27%27",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = node.call_as(&token, Method::GET, "/api/collections/users/records?filter=%40collection.users.id%3D%27x%27", None).await;
+    let (s, _) = node
+        .call_as(
+            &token,
+            Method::GET,
+            "/api/collections/users/records?filter=%40collection.users.id%3D%27x%27",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = node.get("/api/collections/users/records?filter=%40request.auth.id%3D%27%27").await;
+    let (s, _) = node
+        .get("/api/collections/users/records?filter=%40request.auth.id%3D%27%27")
+        .await;
     assert_eq!(s, StatusCode::OK, "superusers may");
 }
 
@@ -164,7 +352,12 @@ async fn emails_are_shown_only_to_owners_superusers_or_when_visible() {
     let mut def = users.clone();
     def["listRule"] = json!("");
     def["viewRule"] = json!("");
-    let (s, _) = node.patch("/api/collections/users", json!({"listRule": "", "viewRule": ""})).await;
+    let (s, _) = node
+        .patch(
+            "/api/collections/users",
+            json!({"listRule": "", "viewRule": ""}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (ann, _) = user(&node, "ann@example.com").await;
     let (_, bob_t) = user(&node, "bob@example.com").await;

@@ -195,7 +195,9 @@ async fn invalid_collection_definitions_get_pocketbase_codes() {
         .patch("/api/collections/posts", json!({"fields": fields}))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let errs = body["data"]["fields"].as_object().expect("errors");
+    let errs = body["data"]["fields"]
+        .as_object()
+        .unwrap_or_else(|| panic!("field errors: {body}"));
     assert_eq!(
         errs.values().next().expect("one")["code"],
         "validation_field_type_change"

@@ -13,7 +13,10 @@ async fn create_update_delete_are_delivered_with_the_topic_as_event_name() {
     let node = Node::start().await;
     node.create_collection(posts_def()).await;
     let mut sse = Sse::connect(&node).await;
-    assert_eq!(sse.subscribe(&node, "", &["posts/*"]).await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        sse.subscribe(&node, "", &["posts/*"]).await,
+        StatusCode::NO_CONTENT
+    );
     let rec = node.create_record("posts", json!({"title": "hello"})).await;
     let id = rec["id"].as_str().expect("id");
     let ev = sse.next().await.expect("create event");
@@ -21,13 +24,27 @@ async fn create_update_delete_are_delivered_with_the_topic_as_event_name() {
     assert_eq!(ev.id, sse.client_id);
     assert_eq!(ev.data["action"], "create");
     assert_eq!(ev.data["record"], rec);
-    node.patch(&format!("/api/collections/posts/records/{id}"), json!({"title": "changed"})).await;
+    node.patch(
+        &format!("/api/collections/posts/records/{id}"),
+        json!({"title": "changed"}),
+    )
+    .await;
     let ev = sse.next().await.expect("update event");
-    assert_eq!((ev.data["action"].clone(), ev.data["record"]["title"].clone()), (json!("update"), json!("changed")));
-    node.delete(&format!("/api/collections/posts/records/{id}")).await;
+    assert_eq!(
+        (
+            ev.data["action"].clone(),
+            ev.data["record"]["title"].clone()
+        ),
+        (json!("update"), json!("changed"))
+    );
+    node.delete(&format!("/api/collections/posts/records/{id}"))
+        .await;
     let ev = sse.next().await.expect("delete event");
     assert_eq!(ev.data["action"], "delete");
-    assert_eq!(ev.data["record"]["title"], "changed", "deletes carry the record as it was");
+    assert_eq!(
+        ev.data["record"]["title"], "changed",
+        "deletes carry the record as it was"
+    );
 }
 
 #[tokio::test]
@@ -50,14 +67,29 @@ async fn a_rule_hides_records_from_subscribers_who_may_not_see_them() {
     let (bob, bob_t) = user(&node, "bob@example.com").await;
     let mut ann_sse = Sse::connect(&node).await;
     let mut bob_sse = Sse::connect(&node).await;
-    assert_eq!(ann_sse.subscribe(&node, &ann_t, &["notes/*"]).await, StatusCode::NO_CONTENT);
-    assert_eq!(bob_sse.subscribe(&node, &bob_t, &["notes/*"]).await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        ann_sse.subscribe(&node, &ann_t, &["notes/*"]).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        bob_sse.subscribe(&node, &bob_t, &["notes/*"]).await,
+        StatusCode::NO_CONTENT
+    );
 
-    node.create_record("notes", json!({"text": "for ann", "secret": "s", "owner": ann})).await;
-    node.create_record("notes", json!({"text": "for bob", "owner": bob})).await;
+    node.create_record(
+        "notes",
+        json!({"text": "for ann", "secret": "s", "owner": ann}),
+    )
+    .await;
+    node.create_record("notes", json!({"text": "for bob", "owner": bob}))
+        .await;
     let a = ann_sse.next().await.expect("ann's event");
     assert_eq!(a.data["record"]["text"], "for ann");
-    assert!(a.data["record"].get("secret").is_none(), "hidden fields are removed: {}", a.data);
+    assert!(
+        a.data["record"].get("secret").is_none(),
+        "hidden fields are removed: {}",
+        a.data
+    );
     // Bob's first event is his own note: ann's was never sent to him.
     let b = bob_sse.next().await.expect("bob's event");
     assert_eq!(b.data["record"]["text"], "for bob");
@@ -65,7 +97,11 @@ async fn a_rule_hides_records_from_subscribers_who_may_not_see_them() {
     // A record topic uses the view rule, and a superuser sees everything.
     let mut su = Sse::connect(&node).await;
     su.subscribe(&node, &node.token, &["notes/*"]).await;
-    node.create_record("notes", json!({"text": "third", "secret": "s3", "owner": bob})).await;
+    node.create_record(
+        "notes",
+        json!({"text": "third", "secret": "s3", "owner": bob}),
+    )
+    .await;
     let ev = su.next().await.expect("superuser event");
     assert_eq!(ev.data["record"]["secret"], "s3");
 }
@@ -73,38 +109,67 @@ async fn a_rule_hides_records_from_subscribers_who_may_not_see_them() {
 #[tokio::test]
 async fn subscription_requests_are_validated() {
     let node = Node::start().await;
-    let (s, body) = node.post("/api/realtime", json!({"clientId": "nope", "subscriptions": ["posts/*"]})).await;
+    let (s, body) = node
+        .post(
+            "/api/realtime",
+            json!({"clientId": "nope", "subscriptions": ["posts/*"]}),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
     let sse = Sse::connect(&node).await;
     let many: Vec<String> = (0..1001).map(|i| format!("posts/{i}")).collect();
-    let (s, _) = node.post("/api/realtime", json!({"clientId": sse.client_id, "subscriptions": many})).await;
+    let (s, _) = node
+        .post(
+            "/api/realtime",
+            json!({"clientId": sse.client_id, "subscriptions": many}),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     // A client bound to one user cannot be taken over by another.
     let (_, ann_t) = user(&node, "ann@example.com").await;
     let (_, bob_t) = user(&node, "bob@example.com").await;
-    assert_eq!(sse.subscribe(&node, &ann_t, &["users/*"]).await, StatusCode::NO_CONTENT);
-    assert_eq!(sse.subscribe(&node, &bob_t, &["users/*"]).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        sse.subscribe(&node, &ann_t, &["users/*"]).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        sse.subscribe(&node, &bob_t, &["users/*"]).await,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
 async fn options_filter_fields_and_expand_shape_deliveries() {
     let node = Node::start().await;
     let authors = node.create_collection(json!({"name": "authors", "viewRule": "", "fields": [{"name": "name", "type": "text"}]})).await;
-    node.create_collection(json!({"name": "posts", "listRule": "", "viewRule": "", "fields": [
-        {"name": "title", "type": "text"}, {"name": "n", "type": "number"},
-        {"name": "author", "type": "relation", "collectionId": authors["id"], "maxSelect": 1}
-    ]}))
+    node.create_collection(
+        json!({"name": "posts", "listRule": "", "viewRule": "", "fields": [
+            {"name": "title", "type": "text"}, {"name": "n", "type": "number"},
+            {"name": "author", "type": "relation", "collectionId": authors["id"], "maxSelect": 1}
+        ]}),
+    )
     .await;
     let a = node.create_record("authors", json!({"name": "Ann"})).await;
     let mut sse = Sse::connect(&node).await;
     let opts = json!({"query": {"filter": "n > 5", "expand": "author", "fields": "title,expand.author.name"}}).to_string();
     let topic = format!("posts/*?options={}", urlencode(&opts));
-    assert_eq!(sse.subscribe(&node, "", &[&topic]).await, StatusCode::NO_CONTENT);
-    node.create_record("posts", json!({"title": "small", "n": 1, "author": a["id"]})).await;
-    node.create_record("posts", json!({"title": "big", "n": 9, "author": a["id"]})).await;
+    assert_eq!(
+        sse.subscribe(&node, "", &[&topic]).await,
+        StatusCode::NO_CONTENT
+    );
+    node.create_record(
+        "posts",
+        json!({"title": "small", "n": 1, "author": a["id"]}),
+    )
+    .await;
+    node.create_record("posts", json!({"title": "big", "n": 9, "author": a["id"]}))
+        .await;
     let ev = sse.next().await.expect("event");
     assert_eq!(ev.event, topic);
-    assert_eq!(ev.data["record"], json!({"title": "big", "expand": {"author": {"name": "Ann"}}}));
+    assert_eq!(
+        ev.data["record"],
+        json!({"title": "big", "expand": {"author": {"name": "Ann"}}})
+    );
 }
 
 fn urlencode(s: &str) -> String {
@@ -116,12 +181,27 @@ async fn a_slow_consumer_is_dropped_without_blocking_writers_or_others() {
     let node = Node::start_with(&["--realtime-buffer", "8"]).await;
     node.create_collection(posts_def()).await;
     // The slow client subscribes but never reads: its socket and buffer fill up.
-    let slow = node.client.get(format!("{}/api/realtime", node.url)).send().await.expect("connect");
+    let slow = node
+        .client
+        .get(format!("{}/api/realtime", node.url))
+        .send()
+        .await
+        .expect("connect");
     let mut slow_stream = slow.bytes_stream();
     let first = slow_stream.next().await.expect("frame").expect("bytes");
     let text = String::from_utf8_lossy(&first);
-    let slow_id = text.lines().find_map(|l| l.strip_prefix("id:")).expect("id").trim().to_string();
-    let (s, _) = node.post("/api/realtime", json!({"clientId": slow_id, "subscriptions": ["posts/*"]})).await;
+    let slow_id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .expect("id")
+        .trim()
+        .to_string();
+    let (s, _) = node
+        .post(
+            "/api/realtime",
+            json!({"clientId": slow_id, "subscriptions": ["posts/*"]}),
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let mut fast = Sse::connect(&node).await;
     fast.subscribe(&node, "", &["posts/*"]).await;
@@ -129,7 +209,11 @@ async fn a_slow_consumer_is_dropped_without_blocking_writers_or_others() {
     let big = "x".repeat(64 * 1024);
     let total = 200;
     for i in 0..total {
-        node.create_record("posts", json!({"title": format!("{i}"), "meta": {"blob": big}})).await;
+        node.create_record(
+            "posts",
+            json!({"title": format!("{i}"), "meta": {"blob": big}}),
+        )
+        .await;
     }
     for i in 0..total {
         let ev = fast.next().await.expect("fast subscriber gets every event");
@@ -137,8 +221,12 @@ async fn a_slow_consumer_is_dropped_without_blocking_writers_or_others() {
     }
     // The slow client was cut off: its stream ends before all events arrived.
     let mut received = 0usize;
-    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(std::time::Duration::from_secs(20), slow_stream.next()).await {
-        received += String::from_utf8_lossy(&chunk).matches("event:posts/*").count();
+    while let Ok(Some(Ok(chunk))) =
+        tokio::time::timeout(std::time::Duration::from_secs(20), slow_stream.next()).await
+    {
+        received += String::from_utf8_lossy(&chunk)
+            .matches("event:posts/*")
+            .count();
     }
     assert!(received < total, "slow client got {received} of {total}");
 }
@@ -147,8 +235,16 @@ async fn a_slow_consumer_is_dropped_without_blocking_writers_or_others() {
 async fn idle_connections_are_closed() {
     let node = Node::start_with(&["--realtime-idle", "1"]).await;
     let mut sse = Sse::connect(&node).await;
-    assert!(sse.next().await.is_none(), "the stream ends after the idle timeout");
-    let (s, _) = node.post("/api/realtime", json!({"clientId": sse.client_id, "subscriptions": []})).await;
+    assert!(
+        sse.next().await.is_none(),
+        "the stream ends after the idle timeout"
+    );
+    let (s, _) = node
+        .post(
+            "/api/realtime",
+            json!({"clientId": sse.client_id, "subscriptions": []}),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "the closed client is forgotten");
 }
 
@@ -157,29 +253,47 @@ async fn websocket_clients_get_the_same_deliveries() {
     let node = Node::start().await;
     node.create_collection(posts_def()).await;
     let ws_url = node.url.replacen("http://", "ws://", 1) + "/api/realtime/ws";
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("ws connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("ws connect");
     let hello = ws_next(&mut ws).await;
     assert_eq!(hello["event"], "PB_CONNECT");
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(json!({"subscriptions": ["posts/*"], "token": node.token}).to_string().into()))
-        .await
-        .expect("send");
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        json!({"subscriptions": ["posts/*"], "token": node.token})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("send");
     assert_eq!(ws_next(&mut ws).await["event"], "PB_SUBSCRIBED");
-    node.create_record("posts", json!({"title": "via ws"})).await;
+    node.create_record("posts", json!({"title": "via ws"}))
+        .await;
     let ev = ws_next(&mut ws).await;
     assert_eq!(ev["event"], "posts/*");
     assert_eq!(ev["data"]["record"]["title"], "via ws");
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(json!({"subscriptions": ["x/*"], "token": "forged"}).to_string().into()))
-        .await
-        .expect("send");
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        json!({"subscriptions": ["x/*"], "token": "forged"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("send");
     assert_eq!(ws_next(&mut ws).await["data"]["status"], 401);
     let _ = Method::GET;
 }
 
 async fn ws_next<S>(ws: &mut S) -> Value
 where
-    S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
 {
-    let msg = tokio::time::timeout(std::time::Duration::from_secs(20), ws.next()).await.expect("ws frame in time");
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(20), ws.next())
+        .await
+        .expect("ws frame in time");
     let msg = msg.expect("open").expect("frame");
     serde_json::from_str::<Value>(msg.to_text().expect("text")).expect("json")
 }

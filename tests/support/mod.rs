@@ -268,7 +268,12 @@ impl Sse {
     /// Connects and waits for `PB_CONNECT`.
     pub async fn connect(node: &Node) -> Sse {
         use futures::StreamExt;
-        let resp = node.client.get(format!("{}/api/realtime", node.url)).send().await.expect("sse connect");
+        let resp = node
+            .client
+            .get(format!("{}/api/realtime", node.url))
+            .send()
+            .await
+            .expect("sse connect");
         assert_eq!(resp.status(), StatusCode::OK);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
@@ -279,7 +284,11 @@ impl Sse {
                 buf.push_str(&String::from_utf8_lossy(&chunk));
                 while let Some(end) = buf.find("\n\n") {
                     let frame: String = buf.drain(..end + 2).collect();
-                    let mut ev = SseEvent { id: String::new(), event: String::new(), data: Value::Null };
+                    let mut ev = SseEvent {
+                        id: String::new(),
+                        event: String::new(),
+                        data: Value::Null,
+                    };
                     let mut data = String::new();
                     for line in frame.lines() {
                         if let Some(v) = line.strip_prefix("id:") {
@@ -301,10 +310,17 @@ impl Sse {
             }
             let _ = tx.send(None);
         });
-        let mut sse = Sse { client_id: String::new(), rx, task };
+        let mut sse = Sse {
+            client_id: String::new(),
+            rx,
+            task,
+        };
         let first = sse.next().await.expect("PB_CONNECT");
         assert_eq!(first.event, "PB_CONNECT");
-        sse.client_id = first.data["clientId"].as_str().expect("clientId").to_string();
+        sse.client_id = first.data["clientId"]
+            .as_str()
+            .expect("clientId")
+            .to_string();
         assert_eq!(first.id, sse.client_id, "every frame carries the client id");
         sse
     }
@@ -321,7 +337,12 @@ impl Sse {
     /// Sets this client's subscriptions with the given token.
     pub async fn subscribe(&self, node: &Node, token: &str, topics: &[&str]) -> StatusCode {
         let (s, _) = node
-            .call_as(token, Method::POST, "/api/realtime", Some(json!({"clientId": self.client_id, "subscriptions": topics})))
+            .call_as(
+                token,
+                Method::POST,
+                "/api/realtime",
+                Some(json!({"clientId": self.client_id, "subscriptions": topics})),
+            )
             .await;
         s
     }
@@ -336,11 +357,22 @@ impl Drop for Sse {
 /// Signs up a user in `users` and logs in, returning (id, token).
 pub async fn user(node: &Node, email: &str) -> (String, String) {
     let rec = node
-        .create_record("users", json!({"email": email, "password": "secret123", "passwordConfirm": "secret123"}))
+        .create_record(
+            "users",
+            json!({"email": email, "password": "secret123", "passwordConfirm": "secret123"}),
+        )
         .await;
     let (s, auth) = node
-        .call_as("", Method::POST, "/api/collections/users/auth-with-password", Some(json!({"identity": email, "password": "secret123"})))
+        .call_as(
+            "",
+            Method::POST,
+            "/api/collections/users/auth-with-password",
+            Some(json!({"identity": email, "password": "secret123"})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{auth}");
-    (rec["id"].as_str().expect("id").to_string(), auth["token"].as_str().expect("token").to_string())
+    (
+        rec["id"].as_str().expect("id").to_string(),
+        auth["token"].as_str().expect("token").to_string(),
+    )
 }

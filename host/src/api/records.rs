@@ -131,6 +131,19 @@ fn show(
     Ok(out)
 }
 
+/// Parses a filter or rule; blank (or comment-only) text is no condition at all.
+fn parse_nonblank(src: &str) -> Result<Option<filter::Expr>, filter::FilterError> {
+    let meaningful = src.lines().any(|l| {
+        let l = l.trim();
+        !l.is_empty() && !l.starts_with("//")
+    });
+    if meaningful {
+        filter::parse(src).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 pub async fn list(
     State(st): State<AppState>,
     auth: Auth,
@@ -170,13 +183,29 @@ pub async fn list(
                 allow_hidden: auth.is_superuser(),
                 now: chrono::Utc::now(),
             };
-            let (mut where_sql, mut params) = filter::filter_sql(&filter_src, &fq)?;
-            if let Some(rule) = &rule {
-                if let Some((rsql, rparams)) = rule_condition(schema, &c, rule, &request)? {
-                    where_sql = format!("({where_sql}) AND ({rsql})");
-                    params.extend(rparams);
-                }
+            // The rule and the client's filter share joins, as in PocketBase.
+            let rq = filter::Query {
+                allow_request_refs: true,
+                allow_hidden: true,
+                ..fq
+            };
+            let filter_expr = parse_nonblank(&filter_src)?;
+            let rule_expr = match rule.as_deref() {
+                Some(r) => parse_nonblank(r)?,
+                None => None,
+            };
+            let mut parts = Vec::new();
+            if let Some(f) = &filter_expr {
+                parts.push((f, &fq));
             }
+            if let Some(r) = &rule_expr {
+                parts.push((r, &rq));
+            }
+            let (where_sql, params) = if parts.is_empty() {
+                ("1=1".to_string(), Vec::new())
+            } else {
+                filter::combined_sql(&parts)?
+            };
             let sort = q.get("sort").map(String::as_str).unwrap_or("");
             let order_sql = if sort.trim().is_empty() {
                 format!("{}.rowid ASC", c.table())

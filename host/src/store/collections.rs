@@ -93,6 +93,15 @@ pub fn from_input(
             tok.insert("secret".into(), json!(b.auth_token.secret));
         }
     }
+    // Null field options mean "unset": drop them so every type's defaults apply (a field whose
+    // type changed still carries the old type's options, which must not fail parsing).
+    if let Some(Value::Array(fields)) = merged.get_mut("fields") {
+        for f in fields.iter_mut() {
+            if let Value::Object(m) = f {
+                m.retain(|_, v| !v.is_null());
+            }
+        }
+    }
     let mut c: Collection = serde_json::from_value(Value::Object(merged)).map_err(|e| {
         tracing::debug!(error = %e, action, "collection payload rejected");
         bad_format()
