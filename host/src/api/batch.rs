@@ -24,11 +24,11 @@ fn failed(index: usize, e: ApiError) -> ApiError {
     }}))
 }
 
+/// A sub-request's operation, collection, record id and query parameters.
+type Route = (OpKind, String, Option<String>, HashMap<String, String>);
+
 /// Parses a sub-request's method and url into an operation on a collection (and record id).
-fn route(
-    method: &str,
-    url: &str,
-) -> Option<(OpKind, String, Option<String>, HashMap<String, String>)> {
+fn route(method: &str, url: &str) -> Option<Route> {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let query: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()

@@ -257,12 +257,11 @@ pub async fn view(
     let v = st
         .store
         .read(move |conn, schema| {
-            if let Some(rule) = &rule {
-                if let Some((sql, params)) = rule_condition(schema, &c, rule, &request)? {
-                    if !records::matches(conn, &c, &id, &sql, &params)? {
-                        return Err(StoreError::NotFound);
-                    }
-                }
+            if let Some(rule) = &rule
+                && let Some((sql, params)) = rule_condition(schema, &c, rule, &request)?
+                && !records::matches(conn, &c, &id, &sql, &params)?
+            {
+                return Err(StoreError::NotFound);
             }
             let rec = records::get(conn, &c, &id)?.ok_or(StoreError::NotFound)?;
             let mut shown = show(conn, schema, &c, vec![rec], &auth, &request, &q)?;
@@ -311,9 +310,9 @@ async fn check_old_password(
     input: &Record,
 ) -> ApiResult<()> {
     if !c.is_auth()
-        || !input
+        || input
             .get("password")
-            .is_some_and(|p| p.as_str().is_some_and(|s| !s.is_empty()))
+            .is_none_or(|p| p.as_str().is_none_or(|s| s.is_empty()))
     {
         return Ok(());
     }

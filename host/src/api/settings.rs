@@ -23,12 +23,12 @@ pub async fn update(
     if !patch.is_object() {
         return Err(ApiError::bad_request("The settings must be a JSON object."));
     }
-    if let Some(max) = patch.pointer("/batch/maxRequests") {
-        if !max.as_u64().is_some_and(|m| m > 0) {
-            return Err(ApiError::bad_request("An error occurred while validating the submitted data.").with_data(
+    if let Some(max) = patch.pointer("/batch/maxRequests")
+        && max.as_u64().is_none_or(|m| m == 0)
+    {
+        return Err(ApiError::bad_request("An error occurred while validating the submitted data.").with_data(
                 serde_json::json!({"batch": {"maxRequests": {"code": "validation_required", "message": "Cannot be blank."}}}),
             ));
-        }
     }
     let s = st
         .store

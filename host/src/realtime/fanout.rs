@@ -131,10 +131,10 @@ fn render(
             &c.list_rule
         };
         let Some(rule) = rule else { return Ok(None) };
-        if let Some((sql, params)) = rule_condition(schema, c, rule, &request)? {
-            if !records::matches_values(conn, c, &change.record, &sql, &params)? {
-                return Ok(None);
-            }
+        if let Some((sql, params)) = rule_condition(schema, c, rule, &request)?
+            && !records::matches_values(conn, c, &change.record, &sql, &params)?
+        {
+            return Ok(None);
         }
     }
     if let Some(f) = sub.query.get("filter").filter(|f| !f.trim().is_empty()) {

@@ -207,10 +207,10 @@ impl Hub {
         }
         let mut st = client.state.lock();
         // Once a client is bound to a record, a request without that auth cannot take it over.
-        if let (Some(old), new) = (st.auth.id().map(String::from), auth.id()) {
-            if new != Some(old.as_str()) {
-                return Err(SubscribeError::AuthMismatch);
-            }
+        if let (Some(old), new) = (st.auth.id().map(String::from), auth.id())
+            && new != Some(old.as_str())
+        {
+            return Err(SubscribeError::AuthMismatch);
         }
         st.auth = auth;
         st.subs = subs;

@@ -139,16 +139,16 @@ fn normalize_and_validate(
             "name".into(),
             err("validation_match_invalid", "Must be in a valid format."),
         );
-    } else if let Some(other) = schema.get(&c.name) {
-        if other.id != c.id {
-            errors.insert(
-                "name".into(),
-                err(
-                    "validation_collection_name_exists",
-                    "Collection name must be unique (case insensitive).",
-                ),
-            );
-        }
+    } else if let Some(other) = schema.get(&c.name)
+        && other.id != c.id
+    {
+        errors.insert(
+            "name".into(),
+            err(
+                "validation_collection_name_exists",
+                "Collection name must be unique (case insensitive).",
+            ),
+        );
     }
     if let Some(old) = old {
         if old.kind != c.kind {
@@ -193,17 +193,17 @@ fn normalize_and_validate(
             );
             continue;
         }
-        if let Some(o) = old_fields.get(f.id.as_str()) {
-            if o.kind.type_name() != f.kind.type_name() {
-                field_errors.insert(
-                    key,
-                    err(
-                        "validation_field_type_change",
-                        "Field type cannot be changed.",
-                    ),
-                );
-                continue;
-            }
+        if let Some(o) = old_fields.get(f.id.as_str())
+            && o.kind.type_name() != f.kind.type_name()
+        {
+            field_errors.insert(
+                key,
+                err(
+                    "validation_field_type_change",
+                    "Field type cannot be changed.",
+                ),
+            );
+            continue;
         }
         match &f.kind {
             FieldKind::Relation(r) => {

@@ -52,10 +52,10 @@ pub fn load(conn: &Connection) -> Result<Value, StoreError> {
         )
         .optional()?;
     let mut s = defaults();
-    if let Some(text) = stored {
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            merge(&mut s, &v);
-        }
+    if let Some(text) = stored
+        && let Ok(v) = serde_json::from_str::<Value>(&text)
+    {
+        merge(&mut s, &v);
     }
     Ok(s)
 }
