@@ -22,6 +22,12 @@ fn main() -> anyhow::Result<()> {
                 let config = Config::from_args(&args)?;
                 let server = syncbase::Server::bind(config).await?;
                 println!("Server started at http://{}", server.local_addr());
+                if !syncbase::superuser::exists(server.store()).await.unwrap_or(true) {
+                    eprintln!(
+                        "No superuser yet: create one with `syncbase superuser upsert EMAIL PASSWORD --dir {}`",
+                        args.dir.display()
+                    );
+                }
                 server.serve(syncbase::shutdown::signal()).await?;
                 Ok(())
             }

@@ -8,6 +8,24 @@ use crate::auth::password;
 use crate::store::schema::{ALNUM, new_record_id, random_string};
 use crate::store::{Store, StoreError, StoreOptions, records};
 
+/// True when at least one superuser exists.
+pub async fn exists(store: &Store) -> Result<bool, StoreError> {
+    store
+        .read(|conn, schema| {
+            let c = schema
+                .get("_superusers")
+                .cloned()
+                .ok_or(StoreError::NotFound)?;
+            let q = records::ListQuery {
+                where_sql: "1=1".into(),
+                limit: 1,
+                ..Default::default()
+            };
+            Ok(!records::list(conn, &c, &q)?.0.is_empty())
+        })
+        .await
+}
+
 /// Creates the superuser `email`, or sets its password; returns true when it was created.
 pub async fn upsert(dir: &Path, email: &str, pass: &str) -> Result<bool, StoreError> {
     if pass.chars().count() < 8 {
