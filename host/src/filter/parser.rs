@@ -74,13 +74,21 @@ fn tokenize(src: &str) -> Result<Vec<Token>, FilterError> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
+    // Parenthesis depth: PocketBase scans a group's text before parsing it, so a comment
+    // inside a group also ends at the `)` that closes the group.
+    let mut depth = 0usize;
     while i < chars.len() {
         let c = chars[i];
         let start = i;
+        if c == '(' {
+            depth += 1;
+        } else if c == ')' {
+            depth = depth.saturating_sub(1);
+        }
         if c.is_whitespace() {
             i += 1;
         } else if c == '/' && chars.get(i + 1) == Some(&'/') {
-            while i < chars.len() && chars[i] != '\n' {
+            while i < chars.len() && chars[i] != '\n' && !(depth > 0 && chars[i] == ')') {
                 i += 1;
             }
         } else if is_ident_start(c) {
@@ -443,6 +451,14 @@ mod tests {
         };
         assert_eq!(items.len(), 2);
         assert!(matches!(&items[1], Expr::And(v) if v.len() == 2));
+    }
+
+    #[test]
+    fn a_comment_inside_a_group_ends_at_its_closing_paren() {
+        let e = parse("a > 1 && (b < 3 // ends here) || c = 3").expect("parse");
+        // The same expression with the comment blanked out (positions stay aligned).
+        let f = parse("a > 1 && (b < 3             ) || c = 3").expect("parse");
+        assert_eq!(e, f);
     }
 
     #[test]
