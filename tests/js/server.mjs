@@ -25,9 +25,8 @@ export const SUPERUSER_PASSWORD = 'correct-horse-battery';
 const STARTUP_DEADLINE_MS = 30_000;
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
-/** Which server this run targets, and the binary that runs it. */
-export function serverKind() {
-  const kind = process.env.SERVER ?? 'syncbase';
+/** Which server this run targets (default: env SERVER), and the binary that runs it. */
+export function serverKind(kind = process.env.SERVER ?? 'syncbase') {
   if (kind === 'pocketbase') {
     return { kind, bin: process.env.POCKETBASE_BIN ?? 'pocketbase' };
   }
@@ -54,11 +53,12 @@ async function freePort() {
 }
 
 /**
- * Starts a server and resolves once `/api/health` answers 200.
+ * Starts a server (`which`: "syncbase" or "pocketbase", default env SERVER) and resolves once
+ * `/api/health` answers 200.
  * Returns `{ url, kind, stop }`; `stop()` kills the process and removes the temp dir.
  */
-export async function startServer() {
-  const { kind, bin } = serverKind();
+export async function startServer(which) {
+  const { kind, bin } = serverKind(which);
   if (kind === 'syncbase') {
     await access(bin).catch(() => {
       throw new Error(`no syncbase binary at ${bin}: run \`cargo build -p syncbase\` or set SYNCBASE_BIN`);
