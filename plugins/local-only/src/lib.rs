@@ -35,7 +35,7 @@ impl Filter for LocalOnly {
 
     fn filter(&self, _direction: Direction, change: Change) -> Verdict {
         let listed = &self.config.collections;
-        if listed.is_empty() || listed.iter().any(|c| *c == change.collection) {
+        if listed.is_empty() || listed.contains(&change.collection) {
             Verdict::Drop
         } else {
             Verdict::Keep
