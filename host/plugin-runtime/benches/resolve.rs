@@ -280,8 +280,8 @@ fn main() {
         let per_call_ns = measure(budget, || {
             black_box(rt_fresh.decide(black_box(stats)));
         });
-        let p = <syncbase_plugin_every_n::EveryN as guest::SnapshotPolicy>::configure("")
-            .expect("cfg");
+        let p =
+            <syncbase_plugin_every_n::EveryN as guest::SnapshotPolicy>::configure("").expect("cfg");
         let gs = guest::Stats {
             events_since: stats.events_since,
             bytes_since: stats.bytes_since,
@@ -351,7 +351,9 @@ fn main() {
         );
     }
     println!("unbound collection (built-in LWW through the runtime): {unbound_ns:.0} ns per call");
-    println!("floor: WAT resolver ignoring its ~1 KB arguments (call + copying them in): {floor_ns:.0} ns per call");
+    println!(
+        "floor: WAT resolver ignoring its ~1 KB arguments (call + copying them in): {floor_ns:.0} ns per call"
+    );
     for r in rows.iter().filter(|r| r.call == "resolve") {
         let ok = r.warm_ns <= 1000.0 && r.warm_ns / r.native_ns <= 5.0;
         println!(
@@ -365,6 +367,10 @@ fn main() {
     let faster = rows.iter().all(|r| r.warm_ns < r.per_call_ns);
     println!(
         "instance reuse: warm instances are {} than a fresh instance per call for every plugin",
-        if faster { "faster" } else { "NOT always faster" }
+        if faster {
+            "faster"
+        } else {
+            "NOT always faster"
+        }
     );
 }
