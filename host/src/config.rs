@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::plugins::RuntimeConfig;
 use crate::realtime::RealtimeOptions;
 use crate::store::StoreOptions;
 
@@ -21,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Manage plugins on a running node over HTTP.
+    Plugin(PluginArgs),
     /// Manage superusers (works on the data directory directly; the server may be stopped).
     Superuser {
         #[command(subcommand)]
@@ -40,6 +43,81 @@ pub enum SuperuserCommand {
         #[arg(long, env = "SYNCBASE_DIR", default_value = "./sb_data")]
         dir: PathBuf,
     },
+}
+
+/// How the admin CLI reaches and authenticates with a running node.
+#[derive(Debug, Args)]
+pub struct Remote {
+    /// Base URL of the node.
+    #[arg(
+        long,
+        env = "SYNCBASE_URL",
+        default_value = "http://127.0.0.1:8090",
+        global = true
+    )]
+    pub url: String,
+    /// A superuser token (instead of email and password).
+    #[arg(long, env = "SYNCBASE_TOKEN", global = true)]
+    pub token: Option<String>,
+    /// Superuser email, used with --password to log in.
+    #[arg(long, env = "SYNCBASE_EMAIL", global = true)]
+    pub email: Option<String>,
+    /// Superuser password, used with --email.
+    #[arg(long, env = "SYNCBASE_PASSWORD", global = true)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    #[command(subcommand)]
+    pub action: PluginCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Upload a component (a new version if the name exists).
+    Push {
+        /// The component file (.wasm).
+        file: PathBuf,
+        /// Plugin name (default: the file name without extension).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Bind a plugin to a collection (or the node, for snapshot policies).
+    Bind {
+        /// Plugin name.
+        name: String,
+        /// Collection to bind to (not for snapshot-policy).
+        #[arg(long)]
+        collection: Option<String>,
+        /// Role: resolver, inbound-filter, outbound-filter or snapshot-policy.
+        #[arg(long = "as")]
+        role: String,
+        /// Version to bind (default: the newest).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Configuration passed to the plugin (JSON text by convention).
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Unbind whatever is bound to a collection role (kept for rollback).
+    Unbind {
+        #[arg(long)]
+        collection: Option<String>,
+        #[arg(long = "as")]
+        role: String,
+    },
+    /// Swap a binding back to the previous plugin version.
+    Rollback {
+        #[arg(long)]
+        collection: Option<String>,
+        #[arg(long = "as")]
+        role: String,
+    },
+    /// List plugins with their versions and bindings.
+    Ls,
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +143,15 @@ pub struct ServeArgs {
     /// Seconds without a message after which a realtime connection is closed (clients reconnect).
     #[arg(long, env = "SYNCBASE_REALTIME_IDLE", default_value_t = 300)]
     pub realtime_idle: u64,
+    /// This node's id (used as the origin of its changes).
+    #[arg(long, env = "SYNCBASE_NODE_ID", default_value = "n1")]
+    pub node_id: String,
+    /// Fuel (about one per wasm instruction) a single plugin call may burn before it fails.
+    #[arg(long, env = "SYNCBASE_PLUGIN_FUEL", default_value_t = 20_000_000)]
+    pub plugin_fuel: u64,
+    /// Memory cap of one plugin instance, in MiB.
+    #[arg(long, env = "SYNCBASE_PLUGIN_MEMORY_MB", default_value_t = 64)]
+    pub plugin_memory_mb: usize,
     /// Seconds that in-flight requests get to finish on shutdown.
     #[arg(long, env = "SYNCBASE_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
@@ -79,6 +166,8 @@ pub struct Config {
     pub store: StoreOptions,
     pub shutdown_grace: std::time::Duration,
     pub realtime: RealtimeOptions,
+    pub node_id: String,
+    pub plugins: RuntimeConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +204,12 @@ impl Config {
                 client_buffer: a.realtime_buffer.max(1),
                 idle_timeout: std::time::Duration::from_secs(a.realtime_idle.max(1)),
             },
+            node_id: a.node_id.clone(),
+            plugins: RuntimeConfig {
+                fuel_per_call: a.plugin_fuel.max(1),
+                memory_cap: a.plugin_memory_mb.max(1) << 20,
+                ..RuntimeConfig::default()
+            },
         })
     }
 
@@ -127,6 +222,8 @@ impl Config {
             store: StoreOptions::default(),
             shutdown_grace: std::time::Duration::from_secs(10),
             realtime: RealtimeOptions::default(),
+            node_id: "n1".into(),
+            plugins: RuntimeConfig::default(),
         }
     }
 }

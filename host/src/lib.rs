@@ -3,10 +3,12 @@
 //! `Server::bind` opens the store and binds the listener; `Server::serve` runs until the
 //! shutdown future completes, lets in-flight requests finish, then checkpoints SQLite.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod filter;
+pub mod plugins;
 pub mod realtime;
 pub mod records;
 pub mod shutdown;
@@ -31,6 +33,8 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("could not open the plugin runtime: {0}")]
+    Plugins(#[from] plugins::PluginError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -53,10 +57,12 @@ impl Server {
                 source,
             })?;
         let hub = realtime::Hub::new(config.realtime.clone());
+        let plugins = plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
         let state = api::AppState {
             store: store.clone(),
             auth_cache: Arc::new(Default::default()),
             hub,
+            plugins,
         };
         Ok(Server {
             config,
@@ -91,6 +97,7 @@ impl Server {
         ));
         let hub = state.hub.clone();
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
+        let outbound = tokio::spawn(plugins::run_outbound(store.clone(), state.plugins.clone()));
         let app = api::router(state, config.body_limit);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = config.shutdown_grace;
@@ -115,6 +122,7 @@ impl Server {
         drop(stop_rx);
         invalidator.abort();
         fanout.abort();
+        outbound.abort();
         store.close().await?;
         tracing::info!("store closed and checkpointed");
         result

@@ -31,6 +31,11 @@ fn main() -> anyhow::Result<()> {
                 server.serve(syncbase::shutdown::signal()).await?;
                 Ok(())
             }
+            Command::Plugin(args) => {
+                let out = syncbase::admin::plugin(&args.remote, &args.action).await?;
+                println!("{out}");
+                Ok(())
+            }
             Command::Superuser {
                 action:
                     SuperuserCommand::Upsert {

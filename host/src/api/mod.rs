@@ -6,6 +6,7 @@ pub mod batch;
 pub mod collections;
 pub mod error;
 pub mod extract;
+pub mod plugins;
 pub mod present;
 pub mod realtime;
 pub mod records;
@@ -20,6 +21,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use serde_json::json;
 
+use crate::plugins::Plugins;
 use crate::realtime::Hub;
 use crate::store::Store;
 use error::ApiError;
@@ -31,6 +33,7 @@ pub struct AppState {
     pub store: Store,
     pub auth_cache: Arc<AuthCache>,
     pub hub: Arc<Hub>,
+    pub plugins: Plugins,
 }
 
 /// Builds the router with a request body limit of `body_limit` bytes.
@@ -75,6 +78,20 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             get(realtime::connect).post(realtime::subscribe),
         )
         .route("/api/batch", post(batch::batch))
+        .route("/api/plugins", get(plugins::list).post(plugins::upload))
+        .route("/api/plugins/bindings", get(plugins::bindings))
+        .route("/api/plugins/outbound", get(plugins::outbound))
+        .route("/api/plugins/unbind", post(plugins::unbind))
+        .route("/api/plugins/rollback", post(plugins::rollback))
+        .route(
+            "/api/plugins/{name}",
+            get(plugins::show).delete(plugins::delete),
+        )
+        .route("/api/plugins/{name}/bind", post(plugins::bind))
+        .route(
+            "/api/plugins/{name}/resolve",
+            post(plugins::dry_run_resolve),
+        )
         .route("/api/settings", get(settings::get).patch(settings::update))
         .route("/api/realtime/ws", get(realtime::websocket))
         .fallback(not_found)

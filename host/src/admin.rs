@@ -1,0 +1,231 @@
+//! The admin CLI (`syncbase plugin ...`): talks to a running node over its HTTP API as a
+//! superuser, and prints results for people.
+
+use std::path::Path;
+
+use reqwest::{Client, Method};
+use serde_json::{Value, json};
+
+use crate::config::{PluginCommand, Remote};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot reach {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "give --token, or --email and --password (or SYNCBASE_TOKEN / SYNCBASE_EMAIL / SYNCBASE_PASSWORD)"
+    )]
+    NoCredentials,
+}
+
+struct Conn {
+    client: Client,
+    url: String,
+    token: String,
+}
+
+impl Conn {
+    async fn open(remote: &Remote) -> Result<Conn, AdminError> {
+        let client = Client::new();
+        let url = remote.url.trim_end_matches('/').to_string();
+        let token = match (&remote.token, &remote.email, &remote.password) {
+            (Some(t), _, _) => t.clone(),
+            (None, Some(email), Some(password)) => {
+                let c = Conn {
+                    client: client.clone(),
+                    url: url.clone(),
+                    token: String::new(),
+                };
+                let body = json!({"identity": email, "password": password});
+                let v = c
+                    .call(
+                        Method::POST,
+                        "/api/collections/_superusers/auth-with-password",
+                        Some(body),
+                    )
+                    .await?;
+                v["token"].as_str().unwrap_or_default().to_string()
+            }
+            _ => return Err(AdminError::NoCredentials),
+        };
+        Ok(Conn { client, url, token })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, AdminError> {
+        let resp = req.send().await.map_err(|source| AdminError::Unreachable {
+            url: self.url.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(v)
+        } else {
+            let msg = v["message"].as_str().map(String::from).unwrap_or(text);
+            Err(AdminError::Refused(format!("{status}: {msg}")))
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, AdminError> {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if !self.token.is_empty() {
+            req = req.header("Authorization", &self.token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        self.send(req).await
+    }
+}
+
+fn target_body(collection: &Option<String>, role: &str) -> Value {
+    json!({"collection": collection, "as": role})
+}
+
+/// Runs one `syncbase plugin` command, returning what to print.
+pub async fn plugin(remote: &Remote, cmd: &PluginCommand) -> Result<String, AdminError> {
+    let conn = Conn::open(remote).await?;
+    match cmd {
+        PluginCommand::Push { file, name } => {
+            let bytes = std::fs::read(file).map_err(|source| AdminError::File {
+                path: file.display().to_string(),
+                source,
+            })?;
+            let name = name.clone().unwrap_or_else(|| stem(file));
+            let url = format!("{}/api/plugins?name={}", conn.url, urlencode(&name));
+            let req = conn
+                .client
+                .post(url)
+                .header("Authorization", &conn.token)
+                .header("Content-Type", "application/wasm")
+                .body(bytes);
+            let v = conn.send(req).await?;
+            Ok(format!(
+                "pushed {} version {} ({}, {} bytes, sha256 {})",
+                v["name"].as_str().unwrap_or_default(),
+                v["version"],
+                v["world"].as_str().unwrap_or_default(),
+                v["size"],
+                v["sha256"].as_str().unwrap_or_default()
+            ))
+        }
+        PluginCommand::Bind {
+            name,
+            collection,
+            role,
+            version,
+            config,
+        } => {
+            let mut body = target_body(collection, role);
+            body["version"] = json!(version);
+            body["config"] = json!(config);
+            let v = conn
+                .call(
+                    Method::POST,
+                    &format!("/api/plugins/{}/bind", urlencode(name)),
+                    Some(body),
+                )
+                .await?;
+            Ok(format!(
+                "bound {} version {} as {}",
+                name,
+                v["binding"]["version"],
+                describe(collection, role)
+            ))
+        }
+        PluginCommand::Unbind { collection, role } => {
+            conn.call(
+                Method::POST,
+                "/api/plugins/unbind",
+                Some(target_body(collection, role)),
+            )
+            .await?;
+            Ok(format!("unbound {}", describe(collection, role)))
+        }
+        PluginCommand::Rollback { collection, role } => {
+            let v = conn
+                .call(
+                    Method::POST,
+                    "/api/plugins/rollback",
+                    Some(target_body(collection, role)),
+                )
+                .await?;
+            Ok(format!(
+                "{} is now {} version {}",
+                describe(collection, role),
+                v["binding"]["plugin"].as_str().unwrap_or_default(),
+                v["binding"]["version"]
+            ))
+        }
+        PluginCommand::Ls => {
+            let v = conn.call(Method::GET, "/api/plugins", None).await?;
+            let mut out = format!(
+                "{:<20} {:>3}  {:<16} {:>9}  {:<12} {}\n",
+                "NAME", "VER", "WORLD", "SIZE", "SHA256", "BOUND AS"
+            );
+            for p in v["items"].as_array().cloned().unwrap_or_default() {
+                let bound: Vec<String> = p["bindings"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|b| {
+                        let t = &b["target"];
+                        format!(
+                            "{}:{} ({})",
+                            t["role"].as_str().unwrap_or(""),
+                            t["collection"].as_str().unwrap_or("node"),
+                            b["state"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                out.push_str(&format!(
+                    "{:<20} {:>3}  {:<16} {:>9}  {:<12} {}\n",
+                    p["name"].as_str().unwrap_or_default(),
+                    p["version"],
+                    p["world"].as_str().unwrap_or_default(),
+                    p["size"],
+                    p["sha256"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(12)
+                        .collect::<String>(),
+                    bound.join(", ")
+                ));
+            }
+            Ok(out.trim_end().to_string())
+        }
+    }
+}
+
+fn describe(collection: &Option<String>, role: &str) -> String {
+    match collection {
+        Some(c) => format!("{role} of {c}"),
+        None => role.to_string(),
+    }
+}
+
+fn stem(file: &Path) -> String {
+    file.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin")
+        .replace('_', "-")
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,265 @@
+//! The plugin admin API (superusers only): upload, list, show, delete, bind, unbind, roll back,
+//! the dry-run resolver, and the outbound stage's recent events.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Auth, JsonBody};
+use crate::plugins::{
+    ErrorKind, PluginError, Target, change_from_json, decided_by_json, resolution_json,
+    version_from_json,
+};
+
+fn plugin_error(e: PluginError) -> ApiError {
+    let status = match e.kind() {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Internal => {
+            tracing::error!(error = %e, "plugin operation failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    ApiError::new(status, e.to_string())
+}
+
+/// `POST /api/plugins`: a component as multipart (`name` + `file`) or as the raw body with
+/// `?name=`. Validated and compiled before anything is stored.
+pub async fn upload(
+    State(st): State<AppState>,
+    auth: Auth,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let ctype = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let (mut name, bytes) = if ctype.starts_with("multipart/form-data") {
+        let mut mp = Multipart::from_request(req, &st)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("Invalid multipart body: {e}.")))?;
+        let (mut name, mut bytes) = (None, None);
+        while let Some(field) = mp
+            .next_field()
+            .await
+            .map_err(|e| ApiError::bad_request(format!("Invalid multipart body: {e}.")))?
+        {
+            match field.name().unwrap_or_default() {
+                "name" => {
+                    name = Some(
+                        field
+                            .text()
+                            .await
+                            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                    )
+                }
+                "file" => {
+                    bytes = Some(
+                        field
+                            .bytes()
+                            .await
+                            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                    )
+                }
+                _ => {}
+            }
+        }
+        (
+            name,
+            bytes
+                .ok_or_else(|| ApiError::bad_request("The multipart body needs a `file` field."))?,
+        )
+    } else {
+        let bytes = Bytes::from_request(req, &st)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        (None, bytes)
+    };
+    if name.is_none() {
+        name = q.get("name").cloned();
+    }
+    let name = name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("A plugin `name` is required."))?;
+    let meta = st
+        .plugins
+        .blocking(move |rt| rt.upload(&name, &bytes))
+        .await
+        .map_err(plugin_error)?;
+    Ok(Json(serde_json::to_value(meta).unwrap_or_default()))
+}
+
+pub async fn list(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let items = st.plugins.runtime.list();
+    Ok(Json(json!({"items": items})))
+}
+
+pub async fn show(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let versions = st.plugins.runtime.show(&name).map_err(plugin_error)?;
+    Ok(Json(json!({"name": name, "versions": versions})))
+}
+
+pub async fn delete(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<StatusCode> {
+    auth.require_superuser()?;
+    let version = match q.get("version") {
+        Some(v) => Some(
+            v.parse::<u32>()
+                .map_err(|_| ApiError::bad_request("`version` must be a number."))?,
+        ),
+        None => None,
+    };
+    st.plugins
+        .blocking(move |rt| rt.delete(&name, version))
+        .await
+        .map_err(plugin_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn bindings(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let table = st.plugins.runtime.bindings().to_json();
+    Ok(Json(serde_json::from_str(&table).unwrap_or_default()))
+}
+
+/// The binding target named by `{"as": role, "collection": name}`; the collection must exist
+/// and is stored by name.
+fn target(st: &AppState, body: &Value) -> ApiResult<Target> {
+    let role = body.get("as").and_then(Value::as_str).unwrap_or_default();
+    let coll = body.get("collection").and_then(Value::as_str);
+    let target = Target::parse(role, coll).map_err(plugin_error)?;
+    if let Some(c) = target.collection() {
+        let schema = st.store.schema();
+        let found = schema.get(c).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("Unknown collection {c:?}."))
+        })?;
+        return Target::parse(role, Some(&found.name)).map_err(plugin_error);
+    }
+    Ok(target)
+}
+
+pub async fn bind(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let target = target(&st, &body)?;
+    let version = body
+        .get("version")
+        .and_then(Value::as_u64)
+        .map(|v| v as u32);
+    let config = match body.get("config") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let t2 = target.clone();
+    let binding = st
+        .plugins
+        .blocking(move |rt| rt.bind(t2, &name, version, &config))
+        .await
+        .map_err(plugin_error)?;
+    Ok(Json(json!({"target": target, "binding": binding})))
+}
+
+pub async fn unbind(
+    State(st): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let target = target(&st, &body)?;
+    let t2 = target.clone();
+    let old = st
+        .plugins
+        .blocking(move |rt| rt.unbind(&t2))
+        .await
+        .map_err(plugin_error)?;
+    Ok(Json(json!({"target": target, "unbound": old})))
+}
+
+pub async fn rollback(
+    State(st): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let target = target(&st, &body)?;
+    let t2 = target.clone();
+    let active = st
+        .plugins
+        .blocking(move |rt| rt.rollback(&t2))
+        .await
+        .map_err(plugin_error)?;
+    Ok(Json(json!({"target": target, "binding": active})))
+}
+
+/// `POST /api/plugins/{name}/resolve`: runs the plugin's resolver on the given versions
+/// without binding it, so authors can try a policy against a running node.
+pub async fn dry_run_resolve(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let current = version_from_json(body.get("current").unwrap_or(&Value::Null))
+        .map_err(|e| ApiError::bad_request(format!("current: {e}.")))?;
+    let incoming = change_from_json(body.get("incoming").unwrap_or(&Value::Null))
+        .map_err(|e| ApiError::bad_request(format!("incoming: {e}.")))?;
+    let version = body
+        .get("version")
+        .and_then(Value::as_u64)
+        .map(|v| v as u32);
+    let config = body
+        .get("config")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let outcome = st
+        .plugins
+        .blocking(move |rt| rt.dry_run_resolve(&name, version, &config, &current, &incoming))
+        .await
+        .map_err(plugin_error)?;
+    Ok(Json(
+        json!({"resolution": resolution_json(&outcome.value), "decidedBy": decided_by_json(&outcome.decided_by)}),
+    ))
+}
+
+/// `GET /api/plugins/outbound`: what the outbound stage let out most recently, and counters.
+pub async fn outbound(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let log = &st.plugins.outbound;
+    Ok(Json(json!({
+        "passed": log.passed.load(Ordering::Relaxed),
+        "dropped": log.dropped.load(Ordering::Relaxed),
+        "rewritten": log.rewritten.load(Ordering::Relaxed),
+        "failures": log.failures.load(Ordering::Relaxed),
+        "items": log.recent(),
+    })))
+}

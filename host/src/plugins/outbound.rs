@@ -1,0 +1,124 @@
+//! The outbound stage: every committed local change passes the collection's outbound filter
+//! before it may leave the node. A filter can keep it, drop it (node-local data) or rewrite it
+//! (e.g. redact fields). Until replication publishes from here, the stage keeps the most
+//! recent outbound events in a bounded log, shown at `GET /api/plugins/outbound`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::Value;
+use syncbase_plugin_runtime::types::{Change as WitChange, Direction, Verdict};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::Plugins;
+use crate::store::Store;
+
+/// One change as it left the outbound stage.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundEvent {
+    pub event_id: String,
+    pub op: &'static str,
+    pub collection: String,
+    pub id: String,
+    pub data: Option<Value>,
+    /// `keep`, `replace` or (for the counters only) `drop`.
+    pub verdict: &'static str,
+}
+
+/// Counters and the most recent events that passed the stage.
+pub struct OutboundLog {
+    recent: Mutex<VecDeque<OutboundEvent>>,
+    cap: usize,
+    pub passed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub rewritten: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+impl OutboundLog {
+    pub fn new(cap: usize) -> OutboundLog {
+        OutboundLog {
+            recent: Mutex::new(VecDeque::with_capacity(cap)),
+            cap,
+            passed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            rewritten: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    fn push(&self, e: OutboundEvent) {
+        let mut r = self.recent.lock();
+        if r.len() == self.cap {
+            r.pop_front();
+        }
+        r.push_back(e);
+    }
+
+    pub fn recent(&self) -> Vec<OutboundEvent> {
+        self.recent.lock().iter().cloned().collect()
+    }
+}
+
+fn op_name(c: &WitChange) -> &'static str {
+    use syncbase_plugin_runtime::types::Op;
+    match c.op {
+        Op::Create => "create",
+        Op::Update => "update",
+        Op::Delete => "delete",
+    }
+}
+
+/// Runs the outbound stage until the change feed closes.
+pub async fn run_outbound(store: Store, plugins: Plugins) {
+    let mut rx = store.subscribe();
+    loop {
+        let batch = match rx.recv().await {
+            Ok(b) => b,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "outbound stage lagged behind the change feed");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let p = plugins.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            for change in batch.iter() {
+                let hlc = (chrono::Utc::now().timestamp_millis().max(0) as u64) << 16;
+                let event_id =
+                    crate::store::schema::random_string(20, crate::store::schema::LOWER_ALNUM);
+                let wit = p.wit_change(change, hlc, event_id);
+                let outcome = p.runtime.filter(&wit.collection, Direction::Outbound, &wit);
+                if outcome.failure().is_some() {
+                    p.outbound.failures.fetch_add(1, Ordering::Relaxed);
+                }
+                let (verdict, out) = match outcome.value {
+                    Verdict::Keep => ("keep", Some(wit)),
+                    Verdict::Drop => ("drop", None),
+                    Verdict::Replace(c) => ("replace", Some(c)),
+                };
+                match verdict {
+                    "drop" => p.outbound.dropped.fetch_add(1, Ordering::Relaxed),
+                    "replace" => p.outbound.rewritten.fetch_add(1, Ordering::Relaxed),
+                    _ => p.outbound.passed.fetch_add(1, Ordering::Relaxed),
+                };
+                if let Some(c) = out {
+                    p.outbound.push(OutboundEvent {
+                        op: op_name(&c),
+                        data: c.data.as_deref().and_then(|d| serde_json::from_str(d).ok()),
+                        event_id: c.event_id,
+                        collection: c.collection,
+                        id: c.id,
+                        verdict,
+                    });
+                }
+            }
+        });
+        if let Err(e) = work.await {
+            tracing::error!(error = %e, "outbound stage task failed");
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Plugins on one node through the real binary: the CLI pushes and binds real components built
+//! from `plugins/`, the admin API shows and swaps them, the dry-run resolver answers, outbound
+//! filters rewrite and drop change events, and bad uploads are refused while serving goes on.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::*;
+use syncbase_plugin_build::{BuildOptions, build_plugins};
+
+/// The shipped plugins these tests use, built once per test binary into component files.
+fn built() -> &'static HashMap<String, PathBuf> {
+    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let options = BuildOptions {
+            plugin_dirs: ["lww", "field-merge", "redact", "local-only"]
+                .iter()
+                .map(|p| root.join("plugins").join(p))
+                .collect(),
+            target_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("host-plugin-build")),
+            out_dir: None,
+            world: None,
+        };
+        build_plugins(&options)
+            .unwrap_or_else(|e| panic!("building plugins: {e}"))
+            .into_iter()
+            .map(|b| (b.name, b.component))
+            .collect()
+    })
+}
+
+fn component(name: &str) -> PathBuf {
+    built()
+        .get(name)
+        .unwrap_or_else(|| panic!("plugin {name} not built"))
+        .clone()
+}
+
+/// Runs `syncbase plugin ...` against the node, returning (success, stdout + stderr).
+fn cli(node: &Node, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin())
+        .arg("plugin")
+        .args(args)
+        .args(["--url", &node.url, "--token", &node.token])
+        .output()
+        .expect("run syncbase plugin");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn push_bind_list_show_and_roll_back_through_the_cli_and_api() {
+    let node = Node::start().await;
+    node.create_collection(posts_def()).await;
+    let lww = component("lww");
+    let (ok, out) = cli(
+        &node,
+        &["push", lww.to_str().expect("path"), "--name", "lww"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("lww version 1") && out.contains("resolver"),
+        "{out}"
+    );
+    let (ok, out) = cli(
+        &node,
+        &["bind", "lww", "--collection", "posts", "--as", "resolver"],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&node, &["ls"]);
+    assert!(
+        ok && out.contains("lww") && out.contains("resolver:posts (active)"),
+        "{out}"
+    );
+
+    let (s, shown) = node.get("/api/plugins/lww").await;
+    assert_eq!(s, StatusCode::OK);
+    let v = &shown["versions"][0];
+    assert_eq!(v["world"], "resolver");
+    assert_eq!(v["sha256"].as_str().expect("sha").len(), 64);
+    assert!(
+        v["exports"].as_array().is_some_and(|e| !e.is_empty()),
+        "{v}"
+    );
+    assert_eq!(v["bindings"][0]["state"], "active");
+
+    // A second plugin on the same target; rollback brings the first back at once.
+    let fm = component("field-merge");
+    assert!(cli(&node, &["push", fm.to_str().expect("path")]).0);
+    assert!(
+        cli(
+            &node,
+            &[
+                "bind",
+                "field-merge",
+                "--collection",
+                "posts",
+                "--as",
+                "resolver"
+            ]
+        )
+        .0
+    );
+    let (_, table) = node.get("/api/plugins/bindings").await;
+    assert!(table.to_string().contains("field-merge"), "{table}");
+    let (ok, out) = cli(
+        &node,
+        &["rollback", "--collection", "posts", "--as", "resolver"],
+    );
+    assert!(ok && out.contains("lww"), "{out}");
+
+    // A bound plugin cannot be deleted; the CLI reports the server's reason.
+    let (s, body) = node.delete("/api/plugins/lww").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    let (ok, out) = cli(
+        &node,
+        &["bind", "lww", "--collection", "nope", "--as", "resolver"],
+    );
+    assert!(!ok && out.contains("404"), "{out}");
+}
+
+#[tokio::test]
+async fn the_dry_run_resolver_answers_without_binding() {
+    let node = Node::start().await;
+    let (s, _) = node
+        .raw(
+            Method::POST,
+            "/api/plugins?name=lww",
+            "application/wasm",
+            std::fs::read(component("lww")).expect("read"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let version = |hlc: u64, origin: &str, title: &str| json!({"collection": "posts", "id": "r1", "data": {"id": "r1", "title": title}, "hlc": hlc, "origin": origin, "eventId": format!("e{hlc}")});
+    let mut incoming = version(20, "n2", "newer");
+    incoming["op"] = json!("update");
+    incoming["base"] = json!("e1");
+    let (s, body) = node
+        .post(
+            "/api/plugins/lww/resolve",
+            json!({"current": version(10, "n1", "older"), "incoming": incoming}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["resolution"], "take-incoming");
+    assert_eq!(body["decidedBy"]["by"], "plugin");
+    let (s, body) = node
+        .post(
+            "/api/plugins/lww/resolve",
+            json!({"current": version(30, "n1", "newest"), "incoming": incoming}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["resolution"], "keep-current");
+    let (s, _) = node
+        .post(
+            "/api/plugins/lww/resolve",
+            json!({"current": {}, "incoming": incoming}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        node.post(
+            "/api/plugins/nope/resolve",
+            json!({"current": version(1, "a", "x"), "incoming": incoming})
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn outbound_filters_rewrite_and_drop_change_events() {
+    let node = Node::start().await;
+    node.create_collection(json!({"name": "profiles", "fields": [{"name": "name", "type": "text"}, {"name": "ssn", "type": "text"}]})).await;
+    node.create_collection(json!({"name": "drafts", "fields": [{"name": "text", "type": "text"}]}))
+        .await;
+    for (name, file) in [
+        ("redact", component("redact")),
+        ("local-only", component("local-only")),
+    ] {
+        let (ok, out) = cli(
+            &node,
+            &["push", file.to_str().expect("path"), "--name", name],
+        );
+        assert!(ok, "{out}");
+    }
+    let (ok, out) = cli(
+        &node,
+        &[
+            "bind",
+            "redact",
+            "--collection",
+            "profiles",
+            "--as",
+            "outbound-filter",
+            "--config",
+            r#"{"fields":["ssn"]}"#,
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(
+        &node,
+        &[
+            "bind",
+            "local-only",
+            "--collection",
+            "drafts",
+            "--as",
+            "outbound-filter",
+            "--config",
+            r#"{"collections":["drafts"]}"#,
+        ],
+    );
+    assert!(ok, "{out}");
+
+    let p = node
+        .create_record("profiles", json!({"name": "Ann", "ssn": "123-45-6789"}))
+        .await;
+    let d = node
+        .create_record("drafts", json!({"text": "private"}))
+        .await;
+    // The record itself is stored whole: filters act on what leaves the node.
+    let (_, stored) = node
+        .get(&format!(
+            "/api/collections/profiles/records/{}",
+            p["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(stored["ssn"], "123-45-6789");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let log = loop {
+        let (_, log) = node.get("/api/plugins/outbound").await;
+        if log["rewritten"].as_u64() == Some(1) && log["dropped"].as_u64() == Some(1) {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "outbound stage never saw both changes: {log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let items = log["items"].as_array().expect("items");
+    let profile = items
+        .iter()
+        .find(|i| i["collection"] == "profiles")
+        .expect("profile event");
+    assert_eq!(profile["data"]["name"], "Ann");
+    assert!(profile["data"].get("ssn").is_none(), "redacted: {profile}");
+    assert!(
+        !items.iter().any(|i| i["id"] == d["id"]),
+        "the draft never left the node: {log}"
+    );
+}
+
+#[tokio::test]
+async fn bad_uploads_are_refused_and_the_binding_stays() {
+    let node = Node::start().await;
+    node.create_collection(posts_def()).await;
+    assert!(
+        cli(
+            &node,
+            &[
+                "push",
+                component("lww").to_str().expect("path"),
+                "--name",
+                "lww"
+            ]
+        )
+        .0
+    );
+    assert!(
+        cli(
+            &node,
+            &["bind", "lww", "--collection", "posts", "--as", "resolver"]
+        )
+        .0
+    );
+
+    let (s, body) = node
+        .raw(
+            Method::POST,
+            "/api/plugins?name=bad",
+            "application/wasm",
+            b"not wasm at all".to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("msg")
+            .contains("not a WebAssembly binary"),
+        "{body}"
+    );
+    // An empty core module: valid wasm, but not a component.
+    let core = b"\0asm\x01\0\0\0".to_vec();
+    let (s, body) = node
+        .raw(
+            Method::POST,
+            "/api/plugins?name=lww",
+            "application/wasm",
+            core,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("msg")
+            .contains("core WebAssembly module"),
+        "{body}"
+    );
+    let (s, _) = node
+        .raw(
+            Method::POST,
+            "/api/plugins",
+            "application/wasm",
+            b"\0asm".to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a name is required");
+    let (s, _) = node.call_as("", Method::GET, "/api/plugins", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let (_, shown) = node.get("/api/plugins/lww").await;
+    assert_eq!(
+        shown["versions"].as_array().expect("versions").len(),
+        1,
+        "no new version from a bad upload"
+    );
+    assert_eq!(shown["versions"][0]["bindings"][0]["state"], "active");
+    let (s, _) = node.get("/api/health").await;
+    assert_eq!(s, StatusCode::OK);
+    let _: Value = shown;
+}
