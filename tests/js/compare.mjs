@@ -93,10 +93,63 @@ function steps() {
     json('DELETE', '/api/collections/two'),
     json('DELETE', '/api/collections/things/records/aaaaaaaaaaaaaa2'),
     json('DELETE', '/api/collections/things/records/aaaaaaaaaaaaaa2'),
+    ...relationSteps(json),
     json('GET', '/api/collections/nope/records'),
     json('POST', '/api/collections', { name: 'things' }),
     json('POST', '/api/collections', { name: '' }),
     json('DELETE', '/api/collections/things'),
+  ];
+}
+
+/** Relations: validation, expand (nested, multiple, missing), fields with expand, cascade. */
+function relationSteps(json) {
+  const rec = (c, body) => json('POST', `/api/collections/${c}/records`, body);
+  const get = (path) => json('GET', path);
+  return [
+    json('POST', '/api/collections', { name: 'people', listRule: '', viewRule: '', fields: [{ name: 'name', type: 'text' }] }),
+    json('POST', '/api/collections', {
+      name: 'books', listRule: '', viewRule: '',
+      fields: [
+        { name: 'title', type: 'text' },
+        { name: 'author', type: 'relation', collectionId: '@coll:people', maxSelect: 1, cascadeDelete: true },
+        { name: 'editors', type: 'relation', collectionId: '@coll:people', maxSelect: 5 },
+      ],
+    }),
+    json('POST', '/api/collections', {
+      name: 'reviews',
+      fields: [
+        { name: 'book', type: 'relation', collectionId: '@coll:books', maxSelect: 1, required: true },
+        { name: 'stars', type: 'number', onlyInt: true },
+      ],
+    }),
+    json('POST', '/api/collections', { name: 'byname', fields: [{ name: 'p', type: 'relation', collectionId: 'people' }] }),
+    rec('people', { id: 'ppppppppppppp01', name: 'Ann' }),
+    rec('people', { id: 'ppppppppppppp02', name: 'Bob' }),
+    rec('books', { id: 'bbbbbbbbbbbbb01', title: 'B1', author: 'ppppppppppppp01', editors: ['ppppppppppppp02', 'ppppppppppppp01'] }),
+    rec('books', { id: 'bbbbbbbbbbbbb02', title: 'B2', author: 'nosuchperson000' }),
+    rec('books', { id: 'bbbbbbbbbbbbb03', title: 'B3', editors: 'ppppppppppppp02' }),
+    rec('reviews', { id: 'rrrrrrrrrrrrr01', book: 'bbbbbbbbbbbbb01', stars: 4 }),
+    rec('reviews', { id: 'rrrrrrrrrrrrr02', stars: 4.5, book: 'bbbbbbbbbbbbb01' }),
+    rec('reviews', { id: 'rrrrrrrrrrrrr03' }),
+    get('/api/collections/books/records/bbbbbbbbbbbbb01?expand=author,editors'),
+    get('/api/collections/reviews/records/rrrrrrrrrrrrr01?expand=book.author'),
+    get('/api/collections/reviews/records/rrrrrrrrrrrrr01?expand=book.author,book.editors'),
+    get('/api/collections/books/records/bbbbbbbbbbbbb01?expand=nope'),
+    get('/api/collections/books/records/bbbbbbbbbbbbb03?expand=author'),
+    get('/api/collections/books/records?expand=author&fields=id,title,expand.author.name&sort=title'),
+    get('/api/collections/books/records?sort=-author.name,title'),
+    get(`/api/collections/books/records?filter=${encodeURIComponent("author.name = 'Ann'")}`),
+    get(`/api/collections/books/records?filter=${encodeURIComponent("editors.name ?= 'Bob'")}&sort=title`),
+    get(`/api/collections/books/records?filter=${encodeURIComponent("editors:length > 1")}`),
+    get(`/api/collections/books/records?filter=${encodeURIComponent("editors:each ?= 'ppppppppppppp02'")}&sort=title`),
+    get(`/api/collections/books/records?filter=${encodeURIComponent("author.name:isset = true")}`),
+    get('/api/collections/books/records?sort=@random&fields=id&perPage=1&skipTotal=1&filter=id=%27bbbbbbbbbbbbb01%27'),
+    json('PATCH', '/api/collections/books/records/bbbbbbbbbbbbb01', { 'editors-': 'ppppppppppppp02', '+editors': 'ppppppppppppp02' }),
+    json('DELETE', '/api/collections/people/records/ppppppppppppp02'),
+    json('DELETE', '/api/collections/people/records/ppppppppppppp01'),
+    get('/api/collections/books/records?sort=title'),
+    get('/api/collections/reviews/records'),
+    json('DELETE', '/api/collections/people'),
   ];
 }
 
@@ -123,13 +176,25 @@ function normaliser() {
   return norm;
 }
 
+/** Replaces "@coll:NAME" strings with that collection's id on this server. */
+function bind(v, collections) {
+  if (Array.isArray(v)) return v.map((x) => bind(x, collections));
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, bind(x, collections)]));
+  }
+  if (typeof v === 'string' && v.startsWith('@coll:')) return collections.get(v.slice(6)) ?? v;
+  return v;
+}
+
 async function run(server, token) {
   const norm = normaliser();
+  const collections = new Map();
   const out = [];
   for (const step of steps()) {
     const headers = { 'content-type': 'application/json' };
     if (step.auth) headers.authorization = token;
-    const body = step.raw ?? (step.body === undefined ? undefined : JSON.stringify(step.body));
+    const bound = bind(step.body, collections);
+    const body = step.raw ?? (bound === undefined ? undefined : JSON.stringify(bound));
     const res = await fetch(server.url + step.path, { method: step.method, headers, body });
     const text = await res.text();
     let parsed;
@@ -137,6 +202,9 @@ async function run(server, token) {
       parsed = text ? JSON.parse(text) : '';
     } catch {
       parsed = `<non-JSON> ${text.slice(0, 200)}`;
+    }
+    if (step.method === 'POST' && step.path === '/api/collections' && parsed?.id) {
+      collections.set(parsed.name, parsed.id);
     }
     // The superuser health check carries machine details; only the shape matters here.
     if (step.path === '/api/health' && parsed?.data) parsed.data = '<data>';
