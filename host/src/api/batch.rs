@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Auth, JsonBody};
+use super::extract::{Auth, Input};
 use super::present::{self, FieldsPicker};
 use super::records::{OpKind, WriteOp, prepare_op, run_op};
 use crate::store::{StoreError, settings};
@@ -54,7 +54,7 @@ pub async fn batch(
     State(st): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    Input(body): Input,
 ) -> ApiResult<impl IntoResponse> {
     let cfg = st.store.read(|conn, _| settings::load(conn)).await?;
     let cfg = &cfg["batch"];

@@ -45,6 +45,7 @@ pub fn record(schema: &Schema, c: &Collection, mut rec: Record, viewer: &Auth) -
         }
     }
     if let Some(Value::Object(expand)) = rec.remove("expand") {
+        // (An empty object stays: PocketBase shows `expand: {}` when expansion was asked for.)
         let mut shown = Map::new();
         for (k, v) in expand {
             shown.insert(k, present_expanded(schema, v, viewer));

@@ -117,6 +117,11 @@ fn show(
     if let Some(paths) = q.get("expand").filter(|e| !e.trim().is_empty()) {
         let vis = expand_visibility(auth);
         expand::expand(conn, schema, c, &mut recs, paths, &vis)?;
+        // Asked-for expansions show as `expand: {}` even when nothing was related.
+        for r in recs.iter_mut() {
+            r.entry("expand")
+                .or_insert_with(|| Value::Object(Default::default()));
+        }
     }
     let picker = q.get("fields").and_then(|f| FieldsPicker::parse(f));
     let mut out = Vec::with_capacity(recs.len());

@@ -60,6 +60,8 @@ pub struct Subscription {
     pub record: Option<String>,
     pub query: HashMap<String, String>,
     pub headers: Map<String, Value>,
+    /// A non-record topic (e.g. the SDK's `PB_CONNECT` listener); never matched by changes.
+    pub custom: bool,
 }
 
 impl Subscription {
@@ -68,14 +70,18 @@ impl Subscription {
             Some((p, q)) => (p, Some(q)),
             None => (topic, None),
         };
-        let (collection, record) = path.split_once('/')?;
-        if collection.is_empty() || record.is_empty() {
-            return None;
-        }
+        // A topic that is not `collection/record` is a custom topic (as in PocketBase): it is
+        // accepted and kept, but no record change ever matches it.
+        let (collection, record) = match path.split_once('/') {
+            Some((c, r)) if !c.is_empty() && !r.is_empty() => (c, r),
+            _ if !path.is_empty() && !path.contains('/') => (path, ""),
+            _ => return None,
+        };
         let mut sub = Subscription {
             topic: topic.to_string(),
             collection: collection.to_string(),
             record: (record != "*").then(|| record.to_string()),
+            custom: record.is_empty(),
             query: HashMap::new(),
             headers: Map::new(),
         };
@@ -271,8 +277,9 @@ mod tests {
         .expect("parse");
         assert_eq!(s.record.as_deref(), Some("abc"));
         assert_eq!(s.query.get("expand").map(String::as_str), Some("author"));
-        assert!(Subscription::parse("nocollection").is_none());
+        assert!(Subscription::parse("PB_CONNECT").is_some_and(|s| s.custom));
         assert!(Subscription::parse("posts/").is_none());
+        assert!(Subscription::parse("").is_none());
     }
 
     #[test]

@@ -207,7 +207,11 @@ fn normalize_and_validate(
         }
         match &f.kind {
             FieldKind::Relation(r) => {
-                let exists = schema.get(&r.collection_id).is_some() || r.collection_id == c.id;
+                // By id only: PocketBase refuses a collection name here.
+                let exists = schema
+                    .get(&r.collection_id)
+                    .is_some_and(|t| t.id == r.collection_id)
+                    || r.collection_id == c.id;
                 if !exists {
                     field_errors.insert(
                         key,
@@ -262,7 +266,23 @@ fn normalize_and_validate(
 }
 
 /// Gives every field an id, keeps the `id` field first and an auth collection's system fields.
+/// A field submitted without an id under a name already used earlier in the list replaces that
+/// earlier definition (PocketBase merges such duplicates; the later one wins).
 fn complete_fields(c: &mut Collection, old: Option<&Collection>) {
+    let mut merged: Vec<Field> = Vec::with_capacity(c.fields.len());
+    for f in std::mem::take(&mut c.fields) {
+        let earlier = merged
+            .iter()
+            .position(|m| m.name.eq_ignore_ascii_case(&f.name));
+        match earlier {
+            Some(i) if f.id.is_empty() => {
+                let id = std::mem::take(&mut merged[i].id);
+                merged[i] = Field { id, ..f };
+            }
+            _ => merged.push(f),
+        }
+    }
+    c.fields = merged;
     let mut used: HashSet<String> = HashSet::new();
     for f in c.fields.iter_mut() {
         if f.id.is_empty() {

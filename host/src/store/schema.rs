@@ -103,6 +103,9 @@ pub struct Field {
     pub presentable: bool,
     #[serde(default)]
     pub required: bool,
+    /// Help text shown to editors (PocketBase serves `""` when unset).
+    #[serde(default)]
+    pub help: String,
     #[serde(flatten)]
     pub kind: FieldKind,
 }
@@ -264,6 +267,7 @@ impl Field {
             hidden: false,
             presentable: false,
             required: false,
+            help: String::new(),
             kind,
         };
         f.id = f.default_id();
