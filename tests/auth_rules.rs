@@ -370,3 +370,48 @@ async fn emails_are_shown_only_to_owners_superusers_or_when_visible() {
     let (_, seen) = node.call_as(&bob_t, Method::GET, &path, None).await;
     assert_eq!(seen["email"], "ann@example.com");
 }
+
+#[tokio::test]
+async fn tokens_expire_after_the_collection_duration() {
+    let node = Node::start().await;
+    let (s, body) = node
+        .patch(
+            "/api/collections/users",
+            json!({"authToken": {"duration": 1}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(
+        body["authToken"].get("secret").is_none(),
+        "the secret is never served: {body}"
+    );
+    let (_, token) = user(&node, "ann@example.com").await;
+    // Valid at first, refused once its second has passed (polled with a deadline).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (s, _) = node
+            .call_as(
+                &token,
+                Method::GET,
+                "/api/collections/users/auth-methods",
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _) = node
+            .call_as(
+                &token,
+                Method::POST,
+                "/api/collections/users/auth-refresh",
+                None,
+            )
+            .await;
+        match s {
+            StatusCode::OK => {}
+            StatusCode::UNAUTHORIZED => break,
+            other => panic!("unexpected {other}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "token never expired");
+        tokio::task::yield_now().await;
+    }
+}
