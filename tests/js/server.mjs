@@ -54,10 +54,11 @@ async function freePort() {
 
 /**
  * Starts a server (`which`: "syncbase" or "pocketbase", default env SERVER) and resolves once
- * `/api/health` answers 200.
+ * `/api/health` answers 200. `serveArgs` are appended to the `serve` command line (flags only one
+ * of the servers knows, e.g. Syncbase's `--realtime-idle`).
  * Returns `{ url, kind, stop }`; `stop()` kills the process and removes the temp dir.
  */
-export async function startServer(which) {
+export async function startServer(which, { serveArgs = [] } = {}) {
   const { kind, bin } = serverKind(which);
   if (kind === 'syncbase') {
     await access(bin).catch(() => {
@@ -76,7 +77,7 @@ export async function startServer(which) {
     // Syncbase binds port 0 itself and reports the port; PocketBase prints ":0" back, so it gets
     // a port picked here.
     const port = kind === 'pocketbase' ? await freePort() : 0;
-    child = spawn(bin, ['serve', '--http', `127.0.0.1:${port}`, '--dir', dataDir], {
+    child = spawn(bin, ['serve', '--http', `127.0.0.1:${port}`, '--dir', dataDir, ...serveArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     if (process.env.SERVER_LOG) {
