@@ -83,6 +83,7 @@ pub async fn batch(
         ));
     }
     let mut ops: Vec<(WriteOp, HashMap<String, String>)> = Vec::with_capacity(requests.len());
+    let mut actions: Vec<&'static str> = Vec::with_capacity(requests.len());
     for (i, r) in requests.iter().enumerate() {
         let method = r.get("method").and_then(Value::as_str).unwrap_or_default();
         let url = r.get("url").and_then(Value::as_str).unwrap_or_default();
@@ -106,6 +107,11 @@ pub async fn batch(
         let op = prepare_op(&st, &auth, &m, &headers, &query, kind, &coll, id, input)
             .await
             .map_err(|e| failed(i, e))?;
+        actions.push(match kind {
+            OpKind::Create | OpKind::Upsert => "Failed to create record.",
+            OpKind::Update => "Failed to update record.",
+            OpKind::Delete => "Failed to delete record.",
+        });
         ops.push((op, query));
     }
     let results = st
@@ -125,7 +131,13 @@ pub async fn batch(
         .map_err(|e| match e {
             StoreError::Batch { index, source } => failed(
                 index,
-                ApiError::from_store(*source, "Failed to process the request."),
+                ApiError::from_store(
+                    *source,
+                    actions
+                        .get(index)
+                        .copied()
+                        .unwrap_or("Failed to process the request."),
+                ),
             ),
             other => ApiError::from(other),
         })?;

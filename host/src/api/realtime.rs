@@ -4,12 +4,13 @@
 
 use std::convert::Infallible;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use futures::stream::{self, Stream};
+use futures::stream;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -17,35 +18,61 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{Auth, JsonBody, authenticate};
 use crate::realtime::{Message, SubscribeError};
 
+/// Largest chunk written to an SSE connection at once.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// One SSE frame. `data` is compact JSON (no newlines), so it fits one `data:` line.
+fn frame(buf: &mut String, id: &str, event: &str, data: &str) {
+    buf.push_str("id:");
+    buf.push_str(id);
+    buf.push_str("\nevent:");
+    buf.push_str(event);
+    buf.push_str("\ndata:");
+    buf.push_str(data);
+    buf.push_str("\n\n");
+}
+
 /// Opens an SSE stream: `PB_CONNECT` first, then one event per delivery, every frame carrying
-/// `id: <clientId>`. The stream ends after the idle timeout; the SDK reconnects.
-pub async fn connect(
-    State(st): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// `id: <clientId>`. Messages already queued for the client go out in one write, so a busy
+/// connection costs one syscall per burst rather than per event. The stream ends after the
+/// idle timeout; the SDK reconnects.
+pub async fn connect(State(st): State<AppState>) -> Response {
     let (reg, rx) = st.hub.connect();
     let idle = st.hub.opts.idle_timeout;
-    let first = Event::default()
-        .id(reg.id.clone())
-        .event("PB_CONNECT")
-        .data(json!({"clientId": reg.id}).to_string());
-    let state = (Some(first), reg, rx);
-    let events = stream::unfold(state, move |(first, reg, mut rx)| async move {
-        if let Some(ev) = first {
-            return Some((Ok(ev), (None, reg, rx)));
+    let mut hello = String::new();
+    frame(
+        &mut hello,
+        &reg.id,
+        "PB_CONNECT",
+        &json!({"clientId": reg.id}).to_string(),
+    );
+    let state = (Some(hello), reg, rx);
+    let chunks = stream::unfold(state, move |(first, reg, mut rx)| async move {
+        if let Some(hello) = first {
+            return Some((Ok::<_, Infallible>(Bytes::from(hello)), (None, reg, rx)));
         }
         match tokio::time::timeout(idle, rx.recv()).await {
             Ok(Some(Message { event, data })) => {
-                let ev = Event::default()
-                    .id(reg.id.clone())
-                    .event(&*event)
-                    .data(&*data);
-                Some((Ok(ev), (None, reg, rx)))
+                let mut buf = String::with_capacity(data.len() + 128);
+                frame(&mut buf, &reg.id, &event, &data);
+                while buf.len() < MAX_CHUNK {
+                    match rx.try_recv() {
+                        Ok(Message { event, data }) => frame(&mut buf, &reg.id, &event, &data),
+                        Err(_) => break,
+                    }
+                }
+                Some((Ok(Bytes::from(buf)), (None, reg, rx)))
             }
             // Closed (dropped as too slow) or idle: end the stream; dropping `reg` unregisters.
             _ => None,
         }
     });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    Response::builder()
+        .header(CONTENT_TYPE, "text/event-stream")
+        .header(CACHE_CONTROL, "no-store")
+        .header("x-accel-buffering", "no")
+        .body(Body::from_stream(chunks))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// Sets a client's subscriptions and binds the request's auth to it.
