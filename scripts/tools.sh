@@ -30,6 +30,17 @@ ensure_python_tools() {
   nats-server --version >/dev/null
 }
 
+# The wasm targets the plugin builds need (rustup is how the machine's Rust was installed).
+ensure_rust_targets() {
+  local have
+  have="$(rustup target list --installed 2>/dev/null || true)"
+  for t in wasm32-unknown-unknown wasm32-wasip2; do
+    if ! grep -qx "$t" <<<"$have"; then
+      rustup target add "$t"
+    fi
+  done
+}
+
 # The JS SDK test's npm dependencies, reinstalled when package-lock.json changes.
 ensure_js_deps() {
   local js="$repo_root/tests/js"
