@@ -1,0 +1,304 @@
+//! A node's durable pull consumer: the log's events, strictly in stream order, each once.
+//!
+//! The durable consumer (`node_<id>`, explicit acks, deliver all) lets the servers track each
+//! node's progress, but the truth about what a node applied is its SQLite `applied_seq`, stored
+//! in the same transaction as the rows. JetStream alone would not keep strict order across
+//! hiccups: after a crash the consumer still holds unacknowledged deliveries and redelivers
+//! them *after* newer messages once `ack_wait` expires. So this wrapper keeps the order itself:
+//!
+//! * On open (and whenever order might break) the consumer is *positioned*: reused as-is only
+//!   if it has nothing pending and its ack floor is exactly where this node resumes; otherwise
+//!   it is deleted and recreated to start at `resume_after + 1`.
+//! * Deliveries at or below the last yielded sequence (redeliveries) are skipped.
+//! * A gap in the consumer's delivery sequence means a delivery was lost on the way (a slow
+//!   client's buffer, a reconnect): the consumer is repositioned after the last yielded event,
+//!   exactly like an ordered consumer resets itself.
+//!
+//! Callers ack each delivery after the transaction that applied it has committed; an
+//! unacknowledged window of `max_ack_pending` deliveries is the apply path's backpressure.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, stream::Stream as JsStream};
+use futures::StreamExt;
+
+use super::event::{DecodeError, Event};
+use super::log::{Log, LogError, check_name};
+
+/// How this node's consumer behaves.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// The last stream sequence this node applied (from SQLite). `None` trusts the server's
+    /// ack floor instead — fine for tools, not for the apply path.
+    pub resume_after: Option<u64>,
+    /// Deliveries not acked within this are redelivered (and then skipped here); keep it well
+    /// above the longest apply batch.
+    pub ack_wait: Duration,
+    /// Unacked deliveries the server lets out before it waits for acks.
+    pub max_ack_pending: i64,
+    /// Messages requested per pull.
+    pub batch: usize,
+    /// Idle heartbeat of a pull; missing heartbeats surface as errors from `next`.
+    pub heartbeat: Duration,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            resume_after: None,
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: 20_000,
+            batch: 1_000,
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One event as delivered: its position and the decoded event (or why it did not decode: an
+/// event this node cannot read is still a position in the fold, to be dead-lettered).
+pub struct Delivery {
+    pub seq: u64,
+    pub event: Result<Event, DecodeError>,
+    message: jetstream::Message,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("seq", &self.seq)
+            .field("event", &self.event)
+            .finish()
+    }
+}
+
+impl Delivery {
+    /// The raw payload, for dead-lettering an event that did not decode.
+    pub fn payload(&self) -> &[u8] {
+        &self.message.payload
+    }
+
+    /// Acknowledges the delivery. Call only after the apply transaction has committed.
+    pub async fn ack(&self) -> Result<(), LogError> {
+        self.message.ack().await.map_err(|e| LogError::Consumer {
+            consumer: self
+                .message
+                .info()
+                .map(|i| i.consumer.to_string())
+                .unwrap_or_default(),
+            message: format!("ack of {}: {e}", self.seq),
+        })
+    }
+}
+
+/// The ordered, deduplicated view of this node's durable consumer.
+pub struct EventConsumer {
+    stream: JsStream,
+    name: String,
+    opts: ConsumerOptions,
+    messages: Option<pull::Stream>,
+    /// The last stream sequence yielded (or resumed after).
+    last_seq: u64,
+    /// The consumer sequence of the last delivery seen since positioning.
+    last_cseq: u64,
+    repositions: u64,
+    /// Consecutive failures to reach the consumer: paces retries while a server restarts.
+    failures: u32,
+}
+
+impl EventConsumer {
+    pub(crate) async fn open(
+        log: &Log,
+        node_id: &str,
+        opts: ConsumerOptions,
+    ) -> Result<EventConsumer, LogError> {
+        check_name("node id", node_id)?;
+        let name = format!("node_{node_id}");
+        let stream = log
+            .jetstream()
+            .get_stream(log.stream_name())
+            .await
+            .map_err(|e| LogError::Consumer {
+                consumer: name.clone(),
+                message: e.to_string(),
+            })?;
+        let mut consumer = EventConsumer {
+            stream,
+            name,
+            last_seq: 0,
+            last_cseq: 0,
+            opts,
+            messages: None,
+            repositions: 0,
+            failures: 0,
+        };
+        consumer.last_seq = match consumer.opts.resume_after {
+            Some(seq) => seq,
+            None => consumer
+                .info()
+                .await?
+                .map_or(0, |i| i.ack_floor.stream_sequence),
+        };
+        consumer.position().await?;
+        Ok(consumer)
+    }
+
+    /// The consumer's name on the server.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The last sequence yielded by [`EventConsumer::next`] (or resumed after).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// How often the consumer was recreated to keep order (a health figure).
+    pub fn repositions(&self) -> u64 {
+        self.repositions
+    }
+
+    /// The next event after the last one yielded, waiting for it to be published. An `Err`
+    /// is transient (server restart, missed heartbeats): call again and the consumer
+    /// repositions itself after the last yielded event.
+    pub async fn next(&mut self) -> Result<Delivery, LogError> {
+        loop {
+            if self.messages.is_none() {
+                if self.failures > 0 {
+                    // Back off between attempts (50 ms doubling to 2 s) so a caller retrying
+                    // `next` through a server restart does not spin.
+                    let ms = 50u64 << self.failures.min(6);
+                    tokio::time::sleep(Duration::from_millis(ms.min(2_000))).await;
+                }
+                if let Err(e) = self.position().await {
+                    self.failures += 1;
+                    return Err(e);
+                }
+            }
+            let Some(messages) = self.messages.as_mut() else {
+                continue;
+            };
+            let message = match messages.next().await {
+                Some(Ok(m)) => {
+                    self.failures = 0;
+                    m
+                }
+                Some(Err(e)) => {
+                    self.messages = None;
+                    self.failures += 1;
+                    return Err(self.err(format!("receiving: {e}")));
+                }
+                None => {
+                    self.messages = None;
+                    continue;
+                }
+            };
+            let (seq, cseq) = match message.info() {
+                Ok(info) => (info.stream_sequence, info.consumer_sequence),
+                Err(e) => {
+                    self.messages = None;
+                    return Err(self.err(format!("delivery without JetStream metadata: {e}")));
+                }
+            };
+            if cseq != self.last_cseq + 1 {
+                tracing::warn!(consumer = %self.name, expected = self.last_cseq + 1, got = cseq, after = self.last_seq,
+                    "delivery gap; repositioning the consumer to keep order");
+                self.messages = None;
+                self.repositions += 1;
+                continue;
+            }
+            self.last_cseq = cseq;
+            if seq <= self.last_seq {
+                // A redelivery of something already yielded; its ack comes from the caller.
+                continue;
+            }
+            self.last_seq = seq;
+            let event = Event::decode(&message.payload);
+            return Ok(Delivery {
+                seq,
+                event,
+                message,
+            });
+        }
+    }
+
+    /// Like [`EventConsumer::next`] but gives up after `timeout` with `Ok(None)`.
+    pub async fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Delivery>, LogError> {
+        match tokio::time::timeout(timeout, self.next()).await {
+            Ok(r) => r.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn err(&self, message: String) -> LogError {
+        LogError::Consumer {
+            consumer: self.name.clone(),
+            message,
+        }
+    }
+
+    async fn info(&self) -> Result<Option<jetstream::consumer::Info>, LogError> {
+        match self.stream.consumer_info(&self.name).await {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(format!("info: {e}"))),
+        }
+    }
+
+    /// Makes the server-side consumer deliver `last_seq + 1` next, with nothing pending.
+    async fn position(&mut self) -> Result<(), LogError> {
+        let after = self.last_seq;
+        let info = self.info().await?;
+        let reusable = info.as_ref().is_some_and(|i| {
+            i.num_ack_pending == 0
+                && i.ack_floor.stream_sequence == after
+                && i.delivered.stream_sequence == after
+        });
+        let consumer: jetstream::consumer::PullConsumer =
+            if let (true, Some(info)) = (reusable, &info) {
+                self.last_cseq = info.delivered.consumer_sequence;
+                self.stream
+                    .get_consumer(&self.name)
+                    .await
+                    .map_err(|e| self.err(format!("get: {e}")))?
+            } else {
+                if info.is_some() {
+                    self.stream
+                        .delete_consumer(&self.name)
+                        .await
+                        .map_err(|e| self.err(format!("delete: {e}")))?;
+                }
+                self.last_cseq = 0;
+                let deliver_policy = if after == 0 {
+                    jetstream::consumer::DeliverPolicy::All
+                } else {
+                    jetstream::consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: after + 1,
+                    }
+                };
+                let config = pull::Config {
+                    durable_name: Some(self.name.clone()),
+                    description: Some("Syncbase apply path of one node".into()),
+                    deliver_policy,
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: self.opts.ack_wait,
+                    max_ack_pending: self.opts.max_ack_pending,
+                    replay_policy: jetstream::consumer::ReplayPolicy::Instant,
+                    ..Default::default()
+                };
+                self.stream
+                    .create_consumer(config)
+                    .await
+                    .map_err(|e| self.err(format!("create: {e}")))?
+            };
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.opts.batch)
+            .heartbeat(self.opts.heartbeat)
+            .expires(self.opts.heartbeat * 6)
+            .messages()
+            .await
+            .map_err(|e| self.err(format!("pull: {e}")))?;
+        self.messages = Some(messages);
+        Ok(())
+    }
+}

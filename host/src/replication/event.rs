@@ -1,0 +1,661 @@
+//! The log event: one change in the cluster's total order, and its wire encoding.
+//!
+//! # Encoding (why binary envelope + JSON payload)
+//!
+//! Byte 0 is the format version ([`FORMAT_VERSION`]); a node refuses versions it does not know
+//! with [`DecodeError::UnknownVersion`], so the format can evolve by bumping it. Version 1 is a
+//! compact binary envelope — fixed-order fields, LEB128 varints, length-prefixed UTF-8 strings,
+//! one tag byte per optional field, HLC as 8 big-endian bytes — around the record values, which
+//! travel as JSON object text:
+//!
+//! ```text
+//! u8 version=1 | u8 kind | str id | str origin | u64be hlc | str collection_id
+//! | str collection_name | opt<str> record_id | opt<str> base | varint schema_version
+//! | varint plugin_version | opt<json> data | opt<json> before
+//! ```
+//!
+//! * The envelope is what every node reads for every event (routing, dedup, conflict checks),
+//!   so it is binary: decoding is a bounds-checked walk with no allocation beyond the strings,
+//!   and every malformed input maps to a precise [`DecodeError`] naming the field.
+//! * Record values stay JSON because that is what they are everywhere else: the store keeps
+//!   PocketBase's JSON values, and resolver and filter plugins receive record data as JSON text
+//!   through the WIT interface. A second binary value encoding would be one more place for a
+//!   field type to round-trip wrongly (the prior art lost multi-relation arrays and autodates).
+//!   The data map is the record *exactly as stored* — id, autodates, `tokenKey`, the password
+//!   hash — and applying it never regenerates or re-hashes anything.
+//!
+//! Decoding never panics; an event a node cannot decode is a value (the caller dead-letters it
+//! with the error text, identically on every node).
+
+use std::fmt;
+
+use rand::Rng;
+use serde_json::{Map, Value};
+
+use super::hlc::Hlc;
+
+/// The format version written by [`Event::encode`].
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Longest accepted event id (it is also the `Nats-Msg-Id` header value).
+pub const MAX_ID_LEN: usize = 64;
+
+/// A globally unique event id, safe as a `Nats-Msg-Id` header value: 1–64 printable ASCII
+/// characters, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId(String);
+
+impl EventId {
+    /// 20 random characters from `[a-z0-9]` (~103 bits): unique without coordination or
+    /// persisted counters, so a node that restores from a backup cannot reuse an id.
+    pub fn random() -> EventId {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = rand::rng();
+        let id = (0..20)
+            .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+            .collect();
+        EventId(id)
+    }
+
+    /// Validates an id read from storage or the wire.
+    pub fn parse(s: &str) -> Result<EventId, InvalidId> {
+        if s.is_empty() || s.len() > MAX_ID_LEN || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidId(s.chars().take(80).collect()));
+        }
+        Ok(EventId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid event id {0:?}: want 1-64 printable ASCII characters without spaces")]
+pub struct InvalidId(pub String);
+
+/// What an event does. The discriminants are the wire values: never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum EventKind {
+    RecordCreate = 1,
+    RecordUpdate = 2,
+    RecordDelete = 3,
+    CollectionCreate = 4,
+    CollectionUpdate = 5,
+    CollectionDelete = 6,
+    /// A whole-schema import; `data` holds the imported collections.
+    CollectionImport = 7,
+    /// A resolver/filter plugin bound to (or unbound from) a collection; `data` names the
+    /// plugin by sha256 so nodes fetch the bytes from the object store first.
+    PluginBinding = 8,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 8] = [
+        EventKind::RecordCreate,
+        EventKind::RecordUpdate,
+        EventKind::RecordDelete,
+        EventKind::CollectionCreate,
+        EventKind::CollectionUpdate,
+        EventKind::CollectionDelete,
+        EventKind::CollectionImport,
+        EventKind::PluginBinding,
+    ];
+
+    pub fn from_u8(b: u8) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| *k as u8 == b)
+    }
+
+    pub fn is_record(self) -> bool {
+        matches!(
+            self,
+            EventKind::RecordCreate | EventKind::RecordUpdate | EventKind::RecordDelete
+        )
+    }
+}
+
+/// A collection named by both its id (stable everywhere) and its name (for humans and
+/// filters; it can change with a rename).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CollectionRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// One change in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Unique id; also the `Nats-Msg-Id`, so republishing from the outbox dedupes.
+    pub id: EventId,
+    /// The node that wrote it.
+    pub origin: String,
+    /// The writer's HLC at the write: last-writer-wins order and the only time plugins see.
+    pub hlc: Hlc,
+    pub kind: EventKind,
+    pub collection: CollectionRef,
+    /// The record's id for record events; `None` for schema and plugin events.
+    pub record_id: Option<String>,
+    /// The record exactly as stored after the change (for deletes: as it was), or the
+    /// collection / import / binding definition. Every stored field, autodates, `tokenKey`
+    /// and password hash included.
+    pub data: Option<Map<String, Value>>,
+    /// Old values of the fields this change modified (`change.before` for resolvers).
+    pub before: Option<Map<String, Value>>,
+    /// The id of the event that produced the version the writer saw (`None`: the writer saw
+    /// no record). The fold compares it with the current canonical version to detect
+    /// concurrent writes.
+    pub base: Option<EventId>,
+    /// The writer's schema version (how many schema events its canonical state had folded).
+    pub schema_version: u64,
+    /// The version of the collection's plugin binding the writer had.
+    pub plugin_version: u64,
+}
+
+/// Why bytes are not a valid event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty event")]
+    Empty,
+    #[error("unknown event format version {0} (this node reads version {FORMAT_VERSION})")]
+    UnknownVersion(u8),
+    #[error("unknown event kind {0}")]
+    UnknownKind(u8),
+    #[error("event truncated while reading {0}")]
+    Truncated(&'static str),
+    #[error("invalid varint in {0}")]
+    BadVarint(&'static str),
+    #[error("invalid option tag {tag} for {field}")]
+    BadTag { field: &'static str, tag: u8 },
+    #[error("{0} is not valid UTF-8")]
+    Utf8(&'static str),
+    #[error("{field} is not a JSON object: {message}")]
+    Json {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{field}: {source}")]
+    Id {
+        field: &'static str,
+        source: InvalidId,
+    },
+    #[error("{0} is empty")]
+    EmptyField(&'static str),
+    #[error("record event without a record id")]
+    MissingRecordId,
+    #[error("{0} trailing bytes after the event")]
+    TrailingBytes(usize),
+}
+
+impl Event {
+    /// The `Nats-Msg-Id` for this event.
+    pub fn msg_id(&self) -> &str {
+        self.id.as_str()
+    }
+
+    /// Encodes with the current [`FORMAT_VERSION`].
+    pub fn encode(&self) -> Vec<u8> {
+        let data = self.data.as_ref().map(json_text);
+        let before = self.before.as_ref().map(json_text);
+        let mut out = Vec::with_capacity(
+            64 + self.origin.len()
+                + self.collection.id.len()
+                + self.collection.name.len()
+                + data.as_ref().map_or(0, Vec::len)
+                + before.as_ref().map_or(0, Vec::len),
+        );
+        out.push(FORMAT_VERSION);
+        out.push(self.kind as u8);
+        put_bytes(&mut out, self.id.as_str().as_bytes());
+        put_bytes(&mut out, self.origin.as_bytes());
+        out.extend_from_slice(&self.hlc.0.to_be_bytes());
+        put_bytes(&mut out, self.collection.id.as_bytes());
+        put_bytes(&mut out, self.collection.name.as_bytes());
+        put_opt(&mut out, self.record_id.as_deref().map(str::as_bytes));
+        put_opt(&mut out, self.base.as_ref().map(|b| b.as_str().as_bytes()));
+        put_varint(&mut out, self.schema_version);
+        put_varint(&mut out, self.plugin_version);
+        put_opt(&mut out, data.as_deref());
+        put_opt(&mut out, before.as_deref());
+        out
+    }
+
+    /// Decodes any format version this node knows.
+    pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+        let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+        match version {
+            1 => decode_v1(rest),
+            other => Err(DecodeError::UnknownVersion(other)),
+        }
+    }
+}
+
+fn json_text(map: &Map<String, Value>) -> Vec<u8> {
+    // Serializing a map of `Value`s cannot fail (keys are strings, no custom Serialize).
+    serde_json::to_vec(map).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+fn decode_v1(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let mut r = Reader { bytes };
+    let kind_byte = r.byte("kind")?;
+    let kind = EventKind::from_u8(kind_byte).ok_or(DecodeError::UnknownKind(kind_byte))?;
+    let id = r.id("id")?;
+    let origin = r.str("origin")?;
+    if origin.is_empty() {
+        return Err(DecodeError::EmptyField("origin"));
+    }
+    let hlc = Hlc(u64::from_be_bytes(r.array::<8>("hlc")?));
+    let collection = CollectionRef {
+        id: r.str("collection id")?,
+        name: r.str("collection name")?,
+    };
+    let record_id = r.opt("record id", |r| r.str("record id"))?;
+    let base = r.opt("base", |r| r.id("base"))?;
+    let schema_version = r.varint("schema version")?;
+    let plugin_version = r.varint("plugin version")?;
+    let data = r.opt("data", |r| r.json("data"))?;
+    let before = r.opt("before", |r| r.json("before"))?;
+    if !r.bytes.is_empty() {
+        return Err(DecodeError::TrailingBytes(r.bytes.len()));
+    }
+    if kind.is_record() && record_id.as_deref().is_none_or(str::is_empty) {
+        return Err(DecodeError::MissingRecordId);
+    }
+    Ok(Event {
+        id,
+        origin,
+        hlc,
+        kind,
+        collection,
+        record_id,
+        data,
+        before,
+        base,
+        schema_version,
+        plugin_version,
+    })
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => out.push(0),
+        Some(b) => {
+            out.push(1);
+            put_bytes(out, b);
+        }
+    }
+}
+
+/// A bounds-checked cursor: every read names its field so errors say where input broke.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() < n {
+            return Err(DecodeError::Truncated(field));
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn byte(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, field)?[0])
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, field)?);
+        Ok(out)
+    }
+
+    fn varint(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let b = self.byte(field)?;
+            let bits = u64::from(b & 0x7f);
+            // The tenth byte may only carry the top bit of a u64.
+            if i == 9 && bits > 1 {
+                return Err(DecodeError::BadVarint(field));
+            }
+            value |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::BadVarint(field))
+    }
+
+    fn raw(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        let len = self.varint(field)?;
+        // The length is checked against what is left before anything is allocated.
+        let len = usize::try_from(len).map_err(|_| DecodeError::Truncated(field))?;
+        self.take(len, field)
+    }
+
+    fn str(&mut self, field: &'static str) -> Result<String, DecodeError> {
+        let raw = self.raw(field)?;
+        std::str::from_utf8(raw)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::Utf8(field))
+    }
+
+    fn id(&mut self, field: &'static str) -> Result<EventId, DecodeError> {
+        EventId::parse(&self.str(field)?).map_err(|source| DecodeError::Id { field, source })
+    }
+
+    fn json(&mut self, field: &'static str) -> Result<Map<String, Value>, DecodeError> {
+        let raw = self.raw(field)?;
+        serde_json::from_slice(raw).map_err(|e| DecodeError::Json {
+            field,
+            message: e.to_string(),
+        })
+    }
+
+    fn opt<T>(
+        &mut self,
+        field: &'static str,
+        read: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        match self.byte(field)? {
+            0 => Ok(None),
+            1 => read(self).map(Some),
+            tag => Err(DecodeError::BadTag { field, tag }),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use serde_json::json;
+
+    /// The seed for randomized tests: `SYNCBASE_TEST_SEED` to replay, else fresh.
+    pub(crate) fn seed() -> u64 {
+        std::env::var("SYNCBASE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| rand::rng().random())
+    }
+
+    fn gen_string(rng: &mut StdRng, max: usize) -> String {
+        const PIECES: &[&str] = &[
+            "a", "Z", "0", "_", " ", "\"", "\\", "\n", "\u{0}", "é", "日本", "🦀", "{", "}",
+        ];
+        let n = rng.random_range(0..=max);
+        (0..n)
+            .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+            .collect()
+    }
+
+    fn gen_value(rng: &mut StdRng, depth: u32) -> Value {
+        let pick = if depth >= 3 {
+            rng.random_range(0..6)
+        } else {
+            rng.random_range(0..8)
+        };
+        match pick {
+            0 => Value::Null,
+            1 => Value::Bool(rng.random()),
+            2 => json!(rng.random::<i64>()),
+            3 => json!(rng.random::<u64>()),
+            4 => {
+                let f: f64 = rng.random_range(-1e12..1e12);
+                json!(f)
+            }
+            5 => Value::String(gen_string(rng, 12)),
+            6 => Value::Array(
+                (0..rng.random_range(0..4))
+                    .map(|_| gen_value(rng, depth + 1))
+                    .collect(),
+            ),
+            _ => Value::Object(gen_map(rng, depth + 1)),
+        }
+    }
+
+    fn gen_map(rng: &mut StdRng, depth: u32) -> Map<String, Value> {
+        (0..rng.random_range(0..6))
+            .map(|_| (gen_string(rng, 8), gen_value(rng, depth)))
+            .collect()
+    }
+
+    pub(crate) fn gen_event(rng: &mut StdRng) -> Event {
+        let kind = EventKind::ALL[rng.random_range(0..EventKind::ALL.len())];
+        let record_id = if kind.is_record() || rng.random_bool(0.2) {
+            Some(format!("r{}", gen_string(rng, 14)))
+        } else {
+            None
+        };
+        Event {
+            id: EventId::random(),
+            origin: format!("node-{}", rng.random_range(0..5)),
+            hlc: Hlc(rng.random()),
+            kind,
+            collection: CollectionRef {
+                id: gen_string(rng, 15),
+                name: gen_string(rng, 10),
+            },
+            record_id,
+            data: rng.random_bool(0.8).then(|| gen_map(rng, 0)),
+            before: rng.random_bool(0.4).then(|| gen_map(rng, 0)),
+            base: rng.random_bool(0.5).then(EventId::random),
+            schema_version: if rng.random() {
+                rng.random()
+            } else {
+                rng.random_range(0..300)
+            },
+            plugin_version: rng.random_range(0..1 << 20),
+        }
+    }
+
+    /// A realistic auth record: every stored field travels, including the hash and tokenKey.
+    fn auth_record_event() -> Event {
+        let data = json!({
+            "id": "u1a2b3c4d5e6f7g",
+            "collectionId": "_pb_users_auth_",
+            "email": "ann@example.com",
+            "emailVisibility": false,
+            "verified": true,
+            "password": "$2a$10$abcdefghijklmnopqrstuu5yV1mH2cQwQyJ5kqQ8gXnJm1Qd2rZ6",
+            "tokenKey": "k8QwL3n0PzR5tY7uI9oA1sD3fG5hJ7kL9zX1cV3bN5mQ7wE9rT",
+            "tags": ["a", "b"],
+            "friends": [],
+            "score": 1.5,
+            "created": "2026-01-02 03:04:05.678Z",
+            "updated": "2026-01-02 03:04:05.678Z"
+        });
+        Event {
+            id: EventId::random(),
+            origin: "n1".into(),
+            hlc: Hlc::new(1_767_000_000_000, 3),
+            kind: EventKind::RecordUpdate,
+            collection: CollectionRef {
+                id: "_pb_users_auth_".into(),
+                name: "users".into(),
+            },
+            record_id: Some("u1a2b3c4d5e6f7g".into()),
+            data: data.as_object().cloned(),
+            before: json!({"verified": false}).as_object().cloned(),
+            base: Some(EventId::random()),
+            schema_version: 7,
+            plugin_version: 2,
+        }
+    }
+
+    #[test]
+    fn stored_values_round_trip_exactly() {
+        let event = auth_record_event();
+        let bytes = event.encode();
+        assert_eq!(bytes[0], FORMAT_VERSION);
+        let back = Event::decode(&bytes).expect("decode");
+        assert_eq!(back, event);
+        // Field order is kept too (the store writes columns in schema order).
+        let keys: Vec<_> = back
+            .data
+            .as_ref()
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default();
+        let want: Vec<_> = event
+            .data
+            .as_ref()
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(keys, want);
+        assert_eq!(back.encode(), bytes, "re-encoding is byte-identical");
+    }
+
+    #[test]
+    fn random_events_round_trip() {
+        let seed = seed();
+        let mut rng = StdRng::seed_from_u64(seed);
+        for i in 0..2_000 {
+            let event = gen_event(&mut rng);
+            let bytes = event.encode();
+            let back = Event::decode(&bytes)
+                .unwrap_or_else(|e| panic!("seed {seed}, event {i}: {e}\n{event:?}"));
+            assert_eq!(back, event, "seed {seed}, event {i}");
+            assert_eq!(back.encode(), bytes, "seed {seed}, event {i}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let seed = seed();
+        let mut rng = StdRng::seed_from_u64(seed);
+        for i in 0..200 {
+            let bytes = gen_event(&mut rng).encode();
+            for cut in 0..bytes.len() {
+                assert!(
+                    Event::decode(&bytes[..cut]).is_err(),
+                    "seed {seed}, event {i}: prefix of {cut}/{} bytes decoded",
+                    bytes.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_and_bit_flips_never_panic() {
+        let seed = seed();
+        let mut rng = StdRng::seed_from_u64(seed);
+        for _ in 0..5_000 {
+            let n = rng.random_range(0..200);
+            let mut junk: Vec<u8> = (0..n).map(|_| rng.random()).collect();
+            if rng.random_bool(0.5) && !junk.is_empty() {
+                junk[0] = FORMAT_VERSION; // get past the version check
+            }
+            let _ = Event::decode(&junk);
+        }
+        for _ in 0..500 {
+            let mut bytes = gen_event(&mut rng).encode();
+            let at = rng.random_range(0..bytes.len());
+            bytes[at] ^= 1 << rng.random_range(0..8);
+            // Either a clean error or a (different) valid event; never a panic.
+            if let Ok(event) = Event::decode(&bytes) {
+                let _ = event.encode();
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        assert_eq!(Event::decode(&[]), Err(DecodeError::Empty));
+        for v in [0u8, 2, 255] {
+            let err = Event::decode(&[v, 1, 2, 3]).expect_err("version");
+            assert_eq!(err, DecodeError::UnknownVersion(v));
+            assert!(err.to_string().contains("version"), "{err}");
+        }
+        let good = auth_record_event().encode();
+
+        let mut bad_kind = good.clone();
+        bad_kind[1] = 99;
+        assert_eq!(Event::decode(&bad_kind), Err(DecodeError::UnknownKind(99)));
+
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(Event::decode(&trailing), Err(DecodeError::TrailingBytes(1)));
+
+        let mut no_record = auth_record_event();
+        no_record.record_id = None;
+        assert_eq!(
+            Event::decode(&no_record.encode()),
+            Err(DecodeError::MissingRecordId)
+        );
+
+        let mut bad_json = auth_record_event();
+        bad_json.before = None;
+        bad_json.data = None;
+        let mut bytes = bad_json.encode();
+        // Replace the absent `data` and `before` with a JSON array, which is not an object.
+        bytes.truncate(bytes.len() - 2);
+        bytes.extend_from_slice(&[1, 2, b'[', b']', 0]);
+        assert!(matches!(
+            Event::decode(&bytes),
+            Err(DecodeError::Json { field: "data", .. })
+        ));
+    }
+
+    #[test]
+    fn ids_are_valid_msg_ids() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = EventId::random();
+            assert_eq!(id.as_str().len(), 20);
+            assert!(EventId::parse(id.as_str()).is_ok());
+            assert!(seen.insert(id));
+        }
+        assert!(EventId::parse("").is_err());
+        assert!(EventId::parse("has space").is_err());
+        assert!(EventId::parse("line\nbreak").is_err());
+        assert!(EventId::parse(&"x".repeat(65)).is_err());
+        assert!(EventId::parse("n1-00000042").is_ok());
+    }
+
+    #[test]
+    fn varints_cover_the_whole_range() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            let mut r = Reader { bytes: &out };
+            assert_eq!(r.varint("v"), Ok(v));
+            assert!(r.bytes.is_empty());
+        }
+        let overlong = [0xffu8; 11];
+        assert_eq!(
+            Reader { bytes: &overlong }.varint("v"),
+            Err(DecodeError::BadVarint("v"))
+        );
+    }
+}

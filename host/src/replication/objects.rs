@@ -1,0 +1,131 @@
+//! Plugin bytes in a JetStream Object Store bucket, addressed by their sha256.
+//!
+//! A binding event names a plugin by digest; a node fetches the bytes from here before it
+//! applies the binding, and waits (rather than resolving with a policy it lacks) while they
+//! are missing. Content addressing makes `put` idempotent and `get` self-verifying.
+
+use async_nats::jetstream::object_store::{self, ObjectStore};
+use async_nats::jetstream::stream::StorageType;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use super::log::{Log, LogError};
+
+/// The cluster's plugin bucket.
+#[derive(Clone)]
+pub struct PluginObjects {
+    store: ObjectStore,
+    bucket: String,
+}
+
+/// The lowercase hex sha256 of `bytes`: the object's name.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn check_digest(sha256: &str) -> Result<(), LogError> {
+    if sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err(LogError::Objects(format!(
+            "{sha256:?} is not a lowercase hex sha256"
+        )))
+    }
+}
+
+impl PluginObjects {
+    pub(crate) async fn open(log: &Log) -> Result<PluginObjects, LogError> {
+        let bucket = format!("SYNCBASE_{}_PLUGINS", log.cluster());
+        let js = log.jetstream();
+        let store = match js.get_object_store(&bucket).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: bucket.clone(),
+                    description: Some("Syncbase plugin components by sha256".into()),
+                    storage: StorageType::File,
+                    num_replicas: log.replicas(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| LogError::Objects(format!("creating bucket {bucket}: {e}")))?,
+        };
+        Ok(PluginObjects { store, bucket })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Stores `bytes` under their sha256 and returns it. Storing the same bytes again is a
+    /// no-op.
+    pub async fn put(&self, bytes: &[u8]) -> Result<String, LogError> {
+        let sha = sha256_hex(bytes);
+        if self.has(&sha).await? {
+            return Ok(sha);
+        }
+        let mut reader = bytes;
+        self.store
+            .put(sha.as_str(), &mut reader)
+            .await
+            .map_err(|e| LogError::Objects(format!("put {sha}: {e}")))?;
+        Ok(sha)
+    }
+
+    /// Whether the bucket holds the object.
+    pub async fn has(&self, sha256: &str) -> Result<bool, LogError> {
+        check_digest(sha256)?;
+        match self.store.info(sha256).await {
+            Ok(info) => Ok(!info.deleted),
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => Ok(false),
+            Err(e) => Err(LogError::Objects(format!("info {sha256}: {e}"))),
+        }
+    }
+
+    /// The object's bytes, `None` if absent; bytes that do not hash to the name are an error.
+    pub async fn get(&self, sha256: &str) -> Result<Option<Vec<u8>>, LogError> {
+        if !self.has(sha256).await? {
+            return Ok(None);
+        }
+        let mut object = self
+            .store
+            .get(sha256)
+            .await
+            .map_err(|e| LogError::Objects(format!("get {sha256}: {e}")))?;
+        let mut bytes = Vec::with_capacity(object.info().size);
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| LogError::Objects(format!("reading {sha256}: {e}")))?;
+        let actual = sha256_hex(&bytes);
+        if actual != sha256 {
+            return Err(LogError::Objects(format!(
+                "object {sha256} holds bytes hashing to {actual}"
+            )));
+        }
+        Ok(Some(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_lowercase_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(check_digest(&sha256_hex(b"")).is_ok());
+        assert!(check_digest("ABC").is_err());
+        assert!(check_digest(&"g".repeat(64)).is_err());
+    }
+}
