@@ -16,7 +16,7 @@ use wit_parser::{PackageId, Resolve, SourceMap};
 use crate::{BuildError, World};
 
 /// The WIT package, compiled in so the builder works outside the repository.
-const WIT_FILES: [(&str, &str); 4] = [
+pub(crate) const WIT_FILES: [(&str, &str); 4] = [
     ("types.wit", include_str!("../../../wit/types.wit")),
     ("resolver.wit", include_str!("../../../wit/resolver.wit")),
     ("filter.wit", include_str!("../../../wit/filter.wit")),

@@ -1,4 +1,8 @@
-//! Builds Syncbase plugin crates into WebAssembly components.
+//! Builds Syncbase plugins into WebAssembly components.
+//!
+//! Rust plugin crates: see below. C, Python and JavaScript plugins:
+//! [`build_foreign`] drives each language's registry toolchain (see
+//! `foreign.rs`).
 //!
 //! `cargo build --target wasm32-unknown-unknown --release` produces a core
 //! module; [`componentize`] wraps it into a component of one
@@ -11,12 +15,52 @@
 
 mod cargo;
 mod componentize;
+mod foreign;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use cargo::{BuildOptions, Built, build_plugins};
 pub use componentize::{componentize, wit_package};
+pub use foreign::{
+    C_INSTALL, ForeignBuild, JS_INSTALL, Manifest, PYTHON_INSTALL, build_foreign, c_bindings,
+    read_manifest,
+};
+
+/// The languages a plugin can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lang {
+    Rust,
+    C,
+    Python,
+    Js,
+}
+
+impl Lang {
+    /// Every language.
+    pub const ALL: [Lang; 4] = [Lang::Rust, Lang::C, Lang::Python, Lang::Js];
+
+    /// The name the command line uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::C => "c",
+            Lang::Python => "python",
+            Lang::Js => "js",
+        }
+    }
+
+    /// Parses `rust`, `c`, `python` or `js`.
+    pub fn from_name(name: &str) -> Option<Lang> {
+        Lang::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+impl fmt::Display for Lang {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The worlds of the `syncbase:plugin@0.1.0` package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,4 +137,12 @@ pub enum BuildError {
     Wit(String),
     #[error("cannot make a component: {0}")]
     Componentize(String),
+    #[error("{tool} is not installed: run `{install}`")]
+    MissingTool { tool: String, install: String },
+    #[error("`{command}` failed:\n{output}")]
+    Tool { command: String, output: String },
+    #[error("{path}: {detail}")]
+    Manifest { path: PathBuf, detail: String },
+    #[error("{0} is a Rust plugin crate: build it without --lang (or with --lang rust)")]
+    WrongLang(PathBuf),
 }

@@ -1,31 +1,59 @@
-//! `syncbase-plugin-build`: builds plugin crates into components.
+//! `syncbase-plugin-build`: builds plugins into components.
 //!
 //! ```text
-//! syncbase-plugin-build plugins/lww plugins/redact      # -> target/plugins/{lww,redact}.wasm
+//! syncbase-plugin-build plugins/lww plugins/redact          # Rust -> target/plugins/{lww,redact}.wasm
+//! syncbase-plugin-build --lang c plugins/c/field-merge      # -> plugins/c/field-merge/build/field-merge.wasm
+//! syncbase-plugin-build c-bindings --world resolver --out include/
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use syncbase_plugin_build::{BuildOptions, World, build_plugins};
+use clap::{Parser, Subcommand};
+use syncbase_plugin_build::{
+    BuildError, BuildOptions, Built, ForeignBuild, Lang, World, build_foreign, build_plugins,
+    c_bindings,
+};
 
-/// Build Syncbase plugin crates (Rust) into WebAssembly components.
+/// Build Syncbase plugins (Rust, C, Python, JavaScript) into WebAssembly
+/// components.
 #[derive(Parser)]
-#[command(version)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Args {
-    /// Plugin crate directories (each with a Cargo.toml).
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Plugin directories: Rust crates (with a Cargo.toml), or with --lang
+    /// c|python|js directories with a plugin.json.
     #[arg(required = true)]
     plugins: Vec<PathBuf>,
-    /// Directory for the components [default: <cargo target dir>/plugins].
+    /// Language of the plugins: rust, c, python or js.
+    #[arg(long, default_value = "rust", value_parser = parse_lang)]
+    lang: Lang,
+    /// Directory for the components [default: Rust: <cargo target dir>/plugins;
+    /// other languages: <plugin dir>/build].
     #[arg(long)]
     out_dir: Option<PathBuf>,
-    /// Cargo target directory [default: the plugin workspace's].
+    /// Cargo target directory (Rust only) [default: the plugin workspace's].
     #[arg(long)]
     target_dir: Option<PathBuf>,
-    /// World to build (resolver, filter, snapshot-policy) [default: detected].
+    /// World to build (Rust only: resolver, filter, snapshot-policy) [default: detected].
     #[arg(long, value_parser = parse_world)]
     world: Option<World>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write wit-bindgen's C bindings of a world (to read the generated header).
+    CBindings {
+        #[arg(long, value_parser = parse_world)]
+        world: World,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn parse_world(name: &str) -> Result<World, String> {
@@ -33,16 +61,49 @@ fn parse_world(name: &str) -> Result<World, String> {
         .ok_or_else(|| format!("unknown world `{name}` (resolver, filter, snapshot-policy)"))
 }
 
+fn parse_lang(name: &str) -> Result<Lang, String> {
+    Lang::from_name(name).ok_or_else(|| format!("unknown language `{name}` (rust, c, python, js)"))
+}
+
+fn build(args: Args) -> Result<Vec<Built>, BuildError> {
+    if args.lang == Lang::Rust {
+        return build_plugins(&BuildOptions {
+            plugin_dirs: args.plugins,
+            target_dir: args.target_dir,
+            out_dir: args.out_dir,
+            world: args.world,
+        });
+    }
+    args.plugins
+        .into_iter()
+        .map(|dir| {
+            build_foreign(&ForeignBuild {
+                out_dir: args.out_dir.clone(),
+                ..ForeignBuild::new(args.lang, dir)
+            })
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let options = BuildOptions {
-        plugin_dirs: args.plugins,
-        target_dir: args.target_dir,
-        out_dir: args.out_dir,
-        world: args.world,
-    };
-    match build_plugins(&options) {
-        Ok(built) => {
+    let mut args = Args::parse();
+    let result = match args.command.take() {
+        Some(Cmd::CBindings { world, out }) => c_bindings(world).and_then(|files| {
+            std::fs::create_dir_all(&out).map_err(|source| BuildError::Io {
+                path: out.clone(),
+                source,
+            })?;
+            for (name, bytes) in files {
+                let path = out.join(name);
+                std::fs::write(&path, bytes).map_err(|source| BuildError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                println!("{}", path.display());
+            }
+            Ok(())
+        }),
+        None => build(args).map(|built| {
             for b in built {
                 println!(
                     "{}\t{}\t{} bytes\t{}",
@@ -52,8 +113,10 @@ fn main() -> ExitCode {
                     b.component.display()
                 );
             }
-            ExitCode::SUCCESS
-        }
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
