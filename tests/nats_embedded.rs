@@ -142,3 +142,55 @@ async fn a_taken_port_fails_fast_with_the_servers_complaint() {
     assert!(matches!(err, NatsError::Exited { .. }), "{err}");
     assert!(err.to_string().contains("address already in use"), "{err}");
 }
+
+/// "Initial node, then add to the sync chain": the first server has no peers (it routes to
+/// itself), each later one joins only the first; the cluster forms and holds an R3 stream.
+#[tokio::test]
+async fn servers_joining_the_first_one_form_an_r3_cluster() {
+    use syncbase::nats::ClusterOptions;
+    use syncbase::replication::{ConnectOptions, Log, StreamOptions};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let route0 = free_port();
+    let mut servers = Vec::new();
+    for i in 0..3 {
+        let route = if i == 0 { route0 } else { free_port() };
+        let join = if i == 0 {
+            vec![]
+        } else {
+            vec![format!("127.0.0.1:{route0}")]
+        };
+        let cluster = ClusterOptions {
+            name: "chain".into(),
+            listen: nats_support::addr(route),
+            join,
+        };
+        let o = options(
+            dir.path().join(format!("n{i}")),
+            &format!("n{i}"),
+            free_port(),
+            Some(cluster),
+        );
+        servers.push(EmbeddedNats::start(o).await.expect("start"));
+    }
+    let conn = ConnectOptions {
+        urls: vec![servers[2].client_url()],
+        ..Default::default()
+    };
+    let mut opts = StreamOptions::new("chain");
+    opts.ready_timeout = Duration::from_secs(60);
+    let log = within(
+        90,
+        "the chained cluster's stream",
+        Log::connect(&conn, &opts),
+    )
+    .await
+    .expect("log");
+    let ack = log.publish(&event(1)).await.expect("publish");
+    assert_eq!(ack.seq, 1);
+    let state = log.state().await.expect("state");
+    assert_eq!(state.replicas, 3);
+    for s in servers {
+        s.stop().await.expect("stop");
+    }
+}
