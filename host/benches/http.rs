@@ -18,29 +18,23 @@
 //! `POCKETBASE_BIN` (`pocketbase`), `SYNCBASE_BIN` (the binary cargo built; set it to
 //! `pocketbase` to run PocketBase against itself and check the harness).
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+mod support;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use serde_json::json;
 use tokio::task::JoinSet;
 
-const SUPERUSER_EMAIL: &str = "bench@example.com";
-const SUPERUSER_PASSWORD: &str = "bench-password-123";
-const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
-const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+use support::{Conn, Server, superuser_token};
+
 /// The `n` field takes values in `0..N_RANGE`; list filters pick `X` from the same range.
 const N_RANGE: u64 = 100_000;
 
@@ -186,7 +180,7 @@ struct Subject {
 
 impl Subject {
     async fn prepare(label: &'static str, bin: &Path, config: &Config) -> Result<Self> {
-        let server = Server::start(bin)
+        let server = Server::start(bin, "sb-bench-")
             .await
             .with_context(|| format!("starting {label}"))?;
         println!(
@@ -254,158 +248,7 @@ fn list_path(x: u64) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Servers
-
-/// A running server process in a temp dir; killed when dropped.
-struct Server {
-    child: Child,
-    pid: u32,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(bin: &Path) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("sb-bench-").tempdir()?;
-        let data = dir.path().join("data");
-        let status = tokio::process::Command::new(bin)
-            .args([
-                "superuser",
-                "upsert",
-                SUPERUSER_EMAIL,
-                SUPERUSER_PASSWORD,
-                "--dir",
-            ])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .status()
-            .await
-            .with_context(|| format!("running {}", bin.display()))?;
-        ensure!(status.success(), "superuser upsert failed: {status}");
-
-        // Both servers get a port picked here: PocketBase echoes ":0" instead of the bound port.
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let stderr_path = dir.path().join("stderr.log");
-        let mut child = Command::new(bin)
-            .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
-            .arg(&data)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path)?)
-            .spawn()?;
-        let pid = child.id();
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut server = Self {
-            child,
-            pid,
-            addr,
-            _dir: dir,
-        };
-
-        // A thread drains stdout for the server's whole life so a chatty server never blocks on
-        // a full pipe; it reports the start line and ends when the process closes stdout.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("Server started at") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let line = tokio::time::timeout(STARTUP_DEADLINE, rx.recv())
-            .await
-            .ok()
-            .flatten();
-        let Some(line) = line else {
-            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            bail!(
-                "no \"Server started at\" line from {}; stderr:\n{log}",
-                bin.display()
-            );
-        };
-        let reported = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse::<u16>().ok());
-        if let Some(p) = reported.filter(|&p| p != 0) {
-            server.addr.set_port(p);
-        }
-        wait_healthy(server.addr).await?;
-        Ok(server)
-    }
-
-    /// Peak resident set size so far, from `/proc/PID/status`.
-    fn peak_rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .context("no VmHWM in /proc/PID/status")?;
-        let kib = line.split_whitespace().nth(1).context("malformed VmHWM")?;
-        Ok(kib.parse()?)
-    }
-
-    /// SIGTERM, then SIGKILL (in `drop`) if it has not exited within the deadline.
-    async fn stop(mut self) {
-        let pid = self.pid.to_string();
-        let _ = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await;
-        let deadline = Instant::now() + SHUTDOWN_DEADLINE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await; // polling an exit
-        }
-        eprintln!("   pid {pid} ignored SIGTERM for {SHUTDOWN_DEADLINE:?}; killing");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_healthy(addr: SocketAddr) -> Result<()> {
-    let deadline = Instant::now() + STARTUP_DEADLINE;
-    loop {
-        let status = match Conn::connect(addr).await {
-            Ok(mut conn) => conn
-                .send(Method::GET, "/api/health", None)
-                .await
-                .ok()
-                .map(|r| r.0),
-            Err(_) => None,
-        };
-        match status {
-            Some(StatusCode::OK) => return Ok(()),
-            _ if Instant::now() > deadline => {
-                bail!("http://{addr}/api/health not healthy within {STARTUP_DEADLINE:?}")
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await, // poll interval
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Setup through the API
-
-async fn superuser_token(addr: SocketAddr) -> Result<String> {
-    let mut conn = Conn::connect(addr).await?;
-    let body = json!({"identity": SUPERUSER_EMAIL, "password": SUPERUSER_PASSWORD});
-    let path = "/api/collections/_superusers/auth-with-password";
-    let auth = conn.json(Method::POST, path, None, Some(body)).await?;
-    auth["token"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no token in auth response")
-}
 
 async fn create_collection(addr: SocketAddr, token: &str, name: &str) -> Result<()> {
     let mut conn = Conn::connect(addr).await?;
@@ -562,7 +405,7 @@ async fn run_phase(
             while Instant::now() < deadline {
                 let (method, path, body) = phase.request(&ids, &mut rng);
                 let t0 = Instant::now();
-                let (status, body) = conn.send(method, &path, body).await?;
+                let (status, body) = conn.send(method, &path, None, body).await?;
                 let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
                 if status == StatusCode::OK {
                     stats.ok += 1;
@@ -584,87 +427,6 @@ async fn run_phase(
     // Clients run concurrently: the phase lasted as long as the slowest, not their sum.
     total.elapsed = started.elapsed();
     Ok(total)
-}
-
-/// One keep-alive HTTP/1.1 connection. Raw hyper, so the client costs as little CPU as possible
-/// on a machine it shares with the server under test.
-struct Conn {
-    host: String,
-    sender: SendRequest<Full<Bytes>>,
-    driver: tokio::task::JoinHandle<()>,
-}
-
-impl Conn {
-    async fn connect(addr: SocketAddr) -> Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        // The connection task is owned by this Conn and aborted when it is dropped.
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Self {
-            host: addr.to_string(),
-            sender,
-            driver,
-        })
-    }
-
-    async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-    ) -> Result<(StatusCode, Bytes)> {
-        self.sender.ready().await?;
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.host);
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req.body(Full::new(body.unwrap_or_default()))?;
-        let res = self.sender.send_request(req).await?;
-        let status = res.status();
-        let body = res.into_body().collect().await?.to_bytes();
-        Ok((status, body))
-    }
-
-    /// Sends JSON, expects 200, and parses the JSON answer.
-    async fn json(
-        &mut self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<Value> {
-        self.sender.ready().await?;
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header("host", &self.host)
-            .header("content-type", "application/json");
-        if let Some(token) = token {
-            req = req.header("authorization", token);
-        }
-        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let res = self.sender.send_request(req.body(Full::new(body))?).await?;
-        let status = res.status();
-        let bytes = res.into_body().collect().await?.to_bytes();
-        ensure!(
-            status == StatusCode::OK,
-            "{method} {path} -> {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        Ok(serde_json::from_slice(&bytes)?)
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,29 +31,26 @@
 //! `pocketbase` to check the harness with PocketBase on both sides). The process needs about
 //! 2 x SUBSCRIBERS file descriptors (`ulimit -n`), as does each server.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+mod support;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::client::conn::http1::SendRequest;
+use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-const SUPERUSER_EMAIL: &str = "bench@example.com";
-const SUPERUSER_PASSWORD: &str = "bench-password-123";
-const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
-const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+use support::{Conn, Server, superuser_token};
+
 const COLLECTION: &str = "bench_rt";
 const TOPIC: &str = "bench_rt/*";
 
@@ -199,7 +196,7 @@ impl Outcome {
 }
 
 async fn run_subject(label: &'static str, bin: &Path, config: &Config) -> Result<Outcome> {
-    let server = Server::start(bin)
+    let server = Server::start(bin, "sb-bench-rt-")
         .await
         .with_context(|| format!("starting {label}"))?;
     println!(
@@ -480,6 +477,7 @@ impl Subscriber {
         ensure!(!client_id.is_empty(), "PB_CONNECT without an id");
         let mut conn = Conn::connect(addr).await?;
         let body = json!({"clientId": client_id, "subscriptions": [TOPIC]});
+        let body = Bytes::from(body.to_string());
         let (status, answer) = conn
             .send(Method::POST, "/api/realtime", None, Some(body))
             .await?;
@@ -617,7 +615,7 @@ async fn run_updates(
                 if let Some(interval) = interval {
                     tokio::time::sleep_until(start + interval * i as u32).await;
                 }
-                let body = json!({"n": i});
+                let body = Bytes::from(json!({"n": i}).to_string());
                 let (status, answer) = conn.send(Method::PATCH, &path, None, Some(body)).await?;
                 if status == StatusCode::OK {
                     tally.committed_ns[i].store(tally.now_ns(), Ordering::Relaxed);
@@ -667,150 +665,7 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Servers
-
-/// A running server process in a temp dir; killed when dropped.
-struct Server {
-    child: Child,
-    pid: u32,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(bin: &Path) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("sb-bench-rt-").tempdir()?;
-        let data = dir.path().join("data");
-        let status = tokio::process::Command::new(bin)
-            .args([
-                "superuser",
-                "upsert",
-                SUPERUSER_EMAIL,
-                SUPERUSER_PASSWORD,
-                "--dir",
-            ])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .status()
-            .await
-            .with_context(|| format!("running {}", bin.display()))?;
-        ensure!(status.success(), "superuser upsert failed: {status}");
-
-        // Both servers get a port picked here: PocketBase echoes ":0" instead of the bound port.
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let stderr_path = dir.path().join("stderr.log");
-        let mut child = Command::new(bin)
-            .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
-            .arg(&data)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path)?)
-            .spawn()?;
-        let pid = child.id();
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let server = Self {
-            child,
-            pid,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _dir: dir,
-        };
-
-        // A thread drains stdout for the server's whole life so a chatty server never blocks on
-        // a full pipe; it reports the start line and ends when the process closes stdout.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("Server started at") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let started = tokio::time::timeout(STARTUP_DEADLINE, rx.recv())
-            .await
-            .ok()
-            .flatten();
-        if started.is_none() {
-            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            bail!(
-                "no \"Server started at\" line from {}; stderr:\n{log}",
-                bin.display()
-            );
-        }
-        wait_healthy(server.addr).await?;
-        Ok(server)
-    }
-
-    /// Peak resident set size so far, from `/proc/PID/status`.
-    fn peak_rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .context("no VmHWM in /proc/PID/status")?;
-        let kib = line.split_whitespace().nth(1).context("malformed VmHWM")?;
-        Ok(kib.parse()?)
-    }
-
-    /// SIGTERM, then SIGKILL (in `drop`) if it has not exited within the deadline.
-    async fn stop(mut self) {
-        let pid = self.pid.to_string();
-        let _ = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await;
-        let deadline = Instant::now() + SHUTDOWN_DEADLINE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await; // polling an exit
-        }
-        eprintln!("   pid {pid} ignored SIGTERM for {SHUTDOWN_DEADLINE:?}; killing");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_healthy(addr: SocketAddr) -> Result<()> {
-    let deadline = Instant::now() + STARTUP_DEADLINE;
-    loop {
-        let status = match Conn::connect(addr).await {
-            Ok(mut conn) => conn
-                .send(Method::GET, "/api/health", None, None)
-                .await
-                .ok()
-                .map(|r| r.0),
-            Err(_) => None,
-        };
-        match status {
-            Some(StatusCode::OK) => return Ok(()),
-            _ if Instant::now() > deadline => {
-                bail!("http://{addr}/api/health not healthy within {STARTUP_DEADLINE:?}")
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await, // poll interval
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Setup through the API
-
-async fn superuser_token(addr: SocketAddr) -> Result<String> {
-    let mut conn = Conn::connect(addr).await?;
-    let body = json!({"identity": SUPERUSER_EMAIL, "password": SUPERUSER_PASSWORD});
-    let path = "/api/collections/_superusers/auth-with-password";
-    let auth = conn.json(Method::POST, path, None, body).await?;
-    auth["token"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no token in auth response")
-}
 
 async fn create_collection(addr: SocketAddr, token: &str) -> Result<()> {
     let mut conn = Conn::connect(addr).await?;
@@ -825,7 +680,7 @@ async fn create_collection(addr: SocketAddr, token: &str) -> Result<()> {
             {"name": "updated", "type": "autodate", "onCreate": true, "onUpdate": true},
         ],
     });
-    conn.json(Method::POST, "/api/collections", Some(token), body)
+    conn.json(Method::POST, "/api/collections", Some(token), Some(body))
         .await?;
     Ok(())
 }
@@ -841,83 +696,10 @@ async fn create_records(addr: SocketAddr, writers: usize) -> Result<Vec<String>>
             "note": "the quick brown fox jumps over the lazy dog",
         });
         let path = format!("/api/collections/{COLLECTION}/records");
-        let rec = conn.json(Method::POST, &path, None, body).await?;
+        let rec = conn.json(Method::POST, &path, None, Some(body)).await?;
         ids.push(rec["id"].as_str().context("record without id")?.to_owned());
     }
     Ok(ids)
-}
-
-/// One keep-alive HTTP/1.1 connection. Raw hyper, so the client costs as little CPU as possible
-/// on a machine it shares with the server under test.
-struct Conn {
-    host: String,
-    sender: SendRequest<Full<Bytes>>,
-    driver: tokio::task::JoinHandle<()>,
-}
-
-impl Conn {
-    async fn connect(addr: SocketAddr) -> Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        // The connection task is owned by this Conn and aborted when it is dropped.
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Self {
-            host: addr.to_string(),
-            sender,
-            driver,
-        })
-    }
-
-    async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<(StatusCode, Bytes)> {
-        self.sender.ready().await?;
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.host);
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        if let Some(token) = token {
-            req = req.header("authorization", token);
-        }
-        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let res = self.sender.send_request(req.body(Full::new(body))?).await?;
-        let status = res.status();
-        let body = res.into_body().collect().await?.to_bytes();
-        Ok((status, body))
-    }
-
-    /// Sends JSON, expects 200, and parses the JSON answer.
-    async fn json(
-        &mut self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Value,
-    ) -> Result<Value> {
-        let (status, bytes) = self.send(method.clone(), path, token, Some(body)).await?;
-        ensure!(
-            status == StatusCode::OK,
-            "{method} {path} -> {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        Ok(serde_json::from_slice(&bytes)?)
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
