@@ -92,7 +92,8 @@ impl CompileCache {
         }
     }
 
-    fn load_cached(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+    /// The cached compiled component for `sha256`, if there is a valid one.
+    pub(crate) fn load_cached(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.artifact_path(sha256);
         let bytes = fs::read(&path).ok()?;
         let expected = fs::read_to_string(digest_path(&path)).ok()?;

@@ -6,6 +6,7 @@
 //! wasm stack limit, and the pooling allocator whose per-memory maximum is the
 //! memory cap. No WASI or other host functions are ever linked.
 
+use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -29,14 +30,38 @@ pub enum InstanceReuse {
     },
 }
 
-/// Limits and tuning of the plugin runtime. `Default` suits Rust plugins;
-/// heavier guests (Python, JavaScript) need a larger memory cap and fuel.
+/// Per-plugin overrides of the call limits (see [`RuntimeConfig::plugin_limits`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Memory cap of each linear memory, in bytes.
+    pub memory_cap: Option<usize>,
+    /// Fuel per call.
+    pub fuel_per_call: Option<u64>,
+}
+
+/// Limits and tuning of the plugin runtime.
+///
+/// Limits apply per plugin. A component up to `heavy_component_bytes` (a
+/// Rust or C plugin: tens of kilobytes) gets `memory_cap` and
+/// `fuel_per_call`; a larger one (Python and JavaScript components carry
+/// their interpreter: megabytes) gets `heavy_memory_cap` and
+/// `heavy_fuel_per_call`; and `plugin_limits` overrides either by plugin name.
+/// The defaults run every shipped plugin in every language.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Fuel (roughly, wasm instructions) one call may use before it fails.
     pub fuel_per_call: u64,
     /// Maximum size of each linear memory of a plugin instance, in bytes.
     pub memory_cap: usize,
+    /// Components larger than this many bytes are heavy guests.
+    pub heavy_component_bytes: usize,
+    /// `memory_cap` for heavy guests.
+    pub heavy_memory_cap: usize,
+    /// `fuel_per_call` for heavy guests (also covers instantiation and
+    /// `configure`, where an interpreter sets itself up).
+    pub heavy_fuel_per_call: u64,
+    /// Limits by plugin name, overriding the above.
+    pub plugin_limits: BTreeMap<String, PluginLimits>,
     /// Maximum wasm stack a call may use, in bytes.
     pub max_stack: usize,
     /// Maximum number of plugin instances alive at once (pooling allocator slots).
@@ -57,6 +82,10 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             fuel_per_call: 20_000_000,
             memory_cap: 64 << 20,
+            heavy_component_bytes: 1 << 20,
+            heavy_memory_cap: 256 << 20,
+            heavy_fuel_per_call: 1_000_000_000,
+            plugin_limits: BTreeMap::new(),
             max_stack: 512 << 10,
             max_instances: 128,
             max_table_elements: 100_000,
@@ -67,6 +96,33 @@ impl Default for RuntimeConfig {
             },
             persist_bindings: true,
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// The (memory cap, fuel per call) of a plugin of this name and size.
+    pub fn limits_for(&self, plugin: &str, component_bytes: u64) -> (usize, u64) {
+        let heavy = component_bytes > self.heavy_component_bytes as u64;
+        let (memory, fuel) = if heavy {
+            (self.heavy_memory_cap, self.heavy_fuel_per_call)
+        } else {
+            (self.memory_cap, self.fuel_per_call)
+        };
+        let o = self.plugin_limits.get(plugin).copied().unwrap_or_default();
+        (
+            o.memory_cap.unwrap_or(memory),
+            o.fuel_per_call.unwrap_or(fuel),
+        )
+    }
+
+    /// The largest memory cap any plugin may get: the engine's pool is sized for it.
+    fn largest_memory_cap(&self) -> usize {
+        self.plugin_limits
+            .values()
+            .filter_map(|l| l.memory_cap)
+            .chain([self.memory_cap, self.heavy_memory_cap])
+            .max()
+            .unwrap_or(self.memory_cap)
     }
 }
 
@@ -81,7 +137,7 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, PluginError
         .max_core_instances_per_component(64)
         .max_memories_per_component(4)
         .max_tables_per_component(16)
-        .max_memory_size(config.memory_cap)
+        .max_memory_size(config.largest_memory_cap())
         .table_elements(config.max_table_elements)
         // Keeping a little of each memory resident makes re-instantiation a
         // memset instead of a page fault storm.

@@ -47,7 +47,7 @@ pub mod types {
 
 pub use binding::{Binding, BindingTable, Slot, Target};
 pub use cache::CompiledFrom;
-pub use engine::{InstanceReuse, RuntimeConfig};
+pub use engine::{InstanceReuse, PluginLimits, RuntimeConfig};
 pub use error::{ErrorKind, PluginError};
 pub use metrics::MetricsSnapshot;
 pub use outcome::{

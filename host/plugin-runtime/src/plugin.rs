@@ -124,10 +124,12 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    pub fn from_config(config: &RuntimeConfig) -> Limits {
+    /// The limits of one plugin version (by its name and component size).
+    pub fn for_plugin(config: &RuntimeConfig, meta: &PluginVersion) -> Limits {
+        let (memory_cap, fuel) = config.limits_for(&meta.name, meta.size);
         Limits {
-            fuel: config.fuel_per_call,
-            memory_cap: config.memory_cap,
+            fuel,
+            memory_cap,
             table_elements: config.max_table_elements,
             reuse: config.reuse,
         }

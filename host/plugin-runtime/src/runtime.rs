@@ -81,7 +81,6 @@ pub struct PluginRuntime {
     engine: Engine,
     linker: Linker<HostState>,
     config: RuntimeConfig,
-    limits: Limits,
     dir: PathBuf,
     registry: Mutex<Registry>,
     cache: CompileCache,
@@ -104,7 +103,6 @@ impl PluginRuntime {
         let registry = Registry::open(&dir)?;
         let cache = CompileCache::new(&dir.join("cache"), compatibility_hash(&engine));
         let runtime = PluginRuntime {
-            limits: Limits::from_config(&config),
             engine,
             linker,
             config,
@@ -148,7 +146,7 @@ impl PluginRuntime {
 
     /// Validates a component without storing it.
     pub fn validate(&self, bytes: &[u8]) -> Result<ValidationReport, PluginError> {
-        let validated = validate(&self.engine, bytes, self.config.max_component_bytes)?;
+        let validated = validate(&self.engine, bytes, self.config.max_component_bytes, None)?;
         crate::plugin::type_check(&self.linker, &validated.component, validated.world)?;
         Ok(ValidationReport {
             world: validated.world,
@@ -170,7 +168,8 @@ impl PluginRuntime {
         {
             return Ok((*latest).clone());
         }
-        let validated = validate(&self.engine, bytes, self.config.max_component_bytes)?;
+        let cached = self.cache.load_cached(&self.engine, &sha256);
+        let validated = validate(&self.engine, bytes, self.config.max_component_bytes, cached)?;
         crate::plugin::type_check(&self.linker, &validated.component, validated.world)?;
         let mut registry = self.registry.lock();
         let meta = PluginVersion {
@@ -205,7 +204,8 @@ impl PluginRuntime {
         if let Some(existing) = self.registry.lock().get(&meta.name, Some(meta.version)) {
             return Ok((*existing).clone());
         }
-        let validated = validate(&self.engine, bytes, self.config.max_component_bytes)?;
+        let cached = self.cache.load_cached(&self.engine, &meta.sha256);
+        let validated = validate(&self.engine, bytes, self.config.max_component_bytes, cached)?;
         if validated.world != meta.world {
             return Err(PluginError::WrongWorld(format!(
                 "it implements {}, but its metadata says {}",
@@ -389,7 +389,8 @@ impl PluginRuntime {
             });
         }
         let plugin = self.load(&meta)?;
-        BoundPlugin::new(plugin, binding, self.limits)
+        let limits = Limits::for_plugin(&self.config, &meta);
+        BoundPlugin::new(plugin, binding, limits)
     }
 
     // ----- bindings ------------------------------------------------------

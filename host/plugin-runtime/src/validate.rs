@@ -12,9 +12,10 @@ use crate::world::World;
 const ALLOWED_IMPORT: &str = "syncbase:plugin/types@0.1.0";
 
 const WASI_HINT: &str = ". Rust: build for wasm32-unknown-unknown with `scripts/build-plugin` \
-    (not wasm32-wasip1/p2); Python: pass `--stub-wasi` to componentize-py; JavaScript: \
-    disable all features (`--disable all` / jco `--disable=all`); C: do not link wasi-libc \
-    functions that touch the clock, random or files";
+    (not wasm32-wasip1/p2); Python: pass `--stub-wasi` to componentize-py; JavaScript: pass \
+    `--stub-wasi` to componentize-qjs (componentize-js/jco: `--disable all`); C: link none \
+    of wasi-libc's stdio, clock, random or file functions (`scripts/build-plugin --lang \
+    python|js|c` does all this)";
 
 /// What validation learned about a component.
 pub(crate) struct Validated {
@@ -40,11 +41,14 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
     }
 }
 
-/// Compiles and inspects an uploaded component.
+/// Compiles (unless `compiled` already holds these bytes compiled, e.g. from
+/// the compile cache: a Python component takes seconds to compile) and
+/// inspects an uploaded component.
 pub(crate) fn validate(
     engine: &Engine,
     bytes: &[u8],
     max_bytes: usize,
+    compiled: Option<Component>,
 ) -> Result<Validated, PluginError> {
     if bytes.len() > max_bytes {
         return Err(PluginError::TooLarge {
@@ -53,8 +57,11 @@ pub(crate) fn validate(
         });
     }
     check_header(bytes)?;
-    let component = Component::new(engine, bytes)
-        .map_err(|e| PluginError::InvalidComponent(format!("{e:#}")))?;
+    let component = match compiled {
+        Some(component) => component,
+        None => Component::new(engine, bytes)
+            .map_err(|e| PluginError::InvalidComponent(format!("{e:#}")))?,
+    };
     let ty = component.component_type();
 
     let forbidden: Vec<String> = ty

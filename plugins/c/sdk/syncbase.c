@@ -167,30 +167,46 @@ static size_t exact_digits(double d, char *digits, int *kk) {
     *kk = 1;
     return 1;
   }
-  /* Little-endian decimal digits of m * 2^e, scaled by 10^frac when e < 0
-   * (m * 2^e = m * 5^-e / 10^-e). */
-  static unsigned char num[1200];
-  size_t n = 0;
+  /* Little-endian base-10^9 limbs of m * 2^e, scaled by 10^frac when e < 0
+   * (m * 2^e = m * 5^-e / 10^-e); multiplied by 2^29 or 5^13 at a time. */
+  static uint32_t limb[140];
+  size_t limbs = 0;
   while (m) {
-    num[n++] = (unsigned char)(m % 10);
-    m /= 10;
+    limb[limbs++] = (uint32_t)(m % 1000000000u);
+    m /= 1000000000u;
   }
-  int mul = e > 0 ? 2 : 5;
   int times = e > 0 ? e : -e;
   int frac = e > 0 ? 0 : -e;
-  for (int t = 0; t < times; t++) {
-    unsigned carry = 0;
-    for (size_t i = 0; i < n; i++) {
-      unsigned v = num[i] * (unsigned)mul + carry;
-      num[i] = (unsigned char)(v % 10);
-      carry = v / 10;
+  while (times > 0) {
+    int step = e > 0 ? (times < 29 ? times : 29) : (times < 13 ? times : 13);
+    uint64_t factor = 1;
+    for (int i = 0; i < step; i++) factor *= e > 0 ? 2 : 5;
+    times -= step;
+    uint64_t carry = 0;
+    for (size_t i = 0; i < limbs; i++) {
+      uint64_t v = limb[i] * factor + carry;
+      limb[i] = (uint32_t)(v % 1000000000u);
+      carry = v / 1000000000u;
     }
     while (carry) {
-      num[n++] = (unsigned char)(carry % 10);
-      carry /= 10;
+      limb[limbs++] = (uint32_t)(carry % 1000000000u);
+      carry /= 1000000000u;
     }
   }
-  for (size_t i = 0; i < n; i++) digits[i] = (char)('0' + num[n - 1 - i]);
+  size_t n = 0;
+  for (size_t i = limbs; i-- > 0;) {
+    char nine[9];
+    uint32_t v = limb[i];
+    for (int j = 8; j >= 0; j--) {
+      nine[j] = (char)('0' + v % 10);
+      v /= 10;
+    }
+    size_t skip = 0;
+    if (i == limbs - 1)
+      while (skip < 8 && nine[skip] == '0') skip++;
+    memcpy(digits + n, nine + skip, 9 - skip);
+    n += 9 - skip;
+  }
   *kk = (int)n - frac;
   return n;
 }

@@ -35,8 +35,11 @@ export function configure(text) {
   config = next;
 }
 
+// A u64 as a BigInt, whatever form the bindings hand it in.
+const u64 = (x) => BigInt.asUintN(64, BigInt(x));
+
 export function decide(stats) {
-  const byEvents = config.events > 0n && BigInt(stats.eventsSince) >= config.events;
-  const byBytes = config.bytes > 0n && BigInt(stats.bytesSince) >= config.bytes;
+  const byEvents = config.events > 0n && u64(stats.eventsSince) >= config.events;
+  const byBytes = config.bytes > 0n && u64(stats.bytesSince) >= config.bytes;
   return { take: byEvents || byBytes, keep: Number(config.keep) };
 }

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use syncbase_plugin_build::{BuildOptions, World as BuildWorld, build_plugins, componentize};
+use syncbase_plugin_build::{
+    BuildOptions, ForeignBuild, Lang, World as BuildWorld, build_foreign, build_plugins,
+    componentize,
+};
 use syncbase_plugin_runtime::types::{Change, Op, Version};
 use syncbase_plugin_runtime::{PluginRuntime, RuntimeConfig};
 use tempfile::TempDir;
@@ -180,5 +183,57 @@ pub mod logs {
         }
         fn enter(&self, _: &Id) {}
         fn exit(&self, _: &Id) {}
+    }
+}
+
+/// The policies shipped in every language (besides Rust), by directory name.
+pub const POLICIES: [&str; 3] = ["field-merge", "redact", "every-n"];
+
+/// The C, Python and JavaScript plugins of `plugins/<lang>/`, built from
+/// source with the same builder as `scripts/build-plugin --lang`, once per
+/// test binary, by name. A missing toolchain fails with the install command.
+pub fn foreign(lang: Lang) -> &'static HashMap<String, Vec<u8>> {
+    static BUILT: OnceLock<HashMap<Lang, HashMap<String, Vec<u8>>>> = OnceLock::new();
+    let all = BUILT.get_or_init(|| {
+        // Python builds take seconds each: build everything in parallel.
+        std::thread::scope(|s| {
+            let jobs: Vec<_> = [Lang::C, Lang::Python, Lang::Js]
+                .into_iter()
+                .flat_map(|lang| POLICIES.into_iter().map(move |p| (lang, p)))
+                .map(|(lang, policy)| {
+                    s.spawn(move || {
+                        let dir = workspace().join("plugins").join(lang.name()).join(policy);
+                        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                            .join("foreign-plugins")
+                            .join(lang.name());
+                        let built = build_foreign(&ForeignBuild {
+                            out_dir: Some(out),
+                            ..ForeignBuild::new(lang, dir)
+                        })
+                        .unwrap_or_else(|e| panic!("building the {lang} plugin {policy}: {e}"));
+                        let bytes = std::fs::read(&built.component).expect("read component");
+                        (lang, built.name, bytes)
+                    })
+                })
+                .collect();
+            let mut all: HashMap<Lang, HashMap<String, Vec<u8>>> = HashMap::new();
+            for job in jobs {
+                let (lang, name, bytes) =
+                    job.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                all.entry(lang).or_default().insert(name, bytes);
+            }
+            all
+        })
+    });
+    &all[&lang]
+}
+
+/// One policy's component in one language.
+pub fn component(lang: Lang, policy: &str) -> &'static [u8] {
+    match lang {
+        Lang::Rust => plugin(policy),
+        other => foreign(other)
+            .get(policy)
+            .unwrap_or_else(|| panic!("no {other} plugin {policy}")),
     }
 }
