@@ -84,13 +84,42 @@ pub async fn run_outbound(store: Store, plugins: Plugins) {
             }
             Err(RecvError::Closed) => return,
         };
+        // Collections without an outbound filter pass as they are: no WIT conversion, no
+        // blocking thread. Only batches that touch a filtered collection pay for plugin calls.
+        let filtered = batch.iter().any(|c| {
+            plugins
+                .runtime
+                .has_filter(&c.collection.name, Direction::Outbound)
+        });
+        if !filtered {
+            for change in batch.iter() {
+                plugins.outbound.passed.fetch_add(1, Ordering::Relaxed);
+                plugins.outbound.push(OutboundEvent {
+                    event_id: new_event_id(),
+                    op: match change.op {
+                        crate::store::Op::Create => "create",
+                        crate::store::Op::Update => "update",
+                        crate::store::Op::Delete => "delete",
+                    },
+                    collection: change.collection.name.clone(),
+                    id: change
+                        .record
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    data: (change.op != crate::store::Op::Delete)
+                        .then(|| Value::Object(change.record.clone())),
+                    verdict: "keep",
+                });
+            }
+            continue;
+        }
         let p = plugins.clone();
         let work = tokio::task::spawn_blocking(move || {
             for change in batch.iter() {
                 let hlc = (chrono::Utc::now().timestamp_millis().max(0) as u64) << 16;
-                let event_id =
-                    crate::store::schema::random_string(20, crate::store::schema::LOWER_ALNUM);
-                let wit = p.wit_change(change, hlc, event_id);
+                let wit = p.wit_change(change, hlc, new_event_id());
                 let outcome = p.runtime.filter(&wit.collection, Direction::Outbound, &wit);
                 if outcome.failure().is_some() {
                     p.outbound.failures.fetch_add(1, Ordering::Relaxed);
@@ -121,4 +150,9 @@ pub async fn run_outbound(store: Store, plugins: Plugins) {
             tracing::error!(error = %e, "outbound stage task failed");
         }
     }
+}
+
+/// A fresh event id (single node: random; replication will assign log event ids).
+fn new_event_id() -> String {
+    crate::store::schema::random_string(20, crate::store::schema::LOWER_ALNUM)
 }
