@@ -436,3 +436,38 @@ async fn auth_records_hide_secrets() {
     assert_eq!(bad["message"], "Failed to authenticate.");
     let _: Value = bad;
 }
+
+#[tokio::test]
+async fn list_totals_follow_every_write() {
+    let node = Node::start().await;
+    node.create_collection(posts_def()).await;
+    let total = |node: &Node| {
+        let node = node.url.clone();
+        let client = reqwest::Client::new();
+        async move {
+            let v: Value = client
+                .get(format!(
+                    "{node}/api/collections/posts/records?filter=n%3E%3D0&perPage=1"
+                ))
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
+            v["totalItems"].as_i64().expect("total")
+        }
+    };
+    // Totals are cached between commits; each write must be reflected at once.
+    for i in 0..5 {
+        assert_eq!(total(&node).await, i);
+        assert_eq!(total(&node).await, i, "repeated read");
+        node.create_record("posts", json!({"title": format!("t{i}"), "n": i}))
+            .await;
+    }
+    let (_, page) = node.get("/api/collections/posts/records?perPage=1").await;
+    let id = page["items"][0]["id"].as_str().expect("id").to_string();
+    node.delete(&format!("/api/collections/posts/records/{id}"))
+        .await;
+    assert_eq!(total(&node).await, 4);
+}

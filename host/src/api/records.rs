@@ -177,6 +177,7 @@ pub async fn list(
     };
     let skip_total = truthy(q.get("skipTotal"));
     let request = request_info(&auth, &method, &q, &headers, None);
+    let counts = st.store.counts();
     let result = st
         .store
         .read(move |conn, schema| {
@@ -218,6 +219,7 @@ pub async fn list(
                 filter::sort_sql(sort, &fq)?
             };
             let lq = ListQuery {
+                count_cache: Some(counts),
                 where_sql,
                 params,
                 order_sql,
@@ -437,7 +439,15 @@ pub async fn prepare_op(
         hash_password(&c, &input).await?
     };
     let body = (kind != OpKind::Delete).then_some(&input);
-    let request = request_info(auth, method, q, headers, body);
+    // The `@request` object is only read by expression rules; skip building it otherwise.
+    let needs_request = [&create, &update, &delete]
+        .iter()
+        .any(|g| matches!(g, Gate::Expr(_)));
+    let request = if needs_request {
+        request_info(auth, method, q, headers, body)
+    } else {
+        Value::Null
+    };
     Ok(WriteOp {
         kind,
         collection: c,

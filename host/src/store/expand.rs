@@ -180,6 +180,7 @@ fn expand_back(
             format!("{}.{col} = ?", src.table())
         };
         let q = records::ListQuery {
+            count_cache: None,
             where_sql: cond,
             params: vec![crate::filter::SqlParam::Text(id)],
             order_sql: String::new(),

@@ -50,6 +50,54 @@ pub struct Change {
     pub record: Record,
 }
 
+/// List totals remembered until the next commit. A list's `COUNT(*)` is most of its cost on a
+/// large table, and reads far outnumber writes; every successful commit bumps the generation,
+/// and an entry is only served, or stored, within the generation its query started in, so a
+/// total is never older than the data it is shown with.
+#[derive(Default)]
+pub struct CountCache {
+    generation: std::sync::atomic::AtomicU64,
+    entries: parking_lot::Mutex<std::collections::HashMap<String, (u64, i64)>>,
+}
+
+impl CountCache {
+    const MAX_ENTRIES: usize = 10_000;
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn get(&self, key: &str) -> Option<i64> {
+        let generation = self.generation();
+        let entries = self.entries.lock();
+        entries
+            .get(key)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, n)| *n)
+    }
+
+    /// Stores a total computed by a query that started in `generation`, unless a commit has
+    /// happened since.
+    pub fn put(&self, key: String, generation: u64, total: i64) {
+        let mut entries = self.entries.lock();
+        if self.generation() != generation {
+            return;
+        }
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key, (generation, total));
+    }
+
+    /// Called by the writer after every successful commit.
+    fn bump(&self) {
+        let mut entries = self.entries.lock();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        entries.clear();
+    }
+}
+
 /// Tuning for the store, from the validated config.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -85,6 +133,7 @@ struct Inner {
     readers: readers::Readers,
     schema: Arc<ArcSwap<Schema>>,
     changes: broadcast::Sender<Arc<Vec<Change>>>,
+    counts: Arc<CountCache>,
     path: PathBuf,
 }
 
@@ -98,7 +147,9 @@ impl Store {
         let schema = system::bootstrap(&conn)?;
         let schema = Arc::new(ArcSwap::from_pointee(schema));
         let (changes, _) = broadcast::channel(opts.change_feed.max(16));
-        let writer = writer::Writer::start(conn, schema.clone(), changes.clone(), opts)?;
+        let counts = Arc::new(CountCache::default());
+        let writer =
+            writer::Writer::start(conn, schema.clone(), changes.clone(), counts.clone(), opts)?;
         let readers = readers::Readers::open(&path, opts.readers.max(1))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -106,6 +157,7 @@ impl Store {
                 readers,
                 schema,
                 changes,
+                counts,
                 path,
             }),
         })
@@ -140,6 +192,11 @@ impl Store {
     /// Subscribes to the change feed: one message per committed transaction.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<Change>>> {
         self.inner.changes.subscribe()
+    }
+
+    /// The list-total cache, valid until the next commit.
+    pub fn counts(&self) -> Arc<CountCache> {
+        self.inner.counts.clone()
     }
 
     /// Path of the SQLite database file.

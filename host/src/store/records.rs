@@ -20,6 +20,8 @@ pub type Record = serde_json::Map<String, Value>;
 /// One page of a list query, already translated to SQL.
 #[derive(Default)]
 pub struct ListQuery {
+    /// Where totals may be remembered until the next commit (see `CountCache`).
+    pub count_cache: Option<std::sync::Arc<super::CountCache>>,
     pub where_sql: String,
     pub params: Vec<SqlParam>,
     pub order_sql: String,
@@ -115,8 +117,22 @@ pub fn list(
     }
     let total = if q.count {
         let sql = format!("SELECT COUNT(*) FROM {} WHERE {where_sql}", c.table());
-        let mut stmt = conn.prepare_cached(&sql)?;
-        Some(stmt.query_row(params_from_iter(params.iter()), |r| r.get::<_, i64>(0))?)
+        let key = format!("{sql}\u{0}{:?}", q.params);
+        let cached = q
+            .count_cache
+            .as_ref()
+            .map(|cc| (cc.generation(), cc.get(&key)));
+        match cached {
+            Some((_, Some(n))) => Some(n),
+            _ => {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let n = stmt.query_row(params_from_iter(params.iter()), |r| r.get::<_, i64>(0))?;
+                if let (Some(cc), Some((generation, None))) = (&q.count_cache, cached) {
+                    cc.put(key, generation, n);
+                }
+                Some(n)
+            }
+        }
     } else {
         None
     };

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::system::Schema;
-use super::{Change, StoreError, StoreOptions};
+use super::{Change, CountCache, StoreError, StoreOptions};
 
 /// What a write job sees: the connection inside its savepoint, the schema as of this job
 /// (including earlier jobs of the same batch), and the changes it records.
@@ -40,13 +40,14 @@ impl Writer {
         conn: Connection,
         schema: Arc<ArcSwap<Schema>>,
         changes: broadcast::Sender<Arc<Vec<Change>>>,
+        counts: Arc<CountCache>,
         opts: &StoreOptions,
     ) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel(opts.write_queue.max(1));
         let max_batch = opts.max_batch.max(1);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, schema, changes, max_batch))
+            .spawn(move || run(conn, rx, schema, changes, counts, max_batch))
             .map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(Writer { tx })
     }
@@ -93,6 +94,7 @@ fn run(
     mut rx: mpsc::Receiver<Msg>,
     published: Arc<ArcSwap<Schema>>,
     changes: broadcast::Sender<Arc<Vec<Change>>>,
+    counts: Arc<CountCache>,
     max_batch: usize,
 ) {
     let mut schema = published.load_full();
@@ -116,7 +118,7 @@ fn run(
                 Err(_) => break,
             }
         }
-        schema = run_batch(&conn, batch, schema, &published, &changes);
+        schema = run_batch(&conn, batch, schema, &published, &changes, &counts);
         if closing.is_some() {
             break;
         }
@@ -138,6 +140,7 @@ fn run_batch(
     schema: Arc<Schema>,
     published: &ArcSwap<Schema>,
     feed: &broadcast::Sender<Arc<Vec<Change>>>,
+    counts: &CountCache,
 ) -> Arc<Schema> {
     let span = tracing::debug_span!("write_batch", jobs = batch.len());
     let _guard = span.enter();
@@ -185,6 +188,8 @@ fn run_batch(
     let schema = ctx.schema;
     match commit {
         Ok(()) => {
+            // Totals cached before this commit may be stale now.
+            counts.bump();
             if !Arc::ptr_eq(&schema, &start_schema) {
                 published.store(schema.clone());
             }
