@@ -111,6 +111,7 @@ async fn dropping_the_handle_stops_the_server() {
     drop(nats);
     within(15, "the child to exit", async {
         while alive(pid) {
+            // Poll interval: a child exit seen from another process has nothing to await.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })

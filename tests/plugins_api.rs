@@ -251,6 +251,7 @@ async fn outbound_filters_rewrite_and_drop_change_events() {
             std::time::Instant::now() < deadline,
             "outbound stage never saw both changes: {log}"
         );
+        // Poll interval of a deadline-bounded wait: the outbound log has no event to await.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     let items = log["items"].as_array().expect("items");

@@ -193,6 +193,7 @@ impl Node {
                 return st;
             }
             assert!(Instant::now() < deadline, "node did not exit after SIGTERM");
+            // Poll interval of the deadline-bounded wait for the process to exit.
             std::thread::sleep(Duration::from_millis(20));
         }
     }
