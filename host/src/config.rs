@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage plugins on a running node over HTTP.
     Plugin(PluginArgs),
     /// Manage superusers (works on the data directory directly; the server may be stopped).
@@ -155,6 +155,85 @@ pub struct ServeArgs {
     /// Seconds that in-flight requests get to finish on shutdown.
     #[arg(long, env = "SYNCBASE_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+
+    /// Replicate through an existing NATS cluster: comma-separated server URLs
+    /// (e.g. nats://h1:4222,nats://h2:4222). Without --nats or --sync the node runs alone.
+    #[arg(
+        long,
+        env = "SYNCBASE_NATS",
+        value_delimiter = ',',
+        help_heading = "Replication"
+    )]
+    pub nats: Vec<String>,
+    /// NATS credentials file (.creds) for --nats.
+    #[arg(long, env = "SYNCBASE_NATS_CREDS", help_heading = "Replication")]
+    pub nats_creds: Option<PathBuf>,
+    /// NATS user name for --nats (with --nats-password).
+    #[arg(long, env = "SYNCBASE_NATS_USER", help_heading = "Replication")]
+    pub nats_user: Option<String>,
+    /// NATS password for --nats-user.
+    #[arg(long, env = "SYNCBASE_NATS_PASSWORD", help_heading = "Replication")]
+    pub nats_password: Option<String>,
+    /// CA certificate (PEM) to verify the NATS servers; turns TLS on.
+    #[arg(long, env = "SYNCBASE_NATS_TLS_CA", help_heading = "Replication")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for NATS mutual TLS (with --nats-tls-key).
+    #[arg(long, env = "SYNCBASE_NATS_TLS_CERT", help_heading = "Replication")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for --nats-tls-cert.
+    #[arg(long, env = "SYNCBASE_NATS_TLS_KEY", help_heading = "Replication")]
+    pub nats_tls_key: Option<PathBuf>,
+    /// Replicate with an embedded nats-server that this node starts and supervises
+    /// (data under --dir/nats). Cluster it with peers using --cluster-listen and --join.
+    #[arg(long, env = "SYNCBASE_SYNC", help_heading = "Replication")]
+    pub sync: bool,
+    /// Client address of the embedded nats-server (--sync).
+    #[arg(
+        long,
+        env = "SYNCBASE_NATS_LISTEN",
+        default_value = "127.0.0.1:4222",
+        help_heading = "Replication"
+    )]
+    pub nats_listen: String,
+    /// Route address of the embedded nats-server, where peers connect (--sync). Without it
+    /// the embedded server runs alone.
+    #[arg(long, env = "SYNCBASE_CLUSTER_LISTEN", help_heading = "Replication")]
+    pub cluster_listen: Option<String>,
+    /// Peers' --cluster-listen addresses (host:port, comma-separated) to join (--sync).
+    #[arg(
+        long,
+        env = "SYNCBASE_JOIN",
+        value_delimiter = ',',
+        help_heading = "Replication"
+    )]
+    pub join: Vec<String>,
+    /// The nats-server binary for --sync [default: nats-server on PATH].
+    #[arg(long, env = "SYNCBASE_NATS_SERVER_BIN", help_heading = "Replication")]
+    pub nats_server_bin: Option<PathBuf>,
+    /// Cluster name: nodes with the same name share one log (stream SYNCBASE_<name>).
+    #[arg(
+        long,
+        env = "SYNCBASE_CLUSTER",
+        default_value = "syncbase",
+        help_heading = "Replication"
+    )]
+    pub cluster: String,
+    /// Largest number of replicated events applied in one SQLite transaction.
+    #[arg(
+        long,
+        env = "SYNCBASE_APPLY_BATCH",
+        default_value_t = 1000,
+        help_heading = "Replication"
+    )]
+    pub apply_batch: usize,
+    /// Seconds a write with ?sync=published or ?sync=applied waits before answering 504.
+    #[arg(
+        long,
+        env = "SYNCBASE_SYNC_TIMEOUT",
+        default_value_t = 10,
+        help_heading = "Replication"
+    )]
+    pub sync_timeout: u64,
 }
 
 /// The validated configuration of a server.
@@ -168,6 +247,8 @@ pub struct Config {
     pub realtime: RealtimeOptions,
     pub node_id: String,
     pub plugins: RuntimeConfig,
+    /// Replication, when --nats or --sync is given.
+    pub sync: Option<crate::sync::SyncConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +257,92 @@ pub enum ConfigError {
     BadAddress(String),
     #[error("--{0} must be at least 1")]
     Zero(&'static str),
+    #[error("--{flag} {value:?} is not a socket address like 127.0.0.1:4222")]
+    BadListen { flag: &'static str, value: String },
+    #[error("--nats and --sync are exclusive: join an existing NATS cluster, or embed one")]
+    BothModes,
+    #[error("--node-id {0:?} must be 1-64 characters of letters, digits, '-' and '_'")]
+    BadNodeId(String),
+    #[error("--cluster {0:?} must be 1-32 characters of letters, digits, '-' and '_'")]
+    BadCluster(String),
+    #[error("{0} needs --sync")]
+    NeedsSync(&'static str),
+}
+
+fn name_ok(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn sync_config(a: &ServeArgs) -> Result<Option<crate::sync::SyncConfig>, ConfigError> {
+    use crate::nats::{ClusterOptions, EmbeddedOptions};
+    use crate::replication::ConnectOptions;
+    use crate::sync::{Source, SyncConfig};
+    let embedded = a.sync;
+    let external = !a.nats.is_empty();
+    if embedded && external {
+        return Err(ConfigError::BothModes);
+    }
+    if !embedded {
+        if a.cluster_listen.is_some() {
+            return Err(ConfigError::NeedsSync("--cluster-listen"));
+        }
+        if !a.join.is_empty() {
+            return Err(ConfigError::NeedsSync("--join"));
+        }
+    }
+    if !embedded && !external {
+        return Ok(None);
+    }
+    if !name_ok(&a.node_id, 64) {
+        return Err(ConfigError::BadNodeId(a.node_id.clone()));
+    }
+    if !name_ok(&a.cluster, 32) {
+        return Err(ConfigError::BadCluster(a.cluster.clone()));
+    }
+    let listen = |flag: &'static str, v: &str| -> Result<SocketAddr, ConfigError> {
+        v.parse().map_err(|_| ConfigError::BadListen {
+            flag,
+            value: v.to_string(),
+        })
+    };
+    let source = if embedded {
+        let mut opts = EmbeddedOptions::new(
+            a.dir.clone(),
+            a.node_id.clone(),
+            listen("nats-listen", &a.nats_listen)?,
+        );
+        opts.binary = a.nats_server_bin.clone();
+        if let Some(cl) = &a.cluster_listen {
+            opts.cluster = Some(ClusterOptions {
+                name: a.cluster.clone(),
+                listen: listen("cluster-listen", cl)?,
+                join: a.join.iter().filter(|j| !j.is_empty()).cloned().collect(),
+            });
+        }
+        Source::Embedded(opts)
+    } else {
+        Source::External(ConnectOptions {
+            urls: a.nats.clone(),
+            name: Some(format!("syncbase-{}", a.node_id)),
+            creds_file: a.nats_creds.clone(),
+            user: a.nats_user.clone(),
+            password: a.nats_password.clone(),
+            tls_ca: a.nats_tls_ca.clone(),
+            tls_cert: a.nats_tls_cert.clone(),
+            tls_key: a.nats_tls_key.clone(),
+            ..Default::default()
+        })
+    };
+    Ok(Some(SyncConfig {
+        node_id: a.node_id.clone(),
+        cluster: a.cluster.clone(),
+        source,
+        apply_batch: a.apply_batch.max(1),
+        wait_timeout: std::time::Duration::from_secs(a.sync_timeout.max(1)),
+    }))
 }
 
 impl Config {
@@ -190,7 +357,9 @@ impl Config {
         if a.write_queue == 0 {
             return Err(ConfigError::Zero("write-queue"));
         }
+        let sync = sync_config(a)?;
         Ok(Config {
+            sync,
             http,
             dir: a.dir.clone(),
             body_limit: a.body_limit,
@@ -224,6 +393,7 @@ impl Config {
             realtime: RealtimeOptions::default(),
             node_id: "n1".into(),
             plugins: RuntimeConfig::default(),
+            sync: None,
         }
     }
 }

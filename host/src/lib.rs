@@ -16,6 +16,7 @@ pub mod replication;
 pub mod shutdown;
 pub mod store;
 pub mod superuser;
+pub mod sync;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,6 +40,8 @@ pub enum Error {
     Plugins(#[from] plugins::PluginError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Nats(#[from] nats::NatsError),
 }
 
 /// A bound, not yet serving, server.
@@ -51,7 +54,21 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(config: Config) -> Result<Server, Error> {
-        let store = Store::open(&config.dir, &config.store)?;
+        // Fail before anything starts when the embedded mode has no nats-server to run.
+        if let Some(sync::SyncConfig {
+            source: sync::Source::Embedded(opts),
+            ..
+        }) = &config.sync
+        {
+            let bin = nats::binary::find(opts.binary.as_deref())?;
+            nats::binary::check_version(&bin).await?;
+        }
+        let plugins = plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
+        let hooks = config
+            .sync
+            .as_ref()
+            .map(|cfg| sync::Sync::hooks(cfg, &plugins));
+        let store = Store::open_with(&config.dir, &config.store, hooks.clone())?;
         let listener = TcpListener::bind(config.http)
             .await
             .map_err(|source| Error::Bind {
@@ -59,12 +76,21 @@ impl Server {
                 source,
             })?;
         let hub = realtime::Hub::new(config.realtime.clone());
-        let plugins = plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
+        let sync = match (&config.sync, hooks) {
+            (Some(cfg), Some(hooks)) => Some(sync::Sync::start(
+                cfg.clone(),
+                hooks,
+                store.clone(),
+                plugins.clone(),
+            )),
+            _ => None,
+        };
         let state = api::AppState {
             store: store.clone(),
             auth_cache: Arc::new(Default::default()),
             hub,
             plugins,
+            sync,
         };
         Ok(Server {
             config,
@@ -98,6 +124,7 @@ impl Server {
             state.auth_cache.clone(),
         ));
         let hub = state.hub.clone();
+        let replication = state.sync.clone();
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
         let outbound = tokio::spawn(plugins::run_outbound(store.clone(), state.plugins.clone()));
         let app = api::router(state, config.body_limit);
@@ -127,6 +154,9 @@ impl Server {
         outbound.abort();
         store.close().await?;
         tracing::info!("store closed and checkpointed");
+        if let Some(sync) = replication {
+            sync.stop().await;
+        }
         result
     }
 }

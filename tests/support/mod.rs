@@ -181,6 +181,26 @@ impl Node {
             .collect()
     }
 
+    /// Kills the process hard (SIGKILL): no shutdown, no checkpoint.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// GETs a path without auth and returns the body as text.
+    pub async fn raw_get(&self, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .client
+            .get(format!("{}{}", self.url, path))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.text().await.expect("body"))
+    }
+
     /// Sends SIGTERM and waits for the process to exit, returning its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");

@@ -1,6 +1,7 @@
 //! The collections API (superusers only): list, view, create, update, delete, import.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -10,6 +11,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Auth, JsonBody};
+use super::sync::schema_write;
+use crate::replication::{CollectionRef, EventKind};
 use crate::store::Collection;
 use crate::store::collections as ops;
 
@@ -91,12 +94,15 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
-    let c = st
-        .store
-        .write(move |ctx| ops::create(ctx, &body))
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to create collection."))?;
-    Ok(Json(present(&c)))
+    let c = schema_write(
+        &st,
+        "Failed to create collection.",
+        EventKind::CollectionCreate,
+        move |ctx| ops::create(ctx, &body),
+        describe,
+    )
+    .await?;
+    Ok(Json(present(&applied(&st, c))))
 }
 
 pub async fn update(
@@ -106,12 +112,15 @@ pub async fn update(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
-    let c = st
-        .store
-        .write(move |ctx| ops::update(ctx, &name, &body))
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to update collection."))?;
-    Ok(Json(present(&c)))
+    let c = schema_write(
+        &st,
+        "Failed to update collection.",
+        EventKind::CollectionUpdate,
+        move |ctx| ops::update(ctx, &name, &body),
+        describe,
+    )
+    .await?;
+    Ok(Json(present(&applied(&st, c))))
 }
 
 pub async fn delete(
@@ -120,10 +129,14 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     auth.require_superuser()?;
-    st.store
-        .write(move |ctx| ops::delete(ctx, &name))
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to delete collection."))?;
+    schema_write(
+        &st,
+        "Failed to delete collection.",
+        EventKind::CollectionDelete,
+        move |ctx| ops::delete(ctx, &name),
+        describe,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -142,9 +155,42 @@ pub async fn import(
         .get("deleteMissing")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    st.store
-        .write(move |ctx| ops::import(ctx, &list, delete_missing))
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to import collections."))?;
+    schema_write(
+        &st,
+        "Failed to import collections.",
+        EventKind::CollectionImport,
+        move |ctx| ops::import(ctx, &list, delete_missing).map(|()| delete_missing),
+        |delete_missing, ctx| {
+            // The whole resulting schema: every node converges on it at this position.
+            let collections: Vec<Value> = ctx
+                .schema
+                .all()
+                .iter()
+                .filter(|c| c.name != crate::store::sync::LOCAL_ONLY)
+                .map(|c| serde_json::to_value(&**c).unwrap_or_default())
+                .collect();
+            (
+                CollectionRef::default(),
+                json!({"collections": collections, "deleteMissing": delete_missing}),
+            )
+        },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The event data of a collection change: the collection exactly as validated, ids included.
+fn describe(c: &Arc<Collection>, _: &crate::store::WriteCtx) -> (CollectionRef, Value) {
+    (
+        CollectionRef {
+            id: c.id.clone(),
+            name: c.name.clone(),
+        },
+        serde_json::to_value(&**c).unwrap_or_default(),
+    )
+}
+
+/// The collection as the store holds it now (after a replicated change was applied).
+fn applied(st: &AppState, c: Arc<Collection>) -> Arc<Collection> {
+    st.store.schema().get(&c.id).cloned().unwrap_or(c)
 }

@@ -12,6 +12,7 @@ pub mod realtime;
 pub mod records;
 pub mod rules;
 pub mod settings;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub auth_cache: Arc<AuthCache>,
     pub hub: Arc<Hub>,
     pub plugins: Plugins,
+    /// Replication, on a node that replicates.
+    pub sync: Option<crate::sync::Sync>,
 }
 
 /// Builds the router with a request body limit of `body_limit` bytes.
@@ -93,6 +96,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             post(plugins::dry_run_resolve),
         )
         .route("/api/settings", get(settings::get).patch(settings::update))
+        .route("/api/sync/status", get(sync::status))
+        .route("/metrics", get(sync::metrics))
         .route("/api/realtime/ws", get(realtime::websocket))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

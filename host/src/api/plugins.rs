@@ -178,6 +178,28 @@ pub async fn bind(
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
+    if st.sync.is_some() {
+        let meta = st
+            .plugins
+            .runtime
+            .show(&name)
+            .map_err(plugin_error)?
+            .into_iter()
+            .map(|p| p.version)
+            .filter(|v| version.is_none_or(|want| v.version == want))
+            .max_by_key(|v| v.version)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("Unknown plugin version {name}."),
+                )
+            })?;
+        replicate_binding(&st, &target, Some((&meta.name, &meta.sha256, &config))).await?;
+        let binding = st.plugins.runtime.bindings().slots.get(&target).cloned();
+        return Ok(Json(
+            json!({"target": target, "binding": binding.and_then(|s| s.active)}),
+        ));
+    }
     let t2 = target.clone();
     let binding = st
         .plugins
@@ -194,6 +216,13 @@ pub async fn unbind(
 ) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
     let target = target(&st, &body)?;
+    if st.sync.is_some() {
+        let old = st.plugins.runtime.bindings().slots.get(&target).cloned();
+        replicate_binding(&st, &target, None).await?;
+        return Ok(Json(
+            json!({"target": target, "unbound": old.and_then(|s| s.active)}),
+        ));
+    }
     let t2 = target.clone();
     let old = st
         .plugins
@@ -210,6 +239,27 @@ pub async fn rollback(
 ) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
     let target = target(&st, &body)?;
+    if st.sync.is_some() {
+        // Replicated, a rollback is a binding event naming the previous binding.
+        let previous = st
+            .plugins
+            .runtime
+            .bindings()
+            .slots
+            .get(&target)
+            .and_then(|s| s.previous.clone())
+            .ok_or_else(|| plugin_error(PluginError::NothingToRollBack(target.clone())))?;
+        let p = (
+            previous.plugin.as_str(),
+            previous.sha256.as_str(),
+            previous.config.as_str(),
+        );
+        replicate_binding(&st, &target, Some(p)).await?;
+        let now = st.plugins.runtime.bindings().slots.get(&target).cloned();
+        return Ok(Json(
+            json!({"target": target, "binding": now.and_then(|s| s.active)}),
+        ));
+    }
     let t2 = target.clone();
     let active = st
         .plugins
@@ -262,4 +312,64 @@ pub async fn outbound(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<
         "failures": log.failures.load(Ordering::Relaxed),
         "items": log.recent(),
     })))
+}
+
+/// On a replicating node a binding change is an event in the log: the plugin's bytes go to
+/// the object store first, then the event, and the answer waits until this node has switched
+/// at the event's position (as every node does).
+async fn replicate_binding(
+    st: &AppState,
+    target: &Target,
+    plugin: Option<(&str, &str, &str)>,
+) -> ApiResult<()> {
+    let Some(sync) = st.sync.clone() else {
+        return Ok(());
+    };
+    if let Some((_, sha, _)) = plugin {
+        let bytes = st.plugins.runtime.blob(sha).map_err(plugin_error)?;
+        let objects = tokio::time::timeout(sync.config().wait_timeout, sync.objects())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The replication log is not reachable; plugin bindings need it.",
+                )
+            })?;
+        objects.put(&bytes).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Storing the plugin failed: {e}"),
+            )
+        })?;
+    }
+    let data = crate::sync::binding_data(target, plugin);
+    let coll = crate::replication::CollectionRef {
+        id: String::new(),
+        name: target.collection().unwrap_or_default().to_string(),
+    };
+    let (seq, event_id) = st
+        .store
+        .write(move |ctx| {
+            let hooks = ctx
+                .sync_hooks()
+                .ok_or_else(|| crate::store::StoreError::Internal("no replication".into()))?;
+            let event = crate::store::sync::schema_event(
+                hooks,
+                crate::replication::EventKind::PluginBinding,
+                coll,
+                data,
+            );
+            let seq = ctx.enqueue(&event)?;
+            Ok((seq, event.id.to_string()))
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to bind the plugin."))?;
+    sync.wait_applied(seq, Some(event_id))
+        .await
+        .map_err(|e| match e {
+            crate::sync::WaitError::Refused(reason) => {
+                ApiError::bad_request(format!("The binding was refused: {reason}"))
+            }
+            other => ApiError::new(StatusCode::GATEWAY_TIMEOUT, other.to_string()),
+        })
 }

@@ -544,13 +544,21 @@ async fn write_one(
     st: &AppState,
     op: WriteOp,
     action: &'static str,
+    q: &HashMap<String, String>,
 ) -> ApiResult<(Arc<Collection>, Option<Record>)> {
+    let concern = super::sync::Concern::from_query(q)?;
     let c = op.collection.clone();
-    let rec = st
+    let (rec, seqs) = st
         .store
-        .write(move |ctx| run_op(ctx, &op))
+        .write(move |ctx| {
+            let rec = run_op(ctx, &op)?;
+            // The outbox rows of this write, so the answer can wait for them.
+            let seqs = ctx.capture()?;
+            Ok((rec, seqs))
+        })
         .await
         .map_err(|e| ApiError::from_store(e, action))?;
+    super::sync::wait_for(st, concern, &seqs).await?;
     Ok((c, rec))
 }
 
@@ -575,7 +583,7 @@ pub async fn create(
         input,
     )
     .await?;
-    let (c, rec) = write_one(&st, op, "Failed to create record.").await?;
+    let (c, rec) = write_one(&st, op, "Failed to create record.", &q).await?;
     respond_record(&st, c, rec.unwrap_or_default(), auth, method, headers, q).await
 }
 
@@ -600,7 +608,7 @@ pub async fn update(
         input,
     )
     .await?;
-    let (c, rec) = write_one(&st, op, "Failed to update record.").await?;
+    let (c, rec) = write_one(&st, op, "Failed to update record.", &q).await?;
     respond_record(&st, c, rec.unwrap_or_default(), auth, method, headers, q).await
 }
 
@@ -624,7 +632,7 @@ pub async fn delete(
         Record::new(),
     )
     .await?;
-    write_one(&st, op, "Failed to delete record.").await?;
+    write_one(&st, op, "Failed to delete record.", &q).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

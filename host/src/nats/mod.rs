@@ -9,7 +9,7 @@
 //! A clustered server's JetStream needs a quorum of the peers it knows about: the first node
 //! of a cluster serves clients at once, but streams become available once a peer has joined.
 
-mod binary;
+pub mod binary;
 mod config;
 
 use std::net::SocketAddr;

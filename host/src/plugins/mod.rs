@@ -42,6 +42,11 @@ impl Plugins {
         })
     }
 
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     /// Runs blocking runtime work (compilation, plugin calls) on a blocking thread.
     pub async fn blocking<R: Send + 'static>(
         &self,

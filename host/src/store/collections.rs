@@ -483,7 +483,7 @@ pub fn import(ctx: &mut WriteCtx, list: &[Value], delete_missing: bool) -> Resul
     Ok(())
 }
 
-fn install(ctx: &mut WriteCtx, c: Collection) -> Arc<Collection> {
+pub(crate) fn install(ctx: &mut WriteCtx, c: Collection) -> Arc<Collection> {
     let c = Arc::new(c);
     let mut s = (*ctx.schema).clone();
     s.remove(&c.id);

@@ -14,6 +14,7 @@ mod readers;
 pub mod records;
 pub mod schema;
 pub mod settings;
+pub mod sync;
 mod system;
 mod values;
 mod writer;
@@ -48,6 +49,8 @@ pub struct Change {
     pub collection: Arc<Collection>,
     /// The record as stored after the change (for deletes: as it was before).
     pub record: Record,
+    /// The record as stored before the change (`None` for creates).
+    pub before: Option<Record>,
 }
 
 /// List totals remembered until the next commit. A list's `COUNT(*)` is most of its cost on a
@@ -141,15 +144,35 @@ impl Store {
     /// Opens (creating if needed) the database in `dir`, bootstraps the system tables and
     /// default collections, and starts the writer thread.
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        Store::open_with(dir, opts, None)
+    }
+
+    /// Opens the store of a replicating node: every local change also writes its event to
+    /// the outbox, in the same transaction.
+    pub fn open_with(
+        dir: &Path,
+        opts: &StoreOptions,
+        sync: Option<Arc<sync::SyncHooks>>,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
         let path = dir.join("data.db");
         let conn = system::open_connection(&path, false)?;
         let schema = system::bootstrap(&conn)?;
+        sync::create_tables(&conn)?;
+        if let Some(hooks) = &sync {
+            hooks.clock.resume(sync::max_hlc(&conn)?);
+        }
         let schema = Arc::new(ArcSwap::from_pointee(schema));
         let (changes, _) = broadcast::channel(opts.change_feed.max(16));
         let counts = Arc::new(CountCache::default());
-        let writer =
-            writer::Writer::start(conn, schema.clone(), changes.clone(), counts.clone(), opts)?;
+        let writer = writer::Writer::start(
+            conn,
+            schema.clone(),
+            changes.clone(),
+            counts.clone(),
+            opts,
+            sync,
+        )?;
         let readers = readers::Readers::open(&path, opts.readers.max(1))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -187,6 +210,38 @@ impl Store {
     {
         let schema = self.schema();
         self.inner.readers.run(move |conn| f(conn, &schema)).await
+    }
+
+    /// Applies a batch of stream events (the fold) in one transaction. Its row changes go on
+    /// the change feed but never to the outbox.
+    pub async fn apply_events(
+        &self,
+        hooks: Arc<sync::SyncHooks>,
+        batch: Vec<sync::Delivered>,
+    ) -> Result<sync::ApplyReport, StoreError> {
+        self.write(move |ctx| {
+            ctx.capture = false;
+            sync::apply(ctx, &hooks, &batch)
+        })
+        .await
+    }
+
+    /// Forgets outbox rows up to `upto` once JetStream has acknowledged them.
+    pub async fn trim_outbox(&self, upto: u64) -> Result<(), StoreError> {
+        self.write(move |ctx| {
+            ctx.capture = false;
+            sync::trim_outbox(ctx.conn, upto)
+        })
+        .await
+    }
+
+    /// Runs `f` on a reader connection without a schema (replication bookkeeping).
+    pub async fn read_raw<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.inner.readers.run(move |conn| f(conn)).await
     }
 
     /// Subscribes to the change feed: one message per committed transaction.

@@ -361,6 +361,7 @@ pub fn create(
         op: Op::Create,
         collection: c,
         record: rec.clone(),
+        before: None,
     });
     Ok(rec)
 }
@@ -392,6 +393,7 @@ pub fn update(
         op: Op::Update,
         collection: c,
         record: rec.clone(),
+        before: Some(current),
     });
     Ok(rec)
 }
@@ -405,7 +407,8 @@ pub fn put_raw(ctx: &mut WriteCtx, coll: &str, rec: &Record) -> Result<(), Store
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let op = if get(ctx.conn, &c, &id)?.is_some() {
+    let before = get(ctx.conn, &c, &id)?;
+    let op = if before.is_some() {
         update_row(ctx.conn, &c, &id, rec)?;
         Op::Update
     } else {
@@ -416,7 +419,33 @@ pub fn put_raw(ctx: &mut WriteCtx, coll: &str, rec: &Record) -> Result<(), Store
         op,
         collection: c,
         record: rec.clone(),
+        before,
     });
+    Ok(())
+}
+
+/// Makes the stored row of `id` equal `rec` (`None`: no row), exactly as given: nothing is
+/// validated or regenerated and nothing goes on the change feed. Replication's fold writes
+/// canonical rows with this.
+pub(crate) fn write_raw(
+    conn: &Connection,
+    c: &Collection,
+    id: &str,
+    rec: Option<&Record>,
+) -> Result<(), StoreError> {
+    match rec {
+        None => {
+            conn.prepare_cached(&format!("DELETE FROM {} WHERE `id` = ?1", c.table()))?
+                .execute([id])?;
+        }
+        Some(rec) => {
+            if get(conn, c, id)?.is_some() {
+                update_row(conn, c, id, rec)?;
+            } else {
+                insert_row(conn, c, rec)?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -445,6 +474,7 @@ fn delete_inner(
         op: Op::Delete,
         collection: c.clone(),
         record: rec.clone(),
+        before: Some(rec.clone()),
     });
     for (rc, fields) in ctx.schema.referencing(&c.id) {
         for f in fields {
@@ -471,6 +501,7 @@ fn delete_inner(
                 it.collect::<Result<_, _>>()?
             };
             for mut row in rows {
+                let before = row.clone();
                 let row_id = row
                     .get("id")
                     .and_then(Value::as_str)
@@ -504,6 +535,7 @@ fn delete_inner(
                     op: Op::Update,
                     collection: rc.clone(),
                     record: row,
+                    before: Some(before),
                 });
             }
         }

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use rusqlite::Connection;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::sync::SyncHooks;
 use super::system::Schema;
 use super::{Change, CountCache, StoreError, StoreOptions};
 
@@ -19,6 +20,65 @@ pub struct WriteCtx<'a> {
     pub conn: &'a Connection,
     pub schema: Arc<Schema>,
     pub changes: Vec<Change>,
+    /// Replication's hooks, on a node that replicates.
+    pub(crate) sync: Option<&'a SyncHooks>,
+    /// Whether this job's changes go to the outbox (off for the fold itself).
+    pub(crate) capture: bool,
+    /// How many of `changes` already have outbox rows.
+    captured: usize,
+    /// Outbox sequences written by this job.
+    pub(crate) outbox: Vec<u64>,
+}
+
+impl WriteCtx<'_> {
+    /// Writes the outbox rows (and read-your-writes overlay) for the job's changes so far and
+    /// returns their outbox sequences. The writer calls it after every successful job; a job
+    /// calls it itself when it needs the sequences (write concern). No-op without replication.
+    pub fn capture(&mut self) -> Result<Vec<u64>, StoreError> {
+        let Some(hooks) = self.sync.filter(|_| self.capture) else {
+            self.captured = self.changes.len();
+            return Ok(Vec::new());
+        };
+        let seqs = super::sync::capture(self.conn, hooks, &self.changes[self.captured..])?;
+        self.captured = self.changes.len();
+        self.outbox.extend(&seqs);
+        Ok(seqs)
+    }
+
+    /// Whether this node replicates.
+    pub fn replicated(&self) -> bool {
+        self.sync.is_some()
+    }
+
+    /// The replication hooks, when this node replicates.
+    pub fn sync_hooks(&self) -> Option<&SyncHooks> {
+        self.sync
+    }
+
+    /// Runs `f` and undoes everything it did (rows, DDL, schema, changes), keeping its
+    /// result: how a replicated schema change is validated before it goes to the log.
+    pub fn dry_run<R>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let schema = self.schema.clone();
+        let changes = self.changes.len();
+        self.conn.execute_batch("SAVEPOINT dry_run")?;
+        let out = f(self);
+        self.conn
+            .execute_batch("ROLLBACK TO dry_run; RELEASE dry_run")?;
+        self.schema = schema;
+        self.changes.truncate(changes);
+        self.captured = self.captured.min(changes);
+        out
+    }
+
+    /// Queues an event built by the caller (schema changes) in the outbox.
+    pub fn enqueue(&mut self, event: &crate::replication::Event) -> Result<u64, StoreError> {
+        let seq = super::sync::enqueue_own(self.conn, event)?;
+        self.outbox.push(seq);
+        Ok(seq)
+    }
 }
 
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
@@ -42,12 +102,13 @@ impl Writer {
         changes: broadcast::Sender<Arc<Vec<Change>>>,
         counts: Arc<CountCache>,
         opts: &StoreOptions,
+        sync: Option<Arc<SyncHooks>>,
     ) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel(opts.write_queue.max(1));
         let max_batch = opts.max_batch.max(1);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, schema, changes, counts, max_batch))
+            .spawn(move || run(conn, rx, schema, changes, counts, max_batch, sync))
             .map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(Writer { tx })
     }
@@ -96,6 +157,7 @@ fn run(
     changes: broadcast::Sender<Arc<Vec<Change>>>,
     counts: Arc<CountCache>,
     max_batch: usize,
+    sync: Option<Arc<SyncHooks>>,
 ) {
     let mut schema = published.load_full();
     let mut closing = None;
@@ -118,7 +180,15 @@ fn run(
                 Err(_) => break,
             }
         }
-        schema = run_batch(&conn, batch, schema, &published, &changes, &counts);
+        schema = run_batch(
+            &conn,
+            batch,
+            schema,
+            &published,
+            &changes,
+            &counts,
+            sync.as_deref(),
+        );
         if closing.is_some() {
             break;
         }
@@ -141,6 +211,7 @@ fn run_batch(
     published: &ArcSwap<Schema>,
     feed: &broadcast::Sender<Arc<Vec<Change>>>,
     counts: &CountCache,
+    sync: Option<&SyncHooks>,
 ) -> Arc<Schema> {
     let span = tracing::debug_span!("write_batch", jobs = batch.len());
     let _guard = span.enter();
@@ -158,21 +229,37 @@ fn run_batch(
         conn,
         schema,
         changes: Vec::new(),
+        sync,
+        capture: true,
+        captured: 0,
+        outbox: Vec::new(),
     };
-    let mut replies = Vec::with_capacity(batch.len());
+    let mut replies: Vec<(Reply, Option<String>)> = Vec::with_capacity(batch.len());
     let mut committed_changes = Vec::new();
+    let mut outbox_written = false;
     for job in batch {
         let before = ctx.schema.clone();
+        ctx.capture = true;
+        ctx.captured = 0;
+        ctx.outbox.clear();
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
             tracing::error!(error = %e, "savepoint failed");
         }
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (job)(Some(&mut ctx))));
-        let ok = match &outcome {
+        let mut ok = match &outcome {
             Ok((ok, _)) => *ok,
             Err(_) => false,
         };
+        // The job's changes and their outbox rows commit together, or not at all.
+        let mut failure = None;
+        if ok && let Err(e) = ctx.capture() {
+            tracing::error!(error = %e, "could not write the outbox; the request fails");
+            failure = Some(e.to_string());
+            ok = false;
+        }
         if ok {
             let _ = conn.execute_batch("RELEASE job");
+            outbox_written |= !ctx.outbox.is_empty();
             committed_changes.append(&mut ctx.changes);
         } else {
             let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
@@ -180,7 +267,7 @@ fn run_batch(
             ctx.changes.clear();
         }
         match outcome {
-            Ok((_, reply)) => replies.push(reply),
+            Ok((_, reply)) => replies.push((reply, failure)),
             Err(_) => tracing::error!("a write job panicked; its request fails"),
         }
     }
@@ -197,8 +284,11 @@ fn run_batch(
                 // Nobody listening is fine: the feed is best-effort fan-out.
                 let _ = feed.send(Arc::new(committed_changes));
             }
-            for reply in replies {
-                reply(None);
+            if outbox_written && let Some(hooks) = sync {
+                hooks.outbox.notify_one();
+            }
+            for (reply, failure) in replies {
+                reply(failure.as_deref());
             }
             schema
         }
@@ -206,7 +296,7 @@ fn run_batch(
             let _ = conn.execute_batch("ROLLBACK");
             let msg = e.to_string();
             tracing::error!(error = %msg, "commit failed; the whole batch is rolled back");
-            for reply in replies {
+            for (reply, _) in replies {
                 reply(Some(&msg));
             }
             start_schema

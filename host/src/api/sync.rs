@@ -1,0 +1,125 @@
+//! Replication over HTTP: `GET /api/sync/status` (superuser), `GET /metrics`, write concern
+//! (`?sync=published|applied` on record writes), and schema changes on a replicating node,
+//! which are validated here and applied at their position in the log.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::Auth;
+use crate::replication::{CollectionRef, EventKind};
+use crate::store::sync::schema_event;
+use crate::store::{StoreError, WriteCtx};
+use crate::sync::WaitError;
+
+pub async fn status(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    Ok(Json(match &st.sync {
+        Some(sync) => crate::sync::status_json(sync).await,
+        None => json!({"mode": "single", "nodeId": st.plugins.node_id()}),
+    }))
+}
+
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    let body = match &st.sync {
+        Some(sync) => crate::sync::metrics_text(sync).await,
+        None => String::new(),
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// What a write asked to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concern {
+    Local,
+    Published,
+    Applied,
+}
+
+impl Concern {
+    pub fn from_query(q: &HashMap<String, String>) -> Result<Concern, ApiError> {
+        match q.get("sync").map(String::as_str) {
+            None | Some("") | Some("local") => Ok(Concern::Local),
+            Some("published") => Ok(Concern::Published),
+            Some("applied") => Ok(Concern::Applied),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid sync value {other:?}: use local, published or applied."
+            ))),
+        }
+    }
+}
+
+fn wait_error(e: WaitError) -> ApiError {
+    match e {
+        WaitError::Refused(reason) => ApiError::new(
+            StatusCode::CONFLICT,
+            format!("The cluster did not apply the write: {reason}"),
+        ),
+        other => ApiError::new(StatusCode::GATEWAY_TIMEOUT, other.to_string()),
+    }
+}
+
+/// Waits for `concern` on the events a write put in the outbox (`seqs`, outbox sequences).
+pub async fn wait_for(st: &AppState, concern: Concern, seqs: &[u64]) -> ApiResult<()> {
+    let (Some(sync), Some(&last)) = (&st.sync, seqs.iter().max()) else {
+        return Ok(());
+    };
+    match concern {
+        Concern::Local => Ok(()),
+        Concern::Published => sync.wait_published(last).await.map_err(wait_error),
+        Concern::Applied => sync.wait_applied(last, None).await.map_err(wait_error),
+    }
+}
+
+/// A schema change on a replicating node: `f` runs as a dry run (validating it and giving
+/// its result), the event goes to the outbox, and the answer waits until this node has
+/// applied it at its position in the log. Without replication `f` simply runs.
+pub async fn schema_write<R, F>(
+    st: &AppState,
+    action: &'static str,
+    kind: EventKind,
+    f: F,
+    describe: fn(&R, &WriteCtx) -> (CollectionRef, Value),
+) -> ApiResult<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
+{
+    let Some(sync) = &st.sync else {
+        return st
+            .store
+            .write(f)
+            .await
+            .map_err(|e| ApiError::from_store(e, action));
+    };
+    let (out, seq, event_id) = st
+        .store
+        .write(move |ctx| {
+            let (out, coll, data) = ctx.dry_run(|ctx| {
+                let out = f(ctx)?;
+                let (coll, data) = describe(&out, ctx);
+                Ok((out, coll, data))
+            })?;
+            let hooks = ctx
+                .sync_hooks()
+                .ok_or_else(|| StoreError::Internal("replication hooks missing".into()))?;
+            let event = schema_event(hooks, kind, coll, data);
+            let seq = ctx.enqueue(&event)?;
+            Ok((out, seq, event.id.to_string()))
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, action))?;
+    sync.wait_applied(seq, Some(event_id))
+        .await
+        .map_err(|e| match e {
+            WaitError::Refused(reason) => ApiError::bad_request(format!("{action} {reason}")),
+            other => wait_error(other),
+        })?;
+    Ok(out)
+}

@@ -1,0 +1,1033 @@
+//! Replication's side of the store: the outbox written with each local change, the
+//! read-your-writes overlay, and the fold that applies the log to canonical state.
+//!
+//! Canonical state is what the fold of the log produced. The collection tables show canonical
+//! rows, except that a row this node wrote and whose event has not come back yet shows the
+//! local write (the overlay); the canonical row it covers waits in `_sync_shadow`. Invariant at
+//! rest: a key has a shadow row iff it has pending rows.
+//!
+//! Applying a batch (one writer job):
+//! 1. for each event's key, the overlay is reverted (the shadow restored), so the event meets
+//!    canonical state only; a write that breaks a unique index reverts every overlay of the
+//!    collection and is tried again, so overlays never decide whether an event applies;
+//! 2. the event is applied: taken when its `base` is the canonical version, otherwise the
+//!    collection's resolver decides (built-in: last writer by HLC, then node id);
+//! 3. the pending local writes of reverted keys are laid over the result again.
+//!
+//! Tables (all created at bootstrap, empty on a node without replication):
+//! `_sync_outbox` (events to publish, in order), `_sync_pending` (this node's events not yet
+//! applied, with the row each wrote), `_sync_shadow` (canonical rows under an overlay),
+//! `_sync_versions` (each key's canonical version; deletes leave a tombstone), `_sync_seen`
+//! (applied event ids: a republished duplicate is a no-op), `_sync_dead` (events that could
+//! not be applied, with the reason), `_sync_state` (the applied stream sequence).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use super::collections::install;
+use super::records::{self, Record, write_raw};
+use super::schema::Collection;
+use super::{Change, Op, StoreError, WriteCtx, ddl, system};
+use crate::replication::{Clock, CollectionRef, Event, EventId, EventKind, Hlc};
+
+/// The collection that never replicates: each node keeps its own superusers.
+pub const LOCAL_ONLY: &str = "_superusers";
+
+pub(crate) fn create_tables(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _sync_outbox (
+             seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+             event_id TEXT NOT NULL,
+             payload  BLOB NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS _sync_pending (
+             seq      INTEGER PRIMARY KEY,
+             event_id TEXT NOT NULL UNIQUE,
+             coll     TEXT NOT NULL,
+             rid      TEXT NOT NULL,
+             data     TEXT
+         );
+         CREATE INDEX IF NOT EXISTS _sync_pending_key ON _sync_pending (coll, rid);
+         CREATE TABLE IF NOT EXISTS _sync_shadow (
+             coll TEXT NOT NULL,
+             rid  TEXT NOT NULL,
+             data TEXT,
+             PRIMARY KEY (coll, rid)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS _sync_versions (
+             coll     TEXT NOT NULL,
+             rid      TEXT NOT NULL,
+             event_id TEXT NOT NULL,
+             hlc      INTEGER NOT NULL,
+             origin   TEXT NOT NULL,
+             deleted  INTEGER NOT NULL,
+             verdict  TEXT NOT NULL,
+             seq      INTEGER NOT NULL,
+             PRIMARY KEY (coll, rid)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS _sync_seen (
+             event_id TEXT PRIMARY KEY,
+             seq      INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS _sync_seen_seq ON _sync_seen (seq);
+         CREATE TABLE IF NOT EXISTS _sync_dead (
+             seq        INTEGER PRIMARY KEY,
+             event_id   TEXT NOT NULL,
+             origin     TEXT NOT NULL,
+             kind       TEXT NOT NULL,
+             collection TEXT NOT NULL,
+             record_id  TEXT NOT NULL,
+             reason     TEXT NOT NULL,
+             payload    BLOB NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS _sync_state (
+             key   TEXT PRIMARY KEY NOT NULL,
+             value INTEGER NOT NULL
+         );",
+    )?;
+    Ok(())
+}
+
+/// What a filter does with a change.
+#[derive(Debug, Clone)]
+pub enum Filtered {
+    Keep,
+    Drop,
+    /// Publish / apply this record data instead.
+    Replace(Record),
+}
+
+/// A resolver's decision.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    KeepCurrent,
+    TakeIncoming,
+    Merged(Record),
+}
+
+/// The canonical version an incoming event conflicts with.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// `None`: deleted (a tombstone) or never created.
+    pub data: Option<Record>,
+    pub hlc: u64,
+    pub origin: String,
+    pub event_id: String,
+}
+
+/// The deterministic functions the fold calls: filters and resolvers (plugins or built-in),
+/// and plugin binding events. Implemented outside the store (`crate::sync`).
+pub trait Policy: Send + Sync {
+    fn outbound(&self, c: &Collection, event: &Event) -> Filtered;
+    fn inbound(&self, c: &Collection, event: &Event) -> Filtered;
+    /// The decision and a label recorded with the version (who decided).
+    fn resolve(&self, c: &Collection, current: &Current, incoming: &Event) -> (Resolved, String);
+    /// Applies a plugin binding event at its log position.
+    fn bind(&self, event: &Event) -> Result<(), String>;
+}
+
+/// The built-in policy: keep everything, last writer wins.
+pub struct Builtin;
+
+impl Policy for Builtin {
+    fn outbound(&self, _: &Collection, _: &Event) -> Filtered {
+        Filtered::Keep
+    }
+    fn inbound(&self, _: &Collection, _: &Event) -> Filtered {
+        Filtered::Keep
+    }
+    fn resolve(&self, _: &Collection, current: &Current, incoming: &Event) -> (Resolved, String) {
+        (last_writer_wins(current, incoming), "default".into())
+    }
+    fn bind(&self, _: &Event) -> Result<(), String> {
+        Err("plugin bindings need the plugin runtime".into())
+    }
+}
+
+/// Later HLC wins, ties broken by the larger origin node id.
+pub fn last_writer_wins(current: &Current, incoming: &Event) -> Resolved {
+    if (incoming.hlc.0, incoming.origin.as_str()) > (current.hlc, current.origin.as_str()) {
+        Resolved::TakeIncoming
+    } else {
+        Resolved::KeepCurrent
+    }
+}
+
+/// What a node with replication gives its writer.
+pub struct SyncHooks {
+    pub node_id: String,
+    pub clock: Arc<Clock>,
+    /// Woken after a commit that wrote outbox rows.
+    pub outbox: Arc<tokio::sync::Notify>,
+    pub policy: Arc<dyn Policy>,
+}
+
+fn json_text(r: &Record) -> String {
+    serde_json::to_string(r).unwrap_or_else(|_| "{}".into())
+}
+
+fn parse_record(text: Option<String>) -> Result<Option<Record>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str::<Record>(&t)
+            .map_err(|e| StoreError::Internal(format!("corrupt overlay row: {e}")))
+    })
+    .transpose()
+}
+
+fn record_id(r: &Record) -> String {
+    r.get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The event id of the version a writer on this node sees for a key: its own newest pending
+/// write, else the canonical version.
+fn visible_version(conn: &Connection, coll: &str, rid: &str) -> Result<Option<String>, StoreError> {
+    let pending: Option<String> = conn
+        .prepare_cached(
+            "SELECT event_id FROM _sync_pending WHERE coll = ?1 AND rid = ?2 ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![coll, rid], |r| r.get(0))
+        .optional()?;
+    if pending.is_some() {
+        return Ok(pending);
+    }
+    Ok(conn
+        .prepare_cached("SELECT event_id FROM _sync_versions WHERE coll = ?1 AND rid = ?2")?
+        .query_row(params![coll, rid], |r| r.get(0))
+        .optional()?)
+}
+
+/// Writes the outbox rows, overlay records and shadows for a job's committed-to-be changes.
+/// Returns the outbox sequence of each event written.
+pub(crate) fn capture(
+    conn: &Connection,
+    hooks: &SyncHooks,
+    changes: &[Change],
+) -> Result<Vec<u64>, StoreError> {
+    let mut seqs = Vec::new();
+    for change in changes {
+        let c = &change.collection;
+        if c.name == LOCAL_ONLY {
+            continue;
+        }
+        let rid = record_id(&change.record);
+        let kind = match change.op {
+            Op::Create => EventKind::RecordCreate,
+            Op::Update => EventKind::RecordUpdate,
+            Op::Delete => EventKind::RecordDelete,
+        };
+        let before = match (&change.op, &change.before) {
+            (Op::Update, Some(old)) => Some(
+                old.iter()
+                    .filter(|(k, v)| change.record.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let base = visible_version(conn, &c.id, &rid)?
+            .map(|s| EventId::parse(&s).map_err(|e| StoreError::Internal(e.to_string())))
+            .transpose()?;
+        let mut event = Event {
+            id: EventId::random(),
+            origin: hooks.node_id.clone(),
+            hlc: hooks.clock.now(),
+            kind,
+            collection: CollectionRef {
+                id: c.id.clone(),
+                name: c.name.clone(),
+            },
+            record_id: Some(rid.clone()),
+            data: Some(change.record.clone()),
+            before,
+            base,
+            schema_version: 0,
+            plugin_version: 0,
+        };
+        match hooks.policy.outbound(c, &event) {
+            Filtered::Keep => {}
+            // Node-local: the change stays here and is never part of the log.
+            Filtered::Drop => continue,
+            Filtered::Replace(rec) => {
+                if change.op != Op::Delete {
+                    event.data = Some(rec);
+                }
+            }
+        }
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO _sync_shadow (coll, rid, data) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![c.id, rid, change.before.as_ref().map(json_text)])?;
+        let seq = enqueue_event(conn, &event)?;
+        let overlay = (change.op != Op::Delete).then(|| json_text(&change.record));
+        conn.prepare_cached(
+            "INSERT INTO _sync_pending (seq, event_id, coll, rid, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![seq as i64, event.id.as_str(), c.id, rid, overlay])?;
+        seqs.push(seq);
+    }
+    Ok(seqs)
+}
+
+/// Puts one event in the outbox; returns its outbox sequence.
+pub(crate) fn enqueue_event(conn: &Connection, event: &Event) -> Result<u64, StoreError> {
+    conn.prepare_cached("INSERT INTO _sync_outbox (event_id, payload) VALUES (?1, ?2)")?
+        .execute(params![event.id.as_str(), event.encode()])?;
+    Ok(conn.last_insert_rowid() as u64)
+}
+
+/// Puts a schema or binding event in the outbox, tracked as pending (no overlay: it applies
+/// only at its position in the log), so the writer can wait for it.
+pub(crate) fn enqueue_own(conn: &Connection, event: &Event) -> Result<u64, StoreError> {
+    let seq = enqueue_event(conn, event)?;
+    conn.prepare_cached(
+        "INSERT INTO _sync_pending (seq, event_id, coll, rid, data) VALUES (?1, ?2, '', ?2, NULL)",
+    )?
+    .execute(params![seq as i64, event.id.as_str()])?;
+    Ok(seq)
+}
+
+/// A schema event (collection create/update/delete/import) for the outbox.
+pub fn schema_event(hooks: &SyncHooks, kind: EventKind, c: CollectionRef, data: Value) -> Event {
+    let data = match data {
+        Value::Object(m) => m,
+        other => {
+            let mut m = Record::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    Event {
+        id: EventId::random(),
+        origin: hooks.node_id.clone(),
+        hlc: hooks.clock.now(),
+        kind,
+        collection: c,
+        record_id: None,
+        data: Some(data),
+        before: None,
+        base: None,
+        schema_version: 0,
+        plugin_version: 0,
+    }
+}
+
+// ----- outbox reads and trims (publisher) -----------------------------------------------
+
+/// Up to `limit` outbox rows after `after`, in order.
+pub fn outbox_after(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, String, Vec<u8>)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, event_id, payload FROM _sync_outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Forgets the outbox up to and including `upto` (published and acknowledged).
+pub(crate) fn trim_outbox(conn: &Connection, upto: u64) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM _sync_outbox WHERE seq <= ?1")?
+        .execute([upto as i64])?;
+    Ok(())
+}
+
+/// Figures for the status endpoint, read in one transaction.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalStatus {
+    pub applied_seq: u64,
+    pub outbox_backlog: u64,
+    pub pending_overlay: u64,
+    pub dead_letters: u64,
+    pub versions: u64,
+}
+
+pub fn local_status(conn: &Connection) -> Result<LocalStatus, StoreError> {
+    let count = |sql: &str| -> Result<u64, StoreError> {
+        Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+    };
+    Ok(LocalStatus {
+        applied_seq: applied_seq(conn)?,
+        outbox_backlog: count("SELECT count(*) FROM _sync_outbox")?,
+        pending_overlay: count("SELECT count(*) FROM _sync_pending")?,
+        dead_letters: count("SELECT count(*) FROM _sync_dead")?,
+        versions: count("SELECT count(*) FROM _sync_versions")?,
+    })
+}
+
+pub fn applied_seq(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM _sync_state WHERE key = 'applied_seq'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .unwrap_or(0) as u64)
+}
+
+/// The newest HLC the node has folded, to resume its clock after a restart.
+pub fn max_hlc(conn: &Connection) -> Result<Hlc, StoreError> {
+    let v: Option<i64> = conn.query_row("SELECT max(hlc) FROM _sync_versions", [], |r| r.get(0))?;
+    Ok(Hlc(v.unwrap_or(0) as u64))
+}
+
+/// The node ids whose events this node has folded.
+pub fn peers_seen(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT DISTINCT origin FROM _sync_versions")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A dead letter, as the status API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub seq: u64,
+    pub event_id: String,
+    pub origin: String,
+    pub kind: String,
+    pub collection: String,
+    pub record_id: String,
+    pub reason: String,
+}
+
+pub fn dead_letters(conn: &Connection, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, event_id, origin, kind, collection, record_id, reason FROM _sync_dead
+         ORDER BY seq LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        Ok(DeadLetter {
+            seq: r.get::<_, i64>(0)? as u64,
+            event_id: r.get(1)?,
+            origin: r.get(2)?,
+            kind: r.get(3)?,
+            collection: r.get(4)?,
+            record_id: r.get(5)?,
+            reason: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Why this node's event (by outbox sequence) became a dead letter, if it did.
+pub fn own_failure(conn: &Connection, event_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT reason FROM _sync_dead WHERE event_id = ?1")?
+        .query_row([event_id], |r| r.get(0))
+        .optional()?)
+}
+
+// ----- the fold --------------------------------------------------------------------------
+
+/// One event delivered from the stream.
+pub struct Delivered {
+    pub seq: u64,
+    /// The decoded event, or why the bytes are not one.
+    pub event: Result<Event, String>,
+    pub payload: Vec<u8>,
+}
+
+/// What one apply batch did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub last_seq: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub dead: u64,
+    /// The largest outbox sequence of this node's own events applied in the batch.
+    pub own_upto: Option<u64>,
+    pub schema_changed: bool,
+}
+
+type Key = (String, String);
+
+struct Fold<'a, 'c> {
+    ctx: &'a mut WriteCtx<'c>,
+    hooks: &'a SyncHooks,
+    /// Keys whose overlay was reverted in this batch (to lay again at the end).
+    reverted: BTreeMap<Key, ()>,
+    /// The row each touched key showed before the batch, for the change feed.
+    shown: HashMap<Key, (Arc<Collection>, Option<Record>)>,
+}
+
+/// Applies a batch of stream events in order, in the caller's transaction; stores the last
+/// sequence with them.
+pub(crate) fn apply(
+    ctx: &mut WriteCtx,
+    hooks: &SyncHooks,
+    batch: &[Delivered],
+) -> Result<ApplyReport, StoreError> {
+    let mut report = ApplyReport::default();
+    let mut fold = Fold {
+        ctx,
+        hooks,
+        reverted: BTreeMap::new(),
+        shown: HashMap::new(),
+    };
+    let schema_at_start = fold.ctx.schema.clone();
+    for d in batch {
+        report.last_seq = report.last_seq.max(d.seq);
+        let event = match &d.event {
+            Ok(e) => e,
+            Err(reason) => {
+                dead_letter(
+                    fold.ctx.conn,
+                    d,
+                    None,
+                    &format!("undecodable event: {reason}"),
+                )?;
+                report.dead += 1;
+                continue;
+            }
+        };
+        let seen: Option<i64> = fold
+            .ctx
+            .conn
+            .prepare_cached("SELECT seq FROM _sync_seen WHERE event_id = ?1")?
+            .query_row([event.id.as_str()], |r| r.get(0))
+            .optional()?;
+        if seen.is_some() {
+            report.duplicates += 1;
+            continue;
+        }
+        fold.ctx
+            .conn
+            .prepare_cached("INSERT INTO _sync_seen (event_id, seq) VALUES (?1, ?2)")?
+            .execute(params![event.id.as_str(), d.seq as i64])?;
+        hooks.clock.observe(event.hlc);
+        let outcome = fold.apply_one(d.seq, event);
+        if let Err(reason) = outcome {
+            dead_letter(fold.ctx.conn, d, Some(event), &reason)?;
+            report.dead += 1;
+        } else {
+            report.applied += 1;
+        }
+        if event.origin == hooks.node_id {
+            let own: Option<i64> = fold
+                .ctx
+                .conn
+                .prepare_cached("DELETE FROM _sync_pending WHERE event_id = ?1 RETURNING seq")?
+                .query_row([event.id.as_str()], |r| r.get(0))
+                .optional()?;
+            if let Some(s) = own {
+                report.own_upto = Some(report.own_upto.unwrap_or(0).max(s as u64));
+            }
+        }
+    }
+    fold.relay()?;
+    fold.announce()?;
+    let conn = fold.ctx.conn;
+    if report.last_seq > 0 {
+        conn.prepare_cached(
+            "INSERT INTO _sync_state (key, value) VALUES ('applied_seq', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+        )?
+        .execute([report.last_seq as i64])?;
+        // Duplicates arrive within JetStream's window or from an outbox replayed after a long
+        // outage; a million events of memory is far beyond either, and pruning by stream
+        // position keeps every node's table identical.
+        conn.prepare_cached("DELETE FROM _sync_seen WHERE seq < ?1")?
+            .execute([report.last_seq as i64 - 1_000_000])?;
+    }
+    report.schema_changed = !Arc::ptr_eq(&schema_at_start, &fold.ctx.schema);
+    Ok(report)
+}
+
+fn kind_name(k: EventKind) -> &'static str {
+    match k {
+        EventKind::RecordCreate => "create",
+        EventKind::RecordUpdate => "update",
+        EventKind::RecordDelete => "delete",
+        EventKind::CollectionCreate => "collection-create",
+        EventKind::CollectionUpdate => "collection-update",
+        EventKind::CollectionDelete => "collection-delete",
+        EventKind::CollectionImport => "collection-import",
+        EventKind::PluginBinding => "plugin-binding",
+    }
+}
+
+fn dead_letter(
+    conn: &Connection,
+    d: &Delivered,
+    event: Option<&Event>,
+    reason: &str,
+) -> Result<(), StoreError> {
+    tracing::warn!(seq = d.seq, reason, "event not applied: dead letter");
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO _sync_dead (seq, event_id, origin, kind, collection, record_id, reason, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        d.seq as i64,
+        event.map(|e| e.id.as_str()).unwrap_or(""),
+        event.map(|e| e.origin.as_str()).unwrap_or(""),
+        event.map(|e| kind_name(e.kind)).unwrap_or("unknown"),
+        event.map(|e| e.collection.name.as_str()).unwrap_or(""),
+        event.and_then(|e| e.record_id.as_deref()).unwrap_or(""),
+        reason,
+        d.payload,
+    ])?;
+    Ok(())
+}
+
+fn is_constraint(e: &StoreError) -> bool {
+    match e {
+        StoreError::Sql(rusqlite::Error::SqliteFailure(f, _)) => {
+            f.code == rusqlite::ErrorCode::ConstraintViolation
+        }
+        StoreError::Validation(_) => true,
+        _ => false,
+    }
+}
+
+impl Fold<'_, '_> {
+    fn conn(&self) -> &Connection {
+        self.ctx.conn
+    }
+
+    fn apply_one(&mut self, seq: u64, event: &Event) -> Result<(), String> {
+        let conn = self.ctx.conn;
+        // The key meets canonical state only. Reverting happens outside the event's savepoint
+        // so an event that fails does not bring the overlay back half-way.
+        if event.kind.is_record()
+            && let Some(c) = self.ctx.schema.get(&event.collection.id).cloned()
+        {
+            let rid = event.record_id.clone().unwrap_or_default();
+            self.revert_key(&c, &rid).map_err(|e| e.to_string())?;
+        }
+        conn.execute_batch("SAVEPOINT fold_event")
+            .map_err(|e| e.to_string())?;
+        let result = if event.kind.is_record() {
+            self.apply_record(seq, event)
+        } else if event.kind == EventKind::PluginBinding {
+            self.hooks.policy.bind(event)
+        } else {
+            let before = self.ctx.schema.clone();
+            let r = self.apply_schema(event).map_err(|e| e.to_string());
+            if r.is_err() {
+                self.ctx.schema = before;
+            }
+            r
+        };
+        match &result {
+            Ok(()) => conn.execute_batch("RELEASE fold_event"),
+            Err(_) => conn.execute_batch("ROLLBACK TO fold_event; RELEASE fold_event"),
+        }
+        .map_err(|e| e.to_string())?;
+        result
+    }
+
+    /// Restores the canonical row under a key's overlay.
+    fn revert_key(&mut self, c: &Arc<Collection>, rid: &str) -> Result<(), StoreError> {
+        let key = (c.id.clone(), rid.to_string());
+        self.remember_shown(c, rid)?;
+        let shadow: Option<Option<String>> = self
+            .conn()
+            .prepare_cached("SELECT data FROM _sync_shadow WHERE coll = ?1 AND rid = ?2")?
+            .query_row(params![c.id, rid], |r| r.get(0))
+            .optional()?;
+        let Some(data) = shadow else {
+            return Ok(());
+        };
+        let row = parse_record(data)?;
+        let conn = self.conn();
+        conn.execute_batch("SAVEPOINT fold_revert")?;
+        match write_raw(conn, c, rid, row.as_ref()) {
+            Ok(()) => conn.execute_batch("RELEASE fold_revert")?,
+            Err(e) if is_constraint(&e) => {
+                conn.execute_batch("ROLLBACK TO fold_revert; RELEASE fold_revert")?;
+                return self.revert_collection(c);
+            }
+            Err(e) => {
+                conn.execute_batch("ROLLBACK TO fold_revert; RELEASE fold_revert")?;
+                return Err(e);
+            }
+        }
+        conn.prepare_cached("DELETE FROM _sync_shadow WHERE coll = ?1 AND rid = ?2")?
+            .execute(params![c.id, rid])?;
+        self.reverted.insert(key, ());
+        Ok(())
+    }
+
+    /// Restores every canonical row under an overlay in `c`: overlay rows out first, then the
+    /// canonical rows back, so overlays cannot collide with them.
+    fn revert_collection(&mut self, c: &Arc<Collection>) -> Result<(), StoreError> {
+        let rows: Vec<(String, Option<String>)> = {
+            let mut stmt = self
+                .conn()
+                .prepare_cached("SELECT rid, data FROM _sync_shadow WHERE coll = ?1")?;
+            let it = stmt.query_map([&c.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            it.collect::<Result<_, _>>()?
+        };
+        for (rid, _) in &rows {
+            self.remember_shown(c, rid)?;
+            write_raw(self.conn(), c, rid, None)?;
+        }
+        for (rid, data) in rows {
+            if let Some(row) = parse_record(data)? {
+                write_raw(self.conn(), c, &rid, Some(&row))?;
+            }
+            self.reverted.insert((c.id.clone(), rid), ());
+        }
+        self.conn()
+            .prepare_cached("DELETE FROM _sync_shadow WHERE coll = ?1")?
+            .execute([&c.id])?;
+        Ok(())
+    }
+
+    fn remember_shown(&mut self, c: &Arc<Collection>, rid: &str) -> Result<(), StoreError> {
+        let key = (c.id.clone(), rid.to_string());
+        if !self.shown.contains_key(&key) {
+            let row = records::get(self.conn(), c, rid)?;
+            self.shown.insert(key, (c.clone(), row));
+        }
+        Ok(())
+    }
+
+    fn apply_record(&mut self, seq: u64, event: &Event) -> Result<(), String> {
+        let c = self
+            .ctx
+            .schema
+            .get(&event.collection.id)
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "unknown collection {:?} ({})",
+                    event.collection.name, event.collection.id
+                )
+            })?;
+        let rid = event.record_id.clone().unwrap_or_default();
+        let mut event = event.clone();
+        match self.hooks.policy.inbound(&c, &event) {
+            Filtered::Keep => {}
+            Filtered::Drop => return Ok(()),
+            Filtered::Replace(rec) => {
+                if event.kind != EventKind::RecordDelete {
+                    event.data = Some(rec);
+                }
+            }
+        }
+        if event.kind != EventKind::RecordDelete {
+            let data = event.data.as_ref().ok_or("record event without data")?;
+            if let Some(unknown) = data.keys().find(|k| c.field(k).is_none()) {
+                return Err(format!(
+                    "field {unknown:?} is not in collection {:?}",
+                    c.name
+                ));
+            }
+            if data.get("id").and_then(Value::as_str) != Some(rid.as_str()) {
+                return Err("record data's id differs from the event's record id".into());
+            }
+        }
+        match self.decide_and_write(seq, &c, &rid, &event) {
+            Err(e) if is_constraint(&e) => {
+                // Overlays of other keys may hold the unique value: decide on canonical
+                // state alone.
+                self.revert_collection(&c).map_err(|e| e.to_string())?;
+                self.decide_and_write(seq, &c, &rid, &event)
+                    .map_err(|e| e.to_string())
+            }
+            other => other.map_err(|e| e.to_string()),
+        }
+    }
+
+    fn decide_and_write(
+        &mut self,
+        seq: u64,
+        c: &Arc<Collection>,
+        rid: &str,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let version: Option<(String, i64, String, i64)> = conn
+            .prepare_cached(
+                "SELECT event_id, hlc, origin, deleted FROM _sync_versions WHERE coll = ?1 AND rid = ?2",
+            )?
+            .query_row(params![c.id, rid], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let base_matches =
+            event.base.as_ref().map(EventId::as_str) == version.as_ref().map(|v| v.0.as_str());
+        let (resolved, label) = if base_matches {
+            (Resolved::TakeIncoming, "in-order".to_string())
+        } else {
+            let data = records::get(conn, c, rid)?;
+            let current = Current {
+                data,
+                hlc: version.as_ref().map(|v| v.1 as u64).unwrap_or(0),
+                origin: version.as_ref().map(|v| v.2.clone()).unwrap_or_default(),
+                event_id: version.as_ref().map(|v| v.0.clone()).unwrap_or_default(),
+            };
+            self.hooks.policy.resolve(c, &current, event)
+        };
+        let upsert_version = |event_id: &str,
+                              hlc: u64,
+                              origin: &str,
+                              deleted: bool,
+                              verdict: &str| {
+            conn.prepare_cached(
+                "INSERT INTO _sync_versions (coll, rid, event_id, hlc, origin, deleted, verdict, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(coll, rid) DO UPDATE SET event_id = excluded.event_id,
+                   hlc = excluded.hlc, origin = excluded.origin, deleted = excluded.deleted,
+                   verdict = excluded.verdict, seq = excluded.seq",
+            )?
+            .execute(params![c.id, rid, event_id, hlc as i64, origin, deleted, verdict, seq as i64])
+        };
+        match resolved {
+            Resolved::TakeIncoming => {
+                let deleted = event.kind == EventKind::RecordDelete;
+                let row = if deleted { None } else { event.data.as_ref() };
+                write_raw(conn, c, rid, row)?;
+                upsert_version(
+                    event.id.as_str(),
+                    event.hlc.0,
+                    &event.origin,
+                    deleted,
+                    &format!("take-incoming ({label})"),
+                )?;
+            }
+            Resolved::KeepCurrent => {
+                conn.prepare_cached(
+                    "UPDATE _sync_versions SET verdict = ?3, seq = ?4 WHERE coll = ?1 AND rid = ?2",
+                )?
+                .execute(params![
+                    c.id,
+                    rid,
+                    format!("keep-current over {} ({label})", event.id),
+                    seq as i64
+                ])?;
+            }
+            Resolved::Merged(mut rec) => {
+                if let Some(unknown) = rec.keys().find(|k| c.field(k).is_none()) {
+                    return Err(StoreError::BadRequest(format!(
+                        "merged record has field {unknown:?}, which is not in collection {:?}",
+                        c.name
+                    )));
+                }
+                rec.insert("id".into(), Value::String(rid.to_string()));
+                write_raw(conn, c, rid, Some(&rec))?;
+                let hlc = version
+                    .as_ref()
+                    .map(|v| v.1 as u64)
+                    .unwrap_or(0)
+                    .max(event.hlc.0);
+                upsert_version(
+                    &format!("m-{}", event.id),
+                    hlc,
+                    &event.origin,
+                    false,
+                    &format!("merged ({label})"),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_schema(&mut self, event: &Event) -> Result<(), StoreError> {
+        let data = Value::Object(event.data.clone().unwrap_or_default());
+        let parse = |v: &Value| -> Result<Collection, StoreError> {
+            serde_json::from_value(v.clone())
+                .map_err(|e| StoreError::BadRequest(format!("invalid collection in event: {e}")))
+        };
+        match event.kind {
+            EventKind::CollectionCreate => {
+                let c = parse(&data)?;
+                self.create_collection(c)
+            }
+            EventKind::CollectionUpdate => {
+                let c = parse(&data)?;
+                self.update_collection(c)
+            }
+            EventKind::CollectionDelete => self.delete_collection(&event.collection.id),
+            EventKind::CollectionImport => {
+                let list = data
+                    .get("collections")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let delete_missing = data
+                    .get("deleteMissing")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let mut keep = std::collections::HashSet::new();
+                for v in &list {
+                    let c = parse(v)?;
+                    keep.insert(c.id.clone());
+                    if self.ctx.schema.get(&c.id).is_some() {
+                        self.update_collection(c)?;
+                    } else {
+                        self.create_collection(c)?;
+                    }
+                }
+                if delete_missing {
+                    let gone: Vec<String> = self
+                        .ctx
+                        .schema
+                        .all()
+                        .iter()
+                        .filter(|c| !c.system && !keep.contains(&c.id))
+                        .map(|c| c.id.clone())
+                        .collect();
+                    for id in gone {
+                        self.delete_collection(&id)?;
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(StoreError::Internal("not a schema event".into())),
+        }
+    }
+
+    fn create_collection(&mut self, c: Collection) -> Result<(), StoreError> {
+        if self.ctx.schema.get(&c.id).is_some() || self.ctx.schema.get(&c.name).is_some() {
+            return Err(StoreError::BadRequest(format!(
+                "collection {:?} ({}) already exists",
+                c.name, c.id
+            )));
+        }
+        ddl::create_table(self.conn(), &c)?;
+        system::save_collection(self.conn(), &c)?;
+        install(self.ctx, c);
+        Ok(())
+    }
+
+    fn update_collection(&mut self, c: Collection) -> Result<(), StoreError> {
+        let old = self
+            .ctx
+            .schema
+            .get(&c.id)
+            .cloned()
+            .ok_or_else(|| StoreError::BadRequest(format!("unknown collection {}", c.id)))?;
+        // Overlays were written for the old table shape; fold them back first.
+        self.revert_collection(&old)?;
+        ddl::alter_table(self.conn(), &old, &c)?;
+        system::save_collection(self.conn(), &c)?;
+        let new = install(self.ctx, c);
+        // Rows remembered for the change feed now belong to the new shape.
+        for (coll, _) in self.shown.values_mut() {
+            if coll.id == new.id {
+                *coll = new.clone();
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_collection(&mut self, id: &str) -> Result<(), StoreError> {
+        let c = self
+            .ctx
+            .schema
+            .get(id)
+            .cloned()
+            .ok_or_else(|| StoreError::BadRequest(format!("unknown collection {id}")))?;
+        ddl::drop_table(self.conn(), &c)?;
+        system::delete_collection_row(self.conn(), &c.id)?;
+        for table in ["_sync_shadow", "_sync_versions", "_sync_pending"] {
+            self.conn()
+                .execute(&format!("DELETE FROM {table} WHERE coll = ?1"), [&c.id])?;
+        }
+        self.reverted.retain(|k, _| k.0 != c.id);
+        self.shown.retain(|k, _| k.0 != c.id);
+        let mut s = (*self.ctx.schema).clone();
+        s.remove(&c.id);
+        self.ctx.schema = Arc::new(s);
+        Ok(())
+    }
+
+    /// Lays this node's still-pending writes over the keys reverted in this batch.
+    fn relay(&mut self) -> Result<(), StoreError> {
+        // A shadow whose writes are all gone (e.g. this node's own event was dead-lettered)
+        // covers nothing any more: canonical state shows again.
+        let orphans: Vec<(String, String)> = {
+            let mut stmt = self.conn().prepare_cached(
+                "SELECT coll, rid FROM _sync_shadow s WHERE NOT EXISTS
+                   (SELECT 1 FROM _sync_pending p WHERE p.coll = s.coll AND p.rid = s.rid)",
+            )?;
+            let it = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            it.collect::<Result<_, _>>()?
+        };
+        for (coll, rid) in orphans {
+            match self.ctx.schema.get(&coll).cloned() {
+                Some(c) => self.revert_key(&c, &rid)?,
+                None => {
+                    self.conn()
+                        .prepare_cached("DELETE FROM _sync_shadow WHERE coll = ?1 AND rid = ?2")?
+                        .execute(params![coll, rid])?;
+                }
+            }
+        }
+        let keys: Vec<Key> = self.reverted.keys().cloned().collect();
+        for (coll, rid) in keys {
+            let overlay: Option<Option<String>> = self
+                .conn()
+                .prepare_cached(
+                    "SELECT data FROM _sync_pending WHERE coll = ?1 AND rid = ?2 ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row(params![coll, rid], |r| r.get(0))
+                .optional()?;
+            let Some(overlay) = overlay else { continue };
+            let Some(c) = self.ctx.schema.get(&coll).cloned() else {
+                continue;
+            };
+            let canonical = records::get(self.conn(), &c, &rid)?;
+            self.conn()
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO _sync_shadow (coll, rid, data) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![coll, rid, canonical.as_ref().map(json_text)])?;
+            let row = parse_record(overlay)?;
+            let conn = self.conn();
+            conn.execute_batch("SAVEPOINT fold_relay")?;
+            match write_raw(conn, &c, &rid, row.as_ref()) {
+                Ok(()) => conn.execute_batch("RELEASE fold_relay")?,
+                Err(e) => {
+                    // The overlay no longer fits (a unique value taken meanwhile): show the
+                    // canonical row until this write's own event decides.
+                    tracing::debug!(error = %e, coll, rid, "overlay not re-applied");
+                    conn.execute_batch("ROLLBACK TO fold_relay; RELEASE fold_relay")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a change on the feed for every key whose shown row changed.
+    fn announce(&mut self) -> Result<(), StoreError> {
+        let shown = std::mem::take(&mut self.shown);
+        for ((_, rid), (c, before)) in shown {
+            let Some(c) = self.ctx.schema.get(&c.id).cloned() else {
+                continue;
+            };
+            let after = records::get(self.conn(), &c, &rid)?;
+            if after == before {
+                continue;
+            }
+            let (op, record) = match (&before, after) {
+                (None, Some(a)) => (Op::Create, a),
+                (Some(_), Some(a)) => (Op::Update, a),
+                (Some(b), None) => (Op::Delete, b.clone()),
+                (None, None) => continue,
+            };
+            self.ctx.changes.push(Change {
+                op,
+                collection: c,
+                record,
+                before,
+            });
+        }
+        Ok(())
+    }
+}

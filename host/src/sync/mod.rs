@@ -1,0 +1,627 @@
+//! Replication at run time: the node's connection to the log, the publisher that drains the
+//! outbox, the applier that folds the stream into SQLite, write concern, and cluster status.
+//!
+//! The store does the transactional parts (`store::sync`: outbox rows written with each
+//! change, the fold applied in writer jobs); `replication` is the JetStream vocabulary (log,
+//! consumer, event codec); this module runs the loops between them:
+//!
+//! ```text
+//! HTTP write ─▶ writer job: rows + outbox row + overlay ─▶ COMMIT ─▶ reply (default)
+//!                                   │ notify
+//!                                   ▼
+//! publisher: outbox rows in order ─▶ JetStream (Nats-Msg-Id = event id) ─▶ ack ─▶ trim outbox
+//!                                                                  (?sync=published waits here)
+//! applier: durable consumer node_<id> ─▶ batch ─▶ writer job: fold + applied_seq ─▶ COMMIT ─▶ ack
+//!                                                                  (?sync=applied waits here)
+//! ```
+
+mod policy;
+mod status;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, watch};
+
+pub use policy::{PluginPolicy, binding_data};
+pub use status::{metrics_text, status_json};
+
+use crate::nats::{EmbeddedNats, EmbeddedOptions};
+use crate::plugins::Plugins;
+use crate::replication::{
+    ConnectOptions, ConsumerOptions, Delivery, Log, LogError, Outgoing, PluginObjects,
+    StreamOptions,
+};
+use crate::store::Store;
+use crate::store::sync::{Delivered, SyncHooks};
+
+/// Where the node's NATS comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// An existing cluster (`--nats`).
+    External(ConnectOptions),
+    /// A `nats-server` child supervised by this node (`--sync`).
+    Embedded(EmbeddedOptions),
+}
+
+/// Replication settings from the command line.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub node_id: String,
+    /// Names the stream (`SYNCBASE_<cluster>`): nodes of one cluster share it.
+    pub cluster: String,
+    pub source: Source,
+    /// Largest number of events folded in one transaction.
+    pub apply_batch: usize,
+    /// How long `?sync=published|applied` waits before answering 504.
+    pub wait_timeout: Duration,
+}
+
+/// Counters for status and metrics.
+#[derive(Default)]
+pub struct Counters {
+    pub published: AtomicU64,
+    pub publish_errors: AtomicU64,
+    pub applied: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub dead: AtomicU64,
+    pub batches: AtomicU64,
+    pub stream_last_seq: AtomicU64,
+    pub applied_seq: AtomicU64,
+}
+
+/// The node's replication; cheap to clone.
+#[derive(Clone)]
+pub struct Sync {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SyncConfig,
+    hooks: Arc<SyncHooks>,
+    store: Store,
+    plugins: Plugins,
+    log: watch::Sender<Option<Log>>,
+    objects: watch::Sender<Option<PluginObjects>>,
+    embedded: tokio::sync::Mutex<Option<EmbeddedNats>>,
+    /// Largest outbox sequence JetStream acknowledged.
+    published: watch::Sender<u64>,
+    /// Largest outbox sequence of this node's own events folded.
+    applied_own: watch::Sender<u64>,
+    connected: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    peers: Mutex<BTreeSet<String>>,
+    counters: Counters,
+    started: Instant,
+    stop: Notify,
+}
+
+/// Why a write concern was not met.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("the write committed on this node but was not {what} within {secs} s")]
+    Timeout { what: &'static str, secs: u64 },
+    #[error("the write committed on this node but the cluster refused it: {0}")]
+    Refused(String),
+    #[error("replication stopped")]
+    Stopped,
+}
+
+impl Sync {
+    /// The hooks the store needs before it opens (clock, outbox wake-up, policy).
+    pub fn hooks(config: &SyncConfig, plugins: &Plugins) -> Arc<SyncHooks> {
+        Arc::new(SyncHooks {
+            node_id: config.node_id.clone(),
+            clock: Arc::new(crate::replication::Clock::new()),
+            outbox: Arc::new(Notify::new()),
+            policy: Arc::new(PluginPolicy::new(plugins.clone())),
+        })
+    }
+
+    /// Starts replication in the background: NATS (embedded or external), then the publisher
+    /// and the applier. The node serves and accepts writes at once; events wait in the outbox
+    /// until the log is reachable.
+    pub fn start(
+        config: SyncConfig,
+        hooks: Arc<SyncHooks>,
+        store: Store,
+        plugins: Plugins,
+    ) -> Sync {
+        let (log, _) = watch::channel(None);
+        let (objects, _) = watch::channel(None);
+        let (published, _) = watch::channel(0);
+        let (applied_own, _) = watch::channel(0);
+        let sync = Sync {
+            inner: Arc::new(Inner {
+                config,
+                hooks,
+                store,
+                plugins,
+                log,
+                objects,
+                embedded: tokio::sync::Mutex::new(None),
+                published,
+                applied_own,
+                connected: AtomicBool::new(false),
+                last_error: Mutex::new(None),
+                peers: Mutex::new(BTreeSet::new()),
+                counters: Counters::default(),
+                started: Instant::now(),
+                stop: Notify::new(),
+            }),
+        };
+        let s = sync.clone();
+        tokio::spawn(async move { s.connect_loop().await });
+        let s = sync.clone();
+        tokio::spawn(async move { s.publish_loop().await });
+        let s = sync.clone();
+        tokio::spawn(async move { s.apply_loop().await });
+        sync
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.inner.config
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.inner.config.node_id
+    }
+
+    pub fn sync_hooks(&self) -> &Arc<SyncHooks> {
+        &self.inner.hooks
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    fn set_error(&self, e: impl ToString) {
+        *self.inner.last_error.lock() = Some(e.to_string());
+    }
+
+    /// The connected log, waiting for it.
+    async fn log(&self) -> Log {
+        let mut rx = self.inner.log.subscribe();
+        loop {
+            if let Some(log) = rx.borrow_and_update().clone() {
+                return log;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The plugin object store, waiting for the log.
+    pub async fn objects(&self) -> PluginObjects {
+        let mut rx = self.inner.objects.subscribe();
+        loop {
+            if let Some(o) = rx.borrow_and_update().clone() {
+                return o;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    async fn connect_loop(&self) {
+        let cfg = &self.inner.config;
+        let conn = match &cfg.source {
+            Source::External(c) => c.clone(),
+            Source::Embedded(opts) => {
+                let nats = loop {
+                    match EmbeddedNats::start(opts.clone()).await {
+                        Ok(n) => break n,
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not start the embedded nats-server");
+                            self.set_error(&e);
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                    }
+                };
+                let url = nats.client_url();
+                *self.inner.embedded.lock().await = Some(nats);
+                ConnectOptions {
+                    urls: vec![url],
+                    name: Some(format!("syncbase-{}", cfg.node_id)),
+                    ..Default::default()
+                }
+            }
+        };
+        let mut delay = Duration::from_millis(100);
+        let log = loop {
+            let stream = StreamOptions::new(cfg.cluster.clone());
+            match Log::connect(&conn, &stream).await {
+                Ok(log) => break log,
+                Err(e) => {
+                    tracing::warn!(error = %e, "replication log not reachable yet; retrying");
+                    self.set_error(&e);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        };
+        self.inner.connected.store(true, Ordering::Release);
+        *self.inner.last_error.lock() = None;
+        tracing::info!(
+            stream = log.stream_name(),
+            replicas = log.replicas(),
+            "replication log open"
+        );
+        let objects = loop {
+            match log.plugin_objects().await {
+                Ok(o) => break o,
+                Err(e) => {
+                    self.set_error(&e);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        self.inner.log.send_replace(Some(log));
+        self.inner.objects.send_replace(Some(objects));
+    }
+
+    /// Drains the outbox into the stream, in order, forever.
+    async fn publish_loop(&self) {
+        let log = self.log().await;
+        let store = &self.inner.store;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let rows = match store
+                .read_raw(|c| crate::store::sync::outbox_after(c, 0, 1024))
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the outbox failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if rows.is_empty() {
+                tokio::select! {
+                    _ = self.inner.hooks.outbox.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            let seqs: Vec<u64> = rows.iter().map(|r| r.0).collect();
+            let outgoing: Vec<Outgoing> = rows
+                .into_iter()
+                .filter_map(|(_, id, payload)| {
+                    crate::replication::EventId::parse(&id)
+                        .ok()
+                        .map(|id| Outgoing {
+                            id,
+                            payload: payload.into(),
+                        })
+                })
+                .collect();
+            let (acked, error) = match log.publish_pipelined(outgoing, 256).await {
+                Ok(acks) => (acks, None),
+                Err(e) => (e.acked, Some(e.error)),
+            };
+            if let Some(last) = acked.last() {
+                self.inner
+                    .counters
+                    .stream_last_seq
+                    .fetch_max(last.seq, Ordering::Relaxed);
+            }
+            if !acked.is_empty() {
+                let upto = seqs[acked.len() - 1];
+                if let Err(e) = store.trim_outbox(upto).await {
+                    tracing::error!(error = %e, "trimming the outbox failed");
+                }
+                self.inner
+                    .counters
+                    .published
+                    .fetch_add(acked.len() as u64, Ordering::Relaxed);
+                self.inner.published.send_modify(|p| *p = (*p).max(upto));
+            }
+            match error {
+                None => backoff = Duration::from_millis(50),
+                Some(e) => {
+                    self.inner
+                        .counters
+                        .publish_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "publishing failed; the outbox keeps the events");
+                    self.set_error(&e);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Folds the stream into SQLite, in order, forever.
+    async fn apply_loop(&self) {
+        let log = self.log().await;
+        let store = &self.inner.store;
+        if let Ok(peers) = store.read_raw(crate::store::sync::peers_seen).await {
+            self.inner.peers.lock().extend(peers);
+        }
+        let mut consumer = loop {
+            let resume = match store.read_raw(crate::store::sync::applied_seq).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the applied sequence failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            self.inner
+                .counters
+                .applied_seq
+                .store(resume, Ordering::Relaxed);
+            let opts = ConsumerOptions {
+                resume_after: Some(resume),
+                batch: self.inner.config.apply_batch.max(1),
+                ..Default::default()
+            };
+            match log.consumer(&self.inner.config.node_id, opts).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "opening the consumer failed; retrying");
+                    self.set_error(&e);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        let max = self.inner.config.apply_batch.max(1);
+        loop {
+            let first = match consumer.next().await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error; repositioning");
+                    self.set_error(&e);
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < max {
+                match consumer.next_timeout(Duration::from_millis(2)).await {
+                    Ok(Some(d)) => batch.push(d),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error inside a batch");
+                        break;
+                    }
+                }
+            }
+            self.prepare_plugins(&batch).await;
+            self.fold(batch).await;
+        }
+    }
+
+    /// Makes sure the bytes of plugins bound in this batch are in the local registry before
+    /// the fold reaches their binding event: a node never resolves with the wrong policy.
+    async fn prepare_plugins(&self, batch: &[Delivery]) {
+        for d in batch {
+            let Ok(event) = &d.event else { continue };
+            if event.kind != crate::replication::EventKind::PluginBinding {
+                continue;
+            }
+            let Some((name, sha)) = policy::binding_plugin(event) else {
+                continue;
+            };
+            if self
+                .inner
+                .plugins
+                .runtime
+                .list()
+                .iter()
+                .any(|p| p.version.sha256 == sha)
+            {
+                continue;
+            }
+            let objects = self.objects().await;
+            let mut delay = Duration::from_millis(100);
+            let bytes = loop {
+                match objects.get(&sha).await {
+                    Ok(Some(b)) => break b,
+                    Ok(None) => {
+                        tracing::warn!(%sha, "plugin bytes not in the object store yet; waiting")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, %sha, "fetching plugin bytes failed; retrying")
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            };
+            let name = name.to_string();
+            if let Err(e) = self
+                .inner
+                .plugins
+                .blocking(move |rt| rt.upload(&name, &bytes))
+                .await
+            {
+                // The binding event will fail identically everywhere: the bytes are the same.
+                tracing::warn!(error = %e, %sha, "replicated plugin does not load");
+            }
+        }
+    }
+
+    async fn fold(&self, batch: Vec<Delivery>) {
+        let delivered: Vec<Delivered> = batch
+            .iter()
+            .map(|d| Delivered {
+                seq: d.seq,
+                event: d.event.clone().map_err(|e| e.to_string()),
+                payload: d.payload().to_vec(),
+            })
+            .collect();
+        for d in &delivered {
+            if let Ok(e) = &d.event {
+                let mut peers = self.inner.peers.lock();
+                if !peers.contains(&e.origin) {
+                    peers.insert(e.origin.clone());
+                }
+            }
+        }
+        let mut delay = Duration::from_millis(100);
+        let report = loop {
+            match self
+                .inner
+                .store
+                .apply_events(self.inner.hooks.clone(), clone_delivered(&delivered))
+                .await
+            {
+                Ok(r) => break r,
+                Err(crate::store::StoreError::Closed) => {
+                    self.inner.stop.notify_waiters();
+                    std::future::pending::<()>().await;
+                }
+                Err(e) => {
+                    // Not an event's fault (those become dead letters): the database itself
+                    // failed. Nothing was committed; try the same batch again.
+                    tracing::error!(error = %e, "apply transaction failed; retrying the batch");
+                    self.set_error(&e);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let c = &self.inner.counters;
+        c.applied.fetch_add(report.applied, Ordering::Relaxed);
+        c.duplicates.fetch_add(report.duplicates, Ordering::Relaxed);
+        c.dead.fetch_add(report.dead, Ordering::Relaxed);
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.applied_seq.fetch_max(report.last_seq, Ordering::Relaxed);
+        c.stream_last_seq
+            .fetch_max(report.last_seq, Ordering::Relaxed);
+        if let Some(own) = report.own_upto {
+            self.inner.applied_own.send_modify(|p| *p = (*p).max(own));
+        }
+        // Acknowledge only after the commit: a crash before this redelivers, and the
+        // consumer skips what applied_seq already covers.
+        for d in batch {
+            if let Err(e) = d.ack().await {
+                tracing::debug!(error = %e, "ack failed (the consumer skips it on redelivery)");
+            }
+        }
+    }
+
+    /// Waits until JetStream acknowledged the outbox sequence `seq`.
+    pub async fn wait_published(&self, seq: u64) -> Result<(), WaitError> {
+        self.wait(&self.inner.published, seq, "published").await
+    }
+
+    /// Waits until this node folded its own event `seq` (outbox sequence) and reports a dead
+    /// letter as a refusal.
+    pub async fn wait_applied(&self, seq: u64, event_id: Option<String>) -> Result<(), WaitError> {
+        self.wait(&self.inner.applied_own, seq, "applied").await?;
+        if let Some(id) = event_id {
+            let failure = self
+                .inner
+                .store
+                .read_raw(move |c| crate::store::sync::own_failure(c, &id))
+                .await
+                .map_err(|e| WaitError::Refused(e.to_string()))?;
+            if let Some(reason) = failure {
+                return Err(WaitError::Refused(reason));
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait(
+        &self,
+        tx: &watch::Sender<u64>,
+        seq: u64,
+        what: &'static str,
+    ) -> Result<(), WaitError> {
+        let mut rx = tx.subscribe();
+        let timeout = self.inner.config.wait_timeout;
+        match tokio::time::timeout(timeout, rx.wait_for(|v| *v >= seq)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(WaitError::Stopped),
+            Err(_) => Err(WaitError::Timeout {
+                what,
+                secs: timeout.as_secs(),
+            }),
+        }
+    }
+
+    /// Whether the node holds a NATS connection right now.
+    pub fn connected(&self) -> bool {
+        match self.inner.log.borrow().as_ref() {
+            Some(log) => {
+                log.client().connection_state() == async_nats::connection::State::Connected
+            }
+            None => false,
+        }
+    }
+
+    /// The stream's last sequence, asked from JetStream (falls back to the last one seen).
+    pub async fn stream_last_seq(&self) -> u64 {
+        let log = self.inner.log.borrow().clone();
+        if let Some(log) = log
+            && let Ok(Ok(state)) =
+                tokio::time::timeout(Duration::from_millis(500), log.state()).await
+        {
+            self.inner
+                .counters
+                .stream_last_seq
+                .fetch_max(state.last_seq, Ordering::Relaxed);
+        }
+        self.inner.counters.stream_last_seq.load(Ordering::Relaxed)
+    }
+
+    pub fn peers(&self) -> Vec<String> {
+        self.inner.peers.lock().iter().cloned().collect()
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.inner.last_error.lock().clone()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    pub fn mode(&self) -> &'static str {
+        match self.inner.config.source {
+            Source::External(_) => "external",
+            Source::Embedded(_) => "embedded",
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn plugins(&self) -> &Plugins {
+        &self.inner.plugins
+    }
+
+    /// Stops the embedded nats-server, if any (on shutdown).
+    pub async fn stop(&self) {
+        if let Some(nats) = self.inner.embedded.lock().await.take()
+            && let Err(e) = nats.stop().await
+        {
+            tracing::warn!(error = %e, "stopping the embedded nats-server");
+        }
+    }
+}
+
+fn clone_delivered(d: &[Delivered]) -> Vec<Delivered> {
+    d.iter()
+        .map(|d| Delivered {
+            seq: d.seq,
+            event: d.event.clone(),
+            payload: d.payload.clone(),
+        })
+        .collect()
+}
+
+impl From<LogError> for WaitError {
+    fn from(e: LogError) -> Self {
+        WaitError::Refused(e.to_string())
+    }
+}

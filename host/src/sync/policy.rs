@@ -1,0 +1,163 @@
+//! The fold's deterministic functions, backed by the node's plugin runtime: each collection's
+//! resolver and filters (or the built-in defaults), and plugin binding events.
+
+use serde_json::{Value, json};
+use syncbase_plugin_runtime::types::{
+    Change as WitChange, Direction, Op as WitOp, Resolution, Verdict, Version,
+};
+
+use crate::plugins::{DecidedBy, Plugins, Target};
+use crate::replication::{Event, EventKind};
+use crate::store::Collection;
+use crate::store::records::Record;
+use crate::store::sync::{Current, Filtered, Policy, Resolved};
+
+/// Resolvers and filters from the plugin runtime.
+pub struct PluginPolicy {
+    plugins: Plugins,
+}
+
+impl PluginPolicy {
+    pub fn new(plugins: Plugins) -> PluginPolicy {
+        PluginPolicy { plugins }
+    }
+
+    fn filter(&self, c: &Collection, direction: Direction, event: &Event) -> Filtered {
+        let change = wit_change(event);
+        let out = self.plugins.runtime.filter(&c.name, direction, &change);
+        match out.value {
+            Verdict::Keep => Filtered::Keep,
+            Verdict::Drop => Filtered::Drop,
+            Verdict::Replace(ch) => match ch.data.as_deref().map(serde_json::from_str::<Record>) {
+                Some(Ok(rec)) => Filtered::Replace(rec),
+                _ => Filtered::Keep,
+            },
+        }
+    }
+}
+
+fn wit_change(event: &Event) -> WitChange {
+    WitChange {
+        op: match event.kind {
+            EventKind::RecordCreate => WitOp::Create,
+            EventKind::RecordDelete => WitOp::Delete,
+            _ => WitOp::Update,
+        },
+        collection: event.collection.name.clone(),
+        id: event.record_id.clone().unwrap_or_default(),
+        data: (event.kind != EventKind::RecordDelete)
+            .then(|| {
+                event
+                    .data
+                    .as_ref()
+                    .map(|d| Value::Object(d.clone()).to_string())
+            })
+            .flatten(),
+        hlc: event.hlc.0,
+        origin: event.origin.clone(),
+        event_id: event.id.to_string(),
+        base: event.base.as_ref().map(|b| b.to_string()),
+        before: event
+            .before
+            .as_ref()
+            .map(|b| Value::Object(b.clone()).to_string()),
+    }
+}
+
+fn label(d: &DecidedBy) -> String {
+    match d {
+        DecidedBy::Default => "default".into(),
+        DecidedBy::Plugin(p) => format!("plugin {}@{}", p.name, p.version),
+        DecidedBy::Fallback { plugin, failure } => format!(
+            "default after plugin {}@{} failed: {}",
+            plugin.name,
+            plugin.version,
+            failure.label()
+        ),
+    }
+}
+
+impl Policy for PluginPolicy {
+    fn outbound(&self, c: &Collection, event: &Event) -> Filtered {
+        self.filter(c, Direction::Outbound, event)
+    }
+
+    fn inbound(&self, c: &Collection, event: &Event) -> Filtered {
+        self.filter(c, Direction::Inbound, event)
+    }
+
+    fn resolve(&self, c: &Collection, current: &Current, incoming: &Event) -> (Resolved, String) {
+        let version = Version {
+            collection: c.name.clone(),
+            id: incoming.record_id.clone().unwrap_or_default(),
+            data: current
+                .data
+                .as_ref()
+                .map(|d| Value::Object(d.clone()).to_string()),
+            hlc: current.hlc,
+            origin: current.origin.clone(),
+            event_id: current.event_id.clone(),
+        };
+        let out = self
+            .plugins
+            .runtime
+            .resolve(&c.name, &version, &wit_change(incoming));
+        let by = label(&out.decided_by);
+        let resolved = match out.value {
+            Resolution::KeepCurrent => Resolved::KeepCurrent,
+            Resolution::TakeIncoming => Resolved::TakeIncoming,
+            Resolution::Merged(text) => match serde_json::from_str::<Record>(&text) {
+                Ok(rec) => Resolved::Merged(rec),
+                // The runtime checked it is an object; anything else is the built-in rule.
+                Err(_) => {
+                    return (
+                        crate::store::sync::last_writer_wins(current, incoming),
+                        format!("{by}; merged text unreadable"),
+                    );
+                }
+            },
+        };
+        (resolved, by)
+    }
+
+    fn bind(&self, event: &Event) -> Result<(), String> {
+        let data = event.data.as_ref().ok_or("binding event without data")?;
+        let target: Target =
+            serde_json::from_value(data.get("target").cloned().unwrap_or_default())
+                .map_err(|e| format!("invalid binding target: {e}"))?;
+        let rt = &self.plugins.runtime;
+        match binding_plugin(event) {
+            None => rt.unbind(&target).map(|_| ()).map_err(|e| e.to_string()),
+            Some((name, sha)) => {
+                let config = data.get("config").and_then(Value::as_str).unwrap_or("");
+                let version = rt
+                    .list()
+                    .into_iter()
+                    .find(|p| p.version.sha256 == sha && p.version.name == name)
+                    .map(|p| p.version.version)
+                    .ok_or_else(|| format!("plugin {name} ({sha}) is not loadable on this node"))?;
+                rt.bind(target, name, Some(version), config)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// The plugin a binding event binds: `(name, sha256)`; `None` for an unbind.
+pub fn binding_plugin(event: &Event) -> Option<(&str, String)> {
+    let data = event.data.as_ref()?;
+    let name = data.get("plugin").and_then(Value::as_str)?;
+    let sha = data.get("sha256").and_then(Value::as_str)?;
+    Some((name, sha.to_string()))
+}
+
+/// The `data` of a binding event: bind `plugin` (by content) to `target`, or unbind.
+pub fn binding_data(target: &Target, plugin: Option<(&str, &str, &str)>) -> Value {
+    match plugin {
+        Some((name, sha, config)) => {
+            json!({"target": target, "plugin": name, "sha256": sha, "config": config})
+        }
+        None => json!({"target": target}),
+    }
+}
