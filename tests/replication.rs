@@ -808,3 +808,174 @@ async fn randomized_runs_with_kills_and_nats_restarts_converge() {
         random_run(seed).await;
     }
 }
+
+/// The fold of the log, replayed outside Syncbase for one counter record: built-in LWW until
+/// the binding event, the counter policy after it. Returns (likes, conflicts before the
+/// swap, conflicts after).
+fn replay_counter(events: &[syncbase::replication::Event], id: &str) -> (i64, usize, usize) {
+    use syncbase::replication::EventKind;
+    let mut counter = false;
+    let (mut likes, mut version, mut hlc, mut origin) = (0i64, None::<String>, 0u64, String::new());
+    let (mut before_swap, mut after_swap) = (0, 0);
+    for e in events {
+        if e.kind == EventKind::PluginBinding {
+            counter = true;
+            continue;
+        }
+        if e.record_id.as_deref() != Some(id) {
+            continue;
+        }
+        let data_likes = e
+            .data
+            .as_ref()
+            .and_then(|d| d.get("likes"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let base = e.base.as_ref().map(|b| b.to_string());
+        if base == version {
+            likes = data_likes;
+            version = Some(e.id.to_string());
+            (hlc, origin) = (e.hlc.0, e.origin.clone());
+            continue;
+        }
+        if counter {
+            after_swap += 1;
+            let old = e
+                .before
+                .as_ref()
+                .and_then(|b| b.get("likes"))
+                .and_then(Value::as_i64)
+                .unwrap_or(data_likes);
+            likes += data_likes - old;
+            version = Some(format!("m-{}", e.id));
+            hlc = hlc.max(e.hlc.0);
+            origin = e.origin.clone();
+        } else {
+            before_swap += 1;
+            if (e.hlc.0, e.origin.as_str()) > (hlc, origin.as_str()) {
+                likes = data_likes;
+                version = Some(e.id.to_string());
+                (hlc, origin) = (e.hlc.0, e.origin.clone());
+            }
+        }
+    }
+    (likes, before_swap, after_swap)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_swap_under_load_switches_at_its_log_position_on_every_node() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let cluster = Cluster::start(3).await;
+    let a = external_node(&cluster, 0, "a").await;
+    let b = external_node(&cluster, 1, "b").await;
+    let c = external_node(&cluster, 2, "c").await;
+    let nodes = [&a, &b, &c];
+    let (code, body) = a.post("/api/collections", counters_def()).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    for n in &nodes[1..] {
+        wait_collection(n, "counters").await;
+    }
+    let (code, rec) = a
+        .post(
+            "/api/collections/counters/records?sync=applied",
+            json!({"name": "hot", "likes": 0}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    let id = rec["id"].as_str().expect("id").to_string();
+    quiesce(&nodes, 60).await;
+    let bytes = std::fs::read(counter_component()).expect("read counter");
+    let resp = a
+        .client
+        .post(format!("{}/api/plugins?name=counter", a.url))
+        .header("Authorization", &a.token)
+        .header("Content-Type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .expect("upload");
+    assert!(resp.status().is_success());
+
+    // Load: every node increments the one record as fast as it can until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for node in nodes {
+        let (client, url, token, id) = (
+            node.client.clone(),
+            node.url.clone(),
+            node.token.clone(),
+            id.clone(),
+        );
+        let (stop, done) = (stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = client
+                    .patch(format!("{url}/api/collections/counters/records/{id}"))
+                    .header("Authorization", &token)
+                    .json(&json!({"likes+": 1}))
+                    .send()
+                    .await
+                    .expect("increment");
+                assert!(r.status().is_success(), "increment: {}", r.status());
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let wait_done = |n: usize| {
+        let done = done.clone();
+        async move {
+            while done.load(Ordering::Relaxed) < n {
+                // Poll interval while the load runs (bounded by `within`).
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    nats_support::within(60, "load before the swap", wait_done(60)).await;
+    let (code, body) = a
+        .post(
+            "/api/plugins/counter/bind",
+            json!({"as": "resolver", "collection": "counters", "config": "{\"fields\":[\"likes\"]}"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let at_swap = done.load(Ordering::Relaxed);
+    nats_support::within(60, "load after the swap", wait_done(at_swap + 60)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("load task");
+    }
+    quiesce(&nodes, 60).await;
+    let all = same_everywhere(&nodes, "counters").await;
+
+    // Replay the log itself and fold it with the two policies switching at the binding event.
+    let log = cluster.log(&[0, 1, 2], 3).await;
+    let last = log.state().await.expect("stream state").last_seq;
+    let mut consumer = log
+        .consumer(
+            "replay",
+            syncbase::replication::ConsumerOptions {
+                resume_after: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("consumer");
+    let mut events = Vec::new();
+    while consumer.last_seq() < last {
+        let d = nats_support::within(30, "the log replay", consumer.next())
+            .await
+            .expect("delivery");
+        events.push(d.event.clone().expect("every event decodes"));
+    }
+    let (likes, before, after) = replay_counter(&events, &id);
+    assert!(
+        before > 0 && after > 0,
+        "the load made no conflicts on one side of the swap: {before} / {after}"
+    );
+    assert_eq!(
+        all[&id]["likes"], likes,
+        "the nodes' fold differs from replaying the log with the swap at its position"
+    );
+}
