@@ -74,14 +74,28 @@ async fn records(node: &Node, coll: &str) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// Asserts all nodes hold identical records in `coll` and returns them.
+/// Asserts all nodes hold identical records in `coll` (as the API shows them, and byte for
+/// byte in every replicated table, hidden fields included) and returns them.
 async fn same_everywhere(nodes: &[&Node], coll: &str) -> BTreeMap<String, Value> {
     let first = records(nodes[0], coll).await;
+    let hashes = status_hashes(nodes[0]).await;
+    assert!(hashes.get(coll).is_some(), "no hash for {coll}: {hashes}");
     for (i, n) in nodes.iter().enumerate().skip(1) {
         let other = records(n, coll).await;
         assert_eq!(first, other, "node {i} differs from node 0 in {coll}");
+        assert_eq!(
+            hashes,
+            status_hashes(n).await,
+            "node {i}'s tables differ from node 0's"
+        );
     }
     first
+}
+
+async fn status_hashes(node: &Node) -> Value {
+    let (code, body) = node.get("/api/sync/status?hashes=1").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body["tableHashes"].clone()
 }
 
 /// Waits until `node` has the collection (schema events replicate too).
@@ -184,6 +198,19 @@ async fn three_nodes_on_a_nats_cluster_replicate_schema_records_and_realtime() {
             StatusCode::OK,
             "replicated user cannot log in: {body}"
         );
+    }
+    // A token issued by B is valid on A and C (one users collection, one secret): the SDK
+    // behind a load balancer keeps working whichever node it reaches.
+    for node in [&a, &c] {
+        let (code, body) = node
+            .call_as(
+                &user_token,
+                Method::POST,
+                "/api/collections/users/auth-refresh",
+                None,
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "B's token refused elsewhere: {body}");
     }
     // Status says who is who.
     let s = status(&a).await;

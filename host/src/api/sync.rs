@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -18,12 +18,24 @@ use crate::store::sync::schema_event;
 use crate::store::{StoreError, WriteCtx};
 use crate::sync::WaitError;
 
-pub async fn status(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+/// `GET /api/sync/status[?hashes=1]`: replication figures; with `hashes`, a content hash of
+/// every replicated table (reads every row: for checks, not for polling).
+pub async fn status(
+    State(st): State<AppState>,
+    auth: Auth,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
-    Ok(Json(match &st.sync {
-        Some(sync) => crate::sync::status_json(sync).await,
-        None => json!({"mode": "single", "nodeId": st.plugins.node_id()}),
-    }))
+    let Some(sync) = &st.sync else {
+        return Ok(Json(
+            json!({"mode": "single", "nodeId": st.plugins.node_id()}),
+        ));
+    };
+    let mut out = crate::sync::status_json(sync).await;
+    if q.get("hashes").is_some_and(|v| v != "0" && v != "false") {
+        out["tableHashes"] = crate::sync::hashes(sync).await;
+    }
+    Ok(Json(out))
 }
 
 pub async fn metrics(State(st): State<AppState>) -> Response {

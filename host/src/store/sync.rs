@@ -382,6 +382,67 @@ pub fn max_hlc(conn: &Connection) -> Result<Hlc, StoreError> {
     Ok(Hlc(v.unwrap_or(0) as u64))
 }
 
+/// A content hash of every replicated collection's table: sha256 over all stored columns of
+/// all rows in id order. Two nodes with equal hashes hold byte-identical canonical rows (when
+/// quiet: no overlays). Computed on demand (`/api/sync/status?hashes=1`), it reads every row.
+pub fn table_hashes(
+    conn: &Connection,
+    schema: &super::Schema,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    use sha2::{Digest, Sha256};
+    let mut out = BTreeMap::new();
+    for c in schema.all() {
+        if c.name == LOCAL_ONLY {
+            continue;
+        }
+        let cols: Vec<String> = c
+            .fields
+            .iter()
+            .map(|f| super::schema::quote_ident(&f.name))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY `id`",
+            cols.join(", "),
+            c.table()
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query([])?;
+        let mut h = Sha256::new();
+        while let Some(row) = rows.next()? {
+            for i in 0..cols.len() {
+                use rusqlite::types::ValueRef;
+                match row.get_ref(i)? {
+                    ValueRef::Null => h.update([0u8]),
+                    ValueRef::Integer(v) => {
+                        h.update([1u8]);
+                        h.update(v.to_le_bytes());
+                    }
+                    ValueRef::Real(v) => {
+                        h.update([2u8]);
+                        h.update(v.to_le_bytes());
+                    }
+                    ValueRef::Text(t) => {
+                        h.update([3u8]);
+                        h.update((t.len() as u64).to_le_bytes());
+                        h.update(t);
+                    }
+                    ValueRef::Blob(b) => {
+                        h.update([4u8]);
+                        h.update((b.len() as u64).to_le_bytes());
+                        h.update(b);
+                    }
+                }
+            }
+        }
+        let digest = h.finalize();
+        out.insert(
+            c.name.clone(),
+            digest.iter().map(|b| format!("{b:02x}")).collect(),
+        );
+    }
+    Ok(out)
+}
+
 /// The node ids whose events this node has folded.
 pub fn peers_seen(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare("SELECT DISTINCT origin FROM _sync_versions")?;

@@ -27,7 +27,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
 pub use policy::{PluginPolicy, binding_data};
-pub use status::{metrics_text, status_json};
+pub use status::{hashes, metrics_text, status_json};
 
 use crate::nats::{EmbeddedNats, EmbeddedOptions};
 use crate::plugins::Plugins;
@@ -372,6 +372,7 @@ impl Sync {
                 }
             }
         };
+        self.seed_cluster(&log).await;
         let max = self.inner.config.apply_batch.max(1);
         loop {
             let first = match consumer.next().await {
@@ -395,6 +396,45 @@ impl Sync {
             }
             self.prepare_plugins(&batch).await;
             self.fold(batch).await;
+        }
+    }
+
+    /// On a brand-new cluster (empty stream, nothing applied), puts the bootstrap `users`
+    /// collection in the log so every node converges on one definition — its token secret
+    /// included, so a user's token works on every node. Two nodes doing it at once is
+    /// harmless: the fold applies both in order, identically everywhere.
+    async fn seed_cluster(&self, log: &Log) {
+        let applied = self.inner.counters.applied_seq.load(Ordering::Relaxed);
+        let Ok(state) = log.state().await else { return };
+        if applied > 0 || state.last_seq > 0 {
+            return;
+        }
+        let result = self
+            .inner
+            .store
+            .write(|ctx| {
+                let Some(users) = ctx.schema.get("users").cloned() else {
+                    return Ok(());
+                };
+                let hooks = ctx
+                    .sync_hooks()
+                    .ok_or_else(|| crate::store::StoreError::Internal("no hooks".into()))?;
+                let data = serde_json::to_value(&*users)
+                    .map_err(|e| crate::store::StoreError::Internal(e.to_string()))?;
+                let event = crate::store::sync::schema_event(
+                    hooks,
+                    crate::replication::EventKind::CollectionUpdate,
+                    crate::replication::CollectionRef {
+                        id: users.id.clone(),
+                        name: users.name.clone(),
+                    },
+                    data,
+                );
+                ctx.enqueue(&event).map(|_| ())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not seed the cluster's users collection");
         }
     }
 

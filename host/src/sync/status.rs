@@ -15,6 +15,19 @@ async fn local(sync: &Sync) -> LocalStatus {
         .unwrap_or_default()
 }
 
+/// Content hashes of the replicated tables (see `store::sync::table_hashes`).
+pub async fn hashes(sync: &Sync) -> Value {
+    let store = sync.store().clone();
+    let schema = store.schema();
+    match store
+        .read_raw(move |c| crate::store::sync::table_hashes(c, &schema))
+        .await
+    {
+        Ok(h) => json!(h),
+        Err(e) => json!({"error": e.to_string()}),
+    }
+}
+
 /// The status document (superuser only).
 pub async fn status_json(sync: &Sync) -> Value {
     let local = local(sync).await;
