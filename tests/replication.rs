@@ -382,14 +382,17 @@ async fn concurrent_conflicting_writes_converge_last_writer_wins() {
     );
 }
 
-/// The shipped counter plugin, built once per test binary.
-fn counter_component() -> PathBuf {
+/// The shipped plugins these tests bind, built once per test binary.
+fn component(name: &str) -> PathBuf {
     static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
             let options = BuildOptions {
-                plugin_dirs: vec![root.join("plugins").join("counter")],
+                plugin_dirs: ["counter", "redact", "local-only"]
+                    .iter()
+                    .map(|p| root.join("plugins").join(p))
+                    .collect(),
                 target_dir: Some(
                     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("host-plugin-build"),
                 ),
@@ -402,9 +405,32 @@ fn counter_component() -> PathBuf {
                 .map(|b| (b.name, b.component))
                 .collect()
         })
-        .get("counter")
-        .expect("counter built")
+        .get(name)
+        .unwrap_or_else(|| panic!("plugin {name} not built"))
         .clone()
+}
+
+fn counter_component() -> PathBuf {
+    component("counter")
+}
+
+/// Uploads a component to a node under `name`.
+async fn upload(node: &Node, name: &str) {
+    let bytes = std::fs::read(component(name)).expect("read component");
+    let resp = node
+        .client
+        .post(format!("{}/api/plugins?name={name}", node.url))
+        .header("Authorization", &node.token)
+        .header("Content-Type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .expect("upload");
+    assert!(
+        resp.status().is_success(),
+        "upload {name}: {}",
+        resp.status()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1004,5 +1030,78 @@ async fn a_policy_swap_under_load_switches_at_its_log_position_on_every_node() {
     assert_eq!(
         all[&id]["likes"], likes,
         "the nodes' fold differs from replaying the log with the swap at its position"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_filters_keep_data_on_the_node_that_wrote_it() {
+    let cluster = Cluster::start(1).await;
+    let a = external_node(&cluster, 0, "a").await;
+    let b = external_node(&cluster, 0, "b").await;
+    let nodes = [&a, &b];
+    let people = json!({
+        "name": "people",
+        "listRule": "", "viewRule": "", "createRule": "", "updateRule": "", "deleteRule": "",
+        "fields": [{"name": "name", "type": "text"}, {"name": "phone", "type": "text"}],
+    });
+    let drafts = json!({
+        "name": "drafts",
+        "listRule": "", "viewRule": "", "createRule": "", "updateRule": "", "deleteRule": "",
+        "fields": [{"name": "body", "type": "text"}],
+    });
+    for def in [people, drafts] {
+        let (code, body) = a.post("/api/collections", def).await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    wait_collection(&b, "drafts").await;
+    // Bindings replicate: both nodes redact `phone` from what they publish of `people` and
+    // publish nothing of `drafts`.
+    upload(&a, "redact").await;
+    upload(&a, "local-only").await;
+    let (code, body) = a
+        .post(
+            "/api/plugins/redact/bind",
+            json!({"as": "outbound-filter", "collection": "people",
+                   "config": "{\"fields\":[\"phone\"],\"direction\":\"outbound\"}"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, body) = a
+        .post(
+            "/api/plugins/local-only/bind",
+            json!({"as": "outbound-filter", "collection": "drafts"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, person) = a
+        .post(
+            "/api/collections/people/records?sync=applied",
+            json!({"name": "Ann", "phone": "555-0100"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{person}");
+    let (code, draft) = a
+        .post(
+            "/api/collections/drafts/records",
+            json!({"body": "unfinished"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{draft}");
+    quiesce(&nodes, 30).await;
+    let id = person["id"].as_str().expect("id");
+    // A keeps the phone number after its own event came back; B never got it.
+    let on_a = records(&a, "people").await;
+    let on_b = records(&b, "people").await;
+    assert_eq!(
+        on_a[id]["phone"], "555-0100",
+        "the writer lost its own data"
+    );
+    assert_eq!(on_b[id]["name"], "Ann");
+    assert_eq!(on_b[id]["phone"], "", "the redacted field travelled");
+    // The draft stays on A only.
+    assert_eq!(records(&a, "drafts").await.len(), 1);
+    assert!(
+        records(&b, "drafts").await.is_empty(),
+        "a local-only record replicated"
     );
 }

@@ -568,6 +568,21 @@ pub(crate) fn apply(
             .prepare_cached("INSERT INTO _sync_seen (event_id, seq) VALUES (?1, ?2)")?
             .execute(params![event.id.as_str(), d.seq as i64])?;
         hooks.clock.observe(event.hlc);
+        // This node's own change comes back as published, which an outbound filter may have
+        // rewritten (e.g. fields redacted so they never leave the node). Here it folds the
+        // change as it was written: what it kept back stays on this node.
+        let local;
+        let event = if event.origin == hooks.node_id && event.kind.is_record() {
+            match own_written(fold.ctx.conn, event)? {
+                Some(e) => {
+                    local = e;
+                    &local
+                }
+                None => event,
+            }
+        } else {
+            event
+        };
         let outcome = fold.apply_one(d.seq, event);
         if let Err(reason) = outcome {
             dead_letter(fold.ctx.conn, d, Some(event), &reason)?;
@@ -604,6 +619,28 @@ pub(crate) fn apply(
     }
     report.schema_changed = !Arc::ptr_eq(&schema_at_start, &fold.ctx.schema);
     Ok(report)
+}
+
+/// This node's own event with the row as it was written locally (before any outbound
+/// filter), when that differs from what was published.
+fn own_written(conn: &Connection, event: &Event) -> Result<Option<Event>, StoreError> {
+    if event.kind == EventKind::RecordDelete {
+        return Ok(None);
+    }
+    let data: Option<Option<String>> = conn
+        .prepare_cached("SELECT data FROM _sync_pending WHERE event_id = ?1")?
+        .query_row([event.id.as_str()], |r| r.get(0))
+        .optional()?;
+    let Some(Some(text)) = data else {
+        return Ok(None);
+    };
+    let written = parse_record(Some(text))?;
+    if written.is_none() || written == event.data {
+        return Ok(None);
+    }
+    let mut e = event.clone();
+    e.data = written;
+    Ok(Some(e))
 }
 
 fn kind_name(k: EventKind) -> &'static str {
