@@ -5,6 +5,7 @@
 //   SERVER          "syncbase" (default) or "pocketbase"
 //   SYNCBASE_BIN    path to the syncbase binary (default <repo>/target/debug/syncbase)
 //   POCKETBASE_BIN  path to the pocketbase binary (default "pocketbase" on PATH)
+//   SYNCBASE_JS_SYNC=1  run Syncbase with replication on (an embedded nats-server per server)
 //   SERVER_LOG      a file to append the server's stdout and stderr to (for diagnosing failures)
 
 import { spawn, execFile } from 'node:child_process';
@@ -77,7 +78,12 @@ export async function startServer(which, { serveArgs = [] } = {}) {
     // Syncbase binds port 0 itself and reports the port; PocketBase prints ":0" back, so it gets
     // a port picked here.
     const port = kind === 'pocketbase' ? await freePort() : 0;
-    child = spawn(bin, ['serve', '--http', `127.0.0.1:${port}`, '--dir', dataDir, ...serveArgs], {
+    // SYNCBASE_JS_SYNC=1: the node replicates (embedded nats-server), so the suite checks that
+    // the SDK sees no difference on a replicating node (schema changes go through the log).
+    const extra = kind === 'syncbase' && process.env.SYNCBASE_JS_SYNC === '1'
+      ? ['--sync', '--node-id', 'js', '--nats-listen', `127.0.0.1:${await freePort()}`]
+      : [];
+    child = spawn(bin, ['serve', '--http', `127.0.0.1:${port}`, '--dir', dataDir, ...extra, ...serveArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     if (process.env.SERVER_LOG) {
