@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
+use crate::arena;
 use crate::bindings::types as wit;
 use crate::types::{Change, Decision, Direction, Op, Resolution, Stats, Verdict, Version};
 use crate::worlds::{Filter, Resolver, SnapshotPolicy};
@@ -14,11 +15,13 @@ use crate::worlds::{Filter, Resolver, SnapshotPolicy};
 /// Per-instance plugin state, set by `configure`.
 pub type State<T> = LocalKey<RefCell<Option<T>>>;
 
+/// Configures the plugin. Its state outlives the call, so it is allocated
+/// outside the per-call arena (see `arena.rs`).
 fn configure_with<T>(
     state: &'static State<T>,
     make: impl FnOnce() -> Result<T, String>,
 ) -> Result<(), String> {
-    let plugin = make()?;
+    let plugin = arena::persistent(make)?;
     state.with_borrow_mut(|slot| *slot = Some(plugin));
     Ok(())
 }
@@ -32,7 +35,7 @@ fn with_plugin<T, R>(
 ) -> R {
     state.with_borrow_mut(|slot| {
         if slot.is_none() {
-            match make() {
+            match arena::persistent(make) {
                 Ok(plugin) => *slot = Some(plugin),
                 Err(e) => panic!("plugin cannot run with its default configuration: {e}"),
             }

@@ -37,7 +37,18 @@
 //! Plugins must be deterministic: the answer may depend only on the arguments
 //! and the configuration. There is no clock, no randomness and no I/O; an
 //! instance may serve many calls, so keep no state across calls.
+//!
+//! On `wasm32` this crate is the plugin's global allocator: a bump arena that
+//! is reused once everything a call allocated is freed, which makes copying
+//! the arguments in nearly free. So a plugin crate must not declare its own
+//! `#[global_allocator]`, and anything meant to outlive a call belongs in the
+//! value `configure` returns (it is allocated outside the arena); memory kept
+//! past a call any other way is safe but stops the arena's reuse.
 
+// Natively the arena is only exercised by its tests; on wasm32 it is the
+// global allocator and the export glue uses it.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod arena;
 mod config;
 mod macros;
 mod merge;

@@ -4,9 +4,11 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{change, plugin, record_json, runtime, version};
+use support::{change, plugin, record_json, runtime, runtime_with, version};
 use syncbase_plugin_runtime::types::{Decision, Direction, Op, Resolution, Stats, Verdict};
-use syncbase_plugin_runtime::{DecidedBy, PluginError, Target, World};
+use syncbase_plugin_runtime::{
+    DecidedBy, InstanceReuse, PluginError, RuntimeConfig, Target, World,
+};
 
 fn merged(r: &Resolution) -> Value {
     match r {
@@ -117,6 +119,64 @@ fn counter_adds_concurrent_increments() {
     );
     let record = merged(&rt.resolve("posts", &current, &incoming).value);
     assert_eq!(record["likes"], json!(17));
+}
+
+/// The guest SDK's per-call arena reuses memory between calls and grows when
+/// a call outgrows it: a warm instance must answer exactly like a fresh one,
+/// whatever sizes of records it served before, and keep its configuration.
+#[test]
+fn a_warm_instance_answers_like_a_fresh_one_whatever_it_served_before() {
+    let bound = |reuse| {
+        let (dir, rt) = runtime_with(RuntimeConfig {
+            reuse,
+            ..RuntimeConfig::default()
+        });
+        rt.upload("counter", plugin("counter")).expect("upload");
+        rt.bind(
+            Target::Resolver("posts".into()),
+            "counter",
+            None,
+            r#"{"fields":["likes"]}"#,
+        )
+        .expect("bind");
+        (dir, rt)
+    };
+    let (_warm_dir, warm) = bound(InstanceReuse::Warm {
+        max_idle: 1,
+        max_calls: u64::MAX,
+    });
+    let (_fresh_dir, fresh) = bound(InstanceReuse::PerCall);
+    // Bodies from a few bytes to well past the arena's first chunks (64 KiB,
+    // doubling), within the default fuel budget.
+    for (i, body) in [10, 300_000, 10, 70_000, 400_000, 500, 150_000, 10]
+        .into_iter()
+        .enumerate()
+    {
+        let likes = i as i64;
+        let record = |title: &str, likes: i64| {
+            json!({"title": title, "likes": likes, "body": "x".repeat(body)}).to_string()
+        };
+        let current = version(Some(record("now", 13 + likes)), 20, "n1");
+        let incoming = change(
+            Op::Update,
+            Some(record("before", 14 + likes)),
+            Some(json!({"likes": 10 + likes}).to_string()),
+            30,
+            "n2",
+        );
+        let (a, b) = (
+            warm.resolve("posts", &current, &incoming),
+            fresh.resolve("posts", &current, &incoming),
+        );
+        assert!(matches!(a.decided_by, DecidedBy::Plugin(_)), "{a:?}");
+        assert_eq!(a.value, b.value, "call {i} with a {body}-byte body");
+        assert_eq!(merged(&a.value)["likes"], json!(17 + likes));
+    }
+    assert_eq!(
+        warm.list()[0].metrics.instantiations,
+        1,
+        "one instance served every call"
+    );
 }
 
 #[test]
