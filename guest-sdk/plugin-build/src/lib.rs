@@ -10,22 +10,34 @@
 //! plugin crates. The `syncbase-plugin-build` binary (and `scripts/build-plugin`)
 //! is the command-line face of this crate; the `syncbase` CLI will reuse it.
 //!
+//! [`scaffold`] writes a new plugin project from the templates in
+//! `templates/` (`syncbase plugin new`). It is all the host needs of this
+//! crate, so everything else sits behind the default `build` feature.
+//!
 //! This crate only builds: it never loads or runs a component (that is the
 //! plugin runtime's job).
 
+#[cfg(feature = "build")]
 mod cargo;
+#[cfg(feature = "build")]
 mod componentize;
+#[cfg(feature = "build")]
 mod foreign;
+mod scaffold;
 
 use std::fmt;
 use std::path::PathBuf;
 
+#[cfg(feature = "build")]
 pub use cargo::{BuildOptions, Built, build_plugins};
+#[cfg(feature = "build")]
 pub use componentize::{componentize, wit_package};
+#[cfg(feature = "build")]
 pub use foreign::{
     C_INSTALL, ForeignBuild, JS_INSTALL, Manifest, PYTHON_INSTALL, build_foreign, c_bindings,
     read_manifest,
 };
+pub use scaffold::{checkout_dir, render, scaffold, validate_plugin_name};
 
 /// The languages a plugin can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,6 +96,7 @@ impl World {
     }
 
     /// The function that marks a module as implementing this world.
+    #[cfg(feature = "build")]
     fn entry_point(self) -> &'static str {
         match self {
             World::Resolver => "resolve",
@@ -145,4 +158,6 @@ pub enum BuildError {
     Manifest { path: PathBuf, detail: String },
     #[error("{0} is a Rust plugin crate: build it without --lang (or with --lang rust)")]
     WrongLang(PathBuf),
+    #[error("{0}")]
+    Scaffold(String),
 }
