@@ -1,10 +1,13 @@
 //! The admin CLI (`syncbase plugin ...`): talks to a running node over its HTTP API as a
-//! superuser, and prints results for people.
+//! superuser, and prints results for people. Two commands need no node: `new` scaffolds a
+//! plugin project (`syncbase-plugin-build`'s templates) and `test` runs test vectors against
+//! a component in a private runtime (`plugins::vectors`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
+use syncbase_plugin_build::{Lang, World};
 
 use crate::config::{PluginCommand, Remote};
 
@@ -23,6 +26,10 @@ pub enum AdminError {
         "give --token, or --email and --password (or SYNCBASE_TOKEN / SYNCBASE_EMAIL / SYNCBASE_PASSWORD)"
     )]
     NoCredentials,
+    #[error("{0}")]
+    Scaffold(String),
+    #[error("{0}")]
+    Vectors(String),
 }
 
 struct Conn {
@@ -95,10 +102,58 @@ fn target_body(collection: &Option<String>, role: &str) -> Value {
     json!({"collection": collection, "as": role})
 }
 
-/// Runs one `syncbase plugin` command, returning what to print.
+/// Runs one `syncbase plugin` command, returning what to print. `new` and `test` work on
+/// local files; the others talk to the node.
 pub async fn plugin(remote: &Remote, cmd: &PluginCommand) -> Result<String, AdminError> {
-    let conn = Conn::open(remote).await?;
     match cmd {
+        PluginCommand::New {
+            name,
+            lang,
+            world,
+            dir,
+        } => new_project(name, *lang, *world, dir.as_deref()),
+        PluginCommand::Test { file, vectors } => test_vectors(file, vectors).await,
+        _ => remote_command(&Conn::open(remote).await?, cmd).await,
+    }
+}
+
+/// `syncbase plugin new`: scaffolds a project and says what to do next.
+fn new_project(
+    name: &str,
+    lang: Lang,
+    world: World,
+    dir: Option<&Path>,
+) -> Result<String, AdminError> {
+    let dest = dir.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
+    let dest = syncbase_plugin_build::scaffold(name, lang, world, &dest)
+        .map_err(|e| AdminError::Scaffold(e.to_string()))?;
+    Ok(format!(
+        "created the {lang} {world} plugin {name} in {dir}\n\
+         next: {dir}/README.md (build, test, push, bind)",
+        dir = dest.display()
+    ))
+}
+
+/// `syncbase plugin test`: runs a vectors file against a component; any failed case fails.
+async fn test_vectors(file: &Path, vectors: &Path) -> Result<String, AdminError> {
+    let (file, vectors) = (file.to_path_buf(), vectors.to_path_buf());
+    let report =
+        tokio::task::spawn_blocking(move || crate::plugins::vectors::test_files(&file, &vectors))
+            .await
+            .map_err(|e| AdminError::Vectors(format!("the test run panicked: {e}")))?
+            .map_err(|e| AdminError::Vectors(e.to_string()))?;
+    if report.failures() == 0 {
+        Ok(report.render())
+    } else {
+        Err(AdminError::Vectors(report.render()))
+    }
+}
+
+async fn remote_command(conn: &Conn, cmd: &PluginCommand) -> Result<String, AdminError> {
+    match cmd {
+        PluginCommand::New { .. } | PluginCommand::Test { .. } => Err(AdminError::Refused(
+            "`plugin new` and `plugin test` work locally, not on a node".into(),
+        )),
         PluginCommand::Push { file, name } => {
             let bytes = std::fs::read(file).map_err(|source| AdminError::File {
                 path: file.display().to_string(),

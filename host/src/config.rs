@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use syncbase_plugin_build::{Lang, World};
 
 use crate::plugins::RuntimeConfig;
 use crate::realtime::RealtimeOptions;
@@ -118,6 +119,37 @@ pub enum PluginCommand {
     },
     /// List plugins with their versions and bindings.
     Ls,
+    /// Scaffold a new plugin project: source, README, test vectors (works offline).
+    New {
+        /// Plugin name: lowercase letters, digits and '-', starting with a letter.
+        name: String,
+        /// Language: rust, c, python or js.
+        #[arg(long, default_value = "rust", value_parser = parse_lang)]
+        lang: Lang,
+        /// World: resolver, filter or snapshot-policy.
+        #[arg(long, value_parser = parse_world)]
+        world: World,
+        /// Directory to create the project in [default: ./NAME].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Run test vectors (conformance format) against a component, in a private runtime
+    /// (works offline).
+    Test {
+        /// The component file (.wasm).
+        file: PathBuf,
+        /// The vectors file (.json), e.g. the vectors.json of a scaffolded project.
+        vectors: PathBuf,
+    },
+}
+
+fn parse_lang(name: &str) -> Result<Lang, String> {
+    Lang::from_name(name).ok_or_else(|| format!("unknown language `{name}` (rust, c, python, js)"))
+}
+
+fn parse_world(name: &str) -> Result<World, String> {
+    World::from_wit_name(name)
+        .ok_or_else(|| format!("unknown world `{name}` (resolver, filter, snapshot-policy)"))
 }
 
 #[derive(Debug, Args)]

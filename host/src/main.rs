@@ -6,10 +6,15 @@ use syncbase::config::{Cli, Command, Config, SuperuserCommand};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The server logs at info; the CLI's commands print their own results, so only warnings.
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SYNCBASE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -6,6 +6,7 @@
 //! must not reach into SQLite or HTTP.
 
 mod outbound;
+pub mod vectors;
 
 use std::path::Path;
 use std::sync::Arc;
