@@ -512,6 +512,28 @@ async fn counter_resolver_bound_through_the_log_adds_up_every_increment() {
         "every increment counts: {:?}",
         all[&id]
     );
+    // The operator's view of the same, from the CLI.
+    let out = std::process::Command::new(support::bin())
+        .args([
+            "sync", "status", "--hashes", "--url", &c.url, "--token", &c.token,
+        ])
+        .output()
+        .expect("run syncbase sync status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "node c (external NATS, cluster t): connected",
+        "lag 0",
+        "outbox backlog 0",
+        "plugin resolver counters: counter",
+        "table counters: ",
+    ] {
+        assert!(text.contains(want), "`{want}` missing from:\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use reqwest::{Client, Method};
 use serde_json::{Value, json};
 use syncbase_plugin_build::{Lang, World};
 
-use crate::config::{PluginCommand, Remote};
+use crate::config::{PluginCommand, Remote, SyncCommand};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -96,6 +96,72 @@ impl Conn {
         }
         self.send(req).await
     }
+}
+
+/// Runs one `syncbase sync` command, returning what to print.
+pub async fn sync(remote: &Remote, cmd: &SyncCommand) -> Result<String, AdminError> {
+    let SyncCommand::Status { json, hashes } = cmd;
+    let conn = Conn::open(remote).await?;
+    let path = if *hashes {
+        "/api/sync/status?hashes=1"
+    } else {
+        "/api/sync/status"
+    };
+    let v = conn.call(Method::GET, path, None).await?;
+    if *json {
+        return Ok(serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+    if v["mode"] == "single" {
+        return Ok(format!(
+            "node {}: single node, no replication (start it with --nats or --sync)",
+            v["nodeId"].as_str().unwrap_or("?")
+        ));
+    }
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let mut out = format!(
+        "node {} ({} NATS, cluster {}): {}\n",
+        v["nodeId"].as_str().unwrap_or("?"),
+        v["mode"].as_str().unwrap_or("?"),
+        v["cluster"].as_str().unwrap_or("?"),
+        if v["nats"]["connected"] == true {
+            "connected".to_string()
+        } else {
+            format!(
+                "NOT connected ({})",
+                v["nats"]["lastError"].as_str().unwrap_or("no error yet")
+            )
+        },
+    );
+    out += &format!(
+        "stream seq {}  applied {}  lag {}  outbox backlog {}  pending overlay {}  dead letters {}\n",
+        n("streamSeq"),
+        n("appliedSeq"),
+        n("lag"),
+        n("outboxBacklog"),
+        n("pendingOverlay"),
+        n("deadLetters"),
+    );
+    let peers: Vec<&str> = v["peersSeen"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    out += &format!("peers seen: {}\n", peers.join(", "));
+    if let Some(list) = v["plugins"].as_array() {
+        for b in list {
+            out += &format!(
+                "plugin {} {}: {}\n",
+                b["role"].as_str().unwrap_or("?"),
+                b["collection"].as_str().unwrap_or(""),
+                b["active"]["plugin"].as_str().unwrap_or("(built-in)"),
+            );
+        }
+    }
+    if let Some(h) = v["tableHashes"].as_object() {
+        for (table, hash) in h {
+            out += &format!("table {table}: {}\n", hash.as_str().unwrap_or(""));
+        }
+    }
+    Ok(out.trim_end().to_string())
 }
 
 fn target_body(collection: &Option<String>, role: &str) -> Value {

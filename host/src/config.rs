@@ -25,6 +25,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Manage plugins on a running node over HTTP.
     Plugin(PluginArgs),
+    /// Inspect replication on a running node over HTTP.
+    Sync(SyncArgs),
     /// Manage superusers (works on the data directory directly; the server may be stopped).
     Superuser {
         #[command(subcommand)]
@@ -66,6 +68,28 @@ pub struct Remote {
     /// Superuser password, used with --email.
     #[arg(long, env = "SYNCBASE_PASSWORD", global = true)]
     pub password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    #[command(subcommand)]
+    pub action: SyncCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Node id, mode, NATS connection, stream and applied sequence, lag, outbox backlog, dead
+    /// letters, bound plugins and peers (GET /api/sync/status).
+    Status {
+        /// Print the raw JSON document instead of a summary.
+        #[arg(long)]
+        json: bool,
+        /// Also print a content hash of every replicated table (reads every row).
+        #[arg(long)]
+        hashes: bool,
+    },
 }
 
 #[derive(Debug, Args)]

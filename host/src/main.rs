@@ -36,6 +36,11 @@ fn main() -> anyhow::Result<()> {
                 server.serve(syncbase::shutdown::signal()).await?;
                 Ok(())
             }
+            Command::Sync(args) => {
+                let out = syncbase::admin::sync(&args.remote, &args.action).await?;
+                println!("{out}");
+                Ok(())
+            }
             Command::Plugin(args) => {
                 let out = syncbase::admin::plugin(&args.remote, &args.action).await?;
                 println!("{out}");
