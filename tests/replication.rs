@@ -534,6 +534,28 @@ async fn counter_resolver_bound_through_the_log_adds_up_every_increment() {
     ] {
         assert!(text.contains(want), "`{want}` missing from:\n{text}");
     }
+    // A restarted node resumes with the bindings its fold committed.
+    let mut b = b;
+    assert!(b.terminate().success());
+    let dir = b.dir().to_path_buf();
+    let b2 = Node::spawn(
+        &dir,
+        &[
+            "--nats",
+            &cluster.url(1),
+            "--node-id",
+            "b",
+            "--cluster",
+            "t",
+        ],
+    )
+    .await;
+    let s = status(&b2).await;
+    assert!(
+        s["plugins"].to_string().contains("counter"),
+        "binding lost over a restart: {s}"
+    );
+    drop(b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,8 @@ pub enum Error {
     Serve(std::io::Error),
     #[error("{0}")]
     Nats(#[from] nats::NatsError),
+    #[error("could not restore the replicated plugin bindings: {0}")]
+    Bindings(String),
 }
 
 /// A bound, not yet serving, server.
@@ -76,6 +78,11 @@ impl Server {
                 source,
             })?;
         let hub = realtime::Hub::new(config.realtime.clone());
+        if config.sync.is_some() {
+            sync::Sync::restore_bindings(&store, &plugins)
+                .await
+                .map_err(Error::Bindings)?;
+        }
         let sync = match (&config.sync, hooks) {
             (Some(cfg), Some(hooks)) => Some(sync::Sync::start(
                 cfg.clone(),

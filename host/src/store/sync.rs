@@ -83,6 +83,10 @@ pub(crate) fn create_tables(conn: &Connection) -> Result<(), StoreError> {
              reason     TEXT NOT NULL,
              payload    BLOB NOT NULL
          );
+         CREATE TABLE IF NOT EXISTS _sync_bindings (
+             id   INTEGER PRIMARY KEY CHECK (id = 1),
+             data TEXT NOT NULL
+         );
          CREATE TABLE IF NOT EXISTS _sync_state (
              key   TEXT PRIMARY KEY NOT NULL,
              value INTEGER NOT NULL
@@ -127,6 +131,11 @@ pub trait Policy: Send + Sync {
     fn resolve(&self, c: &Collection, current: &Current, incoming: &Event) -> (Resolved, String);
     /// Applies a plugin binding event at its log position.
     fn bind(&self, event: &Event) -> Result<(), String>;
+    /// The node's binding table after a bind, stored with the fold's transaction (so a crash
+    /// before COMMIT cannot leave the runtime ahead of SQLite: startup restores this one).
+    fn bindings(&self) -> String {
+        String::new()
+    }
 }
 
 /// The built-in policy: keep everything, last writer wins.
@@ -443,6 +452,15 @@ pub fn table_hashes(
     Ok(out)
 }
 
+/// The binding table as of the last folded binding event (`None`: none folded yet).
+pub fn folded_bindings(conn: &Connection) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT data FROM _sync_bindings WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
 /// The node ids whose events this node has folded.
 pub fn peers_seen(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare("SELECT DISTINCT origin FROM _sync_versions")?;
@@ -710,7 +728,15 @@ impl Fold<'_, '_> {
         let result = if event.kind.is_record() {
             self.apply_record(seq, event)
         } else if event.kind == EventKind::PluginBinding {
-            self.hooks.policy.bind(event)
+            self.hooks.policy.bind(event).and_then(|()| {
+                conn.prepare_cached(
+                    "INSERT INTO _sync_bindings (id, data) VALUES (1, ?1)
+                     ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+                )
+                .and_then(|mut st| st.execute([self.hooks.policy.bindings()]))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+            })
         } else {
             let before = self.ctx.schema.clone();
             let r = self.apply_schema(event).map_err(|e| e.to_string());

@@ -124,6 +124,23 @@ impl Sync {
     /// Starts replication in the background: NATS (embedded or external), then the publisher
     /// and the applier. The node serves and accepts writes at once; events wait in the outbox
     /// until the log is reachable.
+    /// On a replicating node bindings come from the log alone: the runtime takes the table
+    /// the fold last committed (or none), whatever `bindings.json` says.
+    pub async fn restore_bindings(store: &Store, plugins: &Plugins) -> Result<(), String> {
+        let text = store
+            .read_raw(crate::store::sync::folded_bindings)
+            .await
+            .map_err(|e| e.to_string())?;
+        let table = match text {
+            Some(t) => crate::plugins::BindingTable::from_json(&t).map_err(|e| e.to_string())?,
+            None => crate::plugins::BindingTable::default(),
+        };
+        plugins
+            .blocking(move |rt| rt.apply_bindings(table))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     pub fn start(
         config: SyncConfig,
         hooks: Arc<SyncHooks>,

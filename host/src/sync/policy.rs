@@ -120,6 +120,10 @@ impl Policy for PluginPolicy {
         (resolved, by)
     }
 
+    fn bindings(&self) -> String {
+        self.plugins.runtime.bindings().to_json()
+    }
+
     fn bind(&self, event: &Event) -> Result<(), String> {
         let data = event.data.as_ref().ok_or("binding event without data")?;
         let target: Target =
