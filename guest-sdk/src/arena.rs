@@ -31,7 +31,7 @@ use std::cell::UnsafeCell;
 use std::ptr;
 
 /// Size of the first chunk, allocated on the first allocation of a call.
-pub const FIRST_CHUNK: usize = 64 << 10;
+pub const FIRST_CHUNK: usize = 16 << 10;
 /// Largest chunk: a call that needs more uses the system allocator for the rest.
 pub const MAX_CHUNK: usize = 4 << 20;
 /// Alignment of a chunk (the largest alignment a wasm value needs).

@@ -146,7 +146,7 @@ fn a_warm_instance_answers_like_a_fresh_one_whatever_it_served_before() {
         max_calls: u64::MAX,
     });
     let (_fresh_dir, fresh) = bound(InstanceReuse::PerCall);
-    // Bodies from a few bytes to well past the arena's first chunks (64 KiB,
+    // Bodies from a few bytes to well past the arena's first chunks (16 KiB,
     // doubling), within the default fuel budget.
     for (i, body) in [10, 300_000, 10, 70_000, 400_000, 500, 150_000, 10]
         .into_iter()
