@@ -242,6 +242,7 @@ async fn embedded_nodes_form_a_cluster_and_converge() {
         .map(|(_, r)| format!("127.0.0.1:{r}"))
         .collect();
     let mut nodes = Vec::new();
+    let mut all_flags = Vec::new();
     for (i, (client, route)) in ports.iter().enumerate() {
         let id = format!("e{i}");
         let nats_listen = format!("127.0.0.1:{client}");
@@ -253,21 +254,31 @@ async fn embedded_nodes_form_a_cluster_and_converge() {
             .map(|(_, r)| r.clone())
             .collect();
         let join = join.join(",");
-        nodes.push(
-            Node::start_with(&[
-                "--sync",
-                "--node-id",
-                &id,
-                "--nats-listen",
-                &nats_listen,
-                "--cluster-listen",
-                &cluster_listen,
-                "--join",
-                &join,
-            ])
-            .await,
-        );
+        let flags: Vec<String> = [
+            "--sync",
+            "--node-id",
+            &id,
+            "--nats-listen",
+            &nats_listen,
+            "--cluster-listen",
+            &cluster_listen,
+            "--join",
+            &join,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        nodes.push(Node::start_with(&args).await);
+        all_flags.push(flags);
     }
+    // e2 dies hard: its nats-server child outlives it. Restarted on the same directory and
+    // ports, the node stops that leftover server and takes over.
+    let dir = nodes[2].dir().to_path_buf();
+    nodes[2].kill();
+    let args: Vec<&str> = all_flags[2].iter().map(String::as_str).collect();
+    let restarted = Node::spawn(&dir, &args).await;
+    let dead = std::mem::replace(&mut nodes[2], restarted);
     let refs: Vec<&Node> = nodes.iter().collect();
     let (code, body) = refs[0].post("/api/collections", posts_def()).await;
     assert_eq!(code, StatusCode::OK, "{body}");
@@ -289,6 +300,8 @@ async fn embedded_nodes_form_a_cluster_and_converge() {
     let all = same_everywhere(&refs, "posts").await;
     assert_eq!(all.len(), 9);
     assert_eq!(status(refs[1]).await["mode"], "embedded");
+    drop(nodes);
+    drop(dead);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,6 +73,11 @@ impl EmbeddedOptions {
     }
 
     /// The child's stdout and stderr (NATS logs to stderr when no `log_file` is set).
+    /// Where the running server writes its pid (to find one a killed node left behind).
+    pub fn pid_path(&self) -> PathBuf {
+        self.nats_dir().join("nats-server.pid")
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.nats_dir().join("nats-server.log")
     }
@@ -91,6 +96,7 @@ pub fn render(opts: &EmbeddedOptions) -> String {
     out.push_str("# Written by syncbase on every start; edits are overwritten.\n");
     out.push_str(&format!("server_name: {}\n", q(&opts.node_id)));
     out.push_str(&format!("listen: {}\n", q(&opts.client_listen.to_string())));
+    out.push_str(&format!("pid_file: {}\n", path(&opts.pid_path())));
     out.push_str("jetstream {\n");
     out.push_str(&format!("  store_dir: {}\n", path(&opts.store_dir())));
     out.push_str("}\n");

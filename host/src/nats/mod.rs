@@ -92,6 +92,7 @@ impl EmbeddedNats {
             context: format!("writing {}", config_path.display()),
             source,
         })?;
+        stop_leftover(&opts).await;
         let opts = Arc::new(opts);
         let child = spawn_ready(&binary, &opts).await?;
         let pid = Arc::new(AtomicU32::new(child.id().unwrap_or(0)));
@@ -227,6 +228,39 @@ async fn supervise(
                 }
             }
         }
+    }
+}
+
+/// A node killed with SIGKILL cannot stop its child: the server keeps running, holding the
+/// ports and the JetStream store. At the next start, a live process whose pid is in our pid
+/// file and whose command line names our config file is that server: stop it first.
+async fn stop_leftover(opts: &EmbeddedOptions) {
+    let Ok(text) = std::fs::read_to_string(opts.pid_path()) else {
+        return;
+    };
+    let Ok(raw) = text.trim().parse::<i32>() else {
+        return;
+    };
+    let config = opts.config_path().to_string_lossy().into_owned();
+    let ours = std::fs::read(format!("/proc/{raw}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains(&config))
+        .unwrap_or(false);
+    let Some(pid) = rustix::process::Pid::from_raw(raw).filter(|_| ours) else {
+        return;
+    };
+    tracing::warn!(
+        pid = raw,
+        "stopping a nats-server left running by a previous run of this node"
+    );
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let deadline = Instant::now() + opts.stop_timeout;
+    while std::path::Path::new(&format!("/proc/{raw}")).exists() {
+        if Instant::now() >= deadline {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            break;
+        }
+        // Poll interval of the deadline-bounded wait for a process we did not spawn.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
