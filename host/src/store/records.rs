@@ -439,11 +439,30 @@ pub(crate) fn write_raw(
                 .execute([id])?;
         }
         Some(rec) => {
-            if get(conn, c, id)?.is_some() {
-                update_row(conn, c, id, rec)?;
-            } else {
-                insert_row(conn, c, rec)?;
-            }
+            // One statement: an insert that becomes an update on the same id (any other unique
+            // index still refuses the row).
+            let cols: Vec<String> = c.fields.iter().map(|f| quote_ident(&f.name)).collect();
+            let marks: Vec<String> = (1..=c.fields.len()).map(|i| format!("?{i}")).collect();
+            let sets: Vec<String> = cols
+                .iter()
+                .filter(|col| col.as_str() != "`id`")
+                .map(|col| format!("{col} = excluded.{col}"))
+                .collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT(`id`) DO UPDATE SET {}",
+                c.table(),
+                cols.join(", "),
+                marks.join(", "),
+                sets.join(", ")
+            );
+            let values: Vec<SqlValue> = c
+                .fields
+                .iter()
+                .map(|f| to_sql(f, rec.get(&f.name).unwrap_or(&Value::Null)))
+                .collect();
+            conn.prepare_cached(&sql)?
+                .execute(params_from_iter(values.iter()))
+                .map_err(|e| unique_error(e, c))?;
         }
     }
     Ok(())

@@ -535,6 +535,8 @@ type Key = (String, String);
 struct Fold<'a, 'c> {
     ctx: &'a mut WriteCtx<'c>,
     hooks: &'a SyncHooks,
+    /// Whether any overlay existed when the batch began.
+    overlays: bool,
     /// Keys whose overlay was reverted in this batch (to lay again at the end).
     reverted: BTreeMap<Key, ()>,
     /// The row each touched key showed before the batch, for the change feed.
@@ -549,9 +551,16 @@ pub(crate) fn apply(
     batch: &[Delivered],
 ) -> Result<ApplyReport, StoreError> {
     let mut report = ApplyReport::default();
+    // Overlays only come from this node's own writes, which cannot run inside this job: when
+    // none exists now, no key needs reverting in this batch.
+    let overlays = ctx
+        .conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM _sync_shadow)")?
+        .query_row([], |r| r.get::<_, bool>(0))?;
     let mut fold = Fold {
         ctx,
         hooks,
+        overlays,
         reverted: BTreeMap::new(),
         shown: HashMap::new(),
     };
@@ -571,20 +580,15 @@ pub(crate) fn apply(
                 continue;
             }
         };
-        let seen: Option<i64> = fold
+        let fresh = fold
             .ctx
             .conn
-            .prepare_cached("SELECT seq FROM _sync_seen WHERE event_id = ?1")?
-            .query_row([event.id.as_str()], |r| r.get(0))
-            .optional()?;
-        if seen.is_some() {
+            .prepare_cached("INSERT OR IGNORE INTO _sync_seen (event_id, seq) VALUES (?1, ?2)")?
+            .execute(params![event.id.as_str(), d.seq as i64])?;
+        if fresh == 0 {
             report.duplicates += 1;
             continue;
         }
-        fold.ctx
-            .conn
-            .prepare_cached("INSERT INTO _sync_seen (event_id, seq) VALUES (?1, ?2)")?
-            .execute(params![event.id.as_str(), d.seq as i64])?;
         hooks.clock.observe(event.hlc);
         // This node's own change comes back as published, which an outbound filter may have
         // rewritten (e.g. fields redacted so they never leave the node). Here it folds the
@@ -698,6 +702,12 @@ fn dead_letter(
     Ok(())
 }
 
+/// Runs a short transaction-control statement through the statement cache (the fold runs
+/// several per event).
+fn tx(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn is_constraint(e: &StoreError) -> bool {
     match e {
         StoreError::Sql(rusqlite::Error::SqliteFailure(f, _)) => {
@@ -723,8 +733,7 @@ impl Fold<'_, '_> {
             let rid = event.record_id.clone().unwrap_or_default();
             self.revert_key(&c, &rid).map_err(|e| e.to_string())?;
         }
-        conn.execute_batch("SAVEPOINT fold_event")
-            .map_err(|e| e.to_string())?;
+        tx(conn, "SAVEPOINT fold_event").map_err(|e| e.to_string())?;
         let result = if event.kind.is_record() {
             self.apply_record(seq, event)
         } else if event.kind == EventKind::PluginBinding {
@@ -746,8 +755,10 @@ impl Fold<'_, '_> {
             r
         };
         match &result {
-            Ok(()) => conn.execute_batch("RELEASE fold_event"),
-            Err(_) => conn.execute_batch("ROLLBACK TO fold_event; RELEASE fold_event"),
+            Ok(()) => tx(conn, "RELEASE fold_event"),
+            Err(_) => {
+                tx(conn, "ROLLBACK TO fold_event").and_then(|()| tx(conn, "RELEASE fold_event"))
+            }
         }
         .map_err(|e| e.to_string())?;
         result
@@ -757,6 +768,9 @@ impl Fold<'_, '_> {
     fn revert_key(&mut self, c: &Arc<Collection>, rid: &str) -> Result<(), StoreError> {
         let key = (c.id.clone(), rid.to_string());
         self.remember_shown(c, rid)?;
+        if !self.overlays {
+            return Ok(());
+        }
         let shadow: Option<Option<String>> = self
             .conn()
             .prepare_cached("SELECT data FROM _sync_shadow WHERE coll = ?1 AND rid = ?2")?
