@@ -65,21 +65,44 @@ function numberFromLexeme(lex) {
   return new Num(formatFloat(f));
 }
 
+const WS = /[ \t\n\r]*/y;
+const STRING = /"(?:[^"\\\u0000-\u001f]|\\.)*"/y;
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+// Every string and every number-like token, in order: a string token is
+// skipped whole, so digits inside strings are never taken for numbers.
+const TOKENS = /"(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*/g;
+
+// True when JSON.parse would not keep some number of `text` exactly: a number
+// written with '.', 'e' or 'E' (`1.0` must stay a float), or with 16 digits
+// or more (it may not fit in a double).
+function needsExact(text) {
+  TOKENS.lastIndex = 0;
+  for (let m = TOKENS.exec(text); m; m = TOKENS.exec(text)) {
+    const t = m[0];
+    if (t.charCodeAt(0) !== 34 && (/[.eE]/.test(t) || t.length - (t[0] === "-") >= 16)) return true;
+  }
+  return false;
+}
+
 // The careful parser, for text whose numbers JSON.parse would not keep exactly.
 function parseExact(text) {
   let i = 0;
   const ws = () => {
-    while (i < text.length && " \t\n\r".includes(text[i])) i++;
+    WS.lastIndex = i;
+    WS.test(text);
+    i = WS.lastIndex;
   };
   const fail = () => {
     throw new SyntaxError("invalid JSON at " + i);
   };
+  // Strings and numbers are matched by (compiled) regular expressions, not
+  // character by character: QuickJS interprets a loop per character slowly.
   const string = () => {
-    const start = i++;
-    while (i < text.length && text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
-    if (i >= text.length) fail();
-    i++;
-    return JSON.parse(text.slice(start, i));
+    STRING.lastIndex = i;
+    const m = STRING.exec(text);
+    if (!m) fail();
+    i = STRING.lastIndex;
+    return JSON.parse(m[0]);
   };
   const value = (depth) => {
     if (depth > 128) fail();
@@ -127,9 +150,10 @@ function parseExact(text) {
       }
     }
     if (c === '"') return string();
-    const m = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/.exec(text.slice(i, i + 400));
-    if (m && m[0]) {
-      i += m[0].length;
+    NUMBER.lastIndex = i;
+    const m = NUMBER.exec(text);
+    if (m) {
+      i = NUMBER.lastIndex;
       return numberFromLexeme(m[0]);
     }
     for (const [word, v] of [["null", null], ["true", true], ["false", false]]) {
@@ -162,10 +186,8 @@ function checkSurrogates(v) {
 
 /** Parses JSON text; throws SyntaxError when it is not valid JSON. */
 export function parse(text) {
-  // Numbers that JSON.parse keeps exactly: integers of at most 15 digits. Any
-  // digit followed by '.', 'e' or 'E', or 16 digits in a row, even inside a
-  // string, takes the careful path.
-  const v = /[0-9][.eE]|[0-9]{16}/.test(text) ? parseExact(text) : JSON.parse(text);
+  // JSON.parse (native code) unless a number needs the careful parser.
+  const v = needsExact(text) ? parseExact(text) : JSON.parse(text);
   if (text.includes("\\u")) checkSurrogates(v);
   return v;
 }
