@@ -23,6 +23,36 @@ async fn external_node(cluster: &Cluster, via: usize, id: &str) -> Node {
     Node::start_with(&["--nats", &url, "--node-id", id, "--cluster", "t"]).await
 }
 
+/// Restarts a node of `external_node` on its data directory.
+async fn respawn_external(cluster: &Cluster, dir: &std::path::Path, via: usize, id: &str) -> Node {
+    Node::spawn(
+        dir,
+        &[
+            "--nats",
+            &cluster.url(via),
+            "--node-id",
+            id,
+            "--cluster",
+            "t",
+        ],
+    )
+    .await
+}
+
+/// Three nodes on a 3-server cluster (a, b, c through servers 0, 1, 2), with the collection
+/// `def` created on A and arrived everywhere.
+async fn three_with(cluster: &Cluster, def: Value) -> (Node, Node, Node) {
+    let a = external_node(cluster, 0, "a").await;
+    let b = external_node(cluster, 1, "b").await;
+    let c = external_node(cluster, 2, "c").await;
+    let name = def["name"].as_str().expect("name").to_string();
+    let (code, body) = a.post("/api/collections", def).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    wait_collection(&b, &name).await;
+    wait_collection(&c, &name).await;
+    (a, b, c)
+}
+
 /// The status document of a node.
 async fn status(node: &Node) -> Value {
     let (code, body) = node.get("/api/sync/status").await;
@@ -307,15 +337,8 @@ async fn embedded_nodes_form_a_cluster_and_converge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_conflicting_writes_converge_last_writer_wins() {
     let cluster = Cluster::start(3).await;
-    let a = external_node(&cluster, 0, "a").await;
-    let b = external_node(&cluster, 1, "b").await;
-    let c = external_node(&cluster, 2, "c").await;
+    let (a, b, c) = three_with(&cluster, posts_def()).await;
     let nodes = [&a, &b, &c];
-    let (code, body) = a.post("/api/collections", posts_def()).await;
-    assert_eq!(code, StatusCode::OK, "{body}");
-    for n in &nodes[1..] {
-        wait_collection(n, "posts").await;
-    }
     // Ten shared records, created on A and replicated before the contest starts.
     let mut ids = Vec::new();
     for k in 0..10 {
@@ -423,10 +446,6 @@ fn component(name: &str) -> PathBuf {
         .clone()
 }
 
-fn counter_component() -> PathBuf {
-    component("counter")
-}
-
 /// Uploads a component to a node under `name`.
 async fn upload(node: &Node, name: &str) {
     let bytes = std::fs::read(component(name)).expect("read component");
@@ -449,28 +468,11 @@ async fn upload(node: &Node, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counter_resolver_bound_through_the_log_adds_up_every_increment() {
     let cluster = Cluster::start(3).await;
-    let a = external_node(&cluster, 0, "a").await;
-    let b = external_node(&cluster, 1, "b").await;
-    let c = external_node(&cluster, 2, "c").await;
+    let (a, b, c) = three_with(&cluster, counters_def()).await;
     let nodes = [&a, &b, &c];
-    let (code, body) = a.post("/api/collections", counters_def()).await;
-    assert_eq!(code, StatusCode::OK, "{body}");
-    for n in &nodes[1..] {
-        wait_collection(n, "counters").await;
-    }
     // The plugin is uploaded on A only; binding it is a log event, and B and C fetch the
     // bytes from the object store before they switch.
-    let bytes = std::fs::read(counter_component()).expect("read counter");
-    let resp = a
-        .client
-        .post(format!("{}/api/plugins?name=counter", a.url))
-        .header("Authorization", &a.token)
-        .header("Content-Type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .expect("upload");
-    assert!(resp.status().is_success(), "upload: {}", resp.status());
+    upload(&a, "counter").await;
     let (code, body) = a
         .post(
             "/api/plugins/counter/bind",
@@ -551,18 +553,7 @@ async fn counter_resolver_bound_through_the_log_adds_up_every_increment() {
     let mut b = b;
     assert!(b.terminate().success());
     let dir = b.dir().to_path_buf();
-    let b2 = Node::spawn(
-        &dir,
-        &[
-            "--nats",
-            &cluster.url(1),
-            "--node-id",
-            "b",
-            "--cluster",
-            "t",
-        ],
-    )
-    .await;
+    let b2 = respawn_external(&cluster, &dir, 1, "b").await;
     let s = status(&b2).await;
     assert!(
         s["plugins"].to_string().contains("counter"),
@@ -659,18 +650,7 @@ async fn a_node_killed_and_restarted_applies_each_event_exactly_once() {
             .await;
         assert_eq!(code, StatusCode::OK);
     }
-    let b2 = Node::spawn(
-        &dir,
-        &[
-            "--nats",
-            &cluster.url(0),
-            "--node-id",
-            "b",
-            "--cluster",
-            "t",
-        ],
-    )
-    .await;
+    let b2 = respawn_external(&cluster, &dir, 0, "b").await;
     quiesce(&[&a, &b2], 60).await;
     let all = same_everywhere(&[&a, &b2], "counters").await;
     assert_eq!(all[&id]["likes"], 50);
@@ -775,20 +755,7 @@ async fn random_run(seed: u64) {
         if step == kill_at + 15
             && let Some((i, dir)) = killed.take()
         {
-            nodes[i] = Some(
-                Node::spawn(
-                    &dir,
-                    &[
-                        "--nats",
-                        &cluster.url(i),
-                        "--node-id",
-                        names[i],
-                        "--cluster",
-                        "t",
-                    ],
-                )
-                .await,
-            );
+            nodes[i] = Some(respawn_external(&cluster, &dir, i, names[i]).await);
         }
         if step == nats_at {
             let i = rng.random_range(0..3);
@@ -806,17 +773,7 @@ async fn random_run(seed: u64) {
         }
         if step == swap_at {
             let n = nodes[0].as_ref().expect("a stays up");
-            let bytes = std::fs::read(counter_component()).expect("read counter");
-            let resp = n
-                .client
-                .post(format!("{}/api/plugins?name=counter", n.url))
-                .header("Authorization", &n.token)
-                .header("Content-Type", "application/wasm")
-                .body(bytes)
-                .send()
-                .await
-                .expect("upload");
-            assert!(resp.status().is_success());
+            upload(n, "counter").await;
             let (code, body) = n
                 .post(
                     "/api/plugins/counter/bind",
@@ -864,20 +821,7 @@ async fn random_run(seed: u64) {
         }
     }
     if let Some((i, dir)) = killed.take() {
-        nodes[i] = Some(
-            Node::spawn(
-                &dir,
-                &[
-                    "--nats",
-                    &cluster.url(i),
-                    "--node-id",
-                    names[i],
-                    "--cluster",
-                    "t",
-                ],
-            )
-            .await,
-        );
+        nodes[i] = Some(respawn_external(&cluster, &dir, i, names[i]).await);
     }
     let refs: Vec<&Node> = nodes.iter().flatten().collect();
     quiesce(&refs, 120).await;
@@ -977,15 +921,8 @@ async fn a_policy_swap_under_load_switches_at_its_log_position_on_every_node() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let cluster = Cluster::start(3).await;
-    let a = external_node(&cluster, 0, "a").await;
-    let b = external_node(&cluster, 1, "b").await;
-    let c = external_node(&cluster, 2, "c").await;
+    let (a, b, c) = three_with(&cluster, counters_def()).await;
     let nodes = [&a, &b, &c];
-    let (code, body) = a.post("/api/collections", counters_def()).await;
-    assert_eq!(code, StatusCode::OK, "{body}");
-    for n in &nodes[1..] {
-        wait_collection(n, "counters").await;
-    }
     let (code, rec) = a
         .post(
             "/api/collections/counters/records?sync=applied",
@@ -995,17 +932,7 @@ async fn a_policy_swap_under_load_switches_at_its_log_position_on_every_node() {
     assert_eq!(code, StatusCode::OK, "{rec}");
     let id = rec["id"].as_str().expect("id").to_string();
     quiesce(&nodes, 60).await;
-    let bytes = std::fs::read(counter_component()).expect("read counter");
-    let resp = a
-        .client
-        .post(format!("{}/api/plugins?name=counter", a.url))
-        .header("Authorization", &a.token)
-        .header("Content-Type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .expect("upload");
-    assert!(resp.status().is_success());
+    upload(&a, "counter").await;
 
     // Load: every node increments the one record as fast as it can until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
