@@ -9,38 +9,19 @@
 //! `target/` caches its dependencies. Between the blocks of step 7 and step 8 the test edits
 //! the plugin as the guide tells the author to ("Change the policy").
 
+#[path = "support/readme.rs"]
+mod readme;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use readme::{run_sh, sh_blocks};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{EMAIL, Node, PASSWORD, posts_def};
 
 fn checkout() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The ```sh blocks of a Markdown text, in order.
-fn sh_blocks(markdown: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in markdown.lines() {
-        match (&mut current, line.trim_end()) {
-            (None, "```sh") => current = Some(String::new()),
-            (Some(block), "```") => {
-                blocks.push(std::mem::take(block));
-                current = None;
-            }
-            (Some(block), text) => {
-                block.push_str(text);
-                block.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    blocks
 }
 
 /// A scratch "checkout root": `scripts` links to the real one; old project sources are
@@ -74,38 +55,17 @@ fn remove(path: &Path) {
     result.unwrap_or_else(|e| panic!("removing {}: {e}", path.display()));
 }
 
-/// Runs shell commands as the author would, with `syncbase` on PATH and the node in the env.
+/// Runs the guide's commands against the node.
 fn sh(dir: &Path, node_url: &str, script: &str) -> String {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_syncbase"))
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
-    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    )))
-    .expect("PATH");
-    let out = Command::new("sh")
-        .arg("-e")
-        .arg("-x")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .env("PATH", path)
-        .env("SYNCBASE_URL", node_url)
-        .env("SYNCBASE_EMAIL", EMAIL)
-        .env("SYNCBASE_PASSWORD", PASSWORD)
-        .env("SYNCBASE_LOG", "warn")
-        // The author's defaults: the project builds into its own target/.
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("run sh");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "the guide's commands failed:\n{script}\n--- stdout\n{stdout}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    run_sh(
+        dir,
+        script,
+        &[
+            ("SYNCBASE_URL", node_url),
+            ("SYNCBASE_EMAIL", EMAIL),
+            ("SYNCBASE_PASSWORD", PASSWORD),
+        ],
+    )
 }
 
 /// Asks the node's dry-run resolver what version `version` of my-merge answers.
