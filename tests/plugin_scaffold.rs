@@ -6,14 +6,14 @@
 //! first call does what the README says. (Pushing and binding need a node: the guide's test,
 //! `plugin_guide.rs`, runs those.)
 //!
-//! One test per language, each scaffolding its three worlds. Projects are written afresh each
-//! run at fixed paths under the test target dir; the Rust ones' `target/` links to one shared
-//! directory there, so only the first run compiles their dependencies.
+//! One test per language, each scaffolding its three worlds into a temporary directory outside
+//! the checkout. The Rust projects' `target/` links to one directory kept under the test
+//! target dir, so their dependencies are compiled once, on the first run.
 
 #[path = "support/readme.rs"]
 mod readme;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use readme::{run_sh, sh_blocks};
 use syncbase_plugin_build::{Lang, World, scaffold};
@@ -40,9 +40,6 @@ fn runtime(dir: &Path) -> PluginRuntime {
 fn scaffold_and_follow_readme(root: &Path, lang: Lang, world: World) -> (String, Vec<u8>) {
     let name = format!("new-{lang}-{world}");
     let dir = root.join(&name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).expect("remove the last run's project");
-    }
     scaffold(&name, lang, world, &dir).unwrap_or_else(|e| panic!("scaffolding {name}: {e}"));
     let readme = std::fs::read_to_string(dir.join("README.md")).expect("the project's README");
     let (push, local): (Vec<String>, Vec<String>) = sh_blocks(&readme)
@@ -52,7 +49,7 @@ fn scaffold_and_follow_readme(root: &Path, lang: Lang, world: World) -> (String,
     if lang == Lang::Rust {
         // The three Rust projects' `target/` is one directory, so their common dependencies
         // are compiled once (and only on the first run).
-        let shared = root.join("rust-target");
+        let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scaffold-rust-target");
         std::fs::create_dir_all(&shared).expect("shared target dir");
         std::os::unix::fs::symlink(&shared, dir.join("target")).expect("link target/");
     }
@@ -81,6 +78,12 @@ fn scaffold_and_follow_readme(root: &Path, lang: Lang, world: World) -> (String,
         assert!(unit >= 2, "{out}");
     }
 
+    let checkout = syncbase_plugin_build::checkout_dir();
+    assert!(
+        readme.contains(&format!("{}/scripts/build-plugin", checkout.display())),
+        "a project outside the checkout names it by its absolute path:\n{readme}"
+    );
+
     let component = match lang {
         Lang::Rust => dir.join("target/plugins"),
         _ => dir.join("build"),
@@ -88,6 +91,17 @@ fn scaffold_and_follow_readme(root: &Path, lang: Lang, world: World) -> (String,
     .join(format!("{name}.wasm"));
     let bytes = std::fs::read(&component)
         .unwrap_or_else(|e| panic!("the README's build wrote no {}: {e}", component.display()));
+    if lang == Lang::Rust {
+        // The shared target dir keeps dependencies, not the projects of every past run.
+        let cleaned =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["clean", "--quiet", "-p", &name, "--manifest-path"])
+                .arg(dir.join("Cargo.toml"))
+                .env_remove("CARGO_TARGET_DIR")
+                .status()
+                .expect("run cargo clean");
+        assert!(cleaned.success(), "cargo clean -p {name}");
+    }
     (name, bytes)
 }
 
@@ -184,7 +198,9 @@ fn first_call_does_what_the_readme_says(rt: &PluginRuntime, name: &str, world: W
 fn check_language(lang: Lang) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let rt = runtime(&tmp.path().join("node"));
-    let projects = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scaffold-projects");
+    // Outside the checkout, so the projects refer to it by absolute paths (the guide's test
+    // covers a project inside it).
+    let projects = tmp.path().join("projects");
     for world in World::ALL {
         let (name, bytes) = scaffold_and_follow_readme(&projects, lang, world);
         let meta = rt
