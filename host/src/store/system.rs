@@ -101,10 +101,20 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Store
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = OFF;
-         PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -32000;
          PRAGMA journal_size_limit = 200000000;",
     )?;
+    // Readers sort and build temporary indexes in memory. The writer must not: with
+    // `temp_store = MEMORY` SQLite keeps the statement sub-journal in memory, in 1 KiB chunks,
+    // and every savepoint RELEASE walks that list from the start to truncate it. A batch that
+    // nests a savepoint per job or per folded event (the writer and the replication fold do)
+    // then costs time quadratic in its size (most of a 1000-event fold went there). A file
+    // sub-journal is spilled after 64 KiB and never walked.
+    conn.execute_batch(if read_only {
+        "PRAGMA temp_store = MEMORY;"
+    } else {
+        "PRAGMA temp_store = FILE;"
+    })?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
