@@ -221,6 +221,15 @@ impl EventConsumer {
         }
     }
 
+    /// The next event if it has already arrived, without waiting (not even for a timer tick:
+    /// tokio's timers round up to a millisecond, too long for the apply path's batching).
+    pub fn try_next(&mut self) -> Option<Result<Delivery, LogError>> {
+        use futures::FutureExt;
+        // `next` is safe to drop while pending: positioning restarts on the next call, and
+        // the pull stream loses nothing when its `next` is dropped.
+        self.next().now_or_never()
+    }
+
     /// Like [`EventConsumer::next`] but gives up after `timeout` with `Ok(None)`.
     pub async fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Delivery>, LogError> {
         match tokio::time::timeout(timeout, self.next()).await {

@@ -400,12 +400,15 @@ impl Sync {
                     continue;
                 }
             };
+            // The batch is what has already arrived, never a wait for more: a lone write folds
+            // at once, and under load the deliveries that queue while one batch commits make
+            // the next one large.
             let mut batch = vec![first];
             while batch.len() < max {
-                match consumer.next_timeout(Duration::from_millis(2)).await {
-                    Ok(Some(d)) => batch.push(d),
-                    Ok(None) => break,
-                    Err(e) => {
+                match consumer.try_next() {
+                    Some(Ok(d)) => batch.push(d),
+                    None => break,
+                    Some(Err(e)) => {
                         tracing::warn!(error = %e, "consumer error inside a batch");
                         break;
                     }
