@@ -120,12 +120,9 @@ fn first_call_does_what_the_readme_says(rt: &PluginRuntime, name: &str, world: W
             rt.bind(Target::Resolver("posts".into()), name, None, "")
                 .unwrap_or_else(|e| panic!("bind {name}: {e}"));
             let current = Version {
-                collection: "posts".into(),
-                id: "r1".into(),
                 data: Some(r#"{"title":"t1","body":"b0"}"#.into()),
                 hlc: 20,
                 origin: "n1".into(),
-                event_id: "e1".into(),
             };
             let incoming = Change {
                 op: Op::Update,
@@ -134,8 +131,6 @@ fn first_call_does_what_the_readme_says(rt: &PluginRuntime, name: &str, world: W
                 data: Some(r#"{"title":"t0","body":"b2"}"#.into()),
                 hlc: 10,
                 origin: "n2".into(),
-                event_id: "e2".into(),
-                base: Some("e0".into()),
                 before: Some(r#"{"body":"b0"}"#.into()),
             };
             // Concurrent edits to different fields both survive.
@@ -155,8 +150,6 @@ fn first_call_does_what_the_readme_says(rt: &PluginRuntime, name: &str, world: W
                 data: Some(r#"{"name":"Ann","secret":"s3"}"#.into()),
                 hlc: 5,
                 origin: "n1".into(),
-                event_id: "e5".into(),
-                base: None,
                 before: None,
             };
             // The `secret` field does not leave the node.

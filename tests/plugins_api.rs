@@ -142,10 +142,12 @@ async fn the_dry_run_resolver_answers_without_binding() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    let version = |hlc: u64, origin: &str, title: &str| json!({"collection": "posts", "id": "r1", "data": {"id": "r1", "title": title}, "hlc": hlc, "origin": origin, "eventId": format!("e{hlc}")});
+    // The current version carries no key: it is the incoming change's record.
+    let version = |hlc: u64, origin: &str, title: &str| json!({"data": {"id": "r1", "title": title}, "hlc": hlc, "origin": origin});
     let mut incoming = version(20, "n2", "newer");
     incoming["op"] = json!("update");
-    incoming["base"] = json!("e1");
+    incoming["collection"] = json!("posts");
+    incoming["id"] = json!("r1");
     let (s, body) = node
         .post(
             "/api/plugins/lww/resolve",
@@ -155,6 +157,22 @@ async fn the_dry_run_resolver_answers_without_binding() {
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["resolution"], "take-incoming");
     assert_eq!(body["decidedBy"]["by"], "plugin");
+    // The fields of the contract before it was slimmed are still accepted, and ignored.
+    let mut old_current = version(10, "n1", "older");
+    old_current["collection"] = json!("posts");
+    old_current["id"] = json!("r1");
+    old_current["eventId"] = json!("e1");
+    let mut old_incoming = incoming.clone();
+    old_incoming["eventId"] = json!("e2");
+    old_incoming["base"] = json!("e0");
+    let (s, body) = node
+        .post(
+            "/api/plugins/lww/resolve",
+            json!({"current": old_current, "incoming": old_incoming}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["resolution"], "take-incoming");
     let (s, body) = node
         .post(
             "/api/plugins/lww/resolve",
@@ -163,13 +181,14 @@ async fn the_dry_run_resolver_answers_without_binding() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["resolution"], "keep-current");
-    let (s, _) = node
+    let (s, body) = node
         .post(
             "/api/plugins/lww/resolve",
             json!({"current": {}, "incoming": incoming}),
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.to_string().contains("hlc"), "{body}");
     assert_eq!(
         node.post(
             "/api/plugins/nope/resolve",

@@ -1,7 +1,7 @@
 //! The guest's global allocator: a bump arena for the allocations of a call.
 //!
 //! Every plugin call starts with the host copying its arguments into the
-//! guest, one `cabi_realloc` per string (a resolver gets twelve strings and
+//! guest, one `cabi_realloc` per string (a resolver gets up to seven strings and
 //! an argument block), and ends with the guest freeing them all. With a
 //! general-purpose allocator (dlmalloc) that bookkeeping cost more than the
 //! policy itself: ~300 wasm instructions per allocation and per free. Here an

@@ -65,12 +65,9 @@ fn op_to(op: Op) -> wit::Op {
 
 fn version_from(v: wit::Version) -> Version {
     Version {
-        collection: v.collection,
-        id: v.id,
         data: v.data,
         hlc: v.hlc,
         origin: v.origin,
-        event_id: v.event_id,
     }
 }
 
@@ -82,8 +79,6 @@ fn change_from(c: wit::Change) -> Change {
         data: c.data,
         hlc: c.hlc,
         origin: c.origin,
-        event_id: c.event_id,
-        base: c.base,
         before: c.before,
     }
 }
@@ -96,8 +91,6 @@ fn change_to(c: Change) -> wit::Change {
         data: c.data,
         hlc: c.hlc,
         origin: c.origin,
-        event_id: c.event_id,
-        base: c.base,
         before: c.before,
     }
 }

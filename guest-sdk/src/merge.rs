@@ -112,8 +112,6 @@ mod tests {
             data: None,
             hlc,
             origin: origin.into(),
-            event_id: String::new(),
-            base: None,
             before: None,
         }
     }

@@ -26,16 +26,15 @@ pub enum Direction {
     Inbound,
 }
 
-/// A record version as it stands in canonical state (WIT `version`).
+/// The current version of the record a resolver is asked about, as it stands in canonical
+/// state (WIT `version`). It is the incoming change's record: the key (collection, id) is
+/// given once, in the [`Change`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Version {
-    pub collection: String,
-    pub id: String,
     /// The record as JSON object text; `None` for a tombstone.
     pub data: Option<String>,
     pub hlc: u64,
     pub origin: String,
-    pub event_id: String,
 }
 
 /// One change to one record (WIT `change`).
@@ -48,9 +47,6 @@ pub struct Change {
     pub data: Option<String>,
     pub hlc: u64,
     pub origin: String,
-    pub event_id: String,
-    /// Event id of the version the writer saw.
-    pub base: Option<String>,
     /// For an update, the previous value of every changed field (JSON object text).
     pub before: Option<String>,
 }

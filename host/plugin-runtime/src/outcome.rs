@@ -155,9 +155,7 @@ pub(crate) fn check_verdict(original: &Change, verdict: &Verdict) -> Result<(), 
         && new.collection == original.collection
         && new.id == original.id
         && new.hlc == original.hlc
-        && new.origin == original.origin
-        && new.event_id == original.event_id
-        && new.base == original.base;
+        && new.origin == original.origin;
     if !same_identity {
         return Err(CallFailure::Malformed(
             "the replacement changes more than data and before".into(),
@@ -184,12 +182,9 @@ mod tests {
 
     fn version(hlc: u64, origin: &str) -> Version {
         Version {
-            collection: "c".into(),
-            id: "r".into(),
             data: Some("{}".into()),
             hlc,
             origin: origin.into(),
-            event_id: "e1".into(),
         }
     }
 
@@ -201,8 +196,6 @@ mod tests {
             data: Some("{}".into()),
             hlc,
             origin: origin.into(),
-            event_id: "e2".into(),
-            base: None,
             before: None,
         }
     }

@@ -604,7 +604,7 @@ impl PluginRuntime {
         current: &Version,
         incoming: &Change,
     ) -> Result<Outcome<Resolution>, PluginError> {
-        let target = Target::Resolver(current.collection.clone());
+        let target = Target::Resolver(incoming.collection.clone());
         let bound = self.dry_run_plugin(name, version, config, target)?;
         Ok(bound.resolve(current, incoming))
     }

@@ -34,12 +34,9 @@ fn text(v: &Value) -> Option<String> {
 
 fn version(v: &Value) -> Version {
     Version {
-        collection: "posts".into(),
-        id: "r1".into(),
         data: text(&v["data"]),
         hlc: v["hlc"].as_u64().unwrap_or(1),
         origin: v["origin"].as_str().unwrap_or("n1").into(),
-        event_id: "e-current".into(),
     }
 }
 
@@ -55,8 +52,6 @@ fn change(v: &Value) -> Change {
         data: text(&v["data"]),
         hlc: v["hlc"].as_u64().unwrap_or(1),
         origin: v["origin"].as_str().unwrap_or("n2").into(),
-        event_id: "e-incoming".into(),
-        base: Some("e-base".into()),
         before: text(&v["before"]),
     }
 }

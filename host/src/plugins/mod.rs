@@ -62,7 +62,7 @@ impl Plugins {
 
     /// The WIT change for a committed local change. On a single node the HLC is the wall
     /// clock in PocketBase-free HLC form (ms << 16); replication will carry real HLCs.
-    pub fn wit_change(&self, change: &Change, hlc: u64, event_id: String) -> WitChange {
+    pub fn wit_change(&self, change: &Change, hlc: u64) -> WitChange {
         WitChange {
             op: match change.op {
                 Op::Create => WitOp::Create,
@@ -80,34 +80,31 @@ impl Plugins {
                 .then(|| Value::Object(change.record.clone()).to_string()),
             hlc,
             origin: self.node_id.to_string(),
-            event_id,
-            base: None,
             before: None,
         }
     }
 }
 
-/// Reads a record version from dry-run JSON: `{collection, id, data, hlc, origin, eventId}`.
+/// Reads a record version from dry-run JSON: `{data, hlc, origin}` (`hlc` required). The
+/// record's key is the incoming change's; `collection`, `id` and `eventId` (accepted before
+/// the contract was slimmed) are ignored.
 pub fn version_from_json(v: &Value) -> Result<Version, String> {
     Ok(Version {
-        collection: text(v, "collection")?,
-        id: text(v, "id")?,
         data: data_of(v)?,
-        hlc: v.get("hlc").and_then(Value::as_u64).unwrap_or(0),
+        hlc: v
+            .get("hlc")
+            .and_then(Value::as_u64)
+            .ok_or("`hlc` is required")?,
         origin: v
             .get("origin")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        event_id: v
-            .get("eventId")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
     })
 }
 
-/// Reads a change from dry-run JSON: `{op, collection, id, data, hlc, origin, eventId, base, before}`.
+/// Reads a change from dry-run JSON: `{op, collection, id, data, hlc, origin, before}`.
+/// `eventId` and `base` (accepted before the contract was slimmed) are ignored.
 pub fn change_from_json(v: &Value) -> Result<WitChange, String> {
     let op = match v.get("op").and_then(Value::as_str).unwrap_or("update") {
         "create" => WitOp::Create,
@@ -115,7 +112,6 @@ pub fn change_from_json(v: &Value) -> Result<WitChange, String> {
         "delete" => WitOp::Delete,
         other => return Err(format!("unknown op {other:?} (create, update or delete)")),
     };
-    let opt = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
     Ok(WitChange {
         op,
         collection: text(v, "collection")?,
@@ -127,12 +123,6 @@ pub fn change_from_json(v: &Value) -> Result<WitChange, String> {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
-        event_id: v
-            .get("eventId")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        base: opt("base"),
         before: match v.get("before") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),

@@ -119,7 +119,8 @@ pub async fn run_outbound(store: Store, plugins: Plugins) {
         let work = tokio::task::spawn_blocking(move || {
             for change in batch.iter() {
                 let hlc = (chrono::Utc::now().timestamp_millis().max(0) as u64) << 16;
-                let wit = p.wit_change(change, hlc, new_event_id());
+                let event_id = new_event_id();
+                let wit = p.wit_change(change, hlc);
                 let outcome = p.runtime.filter(&wit.collection, Direction::Outbound, &wit);
                 if outcome.failure().is_some() {
                     p.outbound.failures.fetch_add(1, Ordering::Relaxed);
@@ -138,7 +139,7 @@ pub async fn run_outbound(store: Store, plugins: Plugins) {
                     p.outbound.push(OutboundEvent {
                         op: op_name(&c),
                         data: c.data.as_deref().and_then(|d| serde_json::from_str(d).ok()),
-                        event_id: c.event_id,
+                        event_id,
                         collection: c.collection,
                         id: c.id,
                         verdict,

@@ -9,9 +9,9 @@
 //! that failed and fell back to the built-in default fails its case, even
 //! when the default happens to be the expected answer.
 //!
-//! Omitted inputs take fixed defaults: collection `posts`, record `r1`, HLC
-//! 1, origin `n1` for the current version and `n2` for a change, which has a
-//! `base` (it is concurrent) and the op `update`.
+//! Omitted inputs take fixed defaults: collection `posts`, record `r1` (the
+//! change's key, which is also the current version's), HLC 1, origin `n1` for
+//! the current version and `n2` for a change, and the op `update`.
 
 use std::path::{Path, PathBuf};
 
@@ -231,12 +231,9 @@ fn text(v: &Value) -> Option<String> {
 
 fn version(v: &Value) -> Version {
     Version {
-        collection: "posts".into(),
-        id: "r1".into(),
         data: text(&v["data"]),
         hlc: v["hlc"].as_u64().unwrap_or(1),
         origin: v["origin"].as_str().unwrap_or("n1").into(),
-        event_id: "e-current".into(),
     }
 }
 
@@ -252,8 +249,6 @@ fn change(v: &Value) -> Change {
         data: text(&v["data"]),
         hlc: v["hlc"].as_u64().unwrap_or(1),
         origin: v["origin"].as_str().unwrap_or("n2").into(),
-        event_id: "e-incoming".into(),
-        base: Some("e-base".into()),
         before: text(&v["before"]),
     }
 }

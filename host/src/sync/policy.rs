@@ -55,8 +55,6 @@ fn wit_change(event: &Event) -> WitChange {
             .flatten(),
         hlc: event.hlc.0,
         origin: event.origin.clone(),
-        event_id: event.id.to_string(),
-        base: event.base.as_ref().map(|b| b.to_string()),
         before: event
             .before
             .as_ref()
@@ -88,15 +86,12 @@ impl Policy for PluginPolicy {
 
     fn resolve(&self, c: &Collection, current: &Current, incoming: &Event) -> (Resolved, String) {
         let version = Version {
-            collection: c.name.clone(),
-            id: incoming.record_id.clone().unwrap_or_default(),
             data: current
                 .data
                 .as_ref()
                 .map(|d| Value::Object(d.clone()).to_string()),
             hlc: current.hlc,
             origin: current.origin.clone(),
-            event_id: current.event_id.clone(),
         };
         let out = self
             .plugins

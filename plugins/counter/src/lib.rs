@@ -79,12 +79,9 @@ mod tests {
 
     fn current(data: Value) -> Version {
         Version {
-            collection: "posts".into(),
-            id: "r1".into(),
             data: Some(data.to_string()),
             hlc: 20,
             origin: "n1".into(),
-            event_id: "e1".into(),
         }
     }
 
@@ -96,8 +93,6 @@ mod tests {
             data: Some(data.to_string()),
             hlc: 10,
             origin: "n2".into(),
-            event_id: "e2".into(),
-            base: Some("e0".into()),
             before: Some(before.to_string()),
         }
     }

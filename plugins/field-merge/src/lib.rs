@@ -48,12 +48,9 @@ mod tests {
 
     fn current(data: Option<Value>, hlc: u64) -> Version {
         Version {
-            collection: "posts".into(),
-            id: "r1".into(),
             data: data.map(|d| d.to_string()),
             hlc,
             origin: "n1".into(),
-            event_id: "e1".into(),
         }
     }
 
@@ -65,8 +62,6 @@ mod tests {
             data: Some(data.to_string()),
             hlc,
             origin: "n2".into(),
-            event_id: "e2".into(),
-            base: Some("e0".into()),
             before: before.map(|b| b.to_string()),
         }
     }

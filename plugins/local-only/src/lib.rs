@@ -58,8 +58,6 @@ mod tests {
             data: Some("{}".into()),
             hlc: 1,
             origin: "n1".into(),
-            event_id: "e1".into(),
-            base: None,
             before: None,
         }
     }

@@ -28,12 +28,9 @@ mod tests {
 
     fn current(hlc: u64, origin: &str) -> Version {
         Version {
-            collection: "posts".into(),
-            id: "r1".into(),
             data: Some(r#"{"title":"current"}"#.into()),
             hlc,
             origin: origin.into(),
-            event_id: "e-current".into(),
         }
     }
 
@@ -45,8 +42,6 @@ mod tests {
             data: (op != Op::Delete).then(|| r#"{"title":"incoming"}"#.into()),
             hlc,
             origin: origin.into(),
-            event_id: "e-incoming".into(),
-            base: Some("e-older".into()),
             before: None,
         }
     }

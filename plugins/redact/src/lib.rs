@@ -108,8 +108,6 @@ mod tests {
             data: Some(data.to_string()),
             hlc: 1,
             origin: "n1".into(),
-            event_id: "e1".into(),
-            base: Some("e0".into()),
             before: before.map(|b| b.to_string()),
         }
     }
@@ -130,7 +128,7 @@ mod tests {
         };
         assert_eq!(json_of(&out.data), json!({"name": "Ann"}));
         assert_eq!(json_of(&out.before), json!({}));
-        assert_eq!((out.id, out.event_id, out.hlc), (c.id, c.event_id, c.hlc));
+        assert_eq!((out.id, out.origin, out.hlc), (c.id, c.origin, c.hlc));
     }
 
     #[test]

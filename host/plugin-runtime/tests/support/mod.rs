@@ -92,12 +92,9 @@ pub fn record_json(title: &str, likes: i64) -> String {
 
 pub fn version(data: Option<String>, hlc: u64, origin: &str) -> Version {
     Version {
-        collection: "posts".into(),
-        id: "r1234567890abcd".into(),
         data,
         hlc,
         origin: origin.into(),
-        event_id: "ev-current".into(),
     }
 }
 
@@ -115,8 +112,6 @@ pub fn change(
         data,
         hlc,
         origin: origin.into(),
-        event_id: "ev-incoming".into(),
-        base: Some("ev-base".into()),
         before,
     }
 }

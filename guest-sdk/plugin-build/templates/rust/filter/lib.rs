@@ -81,8 +81,6 @@ mod tests {
             data: Some(data.into()),
             hlc: 1,
             origin: "n1".into(),
-            event_id: "e1".into(),
-            base: None,
             before: None,
         }
     }

@@ -47,12 +47,9 @@ mod tests {
 
     fn current(data: &str, hlc: u64) -> Version {
         Version {
-            collection: "posts".into(),
-            id: "r1".into(),
             data: Some(data.into()),
             hlc,
             origin: "n1".into(),
-            event_id: "e1".into(),
         }
     }
 
@@ -71,8 +68,6 @@ mod tests {
             data: Some(data.into()),
             hlc,
             origin: "n2".into(),
-            event_id: "e2".into(),
-            base: Some("e0".into()),
             before: Some(before.into()),
         }
     }
