@@ -72,6 +72,12 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Delivery {
+    /// How many more messages the stream held for this consumer when this one was delivered
+    /// (0 when it was the last): whether the node is catching up.
+    pub fn pending(&self) -> u64 {
+        self.message.info().map_or(0, |i| i.pending)
+    }
+
     /// The raw payload, for dead-lettering an event that did not decode.
     pub fn payload(&self) -> &[u8] {
         &self.message.payload

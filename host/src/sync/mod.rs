@@ -400,12 +400,20 @@ impl Sync {
                     continue;
                 }
             };
-            // The batch is what has already arrived, never a wait for more: a lone write folds
-            // at once, and under load the deliveries that queue while one batch commits make
-            // the next one large.
+            // A batch is what has already arrived, plus, while the stream still holds more for
+            // this node (catching up), what is on its way: a lone write folds at once (no
+            // timer in its latency), a node that is behind folds full batches.
             let mut batch = vec![first];
             while batch.len() < max {
-                match consumer.try_next() {
+                let next = match consumer.try_next() {
+                    Some(r) => Some(r),
+                    None if batch.last().is_some_and(|d| d.pending() > 0) => consumer
+                        .next_timeout(Duration::from_millis(20))
+                        .await
+                        .transpose(),
+                    None => None,
+                };
+                match next {
                     Some(Ok(d)) => batch.push(d),
                     None => break,
                     Some(Err(e)) => {
