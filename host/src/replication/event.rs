@@ -46,14 +46,27 @@ pub const MAX_ID_LEN: usize = 64;
 pub struct EventId(String);
 
 impl EventId {
-    /// 20 random characters from `[a-z0-9]` (~103 bits): unique without coordination or
-    /// persisted counters, so a node that restores from a backup cannot reuse an id.
+    /// 20 characters from `[0-9a-z]`: the wall-clock millisecond in 9 base-36 digits, then 11
+    /// random ones (~57 bits). Unique without coordination or persisted counters (a node that
+    /// restores from a backup cannot reuse an id), and roughly time-ordered, so the tables
+    /// keyed by event id (`_sync_seen`) grow at their end instead of touching a random page
+    /// per event.
     pub fn random() -> EventId {
-        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        EventId::at(ms)
+    }
+
+    fn at(ms: u64) -> EventId {
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let mut id = String::with_capacity(20);
+        for i in (0..9).rev() {
+            let digit = (ms / 36u64.pow(i)) % 36;
+            id.push(char::from(ALPHABET[digit as usize]));
+        }
         let mut rng = rand::rng();
-        let id = (0..20)
-            .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-            .collect();
+        id.extend((0..11).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])));
         EventId(id)
     }
 
@@ -632,6 +645,23 @@ pub(crate) mod tests {
         assert!(EventId::parse("line\nbreak").is_err());
         assert!(EventId::parse(&"x".repeat(65)).is_err());
         assert!(EventId::parse("n1-00000042").is_ok());
+    }
+
+    #[test]
+    fn ids_follow_the_clock() {
+        let now = 1_795_000_000_000; // 2026-11
+        let ids: Vec<EventId> = [0, 1, 35, 36, 1_000, now, now + 1, now + 86_400_000]
+            .into_iter()
+            .map(EventId::at)
+            .collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0].as_str() < pair[1].as_str(), "{pair:?}");
+        }
+        assert!(ids.iter().all(|id| id.as_str().len() == 20));
+        // Two ids of one millisecond share the time prefix and differ in the random part.
+        let (a, b) = (EventId::at(now), EventId::at(now));
+        assert_eq!(a.as_str()[..9], b.as_str()[..9]);
+        assert_ne!(a, b);
     }
 
     #[test]
