@@ -23,6 +23,10 @@ impl PluginPolicy {
     }
 
     fn filter(&self, c: &Collection, direction: Direction, event: &Event) -> Filtered {
+        // Most collections have no filter: no WIT conversion (a JSON encoding of the record).
+        if !self.plugins.runtime.has_filter(&c.name, direction) {
+            return Filtered::Keep;
+        }
         let change = wit_change(event);
         let out = self.plugins.runtime.filter(&c.name, direction, &change);
         match out.value {
