@@ -8,7 +8,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, params_from_iter};
 use serde_json::Value;
 
-use super::schema::{Collection, FieldKind, quote_ident};
+use super::schema::{Collection, FieldKind, push_ident, quote_ident};
 use super::values::{from_sql, param, to_sql};
 use super::{Change, Op, StoreError, WriteCtx, ddl};
 use crate::filter::SqlParam;
@@ -31,12 +31,21 @@ pub struct ListQuery {
 }
 
 fn select_list(c: &Collection) -> String {
-    let cols: Vec<String> = c
-        .fields
-        .iter()
-        .map(|f| format!("{}.{}", c.table(), quote_ident(&f.name)))
-        .collect();
-    cols.join(", ")
+    let mut out = String::with_capacity(c.fields.len() * (c.name.len() + 16));
+    push_select_list(&mut out, c);
+    out
+}
+
+/// `table.col, table.col, ...` for every field (one allocation per query on hot paths).
+fn push_select_list(out: &mut String, c: &Collection) {
+    for (i, f) in c.fields.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        push_ident(out, &c.name);
+        out.push('.');
+        push_ident(out, &f.name);
+    }
 }
 
 fn row_to_record(row: &rusqlite::Row<'_>, c: &Collection) -> Result<Record, rusqlite::Error> {
@@ -49,11 +58,12 @@ fn row_to_record(row: &rusqlite::Row<'_>, c: &Collection) -> Result<Record, rusq
 
 /// Reads one record by id.
 pub fn get(conn: &Connection, c: &Collection, id: &str) -> Result<Option<Record>, StoreError> {
-    let sql = format!(
-        "SELECT {} FROM {} WHERE `id` = ?1",
-        select_list(c),
-        c.table()
-    );
+    let mut sql = String::with_capacity(c.fields.len() * (c.name.len() + 16) + 64);
+    sql.push_str("SELECT ");
+    push_select_list(&mut sql, c);
+    sql.push_str(" FROM ");
+    push_ident(&mut sql, &c.name);
+    sql.push_str(" WHERE `id` = ?1");
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query([id])?;
     match rows.next()? {
@@ -441,20 +451,35 @@ pub(crate) fn write_raw(
         Some(rec) => {
             // One statement: an insert that becomes an update on the same id (any other unique
             // index still refuses the row).
-            let cols: Vec<String> = c.fields.iter().map(|f| quote_ident(&f.name)).collect();
-            let marks: Vec<String> = (1..=c.fields.len()).map(|i| format!("?{i}")).collect();
-            let sets: Vec<String> = cols
-                .iter()
-                .filter(|col| col.as_str() != "`id`")
-                .map(|col| format!("{col} = excluded.{col}"))
-                .collect();
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT(`id`) DO UPDATE SET {}",
-                c.table(),
-                cols.join(", "),
-                marks.join(", "),
-                sets.join(", ")
-            );
+            use std::fmt::Write as _;
+            let mut sql = String::with_capacity(64 + c.fields.len() * 48);
+            sql.push_str("INSERT INTO ");
+            push_ident(&mut sql, &c.name);
+            sql.push_str(" (");
+            for (i, f) in c.fields.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                push_ident(&mut sql, &f.name);
+            }
+            sql.push_str(") VALUES (");
+            for i in 1..=c.fields.len() {
+                if i > 1 {
+                    sql.push_str(", ");
+                }
+                let _ = write!(sql, "?{i}");
+            }
+            sql.push_str(") ON CONFLICT(`id`) DO UPDATE SET ");
+            let mut first = true;
+            for f in c.fields.iter().filter(|f| f.name != "id") {
+                if !first {
+                    sql.push_str(", ");
+                }
+                first = false;
+                push_ident(&mut sql, &f.name);
+                sql.push_str(" = excluded.");
+                push_ident(&mut sql, &f.name);
+            }
             let values: Vec<SqlValue> = c
                 .fields
                 .iter()

@@ -309,7 +309,21 @@ impl Collection {
 
 /// Quotes an SQL identifier with backticks, doubling any embedded backtick.
 pub fn quote_ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
+    let mut out = String::with_capacity(name.len() + 2);
+    push_ident(&mut out, name);
+    out
+}
+
+/// Appends `name` quoted as by [`quote_ident`], without allocating on its own.
+pub fn push_ident(out: &mut String, name: &str) {
+    out.push('`');
+    for ch in name.chars() {
+        if ch == '`' {
+            out.push('`');
+        }
+        out.push(ch);
+    }
+    out.push('`');
 }
 
 pub const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
