@@ -78,6 +78,11 @@ impl Delivery {
         self.message.info().map_or(0, |i| i.pending)
     }
 
+    /// The raw payload, shared (no copy).
+    pub fn payload_bytes(&self) -> bytes::Bytes {
+        self.message.payload.clone()
+    }
+
     /// The raw payload, for dead-lettering an event that did not decode.
     pub fn payload(&self) -> &[u8] {
         &self.message.payload

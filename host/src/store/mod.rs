@@ -217,7 +217,7 @@ impl Store {
     pub async fn apply_events(
         &self,
         hooks: Arc<sync::SyncHooks>,
-        batch: Vec<sync::Delivered>,
+        batch: Arc<Vec<sync::Delivered>>,
     ) -> Result<sync::ApplyReport, StoreError> {
         self.write(move |ctx| {
             ctx.capture = false;

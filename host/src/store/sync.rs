@@ -515,7 +515,7 @@ pub struct Delivered {
     pub seq: u64,
     /// The decoded event, or why the bytes are not one.
     pub event: Result<Event, String>,
-    pub payload: Vec<u8>,
+    pub payload: bytes::Bytes,
 }
 
 /// What one apply batch did.
@@ -697,7 +697,7 @@ fn dead_letter(
         event.map(|e| e.collection.name.as_str()).unwrap_or(""),
         event.and_then(|e| e.record_id.as_deref()).unwrap_or(""),
         reason,
-        d.payload,
+        d.payload.as_ref(),
     ])?;
     Ok(())
 }

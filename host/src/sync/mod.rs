@@ -515,16 +515,24 @@ impl Sync {
         }
     }
 
-    async fn fold(&self, batch: Vec<Delivery>) {
-        let delivered: Vec<Delivered> = batch
-            .iter()
-            .map(|d| Delivered {
-                seq: d.seq,
-                event: d.event.clone().map_err(|e| e.to_string()),
-                payload: d.payload().to_vec(),
-            })
-            .collect();
-        for d in &delivered {
+    async fn fold(&self, mut batch: Vec<Delivery>) {
+        // The events move to the writer (the deliveries stay here for their acks); the batch
+        // is shared, not copied, with each attempt.
+        let delivered: Arc<Vec<Delivered>> = Arc::new(
+            batch
+                .iter_mut()
+                .map(|d| Delivered {
+                    seq: d.seq,
+                    event: std::mem::replace(
+                        &mut d.event,
+                        Err(crate::replication::DecodeError::Empty),
+                    )
+                    .map_err(|e| e.to_string()),
+                    payload: d.payload_bytes(),
+                })
+                .collect(),
+        );
+        for d in delivered.iter() {
             if let Ok(e) = &d.event {
                 let mut peers = self.inner.peers.lock();
                 if !peers.contains(&e.origin) {
@@ -537,7 +545,7 @@ impl Sync {
             match self
                 .inner
                 .store
-                .apply_events(self.inner.hooks.clone(), clone_delivered(&delivered))
+                .apply_events(self.inner.hooks.clone(), delivered.clone())
                 .await
             {
                 Ok(r) => break r,
@@ -676,16 +684,6 @@ impl Sync {
             tracing::warn!(error = %e, "stopping the embedded nats-server");
         }
     }
-}
-
-fn clone_delivered(d: &[Delivered]) -> Vec<Delivered> {
-    d.iter()
-        .map(|d| Delivered {
-            seq: d.seq,
-            event: d.event.clone(),
-            payload: d.payload.clone(),
-        })
-        .collect()
 }
 
 impl From<LogError> for WaitError {
