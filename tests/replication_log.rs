@@ -44,10 +44,18 @@ fn event(origin: &str, n: u64) -> Event {
 /// Reads `n` deliveries, acking each, and returns (seq, event) in delivery order.
 async fn read(consumer: &mut EventConsumer, n: usize) -> Vec<(u64, Event)> {
     let mut out = Vec::with_capacity(n);
+    let mut transient = 0;
     while out.len() < n {
-        let d = within(60, "the next delivery", consumer.next())
-            .await
-            .expect("delivery");
+        // `next` reports a transient failure (a server restarting, no responders yet) as an
+        // `Err` and repositions on the next call: retry those, a bounded number of times.
+        let d = match within(60, "the next delivery", consumer.next()).await {
+            Ok(d) => d,
+            Err(e) => {
+                transient += 1;
+                assert!(transient < 50, "consumer keeps failing: {e}");
+                continue;
+            }
+        };
         d.ack().await.expect("ack");
         out.push((d.seq, d.event.expect("decodes")));
     }
