@@ -1097,3 +1097,72 @@ async fn outbound_filters_keep_data_on_the_node_that_wrote_it() {
         "a local-only record replicated"
     );
 }
+
+/// Nodes that start together on an empty stream may each seed their own `users` collection
+/// (with its own token secret). The first seed in the log wins; a later one changes nothing,
+/// so a token issued once the first seed folded stays valid on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_second_users_seed_changes_nothing() {
+    use syncbase::replication::{CollectionRef, Event, EventId, EventKind, Hlc};
+    let cluster = Cluster::start(3).await;
+    let a = external_node(&cluster, 0, "a").await;
+    let b = external_node(&cluster, 1, "b").await;
+    quiesce(&[&a, &b], 60).await;
+    let (_, token) = support::user(&b, "seed@example.com").await;
+    quiesce(&[&a, &b], 60).await;
+
+    // The seed a third node would have published had it started on the empty stream too:
+    // its users collection, with a token secret of its own.
+    let (code, users) = a.get("/api/collections/users").await;
+    assert_eq!(code, StatusCode::OK, "{users}");
+    let mut late = users.clone();
+    late["authToken"]["secret"] = json!("z".repeat(50));
+    late["_syncbaseSeed"] = json!(true);
+    let seed = Event {
+        id: EventId::random(),
+        origin: "z".into(),
+        hlc: Hlc::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_millis() as u64,
+            0,
+        ),
+        kind: EventKind::CollectionUpdate,
+        collection: CollectionRef {
+            id: users["id"].as_str().expect("users id").into(),
+            name: "users".into(),
+        },
+        record_id: None,
+        data: late.as_object().cloned(),
+        before: None,
+        base: None,
+        schema_version: 0,
+        plugin_version: 0,
+    };
+    let log = cluster.log(&[0, 1, 2], 3).await;
+    log.publish(&seed).await.expect("publish the late seed");
+    quiesce(&[&a, &b], 60).await;
+
+    for node in [&a, &b] {
+        let (code, body) = node
+            .call_as(
+                &token,
+                Method::POST,
+                "/api/collections/users/auth-refresh",
+                None,
+            )
+            .await;
+        assert_eq!(
+            code,
+            StatusCode::OK,
+            "token refused after a late seed: {body}"
+        );
+    }
+    // Nothing dead-lettered: the late seed applied as a no-op on both nodes alike.
+    same_everywhere(&[&a, &b], "users").await;
+    for node in [&a, &b] {
+        let (_, status) = node.get("/api/sync/status").await;
+        assert_eq!(status["deadLetters"], json!(0), "{status}");
+    }
+}

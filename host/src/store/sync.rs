@@ -665,6 +665,10 @@ fn own_written(conn: &Connection, event: &Event) -> Result<Option<Event>, StoreE
     Ok(Some(e))
 }
 
+/// Marks the bootstrap `users` collection event a brand-new cluster gets (see
+/// `sync::Sync::seed_cluster`): only the first one in the log applies.
+pub const SEED_MARK: &str = "_syncbaseSeed";
+
 fn kind_name(k: EventKind) -> &'static str {
     match k {
         EventKind::RecordCreate => "create",
@@ -1034,6 +1038,26 @@ impl Fold<'_, '_> {
                 self.create_collection(c)
             }
             EventKind::CollectionUpdate => {
+                if data.get(SEED_MARK) == Some(&Value::Bool(true)) {
+                    // Nodes that start together on an empty stream may each seed their own
+                    // `users` collection (its token secret among it): the first seed in the
+                    // log wins everywhere, and later ones change nothing, so a token issued
+                    // after the first seed folded stays valid on every node.
+                    let seeded = self
+                        .conn()
+                        .prepare_cached(
+                            "SELECT EXISTS (SELECT 1 FROM _sync_state WHERE key = 'users_seeded')",
+                        )?
+                        .query_row([], |r| r.get::<_, bool>(0))?;
+                    if seeded {
+                        return Ok(());
+                    }
+                    self.conn()
+                        .prepare_cached(
+                            "INSERT INTO _sync_state (key, value) VALUES ('users_seeded', 1)",
+                        )?
+                        .execute([])?;
+                }
                 let c = parse(&data)?;
                 self.update_collection(c)
             }

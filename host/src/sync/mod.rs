@@ -447,8 +447,11 @@ impl Sync {
                 let hooks = ctx
                     .sync_hooks()
                     .ok_or_else(|| crate::store::StoreError::Internal("no hooks".into()))?;
-                let data = serde_json::to_value(&*users)
+                let mut data = serde_json::to_value(&*users)
                     .map_err(|e| crate::store::StoreError::Internal(e.to_string()))?;
+                if let Some(obj) = data.as_object_mut() {
+                    obj.insert(crate::store::sync::SEED_MARK.into(), true.into());
+                }
                 let event = crate::store::sync::schema_event(
                     hooks,
                     crate::replication::EventKind::CollectionUpdate,
