@@ -36,9 +36,17 @@ pub async fn run(store: Store, hub: Arc<Hub>) {
         if targets.is_empty() {
             continue;
         }
-        let deliveries = store
-            .read(move |conn, schema| Ok(plan(conn, schema, &batch, &targets)))
-            .await;
+        // A small batch whose every delivery is decided without SQL (superusers or empty
+        // rules, no filter, no expand) is planned right here: no reader thread hand-off in the
+        // path of a replicated or local write to its subscribers.
+        let deliveries = if batch.len() <= INLINE_BATCH && !needs_sql(&batch, &targets) {
+            let schema = store.schema();
+            Ok(plan(None, &schema, &batch, &targets))
+        } else {
+            store
+                .read(move |conn, schema| Ok(plan(Some(conn), schema, &batch, &targets)))
+                .await
+        };
         match deliveries {
             Ok(list) => {
                 for (client, msg) in list {
@@ -55,8 +63,33 @@ pub async fn run(store: Store, hub: Arc<Hub>) {
 
 type Target = (Arc<Client>, Auth, Vec<Subscription>);
 
+/// Largest batch planned on the fan-out task itself (rendering is CPU work).
+const INLINE_BATCH: usize = 32;
+
+/// Whether any delivery of `batch` to `targets` needs the database: a rule to evaluate, a
+/// `filter`, or an `expand`.
+fn needs_sql(batch: &[Change], targets: &[Target]) -> bool {
+    let nonempty =
+        |q: &HashMap<String, String>, k: &str| q.get(k).is_some_and(|v| !v.trim().is_empty());
+    batch.iter().any(|change| {
+        let c = &change.collection;
+        targets.iter().any(|(_, auth, subs)| {
+            subs.iter().any(|sub| {
+                let rule = if sub.record.is_some() {
+                    &c.view_rule
+                } else {
+                    &c.list_rule
+                };
+                let ruled =
+                    !auth.is_superuser() && rule.as_deref().is_some_and(|r| !r.trim().is_empty());
+                ruled || nonempty(&sub.query, "filter") || nonempty(&sub.query, "expand")
+            })
+        })
+    })
+}
+
 fn plan(
-    conn: &ReadConn,
+    conn: Option<&ReadConn>,
     schema: &Schema,
     batch: &[Change],
     targets: &[Target],
@@ -113,13 +146,15 @@ fn plan(
 
 /// The JSON payload for one subscriber, or `None` when its rule hides the record.
 fn render(
-    conn: &ReadConn,
+    conn: Option<&ReadConn>,
     schema: &Schema,
     change: &Change,
     auth: &Auth,
     sub: &Subscription,
 ) -> Result<Option<Arc<str>>, StoreError> {
     let c = &change.collection;
+    let db =
+        || conn.ok_or_else(|| StoreError::Internal("realtime check needs the database".into()));
     let headers = HeaderMap::new();
     let mut request = request_info(auth, &Method::GET, &sub.query, &headers, None);
     request["headers"] = Value::Object(sub.headers.clone());
@@ -132,7 +167,7 @@ fn render(
         };
         let Some(rule) = rule else { return Ok(None) };
         if let Some((sql, params)) = rule_condition(schema, c, rule, &request)?
-            && !records::matches_values(conn, c, &change.record, &sql, &params)?
+            && !records::matches_values(db()?, c, &change.record, &sql, &params)?
         {
             return Ok(None);
         }
@@ -147,7 +182,7 @@ fn render(
             now: chrono::Utc::now(),
         };
         let (sql, params) = filter::filter_sql(f, &q)?;
-        if !records::matches_values(conn, c, &change.record, &sql, &params)? {
+        if !records::matches_values(db()?, c, &change.record, &sql, &params)? {
             return Ok(None);
         }
     }
@@ -157,7 +192,7 @@ fn render(
         let vis = move |c: &crate::store::Collection, _: &crate::store::Record| {
             superuser || c.view_rule.is_some()
         };
-        expand::expand(conn, schema, c, &mut recs, paths, &vis)?;
+        expand::expand(db()?, schema, c, &mut recs, paths, &vis)?;
     }
     let rec = recs.pop().unwrap_or_default();
     let mut shown = present::record(schema, c, rec, auth);
