@@ -558,9 +558,16 @@ impl Sync {
                 }
                 Err(e) => {
                     // Not an event's fault (those become dead letters): the database itself
-                    // failed. Nothing was committed; try the same batch again.
+                    // failed. Nothing was committed; try the same batch again, from the
+                    // committed binding table (a binding event folded in the failed attempt
+                    // must not decide the retry's earlier events).
                     tracing::error!(error = %e, "apply transaction failed; retrying the batch");
                     self.set_error(&e);
+                    if let Err(e) =
+                        Self::restore_bindings(&self.inner.store, &self.inner.plugins).await
+                    {
+                        tracing::error!(error = %e, "restoring the committed plugin bindings failed");
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
