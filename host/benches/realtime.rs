@@ -49,7 +49,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use support::{Conn, Server, superuser_token};
+use support::{Conn, Server, cpu_seconds, superuser_token};
 
 const COLLECTION: &str = "bench_rt";
 const TOPIC: &str = "bench_rt/*";
@@ -650,18 +650,6 @@ fn pacing(config: &Config) -> String {
         0 => "unpaced".to_owned(),
         r => format!("paced at {r} updates/s"),
     }
-}
-
-/// User plus system CPU time of process `pid`, in seconds (from `/proc/PID/stat`).
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).context("no utime")?.parse::<f64>()?
-        + fields.get(12).context("no stime")?.parse::<f64>()?;
-    // USER_HZ is 100 on every Linux configuration this runs on.
-    Ok(ticks / 100.0)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use futures::future::join_all;
 
-use crate::node::{Node, Status, cpu_seconds, quiesce};
+use crate::node::{Node, Status, quiesce};
 use crate::support::Conn;
+use crate::support::cpu_seconds;
 use crate::workload::{Subscriber, create};
 
 /// Replication latencies: from A's HTTP answer to C's realtime event.

@@ -12,7 +12,8 @@ use hyper::Method;
 use serde_json::Value;
 
 use crate::support::{
-    Conn, SHUTDOWN_DEADLINE, SUPERUSER_EMAIL, SUPERUSER_PASSWORD, superuser_token, wait_healthy,
+    Conn, SHUTDOWN_DEADLINE, SUPERUSER_EMAIL, SUPERUSER_PASSWORD, cpu_seconds, superuser_token,
+    wait_healthy,
 };
 
 /// The `--cluster` every node is started with (stream `SYNCBASE_bench`).
@@ -181,18 +182,6 @@ impl Drop for Node {
             let _ = child.wait();
         }
     }
-}
-
-/// User plus system CPU seconds process `pid` has used (`/proc/PID/stat`).
-pub fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).context("no utime")?.parse::<f64>()?
-        + fields.get(12).context("no stime")?.parse::<f64>()?;
-    // USER_HZ is 100 on every Linux configuration this runs on.
-    Ok(ticks / 100.0)
 }
 
 /// Waits until every given node has published its outbox and folded the whole stream (and

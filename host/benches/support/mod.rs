@@ -260,3 +260,15 @@ impl Drop for Conn {
         self.driver.abort();
     }
 }
+
+/// User plus system CPU seconds process `pid` has used (`/proc/PID/stat`).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).context("no utime")?.parse::<f64>()?
+        + fields.get(12).context("no stime")?.parse::<f64>()?;
+    // USER_HZ is 100 on every Linux configuration this runs on.
+    Ok(ticks / 100.0)
+}
