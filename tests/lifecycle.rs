@@ -40,6 +40,50 @@ async fn sigterm_shuts_down_cleanly_and_data_survives_a_restart() {
 }
 
 #[tokio::test]
+async fn a_busy_server_checkpoints_its_wal_while_it_runs() {
+    // 2,000 records of 4 KB: about 8 MB, some 2,000 WAL pages, twice the checkpoint threshold.
+    let node = Node::start().await;
+    node.create_collection(posts_def()).await;
+    let title = "x".repeat(4000);
+    let writers = (0..8).map(|w| {
+        let (node, title) = (&node, &title);
+        async move {
+            for i in 0..250 {
+                node.create_record("posts", json!({"title": format!("{w}-{i}-{title}")}))
+                    .await;
+            }
+        }
+    });
+    futures::future::join_all(writers).await;
+    let written = 2000 * 4000;
+    // The writer's WAL hook replaces SQLite's auto-checkpoint; without the checkpoint thread the
+    // WAL would hold every write until shutdown. It runs on its own, so wait (bounded) for it.
+    let db = node.dir().join("data.db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let len = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+        if len > written / 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "database file still {len} bytes after {written} bytes were written: no checkpoint"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The WAL is reused once checkpointed, so it never held everything.
+    let wal = std::fs::metadata(node.dir().join("data.db-wal")).map_or(0, |m| m.len());
+    assert!(
+        wal < written,
+        "WAL grew to {wal} bytes for {written} bytes of writes"
+    );
+    assert_eq!(node.ids("posts", "perPage=1&skipTotal=1").await.len(), 1);
+    let (s, body) = node.get("/api/collections/posts/records?perPage=1").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["totalItems"], 2000);
+}
+
+#[tokio::test]
 async fn superuser_upsert_creates_then_changes_the_password() {
     let node = Node::start().await;
     let dir = node.dir().to_path_buf();

@@ -167,6 +167,7 @@ impl Store {
         let counts = Arc::new(CountCache::default());
         let writer = writer::Writer::start(
             conn,
+            &path,
             schema.clone(),
             changes.clone(),
             counts.clone(),

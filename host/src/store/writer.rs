@@ -2,12 +2,21 @@
 //! thread takes every job already waiting (up to `max_batch`), runs each in its own savepoint
 //! inside one transaction, commits once, then publishes the new schema and the change feed
 //! before replying, so a client that got its answer can already read what it wrote.
+//!
+//! Copying the WAL back into the database file (checkpointing) happens on a second thread with
+//! its own connection, so commits never wait for it.
 
+use std::cell::Cell;
+use std::os::raw::c_int;
 use std::panic::AssertUnwindSafe;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
 use rusqlite::Connection;
+use rusqlite::hooks::Wal;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::sync::SyncHooks;
@@ -98,6 +107,7 @@ pub struct Writer {
 impl Writer {
     pub fn start(
         conn: Connection,
+        path: &Path,
         schema: Arc<ArcSwap<Schema>>,
         changes: broadcast::Sender<Arc<Vec<Change>>>,
         counts: Arc<CountCache>,
@@ -106,9 +116,21 @@ impl Writer {
     ) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel(opts.write_queue.max(1));
         let max_batch = opts.max_batch.max(1);
+        let checkpointer = Checkpointer::start(path)?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, schema, changes, counts, max_batch, sync))
+            .spawn(move || {
+                run(
+                    conn,
+                    rx,
+                    schema,
+                    changes,
+                    counts,
+                    max_batch,
+                    sync,
+                    checkpointer,
+                );
+            })
             .map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(Writer { tx })
     }
@@ -150,6 +172,69 @@ impl Writer {
     }
 }
 
+/// WAL size (pages) after which the checkpointer copies the log back: SQLite's own default.
+const CHECKPOINT_PAGES: c_int = 1000;
+
+thread_local! {
+    /// Pages in the WAL after this thread's last commit (set by the WAL hook during COMMIT).
+    static WAL_PAGES: Cell<c_int> = const { Cell::new(0) };
+}
+
+/// The writer connection's WAL hook. Registering it replaces SQLite's auto-checkpoint, which
+/// would otherwise run inside COMMIT on the writer thread.
+fn note_wal_pages(_: &Wal, pages: c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.set(pages);
+    Ok(())
+}
+
+/// The checkpoint thread: woken after a commit leaves the WAL at `CHECKPOINT_PAGES` or more,
+/// it runs a PASSIVE checkpoint on its own connection (which waits for no reader or writer).
+struct Checkpointer {
+    wake: Option<std_mpsc::SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+        let conn = super::system::open_connection(path, false)?;
+        let (wake, rx) = std_mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    if let Err(e) = done {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(Checkpointer {
+            wake: Some(wake),
+            thread: Some(thread),
+        })
+    }
+
+    /// Called after every commit on the writer thread.
+    fn committed(&self) {
+        if WAL_PAGES.get() >= CHECKPOINT_PAGES
+            && let Some(wake) = &self.wake
+        {
+            // Full means a checkpoint is already due; it will see this commit's pages too.
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// Stops the thread, letting a running checkpoint finish.
+    fn stop(&mut self) {
+        self.wake = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run(
     conn: Connection,
     mut rx: mpsc::Receiver<Msg>,
@@ -158,7 +243,9 @@ fn run(
     counts: Arc<CountCache>,
     max_batch: usize,
     sync: Option<Arc<SyncHooks>>,
+    mut checkpointer: Checkpointer,
 ) {
+    conn.wal_hook(Some(note_wal_pages));
     let mut schema = published.load_full();
     let mut closing = None;
     while let Some(first) = rx.blocking_recv() {
@@ -189,12 +276,14 @@ fn run(
             &counts,
             sync.as_deref(),
         );
+        checkpointer.committed();
         if closing.is_some() {
             break;
         }
     }
     // Drain nothing further: the channel is closed or a close was requested. Fold the WAL back
     // into the database file so the directory is self-contained after shutdown.
+    checkpointer.stop();
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "final WAL checkpoint failed");
     }
@@ -215,7 +304,7 @@ fn run_batch(
 ) -> Arc<Schema> {
     let span = tracing::debug_span!("write_batch", jobs = batch.len());
     let _guard = span.enter();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let msg = e.to_string();
         tracing::error!(error = %msg, "could not begin a write transaction");
         for job in batch {
@@ -242,7 +331,7 @@ fn run_batch(
         ctx.capture = true;
         ctx.captured = 0;
         ctx.outbox.clear();
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = exec_cached(conn, "SAVEPOINT job") {
             tracing::error!(error = %e, "savepoint failed");
         }
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (job)(Some(&mut ctx))));
@@ -258,11 +347,12 @@ fn run_batch(
             ok = false;
         }
         if ok {
-            let _ = conn.execute_batch("RELEASE job");
+            let _ = exec_cached(conn, "RELEASE job");
             outbox_written |= !ctx.outbox.is_empty();
             committed_changes.append(&mut ctx.changes);
         } else {
-            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            let _ = exec_cached(conn, "ROLLBACK TO job")
+                .and_then(|()| exec_cached(conn, "RELEASE job"));
             ctx.schema = before;
             ctx.changes.clear();
         }
@@ -271,7 +361,7 @@ fn run_batch(
             Err(_) => tracing::error!("a write job panicked; its request fails"),
         }
     }
-    let commit = conn.execute_batch("COMMIT");
+    let commit = exec_cached(conn, "COMMIT");
     let schema = ctx.schema;
     match commit {
         Ok(()) => {
@@ -302,4 +392,10 @@ fn run_batch(
             start_schema
         }
     }
+}
+
+/// Runs one parameterless statement from the connection's statement cache (the per-job
+/// savepoint statements would otherwise be parsed again for every job).
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
