@@ -41,21 +41,22 @@ async fn sigterm_shuts_down_cleanly_and_data_survives_a_restart() {
 
 #[tokio::test]
 async fn a_busy_server_checkpoints_its_wal_while_it_runs() {
-    // 2,000 records of 4 KB: about 8 MB, some 2,000 WAL pages, twice the checkpoint threshold.
+    // 6,000 records of 4 KB: about 24 MB, some 6,000 WAL pages: six times the background
+    // checkpoint's threshold and more than the size at which the writer restarts the WAL.
     let node = Node::start().await;
     node.create_collection(posts_def()).await;
     let title = "x".repeat(4000);
     let writers = (0..8).map(|w| {
         let (node, title) = (&node, &title);
         async move {
-            for i in 0..250 {
+            for i in 0..750 {
                 node.create_record("posts", json!({"title": format!("{w}-{i}-{title}")}))
                     .await;
             }
         }
     });
     futures::future::join_all(writers).await;
-    let written = 2000 * 4000;
+    let written = 6000 * 4000;
     // The writer's WAL hook replaces SQLite's auto-checkpoint; without the checkpoint thread the
     // WAL would hold every write until shutdown. It runs on its own, so wait (bounded) for it.
     let db = node.dir().join("data.db");
@@ -71,7 +72,7 @@ async fn a_busy_server_checkpoints_its_wal_while_it_runs() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    // The WAL is reused once checkpointed, so it never held everything.
+    // The WAL restarts from its first page once checkpointed, so it never held everything.
     let wal = std::fs::metadata(node.dir().join("data.db-wal")).map_or(0, |m| m.len());
     assert!(
         wal < written,
@@ -80,7 +81,7 @@ async fn a_busy_server_checkpoints_its_wal_while_it_runs() {
     assert_eq!(node.ids("posts", "perPage=1&skipTotal=1").await.len(), 1);
     let (s, body) = node.get("/api/collections/posts/records?perPage=1").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(body["totalItems"], 2000);
+    assert_eq!(body["totalItems"], 6000);
 }
 
 #[tokio::test]

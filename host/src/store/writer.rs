@@ -172,8 +172,14 @@ impl Writer {
     }
 }
 
-/// WAL size (pages) after which the checkpointer copies the log back: SQLite's own default.
+/// New WAL pages after which the checkpoint thread copies the log back: SQLite's own default.
 const CHECKPOINT_PAGES: c_int = 1000;
+/// WAL size at which the writer checkpoints itself after a commit. Under a steady stream of
+/// commits the background checkpoints trail the writer and the WAL, never fully copied when
+/// a transaction begins, would never restart from its first page. By this size the background
+/// has copied nearly all of it, so the writer's own checkpoint is short, and the next
+/// transaction restarts the log.
+const RESTART_PAGES: c_int = 4 * CHECKPOINT_PAGES;
 
 thread_local! {
     /// Pages in the WAL after this thread's last commit (set by the WAL hook during COMMIT).
@@ -181,17 +187,20 @@ thread_local! {
 }
 
 /// The writer connection's WAL hook. Registering it replaces SQLite's auto-checkpoint, which
-/// would otherwise run inside COMMIT on the writer thread.
+/// would otherwise copy the whole log back inside COMMIT on the writer thread.
 fn note_wal_pages(_: &Wal, pages: c_int) -> rusqlite::Result<()> {
     WAL_PAGES.set(pages);
     Ok(())
 }
 
-/// The checkpoint thread: woken after a commit leaves the WAL at `CHECKPOINT_PAGES` or more,
-/// it runs a PASSIVE checkpoint on its own connection (which waits for no reader or writer).
+/// The checkpoint thread: woken each time commits add `CHECKPOINT_PAGES` to the WAL, it runs a
+/// PASSIVE checkpoint on its own connection (which waits for no reader or writer).
 struct Checkpointer {
     wake: Option<std_mpsc::SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// WAL size after the previous commit, and pages added since the thread was last woken.
+    last_pages: c_int,
+    added: c_int,
 }
 
 impl Checkpointer {
@@ -202,8 +211,7 @@ impl Checkpointer {
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 while rx.recv().is_ok() {
-                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                    if let Err(e) = done {
+                    if let Err(e) = checkpoint(&conn) {
                         tracing::warn!(error = %e, "WAL checkpoint failed");
                     }
                 }
@@ -212,16 +220,32 @@ impl Checkpointer {
         Ok(Checkpointer {
             wake: Some(wake),
             thread: Some(thread),
+            last_pages: 0,
+            added: 0,
         })
     }
 
-    /// Called after every commit on the writer thread.
-    fn committed(&self) {
-        if WAL_PAGES.get() >= CHECKPOINT_PAGES
+    /// Called on the writer thread after every batch.
+    fn committed(&mut self, conn: &Connection) {
+        let pages = WAL_PAGES.get();
+        // A smaller WAL than last time means it restarted from its first page.
+        self.added += if pages < self.last_pages {
+            pages
+        } else {
+            pages - self.last_pages
+        };
+        self.last_pages = pages;
+        if self.added >= CHECKPOINT_PAGES
             && let Some(wake) = &self.wake
         {
-            // Full means a checkpoint is already due; it will see this commit's pages too.
+            self.added = 0;
+            // Full means a checkpoint is already due; it will copy this commit's pages too.
             let _ = wake.try_send(());
+        }
+        if pages >= RESTART_PAGES
+            && let Err(e) = checkpoint(conn)
+        {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
 
@@ -276,7 +300,7 @@ fn run(
             &counts,
             sync.as_deref(),
         );
-        checkpointer.committed();
+        checkpointer.committed(&conn);
         if closing.is_some() {
             break;
         }
@@ -398,4 +422,9 @@ fn run_batch(
 /// savepoint statements would otherwise be parsed again for every job).
 fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Copies what it can of the WAL into the database file without waiting for anyone.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }
