@@ -19,6 +19,8 @@ mod policy;
 mod status;
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,8 +34,8 @@ pub use status::{hashes, metrics_text, status_json};
 use crate::nats::{EmbeddedNats, EmbeddedOptions};
 use crate::plugins::Plugins;
 use crate::replication::{
-    ConnectOptions, ConsumerOptions, Delivery, Log, LogError, Outgoing, PluginObjects,
-    StreamOptions,
+    ConnectOptions, ConsumerOptions, Delivery, EventConsumer, Log, LogError, Outgoing,
+    PluginObjects, StreamOptions,
 };
 use crate::store::Store;
 use crate::store::sync::{Delivered, SyncHooks};
@@ -391,40 +393,53 @@ impl Sync {
         };
         self.seed_cluster(&log).await;
         let max = self.inner.config.apply_batch.max(1);
+        // Two batches in the pipeline: while one folds on the writer thread, the next is
+        // collected from the consumer (a node catching up would otherwise leave both the
+        // writer and the network idle in turn). Folds still run one at a time, in order.
+        let mut folding: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
         loop {
-            let first = match consumer.next().await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "consumer error; repositioning");
-                    self.set_error(&e);
-                    continue;
-                }
+            let batch = match folding.take() {
+                Some(fold) => tokio::join!(fold, self.next_batch(&mut consumer, max)).1,
+                None => self.next_batch(&mut consumer, max).await,
             };
-            // A batch is what has already arrived, plus, while the stream still holds more for
-            // this node (catching up), what is on its way: a lone write folds at once (no
-            // timer in its latency), a node that is behind folds full batches.
-            let mut batch = vec![first];
-            while batch.len() < max {
-                let next = match consumer.try_next() {
-                    Some(r) => Some(r),
-                    None if batch.last().is_some_and(|d| d.pending() > 0) => consumer
-                        .next_timeout(Duration::from_millis(20))
-                        .await
-                        .transpose(),
-                    None => None,
-                };
-                match next {
-                    Some(Ok(d)) => batch.push(d),
-                    None => break,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "consumer error inside a batch");
-                        break;
-                    }
+            let Some(batch) = batch else { continue };
+            self.prepare_plugins(&batch).await;
+            folding = Some(Box::pin(self.fold(batch)));
+        }
+    }
+
+    /// The next batch: what has already arrived, plus, while the stream still holds more for
+    /// this node (catching up), what is on its way. A lone write folds at once (no timer in
+    /// its latency); a node that is behind folds full batches. `None` after a consumer error.
+    async fn next_batch(&self, consumer: &mut EventConsumer, max: usize) -> Option<Vec<Delivery>> {
+        let first = match consumer.next().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer error; repositioning");
+                self.set_error(&e);
+                return None;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < max {
+            let next = match consumer.try_next() {
+                Some(r) => Some(r),
+                None if batch.last().is_some_and(|d| d.pending() > 0) => consumer
+                    .next_timeout(Duration::from_millis(20))
+                    .await
+                    .transpose(),
+                None => None,
+            };
+            match next {
+                Some(Ok(d)) => batch.push(d),
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error inside a batch");
+                    break;
                 }
             }
-            self.prepare_plugins(&batch).await;
-            self.fold(batch).await;
         }
+        Some(batch)
     }
 
     /// On a brand-new cluster (empty stream, nothing applied), puts the bootstrap `users`
