@@ -220,11 +220,15 @@ impl Store {
         hooks: Arc<sync::SyncHooks>,
         batch: Arc<Vec<sync::Delivered>>,
     ) -> Result<sync::ApplyReport, StoreError> {
-        self.write(move |ctx| {
-            ctx.capture = false;
-            sync::apply(ctx, &hooks, &batch)
-        })
-        .await
+        // Alone in its transaction: a fold touches thousands of pages, and a savepoint around
+        // it would copy each to the sub-journal first.
+        self.inner
+            .writer
+            .submit_alone(move |ctx| {
+                ctx.capture = false;
+                sync::apply(ctx, &hooks, &batch)
+            })
+            .await
     }
 
     /// Forgets outbox rows up to `upto` once JetStream has acknowledged them.

@@ -97,6 +97,8 @@ type Job = Box<dyn FnOnce(Option<&mut WriteCtx>) -> (bool, Reply) + Send>;
 
 enum Msg {
     Job(Job),
+    /// A job that runs in a transaction of its own, without a savepoint.
+    Alone(Job),
     Close(oneshot::Sender<()>),
 }
 
@@ -140,6 +142,25 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
     {
+        self.submit_as(false, f).await
+    }
+
+    /// Like `submit`, but the job gets a transaction of its own with no savepoint around it:
+    /// its `Err` rolls the whole transaction back. For big jobs (the replication fold): a
+    /// savepoint makes SQLite copy every page the job touches to the sub-journal first.
+    pub async fn submit_alone<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.submit_as(true, f).await
+    }
+
+    async fn submit_as<R, F>(&self, alone: bool, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
+    {
         let (reply_tx, reply_rx) = oneshot::channel();
         let job: Job = Box::new(move |ctx| {
             let result = match ctx {
@@ -156,10 +177,12 @@ impl Writer {
             });
             (ok, reply)
         });
-        self.tx
-            .send(Msg::Job(job))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let msg = if alone {
+            Msg::Alone(job)
+        } else {
+            Msg::Job(job)
+        };
+        self.tx.send(msg).await.map_err(|_| StoreError::Closed)?;
         reply_rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -272,18 +295,36 @@ fn run(
     conn.wal_hook(Some(note_wal_pages));
     let mut schema = published.load_full();
     let mut closing = None;
-    while let Some(first) = rx.blocking_recv() {
+    // A job that must run alone, taken off the queue while a batch was being gathered.
+    let mut held: Option<Job> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => Msg::Alone(job),
+            None => match rx.blocking_recv() {
+                Some(m) => m,
+                None => break,
+            },
+        };
         let mut batch = Vec::new();
+        let mut alone = false;
         match first {
             Msg::Job(j) => batch.push(j),
+            Msg::Alone(j) => {
+                batch.push(j);
+                alone = true;
+            }
             Msg::Close(tx) => {
                 closing = Some(tx);
                 break;
             }
         }
-        while batch.len() < max_batch {
+        while !alone && batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Alone(j)) => {
+                    held = Some(j);
+                    break;
+                }
                 Ok(Msg::Close(tx)) => {
                     closing = Some(tx);
                     break;
@@ -294,6 +335,7 @@ fn run(
         schema = run_batch(
             &conn,
             batch,
+            alone,
             schema,
             &published,
             &changes,
@@ -302,6 +344,19 @@ fn run(
         );
         checkpointer.committed(&conn);
         if closing.is_some() {
+            // A job held back still runs before the writer stops.
+            if let Some(job) = held.take() {
+                run_batch(
+                    &conn,
+                    vec![job],
+                    true,
+                    schema,
+                    &published,
+                    &changes,
+                    &counts,
+                    sync.as_deref(),
+                );
+            }
             break;
         }
     }
@@ -317,9 +372,13 @@ fn run(
     }
 }
 
+/// Runs `batch` in one transaction, each job in its own savepoint, or (`alone`) its single
+/// job with no savepoint, its failure rolling the transaction back.
+#[allow(clippy::too_many_arguments)]
 fn run_batch(
     conn: &Connection,
     batch: Vec<Job>,
+    alone: bool,
     schema: Arc<Schema>,
     published: &ArcSwap<Schema>,
     feed: &broadcast::Sender<Arc<Vec<Change>>>,
@@ -350,12 +409,14 @@ fn run_batch(
     let mut replies: Vec<(Reply, Option<String>)> = Vec::with_capacity(batch.len());
     let mut committed_changes = Vec::new();
     let mut outbox_written = false;
+    // A job running alone failed: the transaction is rolled back instead of committed.
+    let mut roll_back = false;
     for job in batch {
         let before = ctx.schema.clone();
         ctx.capture = true;
         ctx.captured = 0;
         ctx.outbox.clear();
-        if let Err(e) = exec_cached(conn, "SAVEPOINT job") {
+        if !alone && let Err(e) = exec_cached(conn, "SAVEPOINT job") {
             tracing::error!(error = %e, "savepoint failed");
         }
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (job)(Some(&mut ctx))));
@@ -371,9 +432,13 @@ fn run_batch(
             ok = false;
         }
         if ok {
-            let _ = exec_cached(conn, "RELEASE job");
+            if !alone {
+                let _ = exec_cached(conn, "RELEASE job");
+            }
             outbox_written |= !ctx.outbox.is_empty();
             committed_changes.append(&mut ctx.changes);
+        } else if alone {
+            roll_back = true;
         } else {
             let _ = exec_cached(conn, "ROLLBACK TO job")
                 .and_then(|()| exec_cached(conn, "RELEASE job"));
@@ -384,6 +449,15 @@ fn run_batch(
             Ok((_, reply)) => replies.push((reply, failure)),
             Err(_) => tracing::error!("a write job panicked; its request fails"),
         }
+    }
+    if roll_back {
+        if let Err(e) = exec_cached(conn, "ROLLBACK") {
+            tracing::error!(error = %e, "rolling back a failed job's transaction failed");
+        }
+        for (reply, failure) in replies {
+            reply(failure.as_deref());
+        }
+        return start_schema;
     }
     let commit = exec_cached(conn, "COMMIT");
     let schema = ctx.schema;
@@ -427,4 +501,91 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// Copies what it can of the WAL into the database file without waiting for anyone.
 fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Store, StoreOptions};
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
+        (dir, store)
+    }
+
+    async fn rows(store: &Store) -> Vec<String> {
+        store
+            .read_raw(|c| {
+                let mut st = c.prepare("SELECT v FROM t ORDER BY n")?;
+                let v = st.query_map([], |r| r.get(0))?;
+                Ok(v.collect::<Result<Vec<String>, _>>()?)
+            })
+            .await
+            .expect("read")
+    }
+
+    #[tokio::test]
+    async fn a_failed_job_alone_leaves_nothing_and_the_next_jobs_commit() {
+        let (_dir, store) = open();
+        store
+            .write(|ctx| {
+                ctx.conn
+                    .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, v TEXT)")?;
+                Ok(())
+            })
+            .await
+            .expect("create");
+        let writer = &store.inner.writer;
+        let failed = writer
+            .submit_alone(|ctx| {
+                ctx.conn.execute("INSERT INTO t (v) VALUES ('half')", [])?;
+                Err::<(), _>(StoreError::BadRequest("the job fails".into()))
+            })
+            .await;
+        assert!(
+            matches!(failed, Err(StoreError::BadRequest(_))),
+            "{failed:?}"
+        );
+        writer
+            .submit_alone(|ctx| {
+                ctx.conn.execute("INSERT INTO t (v) VALUES ('whole')", [])?;
+                Ok(())
+            })
+            .await
+            .expect("alone");
+        assert_eq!(rows(&store).await, ["whole"]);
+    }
+
+    #[tokio::test]
+    async fn jobs_alone_and_batched_commit_in_submission_order() {
+        let (_dir, store) = open();
+        store
+            .write(|ctx| {
+                ctx.conn
+                    .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, v TEXT)")?;
+                Ok(())
+            })
+            .await
+            .expect("create");
+        // Queued all at once, so the writer gathers batches and meets alone jobs among them.
+        let writer = &store.inner.writer;
+        let jobs = (0..60).map(|i| async move {
+            let insert = move |ctx: &mut WriteCtx| {
+                ctx.conn
+                    .execute("INSERT INTO t (v) VALUES (?1)", [format!("{i:02}")])?;
+                Ok(())
+            };
+            if i % 7 == 3 {
+                writer.submit_alone(insert).await
+            } else {
+                writer.submit(insert).await
+            }
+        });
+        for r in futures::future::join_all(jobs).await {
+            r.expect("job");
+        }
+        let want: Vec<String> = (0..60).map(|i| format!("{i:02}")).collect();
+        assert_eq!(rows(&store).await, want);
+    }
 }
