@@ -172,6 +172,45 @@ pub struct SyncHooks {
     /// Woken after a commit that wrote outbox rows.
     pub outbox: Arc<tokio::sync::Notify>,
     pub policy: Arc<dyn Policy>,
+    /// Outbox rows just committed, handed to the publisher so it need not read them back.
+    pub fresh: parking_lot::Mutex<Fresh>,
+}
+
+/// One outbox row: its sequence, event id and encoded event.
+pub type OutboxRow = (u64, String, Vec<u8>);
+
+/// Outbox rows committed since the publisher last looked, in commit order. The outbox table
+/// stays the truth: the publisher uses these only when they continue exactly where it left
+/// off, and otherwise reads the table.
+#[derive(Default)]
+pub struct Fresh {
+    rows: Vec<OutboxRow>,
+    /// Rows were thrown away (the publisher was not keeping up); it must read the table.
+    dropped: bool,
+}
+
+/// Fresh rows kept at most; beyond, they are dropped and the publisher reads the table.
+const FRESH_MAX: usize = 8192;
+
+impl Fresh {
+    /// Adds a committed transaction's rows.
+    pub fn push(&mut self, rows: &mut Vec<OutboxRow>) {
+        if self.rows.len() + rows.len() > FRESH_MAX {
+            self.rows.clear();
+            rows.clear();
+            self.dropped = true;
+            return;
+        }
+        self.rows.append(rows);
+    }
+
+    /// Takes every row, and whether any were dropped since the last take.
+    pub fn take(&mut self) -> (Vec<OutboxRow>, bool) {
+        (
+            std::mem::take(&mut self.rows),
+            std::mem::replace(&mut self.dropped, false),
+        )
+    }
 }
 
 fn json_text(r: &Record) -> String {
@@ -217,6 +256,7 @@ pub(crate) fn capture(
     conn: &Connection,
     hooks: &SyncHooks,
     changes: &[Change],
+    fresh: &mut Vec<OutboxRow>,
 ) -> Result<Vec<u64>, StoreError> {
     let mut seqs = Vec::new();
     for change in changes {
@@ -272,7 +312,7 @@ pub(crate) fn capture(
             "INSERT OR IGNORE INTO _sync_shadow (coll, rid, data) VALUES (?1, ?2, ?3)",
         )?
         .execute(params![c.id, rid, change.before.as_ref().map(json_text)])?;
-        let seq = enqueue_event(conn, &event)?;
+        let seq = enqueue_event(conn, &event, fresh)?;
         let overlay = (change.op != Op::Delete).then(|| json_text(&change.record));
         conn.prepare_cached(
             "INSERT INTO _sync_pending (seq, event_id, coll, rid, data) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -283,17 +323,28 @@ pub(crate) fn capture(
     Ok(seqs)
 }
 
-/// Puts one event in the outbox; returns its outbox sequence.
-pub(crate) fn enqueue_event(conn: &Connection, event: &Event) -> Result<u64, StoreError> {
+/// Puts one event in the outbox (and the row in `fresh`); returns its outbox sequence.
+pub(crate) fn enqueue_event(
+    conn: &Connection,
+    event: &Event,
+    fresh: &mut Vec<OutboxRow>,
+) -> Result<u64, StoreError> {
+    let payload = event.encode();
     conn.prepare_cached("INSERT INTO _sync_outbox (event_id, payload) VALUES (?1, ?2)")?
-        .execute(params![event.id.as_str(), event.encode()])?;
-    Ok(conn.last_insert_rowid() as u64)
+        .execute(params![event.id.as_str(), payload])?;
+    let seq = conn.last_insert_rowid() as u64;
+    fresh.push((seq, event.id.as_str().to_owned(), payload));
+    Ok(seq)
 }
 
 /// Puts a schema or binding event in the outbox, tracked as pending (no overlay: it applies
 /// only at its position in the log), so the writer can wait for it.
-pub(crate) fn enqueue_own(conn: &Connection, event: &Event) -> Result<u64, StoreError> {
-    let seq = enqueue_event(conn, event)?;
+pub(crate) fn enqueue_own(
+    conn: &Connection,
+    event: &Event,
+    fresh: &mut Vec<OutboxRow>,
+) -> Result<u64, StoreError> {
+    let seq = enqueue_event(conn, event, fresh)?;
     conn.prepare_cached(
         "INSERT INTO _sync_pending (seq, event_id, coll, rid, data) VALUES (?1, ?2, '', ?2, NULL)",
     )?
@@ -1238,5 +1289,41 @@ impl Fold<'_, '_> {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(seqs: std::ops::Range<u64>) -> Vec<OutboxRow> {
+        seqs.map(|s| (s, format!("e{s}"), vec![s as u8])).collect()
+    }
+
+    #[test]
+    fn fresh_rows_come_out_in_commit_order_once() {
+        let mut fresh = Fresh::default();
+        fresh.push(&mut rows(1..4));
+        fresh.push(&mut rows(4..6));
+        let (taken, dropped) = fresh.take();
+        assert_eq!(
+            taken.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert!(!dropped);
+        assert_eq!(fresh.take(), (Vec::new(), false));
+    }
+
+    #[test]
+    fn a_publisher_that_falls_behind_is_told_to_read_the_table() {
+        let mut fresh = Fresh::default();
+        fresh.push(&mut rows(1..(FRESH_MAX as u64)));
+        fresh.push(&mut rows(FRESH_MAX as u64..FRESH_MAX as u64 + 10));
+        let (taken, dropped) = fresh.take();
+        assert!(taken.is_empty(), "rows kept past the cap");
+        assert!(dropped, "the drop must be reported");
+        // After the report the queue works as before.
+        fresh.push(&mut rows(9000..9002));
+        assert_eq!(fresh.take().0.len(), 2);
     }
 }

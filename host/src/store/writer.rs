@@ -37,6 +37,9 @@ pub struct WriteCtx<'a> {
     captured: usize,
     /// Outbox sequences written by this job.
     pub(crate) outbox: Vec<u64>,
+    /// Outbox rows written by this batch's successful jobs (and the running one), handed to
+    /// the publisher after COMMIT.
+    fresh: Vec<super::sync::OutboxRow>,
 }
 
 impl WriteCtx<'_> {
@@ -48,7 +51,12 @@ impl WriteCtx<'_> {
             self.captured = self.changes.len();
             return Ok(Vec::new());
         };
-        let seqs = super::sync::capture(self.conn, hooks, &self.changes[self.captured..])?;
+        let seqs = super::sync::capture(
+            self.conn,
+            hooks,
+            &self.changes[self.captured..],
+            &mut self.fresh,
+        )?;
         self.captured = self.changes.len();
         self.outbox.extend(&seqs);
         Ok(seqs)
@@ -72,19 +80,21 @@ impl WriteCtx<'_> {
     ) -> Result<R, StoreError> {
         let schema = self.schema.clone();
         let changes = self.changes.len();
+        let fresh = self.fresh.len();
         self.conn.execute_batch("SAVEPOINT dry_run")?;
         let out = f(self);
         self.conn
             .execute_batch("ROLLBACK TO dry_run; RELEASE dry_run")?;
         self.schema = schema;
         self.changes.truncate(changes);
+        self.fresh.truncate(fresh);
         self.captured = self.captured.min(changes);
         out
     }
 
     /// Queues an event built by the caller (schema changes) in the outbox.
     pub fn enqueue(&mut self, event: &crate::replication::Event) -> Result<u64, StoreError> {
-        let seq = super::sync::enqueue_own(self.conn, event)?;
+        let seq = super::sync::enqueue_own(self.conn, event, &mut self.fresh)?;
         self.outbox.push(seq);
         Ok(seq)
     }
@@ -405,6 +415,7 @@ fn run_batch(
         capture: true,
         captured: 0,
         outbox: Vec::new(),
+        fresh: Vec::new(),
     };
     let mut replies: Vec<(Reply, Option<String>)> = Vec::with_capacity(batch.len());
     let mut committed_changes = Vec::new();
@@ -416,6 +427,7 @@ fn run_batch(
         ctx.capture = true;
         ctx.captured = 0;
         ctx.outbox.clear();
+        let fresh_before = ctx.fresh.len();
         if !alone && let Err(e) = exec_cached(conn, "SAVEPOINT job") {
             tracing::error!(error = %e, "savepoint failed");
         }
@@ -444,6 +456,7 @@ fn run_batch(
                 .and_then(|()| exec_cached(conn, "RELEASE job"));
             ctx.schema = before;
             ctx.changes.clear();
+            ctx.fresh.truncate(fresh_before);
         }
         match outcome {
             Ok((_, reply)) => replies.push((reply, failure)),
@@ -461,6 +474,7 @@ fn run_batch(
     }
     let commit = exec_cached(conn, "COMMIT");
     let schema = ctx.schema;
+    let mut fresh = ctx.fresh;
     match commit {
         Ok(()) => {
             // Totals cached before this commit may be stale now.
@@ -473,6 +487,7 @@ fn run_batch(
                 let _ = feed.send(Arc::new(committed_changes));
             }
             if outbox_written && let Some(hooks) = sync {
+                hooks.fresh.lock().push(&mut fresh);
                 hooks.outbox.notify_one();
             }
             for (reply, failure) in replies {

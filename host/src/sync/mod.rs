@@ -120,6 +120,7 @@ impl Sync {
             clock: Arc::new(crate::replication::Clock::new()),
             outbox: Arc::new(Notify::new()),
             policy: Arc::new(PluginPolicy::new(plugins.clone())),
+            fresh: Default::default(),
         })
     }
 
@@ -286,28 +287,56 @@ impl Sync {
 
     /// Drains the outbox into the stream, in order, forever.
     async fn publish_loop(&self) {
+        const READ_LIMIT: usize = 1024;
         let log = self.log().await;
         let store = &self.inner.store;
+        let hooks = &self.inner.hooks;
         let mut backoff = Duration::from_millis(50);
+        // The last outbox sequence published (and trimmed), and whether every row committed
+        // after it reaches `hooks.fresh`: then fresh rows are published without reading the
+        // outbox back (a reader-thread hop in every write's replication latency).
+        let mut upto: Option<u64> = None;
+        let mut in_sync = false;
         loop {
-            let rows = match store
-                .read_raw(|c| crate::store::sync::outbox_after(c, 0, 1024))
-                .await
-            {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the outbox failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
+            let (mut fresh, dropped) = hooks.fresh.lock().take();
+            in_sync &= !dropped;
+            if let Some(u) = upto {
+                fresh.retain(|r| r.0 > u);
+            }
+            let continues = upto.is_some_and(|u| {
+                fresh.first().is_some_and(|r| r.0 == u + 1)
+                    && fresh.windows(2).all(|w| w[1].0 == w[0].0 + 1)
+            });
+            let (rows, read) = if in_sync && continues {
+                (fresh, false)
+            } else if in_sync && fresh.is_empty() {
+                (Vec::new(), false)
+            } else {
+                match store
+                    .read_raw(|c| crate::store::sync::outbox_after(c, 0, READ_LIMIT))
+                    .await
+                {
+                    Ok(rows) => (rows, true),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the outbox failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
                 }
             };
             if rows.is_empty() {
+                // A read that found nothing leaves publisher and outbox in step.
+                in_sync |= read;
                 tokio::select! {
-                    _ = self.inner.hooks.outbox.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = hooks.outbox.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        // Idle: check the table itself now and then.
+                        in_sync = false;
+                    }
                 }
                 continue;
             }
+            let more_in_table = read && rows.len() == READ_LIMIT;
             let seqs: Vec<u64> = rows.iter().map(|r| r.0).collect();
             let outgoing: Vec<Outgoing> = rows
                 .into_iter()
@@ -320,6 +349,7 @@ impl Sync {
                         })
                 })
                 .collect();
+            let all = outgoing.len() == seqs.len();
             let (acked, error) = match log.publish_pipelined(outgoing, 256).await {
                 Ok(acks) => (acks, None),
                 Err(e) => (e.acked, Some(e.error)),
@@ -330,16 +360,20 @@ impl Sync {
                     .stream_last_seq
                     .fetch_max(last.seq, Ordering::Relaxed);
             }
+            in_sync = all && error.is_none() && !more_in_table;
             if !acked.is_empty() {
-                let upto = seqs[acked.len() - 1];
-                if let Err(e) = store.trim_outbox(upto).await {
+                let last = seqs[acked.len() - 1];
+                upto = Some(last);
+                if let Err(e) = store.trim_outbox(last).await {
                     tracing::error!(error = %e, "trimming the outbox failed");
                 }
                 self.inner
                     .counters
                     .published
                     .fetch_add(acked.len() as u64, Ordering::Relaxed);
-                self.inner.published.send_modify(|p| *p = (*p).max(upto));
+                self.inner.published.send_modify(|p| *p = (*p).max(last));
+            } else {
+                upto = None;
             }
             match error {
                 None => backoff = Duration::from_millis(50),
