@@ -1,6 +1,6 @@
 //! A node's durable pull consumer: the log's events, strictly in stream order, each once.
 //!
-//! The durable consumer (`node_<id>`, explicit acks, deliver all) lets the servers track each
+//! The durable consumer (`node_<id>`, cumulative acks, deliver all) lets the servers track each
 //! node's progress, but the truth about what a node applied is its SQLite `applied_seq`, stored
 //! in the same transaction as the rows. JetStream alone would not keep strict order across
 //! hiccups: after a crash the consumer still holds unacknowledged deliveries and redelivers
@@ -14,8 +14,10 @@
 //!   client's buffer, a reconnect): the consumer is repositioned after the last yielded event,
 //!   exactly like an ordered consumer resets itself.
 //!
-//! Callers ack each delivery after the transaction that applied it has committed; an
-//! unacknowledged window of `max_ack_pending` deliveries is the apply path's backpressure.
+//! Callers ack after the transaction that applied a delivery has committed. Acks are
+//! cumulative (`AckPolicy::All`): acking a delivery acks every one before it, so the apply path
+//! acks once per batch, not once per event. An unacknowledged window of `max_ack_pending`
+//! deliveries is the apply path's backpressure.
 
 use std::time::Duration;
 
@@ -88,7 +90,8 @@ impl Delivery {
         &self.message.payload
     }
 
-    /// Acknowledges the delivery. Call only after the apply transaction has committed.
+    /// Acknowledges the delivery and every one before it. Call only after the apply
+    /// transaction has committed.
     pub async fn ack(&self) -> Result<(), LogError> {
         self.message.ack().await.map_err(|e| LogError::Consumer {
             consumer: self
@@ -270,6 +273,7 @@ impl EventConsumer {
         let info = self.info().await?;
         let reusable = info.as_ref().is_some_and(|i| {
             i.num_ack_pending == 0
+                && i.config.ack_policy == jetstream::consumer::AckPolicy::All
                 && i.ack_floor.stream_sequence == after
                 && i.delivered.stream_sequence == after
         });
@@ -299,7 +303,7 @@ impl EventConsumer {
                     durable_name: Some(self.name.clone()),
                     description: Some("Syncbase apply path of one node".into()),
                     deliver_policy,
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_policy: jetstream::consumer::AckPolicy::All,
                     ack_wait: self.opts.ack_wait,
                     max_ack_pending: self.opts.max_ack_pending,
                     replay_policy: jetstream::consumer::ReplayPolicy::Instant,

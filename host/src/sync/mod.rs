@@ -634,11 +634,12 @@ impl Sync {
             self.inner.applied_own.send_modify(|p| *p = (*p).max(own));
         }
         // Acknowledge only after the commit: a crash before this redelivers, and the
-        // consumer skips what applied_seq already covers.
-        for d in batch {
-            if let Err(e) = d.ack().await {
-                tracing::debug!(error = %e, "ack failed (the consumer skips it on redelivery)");
-            }
+        // consumer skips what applied_seq already covers. Acks are cumulative: the batch's
+        // last delivery acks the whole batch.
+        if let Some(d) = batch.last()
+            && let Err(e) = d.ack().await
+        {
+            tracing::debug!(error = %e, "ack failed (the consumer skips it on redelivery)");
         }
     }
 
