@@ -938,13 +938,14 @@ impl Fold<'_, '_> {
                 ))
             })?;
         let rid = event.record_id.clone().unwrap_or_default();
-        let mut event = event.clone();
+        // Copied only when an inbound filter rewrites it.
+        let mut event = std::borrow::Cow::Borrowed(event);
         match self.hooks.policy.inbound(&c, &event) {
             Filtered::Keep => {}
             Filtered::Drop => return Ok(()),
             Filtered::Replace(rec) => {
                 if event.kind != EventKind::RecordDelete {
-                    event.data = Some(rec);
+                    event.to_mut().data = Some(rec);
                 }
             }
         }
