@@ -28,7 +28,7 @@
 //! `LATENCY_WRITES` (500), `RATE_START` (300 writes/s), `RATE_FACTOR` (1.5), `RATE_STEPS` (8),
 //! `RATE_REFINE` (1), `STEP_SECS` (6), `WRITER_CONNS` (8 per node), `CATCHUP_EVENTS` (100000),
 //! `BATCH` (1000 requests per /api/batch), `CONFLICT_RECORDS` (1000), `CONFLICT_EVENTS`
-//! (30000 per run), `RESOLVER_ROUNDS` (2), `PHASES` (`latency,sustain,catchup,resolver`), `SYNCBASE_BIN`. The nodes inherit
+//! (30000 per run), `RESOLVER_ROUNDS` (4), `PHASES` (`latency,sustain,catchup,resolver`), `SYNCBASE_BIN`. The nodes inherit
 //! the environment, so `SYNCBASE_APPLY_BATCH` and friends reach them.
 
 #[path = "../../../tests/nats_support/mod.rs"]
@@ -113,7 +113,7 @@ impl Config {
             batch: num::<usize>("BATCH", 1000)?.max(1),
             conflict_records: num::<usize>("CONFLICT_RECORDS", 1000)?.max(1),
             conflict_events: num("CONFLICT_EVENTS", 30_000)?,
-            resolver_rounds: num("RESOLVER_ROUNDS", 2)?,
+            resolver_rounds: num("RESOLVER_ROUNDS", 4)?,
             phases: std::env::var("PHASES")
                 .unwrap_or_else(|_| "latency,sustain,catchup,resolver".into())
                 .split(',')
