@@ -827,32 +827,40 @@ impl Fold<'_, '_> {
                 Err(e) => Ok(Err(e.to_string())),
             };
         }
+        let before = self.ctx.schema.clone();
         tx(conn, "SAVEPOINT fold_event")?;
-        let result = if event.kind == EventKind::PluginBinding {
-            self.hooks.policy.bind(event).and_then(|()| {
-                conn.prepare_cached(
-                    "INSERT INTO _sync_bindings (id, data) VALUES (1, ?1)
-                     ON CONFLICT(id) DO UPDATE SET data = excluded.data",
-                )
-                .and_then(|mut st| st.execute([self.hooks.policy.bindings()]))
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-            })
+        // `Ok(Err(reason))`: the event cannot apply (a dead letter on every node). `Err`: this
+        // node's database failed, and the batch is retried — never a dead letter on one node
+        // only, which would fork it from the others.
+        let result: Result<Result<(), String>, StoreError> =
+            if event.kind == EventKind::PluginBinding {
+                match self.hooks.policy.bind(event) {
+                    Err(reason) => Ok(Err(reason)),
+                    // The runtime has the new binding now; if the table cannot store it, the
+                    // batch fails and its retry restores the committed bindings first.
+                    Ok(()) => conn
+                        .prepare_cached(
+                            "INSERT INTO _sync_bindings (id, data) VALUES (1, ?1)
+                             ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+                        )
+                        .and_then(|mut st| st.execute([self.hooks.policy.bindings()]))
+                        .map(|_| Ok(()))
+                        .map_err(StoreError::from),
+                }
+            } else {
+                match self.apply_schema(event) {
+                    Ok(()) => Ok(Ok(())),
+                    Err(e) if is_engine_fault(&e) => Err(e),
+                    Err(e) => Ok(Err(e.to_string())),
+                }
+            };
+        if matches!(result, Ok(Ok(()))) {
+            tx(conn, "RELEASE fold_event")?;
         } else {
-            let before = self.ctx.schema.clone();
-            let r = self.apply_schema(event).map_err(|e| e.to_string());
-            if r.is_err() {
-                self.ctx.schema = before;
-            }
-            r
-        };
-        match &result {
-            Ok(()) => tx(conn, "RELEASE fold_event"),
-            Err(_) => {
-                tx(conn, "ROLLBACK TO fold_event").and_then(|()| tx(conn, "RELEASE fold_event"))
-            }
-        }?;
-        Ok(result)
+            self.ctx.schema = before;
+            tx(conn, "ROLLBACK TO fold_event").and_then(|()| tx(conn, "RELEASE fold_event"))?;
+        }
+        result
     }
 
     /// Restores the canonical row under a key's overlay.
@@ -1295,7 +1303,183 @@ impl Fold<'_, '_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Store, StoreOptions};
     use super::*;
+
+    /// A policy whose binds always succeed, counting them as its binding table.
+    #[derive(Default)]
+    struct Binder(parking_lot::Mutex<u32>);
+
+    impl Policy for Binder {
+        fn outbound(&self, _: &Collection, _: &Event) -> Filtered {
+            Filtered::Keep
+        }
+        fn inbound(&self, _: &Collection, _: &Event) -> Filtered {
+            Filtered::Keep
+        }
+        fn resolve(
+            &self,
+            _: &Collection,
+            current: &Current,
+            incoming: &Event,
+        ) -> (Resolved, String) {
+            (last_writer_wins(current, incoming), "test".into())
+        }
+        fn bind(&self, _: &Event) -> Result<(), String> {
+            *self.0.lock() += 1;
+            Ok(())
+        }
+        fn bindings(&self) -> String {
+            format!("binds={}", self.0.lock())
+        }
+    }
+
+    fn binding_event() -> Event {
+        Event {
+            id: EventId::random(),
+            origin: "n2".into(),
+            hlc: Hlc::new(1_000, 0),
+            kind: EventKind::PluginBinding,
+            collection: CollectionRef {
+                id: String::new(),
+                name: String::new(),
+            },
+            record_id: None,
+            data: Some(serde_json::Map::new()),
+            before: None,
+            base: None,
+            schema_version: 0,
+            plugin_version: 0,
+        }
+    }
+
+    async fn count(store: &Store, sql: &'static str) -> i64 {
+        store
+            .read_raw(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .await
+            .expect("count")
+    }
+
+    #[tokio::test]
+    async fn a_schema_event_the_disk_has_no_room_for_fails_the_batch_instead_of_dead_lettering() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hooks = Arc::new(SyncHooks {
+            node_id: "n1".into(),
+            clock: Arc::new(Clock::new()),
+            outbox: Arc::new(tokio::sync::Notify::new()),
+            policy: Arc::new(Builtin),
+            fresh: Default::default(),
+        });
+        let store = Store::open_with(dir.path(), &StoreOptions::default(), Some(hooks.clone()))
+            .expect("open");
+        // A new base collection shaped like `users`' non-auth part: a copy under a new name.
+        let mut c = (**store.schema().get("users").expect("users")).clone();
+        c.id = "pbc_notes00001".into();
+        c.name = "notes".into();
+        c.system = false;
+        c.kind = crate::store::schema::CollectionType::Base;
+        c.fields.retain(|f| f.name == "id" || f.name == "name");
+        c.indexes.clear();
+        let serde_json::Value::Object(data) = serde_json::to_value(&c).expect("json") else {
+            panic!("collection is not an object")
+        };
+        let mut event = binding_event();
+        event.kind = EventKind::CollectionCreate;
+        event.collection = CollectionRef {
+            id: c.id.clone(),
+            name: c.name.clone(),
+        };
+        event.data = Some(data);
+        let batch = Arc::new(vec![Delivered {
+            seq: 1,
+            event: Ok(event),
+            payload: bytes::Bytes::from_static(b"{}"),
+        }]);
+        // The disk is full: the database may not grow by a single page.
+        store
+            .write(|ctx| {
+                let pages: i64 = ctx.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                ctx.conn
+                    .execute_batch(&format!("PRAGMA max_page_count = {pages}"))?;
+                Ok(())
+            })
+            .await
+            .expect("limit");
+        let failed = store.apply_events(hooks.clone(), batch.clone()).await;
+        assert!(failed.is_err(), "the batch must fail: {failed:?}");
+        assert_eq!(count(&store, "SELECT count(*) FROM _sync_dead").await, 0);
+        assert!(store.schema().get("notes").is_none());
+        store
+            .write(|ctx| {
+                ctx.conn
+                    .execute_batch("PRAGMA max_page_count = 1073741823")?;
+                Ok(())
+            })
+            .await
+            .expect("room again");
+        let report = store
+            .apply_events(hooks, batch)
+            .await
+            .expect("the retry applies");
+        assert_eq!((report.applied, report.dead), (1, 0));
+        assert!(store.schema().get("notes").is_some(), "collection created");
+    }
+
+    #[tokio::test]
+    async fn a_binding_the_database_cannot_store_fails_the_batch_instead_of_dead_lettering() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hooks = Arc::new(SyncHooks {
+            node_id: "n1".into(),
+            clock: Arc::new(Clock::new()),
+            outbox: Arc::new(tokio::sync::Notify::new()),
+            policy: Arc::new(Binder::default()),
+            fresh: Default::default(),
+        });
+        let store = Store::open_with(dir.path(), &StoreOptions::default(), Some(hooks.clone()))
+            .expect("open");
+        // This node's database refuses the binding table's row (as a full disk would).
+        store
+            .write(|ctx| {
+                ctx.conn.execute_batch(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON _sync_bindings
+                     BEGIN SELECT RAISE(ABORT, 'no room'); END;",
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("trigger");
+        let batch = Arc::new(vec![Delivered {
+            seq: 1,
+            event: Ok(binding_event()),
+            payload: bytes::Bytes::from_static(b"{}"),
+        }]);
+        let failed = store.apply_events(hooks.clone(), batch.clone()).await;
+        assert!(failed.is_err(), "the batch must fail: {failed:?}");
+        // Dead-lettering it here alone would fork this node from the others, which bound it.
+        assert_eq!(count(&store, "SELECT count(*) FROM _sync_dead").await, 0);
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM _sync_seen").await,
+            0,
+            "nothing of the failed batch committed"
+        );
+        store
+            .write(|ctx| {
+                ctx.conn.execute_batch("DROP TRIGGER refuse")?;
+                Ok(())
+            })
+            .await
+            .expect("drop trigger");
+        let report = store
+            .apply_events(hooks, batch)
+            .await
+            .expect("the retry applies");
+        assert_eq!((report.applied, report.dead), (1, 0));
+        let stored: String = store
+            .read_raw(|c| Ok(c.query_row("SELECT data FROM _sync_bindings", [], |r| r.get(0))?))
+            .await
+            .expect("bindings");
+        assert_eq!(stored, "binds=2");
+    }
 
     fn rows(seqs: std::ops::Range<u64>) -> Vec<OutboxRow> {
         seqs.map(|s| (s, format!("e{s}"), vec![s as u8])).collect()
