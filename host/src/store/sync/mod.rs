@@ -1,0 +1,600 @@
+//! Replication's side of the store: the outbox written with each local change, the
+//! read-your-writes overlay, and the fold that applies the log to canonical state.
+//!
+//! Canonical state is what the fold of the log produced. The collection tables show canonical
+//! rows, except that a row this node wrote and whose event has not come back yet shows the
+//! local write (the overlay); the canonical row it covers waits in `_sync_shadow`. Invariant at
+//! rest: a key has a shadow row iff it has pending rows.
+//!
+//! Applying a batch (one writer job, `fold.rs`):
+//! 1. for each event's key, the overlay is reverted (the shadow restored), so the event meets
+//!    canonical state only; a write that breaks a unique index reverts every overlay of the
+//!    collection and is tried again, so overlays never decide whether an event applies;
+//! 2. the event is applied: taken when its `base` is the canonical version, otherwise the
+//!    collection's resolver decides (built-in: last writer by HLC, then node id);
+//! 3. the pending local writes of reverted keys are laid over the result again.
+//!
+//! Tables (all created at bootstrap, empty on a node without replication):
+//! `_sync_outbox` (events to publish, in order), `_sync_pending` (this node's events not yet
+//! applied, with the row each wrote), `_sync_shadow` (canonical rows under an overlay),
+//! `_sync_versions` (each key's canonical version; deletes leave a tombstone), `_sync_seen`
+//! (applied event ids: a republished duplicate is a no-op), `_sync_dead` (events that could
+//! not be applied, with the reason), `_sync_state` (the applied stream sequence).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use super::records::Record;
+use super::schema::Collection;
+use super::{Change, Op, StoreError};
+use crate::replication::{Clock, CollectionRef, Event, EventId, EventKind, Hlc};
+
+/// The collection that never replicates: each node keeps its own superusers.
+pub const LOCAL_ONLY: &str = "_superusers";
+
+pub(crate) fn create_tables(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _sync_outbox (
+             seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+             event_id TEXT NOT NULL,
+             payload  BLOB NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS _sync_pending (
+             seq      INTEGER PRIMARY KEY,
+             event_id TEXT NOT NULL UNIQUE,
+             coll     TEXT NOT NULL,
+             rid      TEXT NOT NULL,
+             data     TEXT
+         );
+         CREATE INDEX IF NOT EXISTS _sync_pending_key ON _sync_pending (coll, rid);
+         CREATE TABLE IF NOT EXISTS _sync_shadow (
+             coll TEXT NOT NULL,
+             rid  TEXT NOT NULL,
+             data TEXT,
+             PRIMARY KEY (coll, rid)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS _sync_versions (
+             coll     TEXT NOT NULL,
+             rid      TEXT NOT NULL,
+             event_id TEXT NOT NULL,
+             hlc      INTEGER NOT NULL,
+             origin   TEXT NOT NULL,
+             deleted  INTEGER NOT NULL,
+             verdict  TEXT NOT NULL,
+             seq      INTEGER NOT NULL,
+             PRIMARY KEY (coll, rid)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS _sync_seen (
+             event_id TEXT PRIMARY KEY,
+             seq      INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS _sync_seen_seq ON _sync_seen (seq);
+         CREATE TABLE IF NOT EXISTS _sync_dead (
+             seq        INTEGER PRIMARY KEY,
+             event_id   TEXT NOT NULL,
+             origin     TEXT NOT NULL,
+             kind       TEXT NOT NULL,
+             collection TEXT NOT NULL,
+             record_id  TEXT NOT NULL,
+             reason     TEXT NOT NULL,
+             payload    BLOB NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS _sync_bindings (
+             id   INTEGER PRIMARY KEY CHECK (id = 1),
+             data TEXT NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS _sync_state (
+             key   TEXT PRIMARY KEY NOT NULL,
+             value INTEGER NOT NULL
+         );",
+    )?;
+    Ok(())
+}
+
+/// What a filter does with a change.
+#[derive(Debug, Clone)]
+pub enum Filtered {
+    Keep,
+    Drop,
+    /// Publish / apply this record data instead.
+    Replace(Record),
+}
+
+/// A resolver's decision.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    KeepCurrent,
+    TakeIncoming,
+    Merged(Record),
+}
+
+/// The canonical version an incoming event conflicts with.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// `None`: deleted (a tombstone) or never created.
+    pub data: Option<Record>,
+    pub hlc: u64,
+    pub origin: String,
+    pub event_id: String,
+}
+
+/// The deterministic functions the fold calls: filters and resolvers (plugins or built-in),
+/// and plugin binding events. Implemented outside the store (`crate::sync`).
+pub trait Policy: Send + Sync {
+    fn outbound(&self, c: &Collection, event: &Event) -> Filtered;
+    fn inbound(&self, c: &Collection, event: &Event) -> Filtered;
+    /// The decision and a label recorded with the version (who decided).
+    fn resolve(&self, c: &Collection, current: &Current, incoming: &Event) -> (Resolved, String);
+    /// Applies a plugin binding event at its log position.
+    fn bind(&self, event: &Event) -> Result<(), String>;
+    /// The node's binding table after a bind, stored with the fold's transaction (so a crash
+    /// before COMMIT cannot leave the runtime ahead of SQLite: startup restores this one).
+    fn bindings(&self) -> String {
+        String::new()
+    }
+}
+
+/// The built-in policy: keep everything, last writer wins.
+pub struct Builtin;
+
+impl Policy for Builtin {
+    fn outbound(&self, _: &Collection, _: &Event) -> Filtered {
+        Filtered::Keep
+    }
+    fn inbound(&self, _: &Collection, _: &Event) -> Filtered {
+        Filtered::Keep
+    }
+    fn resolve(&self, _: &Collection, current: &Current, incoming: &Event) -> (Resolved, String) {
+        (last_writer_wins(current, incoming), "default".into())
+    }
+    fn bind(&self, _: &Event) -> Result<(), String> {
+        Err("plugin bindings need the plugin runtime".into())
+    }
+}
+
+/// Later HLC wins, ties broken by the larger origin node id.
+pub fn last_writer_wins(current: &Current, incoming: &Event) -> Resolved {
+    if (incoming.hlc.0, incoming.origin.as_str()) > (current.hlc, current.origin.as_str()) {
+        Resolved::TakeIncoming
+    } else {
+        Resolved::KeepCurrent
+    }
+}
+
+/// What a node with replication gives its writer.
+pub struct SyncHooks {
+    pub node_id: String,
+    pub clock: Arc<Clock>,
+    /// Woken after a commit that wrote outbox rows.
+    pub outbox: Arc<tokio::sync::Notify>,
+    pub policy: Arc<dyn Policy>,
+    /// Outbox rows just committed, handed to the publisher so it need not read them back.
+    pub fresh: parking_lot::Mutex<Fresh>,
+}
+
+/// One outbox row: its sequence, event id and encoded event.
+pub type OutboxRow = (u64, String, Vec<u8>);
+
+/// Outbox rows committed since the publisher last looked, in commit order. The outbox table
+/// stays the truth: the publisher uses these only when they continue exactly where it left
+/// off, and otherwise reads the table.
+#[derive(Default)]
+pub struct Fresh {
+    rows: Vec<OutboxRow>,
+    /// Rows were thrown away (the publisher was not keeping up); it must read the table.
+    dropped: bool,
+}
+
+/// Fresh rows kept at most; beyond, they are dropped and the publisher reads the table.
+const FRESH_MAX: usize = 8192;
+
+impl Fresh {
+    /// Adds a committed transaction's rows.
+    pub fn push(&mut self, rows: &mut Vec<OutboxRow>) {
+        if self.rows.len() + rows.len() > FRESH_MAX {
+            self.rows.clear();
+            rows.clear();
+            self.dropped = true;
+            return;
+        }
+        self.rows.append(rows);
+    }
+
+    /// Takes every row, and whether any were dropped since the last take.
+    pub fn take(&mut self) -> (Vec<OutboxRow>, bool) {
+        (
+            std::mem::take(&mut self.rows),
+            std::mem::replace(&mut self.dropped, false),
+        )
+    }
+}
+
+fn json_text(r: &Record) -> String {
+    serde_json::to_string(r).unwrap_or_else(|_| "{}".into())
+}
+
+fn parse_record(text: Option<String>) -> Result<Option<Record>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str::<Record>(&t)
+            .map_err(|e| StoreError::Internal(format!("corrupt overlay row: {e}")))
+    })
+    .transpose()
+}
+
+fn record_id(r: &Record) -> String {
+    r.get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The event id of the version a writer on this node sees for a key: its own newest pending
+/// write, else the canonical version.
+fn visible_version(conn: &Connection, coll: &str, rid: &str) -> Result<Option<String>, StoreError> {
+    let pending: Option<String> = conn
+        .prepare_cached(
+            "SELECT event_id FROM _sync_pending WHERE coll = ?1 AND rid = ?2 ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![coll, rid], |r| r.get(0))
+        .optional()?;
+    if pending.is_some() {
+        return Ok(pending);
+    }
+    Ok(conn
+        .prepare_cached("SELECT event_id FROM _sync_versions WHERE coll = ?1 AND rid = ?2")?
+        .query_row(params![coll, rid], |r| r.get(0))
+        .optional()?)
+}
+
+/// Writes the outbox rows, overlay records and shadows for a job's committed-to-be changes.
+/// Returns the outbox sequence of each event written.
+pub(crate) fn capture(
+    conn: &Connection,
+    hooks: &SyncHooks,
+    changes: &[Change],
+    fresh: &mut Vec<OutboxRow>,
+) -> Result<Vec<u64>, StoreError> {
+    let mut seqs = Vec::new();
+    for change in changes {
+        let c = &change.collection;
+        if c.name == LOCAL_ONLY {
+            continue;
+        }
+        let rid = record_id(&change.record);
+        let kind = match change.op {
+            Op::Create => EventKind::RecordCreate,
+            Op::Update => EventKind::RecordUpdate,
+            Op::Delete => EventKind::RecordDelete,
+        };
+        let before = match (&change.op, &change.before) {
+            (Op::Update, Some(old)) => Some(
+                old.iter()
+                    .filter(|(k, v)| change.record.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let base = visible_version(conn, &c.id, &rid)?
+            .map(|s| EventId::parse(&s).map_err(|e| StoreError::Internal(e.to_string())))
+            .transpose()?;
+        let mut event = Event {
+            id: EventId::random(),
+            origin: hooks.node_id.clone(),
+            hlc: hooks.clock.now(),
+            kind,
+            collection: CollectionRef {
+                id: c.id.clone(),
+                name: c.name.clone(),
+            },
+            record_id: Some(rid.clone()),
+            data: Some(change.record.clone()),
+            before,
+            base,
+            schema_version: 0,
+            plugin_version: 0,
+        };
+        match hooks.policy.outbound(c, &event) {
+            Filtered::Keep => {}
+            // Node-local: the change stays here and is never part of the log.
+            Filtered::Drop => continue,
+            Filtered::Replace(rec) => {
+                if change.op != Op::Delete {
+                    event.data = Some(rec);
+                }
+            }
+        }
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO _sync_shadow (coll, rid, data) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![c.id, rid, change.before.as_ref().map(json_text)])?;
+        let seq = enqueue_event(conn, &event, fresh)?;
+        let overlay = (change.op != Op::Delete).then(|| json_text(&change.record));
+        conn.prepare_cached(
+            "INSERT INTO _sync_pending (seq, event_id, coll, rid, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![seq as i64, event.id.as_str(), c.id, rid, overlay])?;
+        seqs.push(seq);
+    }
+    Ok(seqs)
+}
+
+/// Puts one event in the outbox (and the row in `fresh`); returns its outbox sequence.
+pub(crate) fn enqueue_event(
+    conn: &Connection,
+    event: &Event,
+    fresh: &mut Vec<OutboxRow>,
+) -> Result<u64, StoreError> {
+    let payload = event.encode();
+    conn.prepare_cached("INSERT INTO _sync_outbox (event_id, payload) VALUES (?1, ?2)")?
+        .execute(params![event.id.as_str(), payload])?;
+    let seq = conn.last_insert_rowid() as u64;
+    fresh.push((seq, event.id.as_str().to_owned(), payload));
+    Ok(seq)
+}
+
+/// Puts a schema or binding event in the outbox, tracked as pending (no overlay: it applies
+/// only at its position in the log), so the writer can wait for it.
+pub(crate) fn enqueue_own(
+    conn: &Connection,
+    event: &Event,
+    fresh: &mut Vec<OutboxRow>,
+) -> Result<u64, StoreError> {
+    let seq = enqueue_event(conn, event, fresh)?;
+    conn.prepare_cached(
+        "INSERT INTO _sync_pending (seq, event_id, coll, rid, data) VALUES (?1, ?2, '', ?2, NULL)",
+    )?
+    .execute(params![seq as i64, event.id.as_str()])?;
+    Ok(seq)
+}
+
+/// A schema event (collection create/update/delete/import) for the outbox.
+pub fn schema_event(hooks: &SyncHooks, kind: EventKind, c: CollectionRef, data: Value) -> Event {
+    let data = match data {
+        Value::Object(m) => m,
+        other => {
+            let mut m = Record::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    Event {
+        id: EventId::random(),
+        origin: hooks.node_id.clone(),
+        hlc: hooks.clock.now(),
+        kind,
+        collection: c,
+        record_id: None,
+        data: Some(data),
+        before: None,
+        base: None,
+        schema_version: 0,
+        plugin_version: 0,
+    }
+}
+
+// ----- outbox reads and trims (publisher) -----------------------------------------------
+
+/// Up to `limit` outbox rows after `after`, in order.
+pub fn outbox_after(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, String, Vec<u8>)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, event_id, payload FROM _sync_outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Forgets the outbox up to and including `upto` (published and acknowledged).
+pub(crate) fn trim_outbox(conn: &Connection, upto: u64) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM _sync_outbox WHERE seq <= ?1")?
+        .execute([upto as i64])?;
+    Ok(())
+}
+
+/// Figures for the status endpoint, read in one transaction.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalStatus {
+    pub applied_seq: u64,
+    pub outbox_backlog: u64,
+    pub pending_overlay: u64,
+    pub dead_letters: u64,
+    pub versions: u64,
+}
+
+pub fn local_status(conn: &Connection) -> Result<LocalStatus, StoreError> {
+    let count = |sql: &str| -> Result<u64, StoreError> {
+        Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+    };
+    Ok(LocalStatus {
+        applied_seq: applied_seq(conn)?,
+        outbox_backlog: count("SELECT count(*) FROM _sync_outbox")?,
+        pending_overlay: count("SELECT count(*) FROM _sync_pending")?,
+        dead_letters: count("SELECT count(*) FROM _sync_dead")?,
+        versions: count("SELECT count(*) FROM _sync_versions")?,
+    })
+}
+
+pub fn applied_seq(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM _sync_state WHERE key = 'applied_seq'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .unwrap_or(0) as u64)
+}
+
+/// The newest HLC the node has folded, to resume its clock after a restart.
+pub fn max_hlc(conn: &Connection) -> Result<Hlc, StoreError> {
+    let v: Option<i64> = conn.query_row("SELECT max(hlc) FROM _sync_versions", [], |r| r.get(0))?;
+    Ok(Hlc(v.unwrap_or(0) as u64))
+}
+
+/// A content hash of every replicated collection's table: sha256 over all stored columns of
+/// all rows in id order. Two nodes with equal hashes hold byte-identical canonical rows (when
+/// quiet: no overlays). Computed on demand (`/api/sync/status?hashes=1`), it reads every row.
+pub fn table_hashes(
+    conn: &Connection,
+    schema: &super::Schema,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    use sha2::{Digest, Sha256};
+    let mut out = BTreeMap::new();
+    for c in schema.all() {
+        if c.name == LOCAL_ONLY {
+            continue;
+        }
+        let cols: Vec<String> = c
+            .fields
+            .iter()
+            .map(|f| super::schema::quote_ident(&f.name))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY `id`",
+            cols.join(", "),
+            c.table()
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query([])?;
+        let mut h = Sha256::new();
+        while let Some(row) = rows.next()? {
+            for i in 0..cols.len() {
+                use rusqlite::types::ValueRef;
+                match row.get_ref(i)? {
+                    ValueRef::Null => h.update([0u8]),
+                    ValueRef::Integer(v) => {
+                        h.update([1u8]);
+                        h.update(v.to_le_bytes());
+                    }
+                    ValueRef::Real(v) => {
+                        h.update([2u8]);
+                        h.update(v.to_le_bytes());
+                    }
+                    ValueRef::Text(t) => {
+                        h.update([3u8]);
+                        h.update((t.len() as u64).to_le_bytes());
+                        h.update(t);
+                    }
+                    ValueRef::Blob(b) => {
+                        h.update([4u8]);
+                        h.update((b.len() as u64).to_le_bytes());
+                        h.update(b);
+                    }
+                }
+            }
+        }
+        let digest = h.finalize();
+        out.insert(
+            c.name.clone(),
+            digest.iter().map(|b| format!("{b:02x}")).collect(),
+        );
+    }
+    Ok(out)
+}
+
+/// The binding table as of the last folded binding event (`None`: none folded yet).
+pub fn folded_bindings(conn: &Connection) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT data FROM _sync_bindings WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// The node ids whose events this node has folded.
+pub fn peers_seen(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT DISTINCT origin FROM _sync_versions")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A dead letter, as the status API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub seq: u64,
+    pub event_id: String,
+    pub origin: String,
+    pub kind: String,
+    pub collection: String,
+    pub record_id: String,
+    pub reason: String,
+}
+
+pub fn dead_letters(conn: &Connection, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, event_id, origin, kind, collection, record_id, reason FROM _sync_dead
+         ORDER BY seq LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        Ok(DeadLetter {
+            seq: r.get::<_, i64>(0)? as u64,
+            event_id: r.get(1)?,
+            origin: r.get(2)?,
+            kind: r.get(3)?,
+            collection: r.get(4)?,
+            record_id: r.get(5)?,
+            reason: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Why this node's event (by outbox sequence) became a dead letter, if it did.
+pub fn own_failure(conn: &Connection, event_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT reason FROM _sync_dead WHERE event_id = ?1")?
+        .query_row([event_id], |r| r.get(0))
+        .optional()?)
+}
+
+mod fold;
+
+pub(crate) use fold::apply;
+pub use fold::{ApplyReport, Delivered, SEED_MARK};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(seqs: std::ops::Range<u64>) -> Vec<OutboxRow> {
+        seqs.map(|s| (s, format!("e{s}"), vec![s as u8])).collect()
+    }
+
+    #[test]
+    fn fresh_rows_come_out_in_commit_order_once() {
+        let mut fresh = Fresh::default();
+        fresh.push(&mut rows(1..4));
+        fresh.push(&mut rows(4..6));
+        let (taken, dropped) = fresh.take();
+        assert_eq!(
+            taken.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert!(!dropped);
+        assert_eq!(fresh.take(), (Vec::new(), false));
+    }
+
+    #[test]
+    fn a_publisher_that_falls_behind_is_told_to_read_the_table() {
+        let mut fresh = Fresh::default();
+        fresh.push(&mut rows(1..(FRESH_MAX as u64)));
+        fresh.push(&mut rows(FRESH_MAX as u64..FRESH_MAX as u64 + 10));
+        let (taken, dropped) = fresh.take();
+        assert!(taken.is_empty(), "rows kept past the cap");
+        assert!(dropped, "the drop must be reported");
+        // After the report the queue works as before.
+        fresh.push(&mut rows(9000..9002));
+        assert_eq!(fresh.take().0.len(), 2);
+    }
+}
