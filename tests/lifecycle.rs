@@ -58,7 +58,8 @@ async fn a_busy_server_checkpoints_its_wal_while_it_runs() {
     futures::future::join_all(writers).await;
     let written = 6000 * 4000;
     // The writer's WAL hook replaces SQLite's auto-checkpoint; without the checkpoint thread the
-    // WAL would hold every write until shutdown. It runs on its own, so wait (bounded) for it.
+    // WAL would hold every write until shutdown. It runs on its own thread and tells nobody
+    // when it is done, so the test polls the file size (the outcome itself) until a deadline.
     let db = node.dir().join("data.db");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {

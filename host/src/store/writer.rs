@@ -508,8 +508,8 @@ fn run_batch(
 }
 
 /// Runs one parameterless statement from the connection's statement cache (the per-job
-/// savepoint statements would otherwise be parsed again for every job).
-fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+/// savepoint statements would otherwise be parsed again for every job; the fold uses it too).
+pub(super) fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
@@ -523,9 +523,18 @@ mod tests {
     use super::super::{Store, StoreOptions};
     use super::*;
 
-    fn open() -> (tempfile::TempDir, Store) {
+    /// A store with a table `t (n, v)` to write into.
+    async fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
+        store
+            .write(|ctx| {
+                ctx.conn
+                    .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, v TEXT)")?;
+                Ok(())
+            })
+            .await
+            .expect("create");
         (dir, store)
     }
 
@@ -542,15 +551,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_job_alone_leaves_nothing_and_the_next_jobs_commit() {
-        let (_dir, store) = open();
-        store
-            .write(|ctx| {
-                ctx.conn
-                    .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, v TEXT)")?;
-                Ok(())
-            })
-            .await
-            .expect("create");
+        let (_dir, store) = open().await;
         let writer = &store.inner.writer;
         let failed = writer
             .submit_alone(|ctx| {
@@ -574,15 +575,7 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_alone_and_batched_commit_in_submission_order() {
-        let (_dir, store) = open();
-        store
-            .write(|ctx| {
-                ctx.conn
-                    .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, v TEXT)")?;
-                Ok(())
-            })
-            .await
-            .expect("create");
+        let (_dir, store) = open().await;
         // Queued all at once, so the writer gathers batches and meets alone jobs among them.
         let writer = &store.inner.writer;
         let jobs = (0..60).map(|i| async move {

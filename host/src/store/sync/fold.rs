@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::super::collections::install;
 use super::super::records::{self, Record, write_raw};
 use super::super::schema::Collection;
+use super::super::writer::exec_cached;
 use super::super::{Change, Op, StoreError, WriteCtx, ddl, system};
 use super::{Current, Filtered, Resolved, SyncHooks, json_text, parse_record};
 use crate::replication::{Event, EventId, EventKind};
@@ -210,12 +211,6 @@ fn dead_letter(
     Ok(())
 }
 
-/// Runs a short transaction-control statement through the statement cache (the fold runs
-/// several per event).
-fn tx(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
 /// The database failed (I/O, disk full, corruption, memory, locking), not the event: the
 /// batch is retried instead of the event becoming a dead letter on this node alone.
 fn is_engine_fault(e: &StoreError) -> bool {
@@ -281,7 +276,7 @@ impl Fold<'_, '_> {
             };
         }
         let before = self.ctx.schema.clone();
-        tx(conn, "SAVEPOINT fold_event")?;
+        exec_cached(conn, "SAVEPOINT fold_event")?;
         // `Ok(Err(reason))`: the event cannot apply (a dead letter on every node). `Err`: this
         // node's database failed, and the batch is retried — never a dead letter on one node
         // only, which would fork it from the others.
@@ -308,10 +303,11 @@ impl Fold<'_, '_> {
                 }
             };
         if matches!(result, Ok(Ok(()))) {
-            tx(conn, "RELEASE fold_event")?;
+            exec_cached(conn, "RELEASE fold_event")?;
         } else {
             self.ctx.schema = before;
-            tx(conn, "ROLLBACK TO fold_event").and_then(|()| tx(conn, "RELEASE fold_event"))?;
+            exec_cached(conn, "ROLLBACK TO fold_event")
+                .and_then(|()| exec_cached(conn, "RELEASE fold_event"))?;
         }
         result
     }
@@ -755,184 +751,5 @@ impl Fold<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::super::{Store, StoreOptions};
-    use super::super::{Builtin, Policy, last_writer_wins};
-    use super::*;
-    use crate::replication::{Clock, CollectionRef, Hlc};
-
-    /// A policy whose binds always succeed, counting them as its binding table.
-    #[derive(Default)]
-    struct Binder(parking_lot::Mutex<u32>);
-
-    impl Policy for Binder {
-        fn outbound(&self, _: &Collection, _: &Event) -> Filtered {
-            Filtered::Keep
-        }
-        fn inbound(&self, _: &Collection, _: &Event) -> Filtered {
-            Filtered::Keep
-        }
-        fn resolve(
-            &self,
-            _: &Collection,
-            current: &Current,
-            incoming: &Event,
-        ) -> (Resolved, String) {
-            (last_writer_wins(current, incoming), "test".into())
-        }
-        fn bind(&self, _: &Event) -> Result<(), String> {
-            *self.0.lock() += 1;
-            Ok(())
-        }
-        fn bindings(&self) -> String {
-            format!("binds={}", self.0.lock())
-        }
-    }
-
-    fn binding_event() -> Event {
-        Event {
-            id: EventId::random(),
-            origin: "n2".into(),
-            hlc: Hlc::new(1_000, 0),
-            kind: EventKind::PluginBinding,
-            collection: CollectionRef {
-                id: String::new(),
-                name: String::new(),
-            },
-            record_id: None,
-            data: Some(serde_json::Map::new()),
-            before: None,
-            base: None,
-            schema_version: 0,
-            plugin_version: 0,
-        }
-    }
-
-    async fn count(store: &Store, sql: &'static str) -> i64 {
-        store
-            .read_raw(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
-            .await
-            .expect("count")
-    }
-
-    #[tokio::test]
-    async fn a_schema_event_the_disk_has_no_room_for_fails_the_batch_instead_of_dead_lettering() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let hooks = Arc::new(SyncHooks {
-            node_id: "n1".into(),
-            clock: Arc::new(Clock::new()),
-            outbox: Arc::new(tokio::sync::Notify::new()),
-            policy: Arc::new(Builtin),
-            fresh: Default::default(),
-        });
-        let store = Store::open_with(dir.path(), &StoreOptions::default(), Some(hooks.clone()))
-            .expect("open");
-        // A new base collection shaped like `users`' non-auth part: a copy under a new name.
-        let mut c = (**store.schema().get("users").expect("users")).clone();
-        c.id = "pbc_notes00001".into();
-        c.name = "notes".into();
-        c.system = false;
-        c.kind = crate::store::schema::CollectionType::Base;
-        c.fields.retain(|f| f.name == "id" || f.name == "name");
-        c.indexes.clear();
-        let serde_json::Value::Object(data) = serde_json::to_value(&c).expect("json") else {
-            panic!("collection is not an object")
-        };
-        let mut event = binding_event();
-        event.kind = EventKind::CollectionCreate;
-        event.collection = CollectionRef {
-            id: c.id.clone(),
-            name: c.name.clone(),
-        };
-        event.data = Some(data);
-        let batch = Arc::new(vec![Delivered {
-            seq: 1,
-            event: Ok(event),
-            payload: bytes::Bytes::from_static(b"{}"),
-        }]);
-        // The disk is full: the database may not grow by a single page.
-        store
-            .write(|ctx| {
-                let pages: i64 = ctx.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-                ctx.conn
-                    .execute_batch(&format!("PRAGMA max_page_count = {pages}"))?;
-                Ok(())
-            })
-            .await
-            .expect("limit");
-        let failed = store.apply_events(hooks.clone(), batch.clone()).await;
-        assert!(failed.is_err(), "the batch must fail: {failed:?}");
-        assert_eq!(count(&store, "SELECT count(*) FROM _sync_dead").await, 0);
-        assert!(store.schema().get("notes").is_none());
-        store
-            .write(|ctx| {
-                ctx.conn
-                    .execute_batch("PRAGMA max_page_count = 1073741823")?;
-                Ok(())
-            })
-            .await
-            .expect("room again");
-        let report = store
-            .apply_events(hooks, batch)
-            .await
-            .expect("the retry applies");
-        assert_eq!((report.applied, report.dead), (1, 0));
-        assert!(store.schema().get("notes").is_some(), "collection created");
-    }
-
-    #[tokio::test]
-    async fn a_binding_the_database_cannot_store_fails_the_batch_instead_of_dead_lettering() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let hooks = Arc::new(SyncHooks {
-            node_id: "n1".into(),
-            clock: Arc::new(Clock::new()),
-            outbox: Arc::new(tokio::sync::Notify::new()),
-            policy: Arc::new(Binder::default()),
-            fresh: Default::default(),
-        });
-        let store = Store::open_with(dir.path(), &StoreOptions::default(), Some(hooks.clone()))
-            .expect("open");
-        // This node's database refuses the binding table's row (as a full disk would).
-        store
-            .write(|ctx| {
-                ctx.conn.execute_batch(
-                    "CREATE TRIGGER refuse BEFORE INSERT ON _sync_bindings
-                     BEGIN SELECT RAISE(ABORT, 'no room'); END;",
-                )?;
-                Ok(())
-            })
-            .await
-            .expect("trigger");
-        let batch = Arc::new(vec![Delivered {
-            seq: 1,
-            event: Ok(binding_event()),
-            payload: bytes::Bytes::from_static(b"{}"),
-        }]);
-        let failed = store.apply_events(hooks.clone(), batch.clone()).await;
-        assert!(failed.is_err(), "the batch must fail: {failed:?}");
-        // Dead-lettering it here alone would fork this node from the others, which bound it.
-        assert_eq!(count(&store, "SELECT count(*) FROM _sync_dead").await, 0);
-        assert_eq!(
-            count(&store, "SELECT count(*) FROM _sync_seen").await,
-            0,
-            "nothing of the failed batch committed"
-        );
-        store
-            .write(|ctx| {
-                ctx.conn.execute_batch("DROP TRIGGER refuse")?;
-                Ok(())
-            })
-            .await
-            .expect("drop trigger");
-        let report = store
-            .apply_events(hooks, batch)
-            .await
-            .expect("the retry applies");
-        assert_eq!((report.applied, report.dead), (1, 0));
-        let stored: String = store
-            .read_raw(|c| Ok(c.query_row("SELECT data FROM _sync_bindings", [], |r| r.get(0))?))
-            .await
-            .expect("bindings");
-        assert_eq!(stored, "binds=2");
-    }
-}
+#[path = "fold_tests.rs"]
+mod tests;

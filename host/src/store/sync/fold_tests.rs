@@ -1,0 +1,159 @@
+//! The fold's tests: database failures while folding fail the batch, never a dead letter on
+//! one node only.
+
+use super::super::super::{Store, StoreOptions};
+use super::super::{Builtin, Policy, last_writer_wins};
+use super::*;
+use crate::replication::{Clock, CollectionRef, Hlc};
+
+/// A policy whose binds always succeed, counting them as its binding table.
+#[derive(Default)]
+struct Binder(parking_lot::Mutex<u32>);
+
+impl Policy for Binder {
+    fn outbound(&self, _: &Collection, _: &Event) -> Filtered {
+        Filtered::Keep
+    }
+    fn inbound(&self, _: &Collection, _: &Event) -> Filtered {
+        Filtered::Keep
+    }
+    fn resolve(&self, _: &Collection, current: &Current, incoming: &Event) -> (Resolved, String) {
+        (last_writer_wins(current, incoming), "test".into())
+    }
+    fn bind(&self, _: &Event) -> Result<(), String> {
+        *self.0.lock() += 1;
+        Ok(())
+    }
+    fn bindings(&self) -> String {
+        format!("binds={}", self.0.lock())
+    }
+}
+
+fn binding_event() -> Event {
+    Event {
+        id: EventId::random(),
+        origin: "n2".into(),
+        hlc: Hlc::new(1_000, 0),
+        kind: EventKind::PluginBinding,
+        collection: CollectionRef {
+            id: String::new(),
+            name: String::new(),
+        },
+        record_id: None,
+        data: Some(serde_json::Map::new()),
+        before: None,
+        base: None,
+        schema_version: 0,
+        plugin_version: 0,
+    }
+}
+
+/// A replicating store on `dir` folding with `policy`.
+fn open(dir: &std::path::Path, policy: Arc<dyn Policy>) -> (Arc<SyncHooks>, Store) {
+    let hooks = Arc::new(SyncHooks {
+        node_id: "n1".into(),
+        clock: Arc::new(Clock::new()),
+        outbox: Arc::new(tokio::sync::Notify::new()),
+        policy,
+        fresh: Default::default(),
+    });
+    let store = Store::open_with(dir, &StoreOptions::default(), Some(hooks.clone())).expect("open");
+    (hooks, store)
+}
+
+/// Runs `sql` on the writer connection.
+async fn exec(store: &Store, sql: String) {
+    store
+        .write(move |ctx| Ok(ctx.conn.execute_batch(&sql)?))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn count(store: &Store, sql: &'static str) -> i64 {
+    store
+        .read_raw(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn a_schema_event_the_disk_has_no_room_for_fails_the_batch_instead_of_dead_lettering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hooks, store) = open(dir.path(), Arc::new(Builtin));
+    // A new base collection shaped like `users`' non-auth part: a copy under a new name.
+    let mut c = (**store.schema().get("users").expect("users")).clone();
+    c.id = "pbc_notes00001".into();
+    c.name = "notes".into();
+    c.system = false;
+    c.kind = crate::store::schema::CollectionType::Base;
+    c.fields.retain(|f| f.name == "id" || f.name == "name");
+    c.indexes.clear();
+    let serde_json::Value::Object(data) = serde_json::to_value(&c).expect("json") else {
+        panic!("collection is not an object")
+    };
+    let mut event = binding_event();
+    event.kind = EventKind::CollectionCreate;
+    event.collection = CollectionRef {
+        id: c.id.clone(),
+        name: c.name.clone(),
+    };
+    event.data = Some(data);
+    let batch = Arc::new(vec![Delivered {
+        seq: 1,
+        event: Ok(event),
+        payload: bytes::Bytes::from_static(b"{}"),
+    }]);
+    // The disk is full: the database may not grow by a single page.
+    let pages = count(&store, "PRAGMA page_count").await;
+    exec(&store, format!("PRAGMA max_page_count = {pages}")).await;
+    let failed = store.apply_events(hooks.clone(), batch.clone()).await;
+    assert!(failed.is_err(), "the batch must fail: {failed:?}");
+    assert_eq!(count(&store, "SELECT count(*) FROM _sync_dead").await, 0);
+    assert!(store.schema().get("notes").is_none());
+    exec(&store, "PRAGMA max_page_count = 1073741823".into()).await;
+    let report = store
+        .apply_events(hooks, batch)
+        .await
+        .expect("the retry applies");
+    assert_eq!((report.applied, report.dead), (1, 0));
+    assert!(store.schema().get("notes").is_some(), "collection created");
+}
+
+#[tokio::test]
+async fn a_binding_the_database_cannot_store_fails_the_batch_instead_of_dead_lettering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hooks, store) = open(dir.path(), Arc::new(Binder::default()));
+    // This node's database refuses the binding table's row (as a full disk would).
+    exec(
+        &store,
+        "CREATE TRIGGER refuse BEFORE INSERT ON _sync_bindings
+         BEGIN SELECT RAISE(ABORT, 'no room'); END;"
+            .into(),
+    )
+    .await;
+    let batch = Arc::new(vec![Delivered {
+        seq: 1,
+        event: Ok(binding_event()),
+        payload: bytes::Bytes::from_static(b"{}"),
+    }]);
+    let failed = store.apply_events(hooks.clone(), batch.clone()).await;
+    assert!(failed.is_err(), "the batch must fail: {failed:?}");
+    // Dead-lettering it here alone would fork this node from the others, which bound it.
+    assert_eq!(count(&store, "SELECT count(*) FROM _sync_dead").await, 0);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM _sync_seen").await,
+        0,
+        "nothing of the failed batch committed"
+    );
+    exec(&store, "DROP TRIGGER refuse".into()).await;
+    let report = store
+        .apply_events(hooks, batch)
+        .await
+        .expect("the retry applies");
+    assert_eq!((report.applied, report.dead), (1, 0));
+    let stored: String = store
+        .read_raw(|c| Ok(c.query_row("SELECT data FROM _sync_bindings", [], |r| r.get(0))?))
+        .await
+        .expect("bindings");
+    assert_eq!(stored, "binds=2");
+}
