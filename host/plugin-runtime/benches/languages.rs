@@ -5,8 +5,7 @@
 //!
 //! Run: `cargo bench -p syncbase-plugin-runtime --bench languages`
 //! (env `BENCH_MS`: measuring time per figure, default 1000; `BENCH_INSTANCES`:
-//! instances for the memory figure, default 8: the default pool has 512 core
-//! instance slots and a Python instance takes 38 of them).
+//! instances for the memory figure, default 8).
 //!
 //! Prints one table per policy, every figure with its ratio to the Rust plugin:
 //! - ns/call and calls/s: warm instances (the runtime's default reuse);

@@ -126,15 +126,22 @@ impl RuntimeConfig {
     }
 }
 
+/// Core module instances one component instance may create.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+
 /// Builds the engine. Fails only if wasmtime rejects the configuration.
 pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, PluginError> {
     let mut pool = PoolingAllocationConfig::new();
     let instances = config.max_instances.max(1);
+    // Core instances are host allocations counted against the limit, so every component
+    // instance may have its maximum (a Python guest is ~40: CPython, its libraries and
+    // shims). Memories and tables reserve address space per slot, so they get what the
+    // shipped guests use.
     pool.total_component_instances(instances)
-        .total_core_instances(instances.saturating_mul(4))
+        .total_core_instances(instances.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(4))
-        .max_core_instances_per_component(64)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(4)
         .max_tables_per_component(16)
         .max_memory_size(config.largest_memory_cap())

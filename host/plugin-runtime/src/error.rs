@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Conflict,
     /// Our fault (disk, engine): 500.
     Internal,
+    /// This node lacks the resources right now (no free instance slot): 503.
+    Unavailable,
 }
 
 /// Why a plugin management operation failed.
@@ -102,6 +104,7 @@ impl PluginError {
     pub fn kind(&self) -> ErrorKind {
         use PluginError::*;
         match self {
+            ConfigureFailed { failure, .. } if failure.is_node_fault() => ErrorKind::Unavailable,
             NotWasm(_)
             | CoreModule
             | TooLarge { .. }
@@ -117,6 +120,12 @@ impl PluginError {
             InUse { .. } | NothingToRollBack(_) => ErrorKind::Conflict,
             Io { .. } | Corrupt { .. } | Compile(_) | Engine(_) => ErrorKind::Internal,
         }
+    }
+
+    /// Whether the error comes from this node's resources, not from the plugin or
+    /// the request: the same operation may succeed later or on another node.
+    pub fn is_node_fault(&self) -> bool {
+        self.kind() == ErrorKind::Unavailable
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -17,6 +17,7 @@ pub(crate) struct Metrics {
     malformed: AtomicU64,
     configure: AtomicU64,
     instantiate: AtomicU64,
+    unavailable: AtomicU64,
     instantiations: AtomicU64,
     fuel_used: AtomicU64,
     in_flight: AtomicU64,
@@ -46,6 +47,8 @@ pub struct MetricsSnapshot {
     pub malformed: u64,
     pub configure: u64,
     pub instantiate: u64,
+    /// Calls this node could not serve (no instance slot free).
+    pub unavailable: u64,
     /// Instances created (each runs `configure` once).
     pub instantiations: u64,
     /// Fuel used by all calls.
@@ -78,6 +81,7 @@ impl Metrics {
             CallFailure::Malformed(_) => &self.malformed,
             CallFailure::Configure(_) => &self.configure,
             CallFailure::Instantiate(_) => &self.instantiate,
+            CallFailure::Unavailable(_) => &self.unavailable,
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -94,6 +98,7 @@ impl Metrics {
             malformed: get(&self.malformed),
             configure: get(&self.configure),
             instantiate: get(&self.instantiate),
+            unavailable: get(&self.unavailable),
             instantiations: get(&self.instantiations),
             fuel_used: get(&self.fuel_used),
             in_flight: get(&self.in_flight),
@@ -104,6 +109,7 @@ impl Metrics {
             + s.traps
             + s.malformed
             + s.configure
+            + s.unavailable
             + s.instantiate;
         s
     }

@@ -30,8 +30,15 @@ pub enum CallFailure {
     Malformed(String),
     /// `configure` returned an error for this binding's configuration.
     Configure(String),
-    /// No instance could be created (e.g. every pool slot is in use).
+    /// The component could not be instantiated (its start function or its
+    /// set-up trapped, or its imports do not link): the plugin's fault, the
+    /// same on every node.
     Instantiate(String),
+    /// This node could not provide an instance (every pool slot is in use
+    /// even after idle instances were dropped): not the plugin's fault and not
+    /// the same on every node, so callers that must agree with other nodes
+    /// retry instead of applying the default ([`CallFailure::is_node_fault`]).
+    Unavailable(String),
 }
 
 impl CallFailure {
@@ -45,7 +52,16 @@ impl CallFailure {
             CallFailure::Malformed(_) => "malformed",
             CallFailure::Configure(_) => "configure",
             CallFailure::Instantiate(_) => "instantiate",
+            CallFailure::Unavailable(_) => "unavailable",
         }
+    }
+
+    /// Whether the failure comes from this node's resources rather than from
+    /// the plugin and its inputs: another node (or this one, later) may get an
+    /// answer from the plugin, so a deterministic caller must not apply the
+    /// default in its place.
+    pub fn is_node_fault(&self) -> bool {
+        matches!(self, CallFailure::Unavailable(_))
     }
 }
 
@@ -62,6 +78,7 @@ impl fmt::Display for CallFailure {
             CallFailure::Malformed(m) => write!(f, "returned a malformed answer: {m}"),
             CallFailure::Configure(m) => write!(f, "refused its configuration: {m}"),
             CallFailure::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
+            CallFailure::Unavailable(m) => write!(f, "had no instance on this node: {m}"),
         }
     }
 }

@@ -8,12 +8,12 @@
 //! growth is capped; a call that fails discards its instance (a trapped store
 //! is poisoned) and yields the built-in default as a typed [`Outcome`].
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, PoolConcurrencyLimitError, ResourceLimiter, Store, Trap};
 
 use crate::binding::Binding;
 use crate::bindings::filter::{Filter, FilterPre};
@@ -213,12 +213,47 @@ struct Instance {
     calls: u64,
 }
 
+/// Every bound plugin of a runtime, so that idle instances can be dropped when
+/// the engine's pool runs out of slots: idle instances of one binding must not
+/// keep another binding from getting an instance.
+#[derive(Default)]
+pub(crate) struct IdleInstances {
+    bound: Mutex<Vec<Weak<BoundPlugin>>>,
+}
+
+impl IdleInstances {
+    pub fn register(&self, bound: &Arc<BoundPlugin>) {
+        let mut list = self.bound.lock();
+        list.retain(|b| b.strong_count() > 0);
+        list.push(Arc::downgrade(bound));
+    }
+
+    /// Drops every idle instance of every bound plugin, freeing their slots.
+    fn drop_all(&self) {
+        let live: Vec<Arc<BoundPlugin>> =
+            self.bound.lock().iter().filter_map(Weak::upgrade).collect();
+        for bound in live {
+            let idle = std::mem::take(&mut *bound.idle.lock());
+            drop(idle);
+        }
+    }
+}
+
+/// Why [`BoundPlugin::try_instantiate`] gave no instance.
+enum Slots {
+    /// The engine's pool has no free slot of some kind (instances, memories, tables).
+    Full(String),
+    /// Anything else: the plugin's own failure.
+    Failed(CallFailure),
+}
+
 /// A loaded plugin with one binding's configuration; serves that binding's calls.
 pub(crate) struct BoundPlugin {
     pub plugin: Arc<LoadedPlugin>,
     pub binding: Binding,
     limits: Limits,
     idle: Mutex<Vec<Instance>>,
+    others: Arc<IdleInstances>,
 }
 
 impl BoundPlugin {
@@ -228,12 +263,14 @@ impl BoundPlugin {
         plugin: Arc<LoadedPlugin>,
         binding: Binding,
         limits: Limits,
+        others: Arc<IdleInstances>,
     ) -> Result<BoundPlugin, PluginError> {
         let bound = BoundPlugin {
             plugin,
             binding,
             limits,
             idle: Mutex::new(Vec::new()),
+            others,
         };
         match bound.instantiate() {
             Ok(instance) => bound.checkin(instance),
@@ -253,7 +290,24 @@ impl BoundPlugin {
         Ok(bound)
     }
 
+    /// A fresh, configured instance. When the engine's pool has no free slot,
+    /// every idle instance of the runtime is dropped and instantiation is tried
+    /// once more; if that fails too, the failure is [`CallFailure::Unavailable`].
     fn instantiate(&self) -> Result<Instance, CallFailure> {
+        match self.try_instantiate() {
+            Err(Slots::Full(_)) => {
+                self.others.drop_all();
+                self.try_instantiate().map_err(|e| match e {
+                    Slots::Full(m) => CallFailure::Unavailable(m),
+                    Slots::Failed(f) => f,
+                })
+            }
+            Err(Slots::Failed(f)) => Err(f),
+            Ok(instance) => Ok(instance),
+        }
+    }
+
+    fn try_instantiate(&self) -> Result<Instance, Slots> {
         let engine = self.plugin.component.engine();
         let mut store = Store::new(
             engine,
@@ -267,16 +321,21 @@ impl BoundPlugin {
         store.limiter(|state| &mut state.limiter);
         store
             .set_fuel(self.limits.fuel)
-            .map_err(|e| CallFailure::Instantiate(format!("{e:#}")))?;
+            .map_err(|e| Slots::Failed(CallFailure::Instantiate(format!("{e:#}"))))?;
         self.plugin.metrics.instantiated();
         let instantiated = match &self.plugin.pre {
             Pre::Resolver(pre) => pre.instantiate(&mut store).map(Exports::Resolver),
             Pre::Filter(pre) => pre.instantiate(&mut store).map(Exports::Filter),
             Pre::SnapshotPolicy(pre) => pre.instantiate(&mut store).map(Exports::SnapshotPolicy),
         };
-        let exports = instantiated.map_err(|e| match classify(&e) {
-            CallFailure::Trap(_) => CallFailure::Instantiate(format!("{e:#}")),
-            other => other,
+        let exports = instantiated.map_err(|e| {
+            if e.chain().any(|c| c.is::<PoolConcurrencyLimitError>()) {
+                return Slots::Full(format!("{e:#}"));
+            }
+            Slots::Failed(match classify(&e) {
+                CallFailure::Trap(_) => CallFailure::Instantiate(format!("{e:#}")),
+                other => other,
+            })
         })?;
         let config = self.binding.config.as_str();
         let configured = match &exports {
@@ -290,8 +349,8 @@ impl BoundPlugin {
                 exports,
                 calls: 0,
             }),
-            Ok(Err(message)) => Err(CallFailure::Configure(message)),
-            Err(e) => Err(classify(&e)),
+            Ok(Err(message)) => Err(Slots::Failed(CallFailure::Configure(message))),
+            Err(e) => Err(Slots::Failed(classify(&e))),
         }
     }
 

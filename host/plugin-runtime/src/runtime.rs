@@ -25,7 +25,7 @@ use crate::engine::{RuntimeConfig, build_engine, compatibility_hash};
 use crate::error::PluginError;
 use crate::metrics::MetricsSnapshot;
 use crate::outcome::{Outcome, default_decision, default_resolution, default_verdict};
-use crate::plugin::{BoundPlugin, HostState, Limits, LoadedPlugin, linker};
+use crate::plugin::{BoundPlugin, HostState, IdleInstances, Limits, LoadedPlugin, linker};
 use crate::registry::{PluginVersion, Registry, sha256_hex, validate_name, write_atomic};
 use crate::types::{Change, Decision, Direction, Resolution, Stats, Verdict, Version};
 use crate::validate::validate;
@@ -90,6 +90,8 @@ pub struct PluginRuntime {
     components: Mutex<HashMap<String, Component>>,
     live: ArcSwap<LiveSet>,
     admin: Mutex<()>,
+    /// Every bound plugin's idle instances, dropped when the pool runs out of slots.
+    idle: Arc<IdleInstances>,
     stats: Mutex<RuntimeStats>,
 }
 
@@ -112,6 +114,7 @@ impl PluginRuntime {
             components: Mutex::new(HashMap::new()),
             live: ArcSwap::from_pointee(LiveSet::default()),
             admin: Mutex::new(()),
+            idle: Arc::default(),
             stats: Mutex::new(RuntimeStats::default()),
             dir,
         };
@@ -376,7 +379,11 @@ impl PluginRuntime {
     }
 
     /// A bound plugin for `binding`, checked against `target`'s world.
-    fn bind_plugin(&self, target: &Target, binding: Binding) -> Result<BoundPlugin, PluginError> {
+    fn bind_plugin(
+        &self,
+        target: &Target,
+        binding: Binding,
+    ) -> Result<Arc<BoundPlugin>, PluginError> {
         let meta = self.find(&binding.plugin, Some(binding.version))?;
         if meta.sha256 != binding.sha256 {
             return Err(PluginError::MissingBlob(binding.sha256));
@@ -390,7 +397,14 @@ impl PluginRuntime {
         }
         let plugin = self.load(&meta)?;
         let limits = Limits::for_plugin(&self.config, &meta);
-        BoundPlugin::new(plugin, binding, limits)
+        let bound = Arc::new(BoundPlugin::new(
+            plugin,
+            binding,
+            limits,
+            self.idle.clone(),
+        )?);
+        self.idle.register(&bound);
+        Ok(bound)
     }
 
     // ----- bindings ------------------------------------------------------
@@ -414,7 +428,7 @@ impl PluginRuntime {
             sha256: meta.sha256.clone(),
             config: config.to_string(),
         };
-        let bound = Arc::new(self.bind_plugin(&target, binding.clone())?);
+        let bound = self.bind_plugin(&target, binding.clone())?;
         self.swap_slot(&target, |old| LiveSlot {
             previous: old.active.clone().or_else(|| old.previous.clone()),
             active: Some(bound),
@@ -497,7 +511,7 @@ impl PluginRuntime {
                 if let Some(binding) = from {
                     let bound = match existing.get(binding) {
                         Some(b) if b.binding == *binding => b.clone(),
-                        _ => Arc::new(self.bind_plugin(target, binding.clone())?),
+                        _ => self.bind_plugin(target, binding.clone())?,
                     };
                     *to = Some(bound);
                 }
@@ -584,7 +598,7 @@ impl PluginRuntime {
         version: Option<u32>,
         config: &str,
         target: Target,
-    ) -> Result<BoundPlugin, PluginError> {
+    ) -> Result<Arc<BoundPlugin>, PluginError> {
         let meta = self.find(name, version)?;
         let binding = Binding {
             plugin: meta.name.clone(),

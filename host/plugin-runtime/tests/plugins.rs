@@ -5,6 +5,7 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{change, plugin, record_json, runtime, runtime_with, version};
+use syncbase_plugin_build::Lang;
 use syncbase_plugin_runtime::types::{Decision, Direction, Op, Resolution, Stats, Verdict};
 use syncbase_plugin_runtime::{
     DecidedBy, InstanceReuse, PluginError, RuntimeConfig, Target, World,
@@ -304,4 +305,65 @@ fn a_dry_run_calls_an_unbound_resolver() {
         rt.dry_run_resolve("nope", None, "", &current, &incoming),
         Err(PluginError::NotFound { .. })
     ));
+}
+
+/// Each binding keeps warm instances, and each instance holds slots of the engine's pool.
+/// With more bindings than slots, a binding that needs an instance gets one: idle
+/// instances of the others give way instead of the call falling back to the default
+/// (which would make this node decide differently from a node with more slots).
+#[test]
+fn more_bindings_than_instance_slots_all_get_their_plugin() {
+    let (_dir, rt) = runtime_with(RuntimeConfig {
+        max_instances: 2,
+        ..RuntimeConfig::default()
+    });
+    rt.upload("lww", plugin("lww")).expect("upload");
+    let collections: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
+    for c in &collections {
+        rt.bind(Target::Resolver(c.clone()), "lww", None, "")
+            .unwrap_or_else(|e| panic!("bind {c}: {e}"));
+    }
+    let current = version(Some(record_json("a", 1)), 10, "n1");
+    let later = change(Op::Update, Some(record_json("b", 1)), None, 11, "n2");
+    for round in 0..3 {
+        for c in &collections {
+            let out = rt.resolve(c, &current, &later);
+            assert!(
+                matches!(out.decided_by, DecidedBy::Plugin(_)),
+                "round {round}, {c}: {:?}",
+                out.decided_by
+            );
+            assert_eq!(out.value, Resolution::TakeIncoming);
+        }
+    }
+}
+
+/// A Python instance is dozens of core instances (CPython and its libraries): the default
+/// pool keeps a warm one for every binding of many Python plugins, without dropping and
+/// re-creating instances (1-3 ms each) between calls.
+#[test]
+fn the_default_pool_keeps_many_python_bindings_warm() {
+    let (_dir, rt) = runtime();
+    rt.upload("fm-py", support::component(Lang::Python, "field-merge"))
+        .expect("upload");
+    let bindings = 20;
+    for i in 0..bindings {
+        rt.bind(Target::Resolver(format!("c{i}")), "fm-py", None, "")
+            .unwrap_or_else(|e| panic!("bind c{i}: {e}"));
+    }
+    let current = version(Some(record_json("a", 1)), 10, "n1");
+    let later = change(Op::Update, Some(record_json("b", 1)), None, 11, "n2");
+    for i in 0..bindings {
+        let out = rt.resolve(&format!("c{i}"), &current, &later);
+        assert!(
+            matches!(out.decided_by, DecidedBy::Plugin(_)),
+            "c{i}: {:?}",
+            out.decided_by
+        );
+    }
+    assert_eq!(
+        rt.list()[0].metrics.instantiations,
+        bindings,
+        "one instance per binding, each kept warm"
+    );
 }

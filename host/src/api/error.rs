@@ -66,6 +66,13 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The server is shutting down.",
             ),
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "a plugin had no instance for a write");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "A plugin this write needs is busy on this node; try again.",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "request failed");
                 ApiError::new(

@@ -24,6 +24,7 @@ fn plugin_error(e: PluginError) -> ApiError {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => {
             tracing::error!(error = %e, "plugin operation failed");
             StatusCode::INTERNAL_SERVER_ERROR

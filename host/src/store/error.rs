@@ -35,6 +35,11 @@ pub enum StoreError {
     Commit(String),
     #[error("the store is closed")]
     Closed,
+    /// A plugin this write or event needs could not run on this node right now (no free
+    /// instance slot). Not the event's fault: the write fails and can be retried, and the
+    /// fold retries its batch rather than applying a default another node would not.
+    #[error("plugin unavailable on this node: {0}")]
+    Unavailable(String),
     #[error("internal: {0}")]
     Internal(String),
 }

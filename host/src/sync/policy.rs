@@ -9,6 +9,7 @@ use syncbase_plugin_runtime::types::{
 use crate::plugins::{DecidedBy, Plugins, Target};
 use crate::replication::{Event, EventKind};
 use crate::store::Collection;
+use crate::store::StoreError;
 use crate::store::records::Record;
 use crate::store::sync::{Current, Filtered, Policy, Resolved};
 
@@ -22,21 +23,41 @@ impl PluginPolicy {
         PluginPolicy { plugins }
     }
 
-    fn filter(&self, c: &Collection, direction: Direction, event: &Event) -> Filtered {
+    fn filter(
+        &self,
+        c: &Collection,
+        direction: Direction,
+        event: &Event,
+    ) -> Result<Filtered, StoreError> {
         // Most collections have no filter: no WIT conversion (a JSON encoding of the record).
         if !self.plugins.runtime.has_filter(&c.name, direction) {
-            return Filtered::Keep;
+            return Ok(Filtered::Keep);
         }
         let change = wit_change(event);
         let out = self.plugins.runtime.filter(&c.name, direction, &change);
-        match out.value {
+        node_fault(&out.decided_by)?;
+        Ok(match out.value {
             Verdict::Keep => Filtered::Keep,
             Verdict::Drop => Filtered::Drop,
             Verdict::Replace(ch) => match ch.data.as_deref().map(serde_json::from_str::<Record>) {
                 Some(Ok(rec)) => Filtered::Replace(rec),
                 _ => Filtered::Keep,
             },
+        })
+    }
+}
+
+/// A plugin that failed because of this node (no instance slot), not because of its input:
+/// the default it fell back to is not what the other nodes decide, so it is not used.
+fn node_fault(d: &DecidedBy) -> Result<(), StoreError> {
+    match d {
+        DecidedBy::Fallback { plugin, failure } if failure.is_node_fault() => {
+            Err(StoreError::Unavailable(format!(
+                "plugin {}@{} {failure}",
+                plugin.name, plugin.version
+            )))
         }
+        _ => Ok(()),
     }
 }
 
@@ -80,15 +101,20 @@ fn label(d: &DecidedBy) -> String {
 }
 
 impl Policy for PluginPolicy {
-    fn outbound(&self, c: &Collection, event: &Event) -> Filtered {
+    fn outbound(&self, c: &Collection, event: &Event) -> Result<Filtered, StoreError> {
         self.filter(c, Direction::Outbound, event)
     }
 
-    fn inbound(&self, c: &Collection, event: &Event) -> Filtered {
+    fn inbound(&self, c: &Collection, event: &Event) -> Result<Filtered, StoreError> {
         self.filter(c, Direction::Inbound, event)
     }
 
-    fn resolve(&self, c: &Collection, current: &Current, incoming: &Event) -> (Resolved, String) {
+    fn resolve(
+        &self,
+        c: &Collection,
+        current: &Current,
+        incoming: &Event,
+    ) -> Result<(Resolved, String), StoreError> {
         let version = Version {
             data: current
                 .data
@@ -101,6 +127,7 @@ impl Policy for PluginPolicy {
             .plugins
             .runtime
             .resolve(&c.name, &version, &wit_change(incoming));
+        node_fault(&out.decided_by)?;
         let by = label(&out.decided_by);
         let resolved = match out.value {
             Resolution::KeepCurrent => Resolved::KeepCurrent,
@@ -109,40 +136,51 @@ impl Policy for PluginPolicy {
                 Ok(rec) => Resolved::Merged(rec),
                 // The runtime checked it is an object; anything else is the built-in rule.
                 Err(_) => {
-                    return (
+                    return Ok((
                         crate::store::sync::last_writer_wins(current, incoming),
                         format!("{by}; merged text unreadable"),
-                    );
+                    ));
                 }
             },
         };
-        (resolved, by)
+        Ok((resolved, by))
     }
 
     fn bindings(&self) -> String {
         self.plugins.runtime.bindings().to_json()
     }
 
-    fn bind(&self, event: &Event) -> Result<(), String> {
-        let data = event.data.as_ref().ok_or("binding event without data")?;
+    fn bind(&self, event: &Event) -> Result<Result<(), String>, StoreError> {
+        let Some(data) = event.data.as_ref() else {
+            return Ok(Err("binding event without data".into()));
+        };
         let target: Target =
-            serde_json::from_value(data.get("target").cloned().unwrap_or_default())
-                .map_err(|e| format!("invalid binding target: {e}"))?;
+            match serde_json::from_value(data.get("target").cloned().unwrap_or_default()) {
+                Ok(t) => t,
+                Err(e) => return Ok(Err(format!("invalid binding target: {e}"))),
+            };
         let rt = &self.plugins.runtime;
-        match binding_plugin(event) {
-            None => rt.unbind(&target).map(|_| ()).map_err(|e| e.to_string()),
+        let done = match binding_plugin(event) {
+            None => rt.unbind(&target).map(|_| ()),
             Some((name, sha)) => {
                 let config = data.get("config").and_then(Value::as_str).unwrap_or("");
-                let version = rt
+                let Some(version) = rt
                     .list()
                     .into_iter()
                     .find(|p| p.version.sha256 == sha && p.version.name == name)
                     .map(|p| p.version.version)
-                    .ok_or_else(|| format!("plugin {name} ({sha}) is not loadable on this node"))?;
-                rt.bind(target, name, Some(version), config)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+                else {
+                    return Ok(Err(format!(
+                        "plugin {name} ({sha}) is not loadable on this node"
+                    )));
+                };
+                rt.bind(target, name, Some(version), config).map(|_| ())
             }
+        };
+        match done {
+            Ok(()) => Ok(Ok(())),
+            Err(e) if e.is_node_fault() => Err(StoreError::Unavailable(e.to_string())),
+            Err(e) => Ok(Err(e.to_string())),
         }
     }
 }

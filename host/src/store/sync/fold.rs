@@ -231,7 +231,10 @@ fn is_engine_fault(e: &StoreError) -> bool {
                 | C::OperationInterrupted
                 | C::PermissionDenied
         ),
-        StoreError::Io(_) | StoreError::Commit(_) | StoreError::Closed => true,
+        StoreError::Io(_)
+        | StoreError::Commit(_)
+        | StoreError::Closed
+        | StoreError::Unavailable(_) => true,
         _ => false,
     }
 }
@@ -283,10 +286,11 @@ impl Fold<'_, '_> {
         let result: Result<Result<(), String>, StoreError> =
             if event.kind == EventKind::PluginBinding {
                 match self.hooks.policy.bind(event) {
-                    Err(reason) => Ok(Err(reason)),
+                    Err(fault) => Err(fault),
+                    Ok(Err(reason)) => Ok(Err(reason)),
                     // The runtime has the new binding now; if the table cannot store it, the
                     // batch fails and its retry restores the committed bindings first.
-                    Ok(()) => conn
+                    Ok(Ok(())) => conn
                         .prepare_cached(
                             "INSERT INTO _sync_bindings (id, data) VALUES (1, ?1)
                              ON CONFLICT(id) DO UPDATE SET data = excluded.data",
@@ -397,7 +401,7 @@ impl Fold<'_, '_> {
         let rid = event.record_id.clone().unwrap_or_default();
         // Copied only when an inbound filter rewrites it.
         let mut event = std::borrow::Cow::Borrowed(event);
-        match self.hooks.policy.inbound(&c, &event) {
+        match self.hooks.policy.inbound(&c, &event)? {
             Filtered::Keep => {}
             Filtered::Drop => return Ok(()),
             Filtered::Replace(rec) => {
@@ -469,7 +473,7 @@ impl Fold<'_, '_> {
                 origin: version.as_ref().map(|v| v.2.clone()).unwrap_or_default(),
                 event_id: version.as_ref().map(|v| v.0.clone()).unwrap_or_default(),
             };
-            self.hooks.policy.resolve(c, &current, event)
+            self.hooks.policy.resolve(c, &current, event)?
         };
         let upsert_version = |event_id: &str,
                               hlc: u64,

@@ -123,13 +123,23 @@ pub struct Current {
 
 /// The deterministic functions the fold calls: filters and resolvers (plugins or built-in),
 /// and plugin binding events. Implemented outside the store (`crate::sync`).
+///
+/// An `Err` is a fault of this node (a plugin had no instance slot), never a decision: the
+/// local write fails, or the fold's batch is retried. A plugin's own failure (trap, fuel,
+/// memory cap) is deterministic and is answered with the built-in default instead.
 pub trait Policy: Send + Sync {
-    fn outbound(&self, c: &Collection, event: &Event) -> Filtered;
-    fn inbound(&self, c: &Collection, event: &Event) -> Filtered;
+    fn outbound(&self, c: &Collection, event: &Event) -> Result<Filtered, StoreError>;
+    fn inbound(&self, c: &Collection, event: &Event) -> Result<Filtered, StoreError>;
     /// The decision and a label recorded with the version (who decided).
-    fn resolve(&self, c: &Collection, current: &Current, incoming: &Event) -> (Resolved, String);
-    /// Applies a plugin binding event at its log position.
-    fn bind(&self, event: &Event) -> Result<(), String>;
+    fn resolve(
+        &self,
+        c: &Collection,
+        current: &Current,
+        incoming: &Event,
+    ) -> Result<(Resolved, String), StoreError>;
+    /// Applies a plugin binding event at its log position: `Ok(Err(reason))` when the binding
+    /// is refused (a dead letter on every node).
+    fn bind(&self, event: &Event) -> Result<Result<(), String>, StoreError>;
     /// The node's binding table after a bind, stored with the fold's transaction (so a crash
     /// before COMMIT cannot leave the runtime ahead of SQLite: startup restores this one).
     fn bindings(&self) -> String {
@@ -141,17 +151,22 @@ pub trait Policy: Send + Sync {
 pub struct Builtin;
 
 impl Policy for Builtin {
-    fn outbound(&self, _: &Collection, _: &Event) -> Filtered {
-        Filtered::Keep
+    fn outbound(&self, _: &Collection, _: &Event) -> Result<Filtered, StoreError> {
+        Ok(Filtered::Keep)
     }
-    fn inbound(&self, _: &Collection, _: &Event) -> Filtered {
-        Filtered::Keep
+    fn inbound(&self, _: &Collection, _: &Event) -> Result<Filtered, StoreError> {
+        Ok(Filtered::Keep)
     }
-    fn resolve(&self, _: &Collection, current: &Current, incoming: &Event) -> (Resolved, String) {
-        (last_writer_wins(current, incoming), "default".into())
+    fn resolve(
+        &self,
+        _: &Collection,
+        current: &Current,
+        incoming: &Event,
+    ) -> Result<(Resolved, String), StoreError> {
+        Ok((last_writer_wins(current, incoming), "default".into()))
     }
-    fn bind(&self, _: &Event) -> Result<(), String> {
-        Err("plugin bindings need the plugin runtime".into())
+    fn bind(&self, _: &Event) -> Result<Result<(), String>, StoreError> {
+        Ok(Err("plugin bindings need the plugin runtime".into()))
     }
 }
 
@@ -297,7 +312,7 @@ pub(crate) fn capture(
             schema_version: 0,
             plugin_version: 0,
         };
-        match hooks.policy.outbound(c, &event) {
+        match hooks.policy.outbound(c, &event)? {
             Filtered::Keep => {}
             // Node-local: the change stays here and is never part of the log.
             Filtered::Drop => continue,
