@@ -1096,6 +1096,32 @@ async fn outbound_filters_keep_data_on_the_node_that_wrote_it() {
         records(&b, "drafts").await.is_empty(),
         "a local-only record replicated"
     );
+    // Each node's outbound log shows what its filters decided for its own writes, and
+    // nothing of what it applied from the others.
+    let (_, log) = a.get("/api/plugins/outbound").await;
+    assert_eq!(
+        (log["rewritten"].as_u64(), log["dropped"].as_u64()),
+        (Some(1), Some(1)),
+        "{log}"
+    );
+    let items = log["items"].as_array().expect("items");
+    let sent = items
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("person: {log}"));
+    assert_eq!(sent["verdict"], "replace", "{log}");
+    assert_eq!(sent["data"]["name"], "Ann", "{log}");
+    assert!(sent["data"].get("phone").is_none(), "not redacted: {log}");
+    assert!(!items.iter().any(|i| i["id"] == draft["id"]), "{log}");
+    let (_, log) = b.get("/api/plugins/outbound").await;
+    assert!(
+        !log["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|i| i["id"] == id),
+        "B logged A's write as its own outbound change: {log}"
+    );
 }
 
 /// Nodes that start together on an empty stream may each seed their own `users` collection

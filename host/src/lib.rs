@@ -133,7 +133,10 @@ impl Server {
         let hub = state.hub.clone();
         let replication = state.sync.clone();
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
-        let outbound = tokio::spawn(plugins::run_outbound(store.clone(), state.plugins.clone()));
+        // With replication the outbound filters run where changes are captured for the log.
+        let outbound = replication
+            .is_none()
+            .then(|| tokio::spawn(plugins::run_outbound(store.clone(), state.plugins.clone())));
         let app = api::router(state, config.body_limit);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = config.shutdown_grace;
@@ -158,7 +161,9 @@ impl Server {
         drop(stop_rx);
         invalidator.abort();
         fanout.abort();
-        outbound.abort();
+        if let Some(outbound) = outbound {
+            outbound.abort();
+        }
         store.close().await?;
         tracing::info!("store closed and checkpointed");
         if let Some(sync) = replication {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-pub use outbound::{OutboundLog, run_outbound};
+pub use outbound::{OutboundEvent, OutboundLog, run_outbound};
 use syncbase_plugin_runtime::types::{
     Change as WitChange, Direction, Op as WitOp, Resolution, Version,
 };

@@ -1,7 +1,12 @@
-//! The outbound stage: every committed local change passes the collection's outbound filter
-//! before it may leave the node. A filter can keep it, drop it (node-local data) or rewrite it
-//! (e.g. redact fields). Until replication publishes from here, the stage keeps the most
-//! recent outbound events in a bounded log, shown at `GET /api/plugins/outbound`.
+//! The outbound stage: every local change passes the collection's outbound filter before it
+//! may leave the node. A filter can keep it, drop it (node-local data) or rewrite it (e.g.
+//! redact fields). The most recent outbound events are kept in a bounded log, shown at
+//! `GET /api/plugins/outbound`.
+//!
+//! With replication, the filter runs where the change is captured for the log
+//! (`store::sync::capture`, through `sync::policy`), which records here what it decided; the
+//! change feed also carries changes applied from other nodes, which are not outbound. On a
+//! single node, [`run_outbound`] runs the filters over the change feed instead.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +55,19 @@ impl OutboundLog {
         }
     }
 
+    /// Records one change as the outbound filter decided it.
+    pub fn record(&self, e: OutboundEvent) {
+        match e.verdict {
+            "drop" => &self.dropped,
+            "replace" => &self.rewritten,
+            _ => &self.passed,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        if e.verdict != "drop" {
+            self.push(e);
+        }
+    }
+
     fn push(&self, e: OutboundEvent) {
         let mut r = self.recent.lock();
         if r.len() == self.cap {
@@ -72,7 +90,8 @@ fn op_name(c: &WitChange) -> &'static str {
     }
 }
 
-/// Runs the outbound stage until the change feed closes.
+/// Runs the outbound stage over the change feed until it closes (single node only: with
+/// replication the change feed also carries other nodes' changes).
 pub async fn run_outbound(store: Store, plugins: Plugins) {
     let mut rx = store.subscribe();
     loop {

@@ -1,12 +1,14 @@
 //! The fold's deterministic functions, backed by the node's plugin runtime: each collection's
 //! resolver and filters (or the built-in defaults), and plugin binding events.
 
+use std::sync::atomic::Ordering;
+
 use serde_json::{Value, json};
 use syncbase_plugin_runtime::types::{
     Change as WitChange, Direction, Op as WitOp, Resolution, Verdict, Version,
 };
 
-use crate::plugins::{DecidedBy, Plugins, Target};
+use crate::plugins::{DecidedBy, OutboundEvent, Plugins, Target};
 use crate::replication::{Event, EventKind};
 use crate::store::Collection;
 use crate::store::StoreError;
@@ -36,6 +38,12 @@ impl PluginPolicy {
         let change = wit_change(event);
         let out = self.plugins.runtime.filter(&c.name, direction, &change);
         node_fault(&out.decided_by)?;
+        if direction == Direction::Outbound && out.failure().is_some() {
+            self.plugins
+                .outbound
+                .failures
+                .fetch_add(1, Ordering::Relaxed);
+        }
         Ok(match out.value {
             Verdict::Keep => Filtered::Keep,
             Verdict::Drop => Filtered::Drop,
@@ -102,7 +110,26 @@ fn label(d: &DecidedBy) -> String {
 
 impl Policy for PluginPolicy {
     fn outbound(&self, c: &Collection, event: &Event) -> Result<Filtered, StoreError> {
-        self.filter(c, Direction::Outbound, event)
+        let filtered = self.filter(c, Direction::Outbound, event)?;
+        let deleted = event.kind == EventKind::RecordDelete;
+        let (verdict, data) = match &filtered {
+            Filtered::Keep => ("keep", event.data.as_ref().filter(|_| !deleted).cloned()),
+            Filtered::Drop => ("drop", None),
+            Filtered::Replace(rec) => ("replace", Some(rec.clone()).filter(|_| !deleted)),
+        };
+        self.plugins.outbound.record(OutboundEvent {
+            event_id: event.id.as_str().to_string(),
+            op: match event.kind {
+                EventKind::RecordCreate => "create",
+                EventKind::RecordDelete => "delete",
+                _ => "update",
+            },
+            collection: c.name.clone(),
+            id: event.record_id.clone().unwrap_or_default(),
+            data: data.map(Value::Object),
+            verdict,
+        });
+        Ok(filtered)
     }
 
     fn inbound(&self, c: &Collection, event: &Event) -> Result<Filtered, StoreError> {
