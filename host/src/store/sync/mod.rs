@@ -423,7 +423,6 @@ pub struct LocalStatus {
     pub outbox_backlog: u64,
     pub pending_overlay: u64,
     pub dead_letters: u64,
-    pub versions: u64,
 }
 
 pub fn local_status(conn: &Connection) -> Result<LocalStatus, StoreError> {
@@ -435,7 +434,6 @@ pub fn local_status(conn: &Connection) -> Result<LocalStatus, StoreError> {
         outbox_backlog: count("SELECT count(*) FROM _sync_outbox")?,
         pending_overlay: count("SELECT count(*) FROM _sync_pending")?,
         dead_letters: count("SELECT count(*) FROM _sync_dead")?,
-        versions: count("SELECT count(*) FROM _sync_versions")?,
     })
 }
 
