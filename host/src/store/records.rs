@@ -58,13 +58,16 @@ fn row_to_record(row: &rusqlite::Row<'_>, c: &Collection) -> Result<Record, rusq
 
 /// Reads one record by id.
 pub fn get(conn: &Connection, c: &Collection, id: &str) -> Result<Option<Record>, StoreError> {
-    let mut sql = String::with_capacity(c.fields.len() * (c.name.len() + 16) + 64);
-    sql.push_str("SELECT ");
-    push_select_list(&mut sql, c);
-    sql.push_str(" FROM ");
-    push_ident(&mut sql, &c.name);
-    sql.push_str(" WHERE `id` = ?1");
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let sql = c.sql.by_id(|| {
+        let mut sql = String::with_capacity(c.fields.len() * (c.name.len() + 16) + 64);
+        sql.push_str("SELECT ");
+        push_select_list(&mut sql, c);
+        sql.push_str(" FROM ");
+        push_ident(&mut sql, &c.name);
+        sql.push_str(" WHERE `id` = ?1");
+        sql
+    });
+    let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query([id])?;
     match rows.next()? {
         Some(row) => Ok(Some(row_to_record(row, c)?)),
@@ -451,41 +454,44 @@ pub(crate) fn write_raw(
         Some(rec) => {
             // One statement: an insert that becomes an update on the same id (any other unique
             // index still refuses the row).
-            use std::fmt::Write as _;
-            let mut sql = String::with_capacity(64 + c.fields.len() * 48);
-            sql.push_str("INSERT INTO ");
-            push_ident(&mut sql, &c.name);
-            sql.push_str(" (");
-            for (i, f) in c.fields.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
+            let sql = c.sql.upsert(|| {
+                use std::fmt::Write as _;
+                let mut sql = String::with_capacity(64 + c.fields.len() * 48);
+                sql.push_str("INSERT INTO ");
+                push_ident(&mut sql, &c.name);
+                sql.push_str(" (");
+                for (i, f) in c.fields.iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    push_ident(&mut sql, &f.name);
                 }
-                push_ident(&mut sql, &f.name);
-            }
-            sql.push_str(") VALUES (");
-            for i in 1..=c.fields.len() {
-                if i > 1 {
-                    sql.push_str(", ");
+                sql.push_str(") VALUES (");
+                for i in 1..=c.fields.len() {
+                    if i > 1 {
+                        sql.push_str(", ");
+                    }
+                    let _ = write!(sql, "?{i}");
                 }
-                let _ = write!(sql, "?{i}");
-            }
-            sql.push_str(") ON CONFLICT(`id`) DO UPDATE SET ");
-            let mut first = true;
-            for f in c.fields.iter().filter(|f| f.name != "id") {
-                if !first {
-                    sql.push_str(", ");
+                sql.push_str(") ON CONFLICT(`id`) DO UPDATE SET ");
+                let mut first = true;
+                for f in c.fields.iter().filter(|f| f.name != "id") {
+                    if !first {
+                        sql.push_str(", ");
+                    }
+                    first = false;
+                    push_ident(&mut sql, &f.name);
+                    sql.push_str(" = excluded.");
+                    push_ident(&mut sql, &f.name);
                 }
-                first = false;
-                push_ident(&mut sql, &f.name);
-                sql.push_str(" = excluded.");
-                push_ident(&mut sql, &f.name);
-            }
+                sql
+            });
             let values: Vec<SqlValue> = c
                 .fields
                 .iter()
                 .map(|f| to_sql(f, rec.get(&f.name).unwrap_or(&Value::Null)))
                 .collect();
-            conn.prepare_cached(&sql)?
+            conn.prepare_cached(sql)?
                 .execute(params_from_iter(values.iter()))
                 .map_err(|e| unique_error(e, c))?;
         }

@@ -43,6 +43,41 @@ pub struct Collection {
     pub created: String,
     #[serde(default)]
     pub updated: String,
+    /// Statements derived from this shape, built on first use.
+    #[serde(skip)]
+    pub sql: SqlMemo,
+}
+
+/// SQL text that depends only on a collection's shape, built once per `Collection` value
+/// instead of once per row on the fold's and the writer's hot paths. A clone starts empty:
+/// a changed collection is always a modified clone, so it can never see its old shape's SQL.
+#[derive(Default)]
+pub struct SqlMemo {
+    by_id: std::sync::OnceLock<String>,
+    upsert: std::sync::OnceLock<String>,
+}
+
+impl Clone for SqlMemo {
+    fn clone(&self) -> Self {
+        SqlMemo::default()
+    }
+}
+
+impl std::fmt::Debug for SqlMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqlMemo")
+    }
+}
+
+impl SqlMemo {
+    /// `text`, built by `build` the first time.
+    pub fn by_id(&self, build: impl FnOnce() -> String) -> &str {
+        self.by_id.get_or_init(build)
+    }
+
+    pub fn upsert(&self, build: impl FnOnce() -> String) -> &str {
+        self.upsert.get_or_init(build)
+    }
 }
 
 /// Options carried by auth collections only.
@@ -382,6 +417,17 @@ pub fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cloned_collection_builds_its_own_sql() {
+        let memo = SqlMemo::default();
+        assert_eq!(memo.by_id(|| "old shape".into()), "old shape");
+        assert_eq!(memo.by_id(|| "rebuilt".into()), "old shape", "built once");
+        // Schema changes edit a clone: it must not inherit the old shape's statements.
+        let changed = memo.clone();
+        assert_eq!(changed.by_id(|| "new shape".into()), "new shape");
+        assert_eq!(changed.upsert(|| "new upsert".into()), "new upsert");
+    }
 
     #[test]
     fn field_ids_match_pocketbase() {

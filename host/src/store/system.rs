@@ -272,6 +272,7 @@ fn default_superusers(now: &str) -> Collection {
         }),
         created: now.into(),
         updated: now.into(),
+        sql: Default::default(),
     }
 }
 
@@ -302,5 +303,6 @@ fn default_users(now: &str) -> Collection {
         auth: Some(AuthOptions::default()),
         created: now.into(),
         updated: now.into(),
+        sql: Default::default(),
     }
 }
