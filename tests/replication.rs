@@ -1192,3 +1192,36 @@ async fn a_late_second_users_seed_changes_nothing() {
         assert_eq!(status["deadLetters"], json!(0), "{status}");
     }
 }
+
+/// A node with no realtime client folds without reading rows for the change feed, except for
+/// auth collections: a password changed on A must still revoke, on B, the old token B has
+/// already accepted (and cached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_changed_on_one_node_revokes_old_tokens_on_the_others() {
+    let cluster = Cluster::start(1).await;
+    let a = external_node(&cluster, 0, "a").await;
+    let b = external_node(&cluster, 0, "b").await;
+    quiesce(&[&a, &b], 60).await;
+    let (id, token) = support::user(&a, "pw@example.com").await;
+    quiesce(&[&a, &b], 60).await;
+    let refresh = "/api/collections/users/auth-refresh";
+    let (code, body) = b.call_as(&token, Method::POST, refresh, None).await;
+    assert_eq!(code, StatusCode::OK, "B accepts A's token: {body}");
+    let (code, body) = a
+        .call_as(
+            &token,
+            Method::PATCH,
+            &format!("/api/collections/users/records/{id}?sync=applied"),
+            Some(json!({"oldPassword": "secret123", "password": "newsecret1",
+                        "passwordConfirm": "newsecret1"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    quiesce(&[&a, &b], 60).await;
+    let (code, body) = b.call_as(&token, Method::POST, refresh, None).await;
+    assert_eq!(
+        code,
+        StatusCode::UNAUTHORIZED,
+        "B still accepts a revoked token: {body}"
+    );
+}

@@ -77,7 +77,14 @@ impl Server {
                 addr: config.http,
                 source,
             })?;
-        let hub = realtime::Hub::new(config.realtime.clone());
+        // The fold reads rows for the change feed only while realtime clients are connected.
+        let hub = realtime::Hub::with_listeners(
+            config.realtime.clone(),
+            hooks
+                .as_ref()
+                .map(|h| h.listeners.clone())
+                .unwrap_or_default(),
+        );
         if config.sync.is_some() {
             sync::Sync::restore_bindings(&store, &plugins)
                 .await

@@ -100,7 +100,19 @@ pub async fn subscribe(
     st.hub
         .subscribe(client_id, auth, &topics)
         .map_err(subscribe_error)?;
+    fold_barrier(&st).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Before a subscription is confirmed: if the fold's last batch started while no client was
+/// connected, it announces nothing and may not have committed yet; wait for the writer (a
+/// no-op job behind it), so that every change committed after the confirmation is announced.
+async fn fold_barrier(st: &AppState) {
+    if st.hub.fold_was_blind()
+        && let Err(e) = st.store.write(|_| Ok(())).await
+    {
+        tracing::warn!(error = %e, "waiting for the writer before confirming a subscription");
+    }
 }
 
 fn subscribe_error(e: SubscribeError) -> ApiError {
@@ -185,7 +197,10 @@ async fn handle_frame(st: &AppState, id: &str, text: &str) -> Value {
         })
         .unwrap_or_default();
     match st.hub.subscribe(id, auth, &topics) {
-        Ok(()) => json!({"event": "PB_SUBSCRIBED", "id": id, "data": {"subscriptions": topics}}),
+        Ok(()) => {
+            fold_barrier(st).await;
+            json!({"event": "PB_SUBSCRIBED", "id": id, "data": {"subscriptions": topics}})
+        }
         Err(e) => {
             let e = subscribe_error(e);
             err(e.status.as_u16(), e.message)

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::api::extract::Auth;
 use crate::store::schema::{ALNUM, random_string};
+use crate::store::sync::ChangeListeners;
 
 pub use fanout::run as run_fanout;
 
@@ -132,6 +133,8 @@ impl Client {
 pub struct Hub {
     clients: RwLock<HashMap<String, Arc<Client>>>,
     pub opts: RealtimeOptions,
+    /// Told how many clients are connected (the fold announces changes only for listeners).
+    listeners: Arc<ChangeListeners>,
 }
 
 /// Removes its client from the hub when the connection's stream is dropped.
@@ -142,7 +145,9 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.hub.clients.write().remove(&self.id);
+        let mut clients = self.hub.clients.write();
+        clients.remove(&self.id);
+        self.hub.listeners.set_clients(clients.len());
     }
 }
 
@@ -160,10 +165,22 @@ pub enum SubscribeError {
 
 impl Hub {
     pub fn new(opts: RealtimeOptions) -> Arc<Hub> {
+        Hub::with_listeners(opts, Arc::default())
+    }
+
+    /// A hub that keeps `listeners` told how many clients are connected.
+    pub fn with_listeners(opts: RealtimeOptions, listeners: Arc<ChangeListeners>) -> Arc<Hub> {
         Arc::new(Hub {
             clients: RwLock::new(HashMap::new()),
             opts,
+            listeners,
         })
+    }
+
+    /// Whether a fold batch that announced no changes may still be committing: a new
+    /// subscription waits for the writer first, so it misses nothing committed after it.
+    pub fn fold_was_blind(&self) -> bool {
+        self.listeners.fold_was_blind()
     }
 
     /// Registers a new client; its messages arrive on the returned receiver.
@@ -178,7 +195,11 @@ impl Hub {
                 subs: Vec::new(),
             }),
         });
-        self.clients.write().insert(id.clone(), client);
+        {
+            let mut clients = self.clients.write();
+            clients.insert(id.clone(), client);
+            self.listeners.set_clients(clients.len());
+        }
         (
             Registration {
                 hub: self.clone(),
@@ -225,7 +246,9 @@ impl Hub {
 
     /// Drops a client (its stream ends).
     pub fn disconnect(&self, client_id: &str) {
-        self.clients.write().remove(client_id);
+        let mut clients = self.clients.write();
+        clients.remove(client_id);
+        self.listeners.set_clients(clients.len());
     }
 
     pub fn client_count(&self) -> usize {
@@ -259,7 +282,9 @@ impl Hub {
 
     /// Closes every client's stream (on shutdown, or when events were lost).
     pub fn drop_all(&self) {
-        self.clients.write().clear();
+        let mut clients = self.clients.write();
+        clients.clear();
+        self.listeners.set_clients(0);
     }
 }
 

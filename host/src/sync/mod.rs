@@ -121,6 +121,7 @@ impl Sync {
             outbox: Arc::new(Notify::new()),
             policy: Arc::new(PluginPolicy::new(plugins.clone())),
             fresh: Default::default(),
+            listeners: Default::default(),
         })
     }
 

@@ -46,6 +46,9 @@ struct Fold<'a, 'c> {
     reverted: BTreeMap<Key, ()>,
     /// The row each touched key showed before the batch, for the change feed.
     shown: HashMap<Key, (Arc<Collection>, Option<Record>)>,
+    /// Whether the change feed has listeners for this batch's record changes (auth
+    /// collections' changes are announced regardless: the token cache needs them).
+    announce: bool,
 }
 
 /// Applies a batch of stream events in order, in the caller's transaction; stores the last
@@ -68,6 +71,7 @@ pub(crate) fn apply(
         overlays,
         reverted: BTreeMap::new(),
         shown: HashMap::new(),
+        announce: hooks.listeners.begin_fold(),
     };
     let schema_at_start = fold.ctx.schema.clone();
     for d in batch {
@@ -378,6 +382,9 @@ impl Fold<'_, '_> {
     }
 
     fn remember_shown(&mut self, c: &Arc<Collection>, rid: &str) -> Result<(), StoreError> {
+        if !self.announce && !c.is_auth() {
+            return Ok(());
+        }
         let key = (c.id.clone(), rid.to_string());
         if !self.shown.contains_key(&key) {
             let row = records::get(self.conn(), c, rid)?;

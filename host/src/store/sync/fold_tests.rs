@@ -53,6 +53,37 @@ fn binding_event() -> Event {
     }
 }
 
+/// The event creating `notes`, a base collection shaped like `users`' non-auth part.
+fn notes_event(store: &Store) -> Event {
+    let mut c = (**store.schema().get("users").expect("users")).clone();
+    c.id = "pbc_notes00001".into();
+    c.name = "notes".into();
+    c.system = false;
+    c.kind = crate::store::schema::CollectionType::Base;
+    c.fields.retain(|f| f.name == "id" || f.name == "name");
+    c.indexes.clear();
+    let serde_json::Value::Object(data) = serde_json::to_value(&c).expect("json") else {
+        panic!("collection is not an object")
+    };
+    let mut event = binding_event();
+    event.kind = EventKind::CollectionCreate;
+    event.collection = CollectionRef {
+        id: c.id.clone(),
+        name: c.name.clone(),
+    };
+    event.data = Some(data);
+    event
+}
+
+/// One delivery at `seq`.
+fn delivered(seq: u64, event: Event) -> Delivered {
+    Delivered {
+        seq,
+        event: Ok(event),
+        payload: bytes::Bytes::from_static(b"{}"),
+    }
+}
+
 /// A replicating store on `dir` folding with `policy`.
 fn open(dir: &std::path::Path, policy: Arc<dyn Policy>) -> (Arc<SyncHooks>, Store) {
     let hooks = Arc::new(SyncHooks {
@@ -61,6 +92,7 @@ fn open(dir: &std::path::Path, policy: Arc<dyn Policy>) -> (Arc<SyncHooks>, Stor
         outbox: Arc::new(tokio::sync::Notify::new()),
         policy,
         fresh: Default::default(),
+        listeners: Default::default(),
     });
     let store = Store::open_with(dir, &StoreOptions::default(), Some(hooks.clone())).expect("open");
     (hooks, store)
@@ -85,24 +117,7 @@ async fn count(store: &Store, sql: &'static str) -> i64 {
 async fn a_schema_event_the_disk_has_no_room_for_fails_the_batch_instead_of_dead_lettering() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (hooks, store) = open(dir.path(), Arc::new(Builtin));
-    // A new base collection shaped like `users`' non-auth part: a copy under a new name.
-    let mut c = (**store.schema().get("users").expect("users")).clone();
-    c.id = "pbc_notes00001".into();
-    c.name = "notes".into();
-    c.system = false;
-    c.kind = crate::store::schema::CollectionType::Base;
-    c.fields.retain(|f| f.name == "id" || f.name == "name");
-    c.indexes.clear();
-    let serde_json::Value::Object(data) = serde_json::to_value(&c).expect("json") else {
-        panic!("collection is not an object")
-    };
-    let mut event = binding_event();
-    event.kind = EventKind::CollectionCreate;
-    event.collection = CollectionRef {
-        id: c.id.clone(),
-        name: c.name.clone(),
-    };
-    event.data = Some(data);
+    let event = notes_event(&store);
     let batch = Arc::new(vec![Delivered {
         seq: 1,
         event: Ok(event),
@@ -228,4 +243,48 @@ async fn a_plugin_without_an_instance_on_this_node_fails_the_batch_instead_of_de
         .await
         .expect("the retry applies");
     assert_eq!((report.applied, report.dead), (1, 0));
+}
+
+#[tokio::test]
+async fn record_changes_reach_the_change_feed_only_while_someone_listens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hooks, store) = open(dir.path(), Arc::new(Builtin));
+    let notes = notes_event(&store);
+    let note = |seq: u64, rid: &str| {
+        let mut e = binding_event();
+        e.kind = EventKind::RecordCreate;
+        e.collection = notes.collection.clone();
+        e.record_id = Some(rid.into());
+        e.data = Some(
+            serde_json::json!({"id": rid, "name": "hello"})
+                .as_object()
+                .cloned()
+                .expect("object"),
+        );
+        delivered(seq, e)
+    };
+    let batch = Arc::new(vec![
+        delivered(1, notes.clone()),
+        note(2, "aaaaaaaaaaaaaa1"),
+    ]);
+    let mut feed = store.subscribe();
+    let report = store
+        .apply_events(hooks.clone(), batch)
+        .await
+        .expect("apply");
+    assert_eq!((report.applied, report.dead), (2, 0));
+    assert!(
+        feed.try_recv().is_err(),
+        "no listener: the fold announced a change"
+    );
+    hooks.listeners.set_clients(1);
+    let report = store
+        .apply_events(hooks, Arc::new(vec![note(3, "aaaaaaaaaaaaaa2")]))
+        .await
+        .expect("apply");
+    assert_eq!((report.applied, report.dead), (1, 0));
+    let changes = feed.try_recv().expect("announced to the listener");
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].record["id"], "aaaaaaaaaaaaaa2");
+    assert_eq!(changes[0].op, crate::store::Op::Create);
 }

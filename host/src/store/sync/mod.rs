@@ -188,6 +188,47 @@ pub struct SyncHooks {
     pub policy: Arc<dyn Policy>,
     /// Outbox rows just committed, handed to the publisher so it need not read them back.
     pub fresh: parking_lot::Mutex<Fresh>,
+    /// Whether anyone reads the change feed for records (realtime clients).
+    pub listeners: Arc<ChangeListeners>,
+}
+
+/// Whether the change feed's record changes have readers: connected realtime clients. With
+/// none, the fold does not read each folded row before and after for the feed (two of its
+/// reads per event), except in auth collections, whose changes the token cache always needs.
+///
+/// A client that subscribes while a batch folded without announcing may still be committing
+/// must not miss that batch's changes: the subscription waits for the writer
+/// ([`ChangeListeners::fold_was_blind`]) before it is confirmed. The fold sets `blind` before
+/// it reads `clients`, and a client is counted before it can subscribe, so (sequentially
+/// consistent) either the fold sees the client or the subscription sees `blind`.
+#[derive(Debug, Default)]
+pub struct ChangeListeners {
+    clients: std::sync::atomic::AtomicUsize,
+    blind: std::sync::atomic::AtomicBool,
+}
+
+impl ChangeListeners {
+    /// The number of connected clients changed to `n`.
+    pub fn set_clients(&self, n: usize) {
+        self.clients.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// At the start of a fold batch: whether to announce its changes.
+    pub(crate) fn begin_fold(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.blind.store(true, SeqCst);
+        let wanted = self.clients.load(SeqCst) > 0;
+        if wanted {
+            self.blind.store(false, SeqCst);
+        }
+        wanted
+    }
+
+    /// Whether the last fold batch started without listeners (it may not have committed
+    /// yet): a new subscription waits for the writer before it is confirmed.
+    pub fn fold_was_blind(&self) -> bool {
+        self.blind.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// One outbox row: its sequence, event id and encoded event.
@@ -579,6 +620,17 @@ pub use fold::{ApplyReport, Delivered, SEED_MARK};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fold_without_listeners_makes_new_subscriptions_wait_for_the_writer() {
+        let l = ChangeListeners::default();
+        assert!(!l.begin_fold(), "no client: nothing to announce");
+        assert!(l.fold_was_blind());
+        l.set_clients(1);
+        assert!(l.fold_was_blind(), "until the next batch sees the client");
+        assert!(l.begin_fold());
+        assert!(!l.fold_was_blind());
+    }
 
     fn rows(seqs: std::ops::Range<u64>) -> Vec<OutboxRow> {
         seqs.map(|s| (s, format!("e{s}"), vec![s as u8])).collect()
