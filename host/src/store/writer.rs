@@ -211,7 +211,9 @@ const CHECKPOINT_PAGES: c_int = 1000;
 /// commits the background checkpoints trail the writer and the WAL, never fully copied when
 /// a transaction begins, would never restart from its first page. By this size the background
 /// has copied nearly all of it, so the writer's own checkpoint is short, and the next
-/// transaction restarts the log.
+/// transaction restarts the log. Commits larger than half of it (a catching-up node's fold
+/// batches rewrite thousands of pages each) raise it to twice their size: otherwise the
+/// writer would copy every batch back itself, with the background thread idle.
 const RESTART_PAGES: c_int = 4 * CHECKPOINT_PAGES;
 
 thread_local! {
@@ -262,11 +264,12 @@ impl Checkpointer {
     fn committed(&mut self, conn: &Connection) {
         let pages = WAL_PAGES.get();
         // A smaller WAL than last time means it restarted from its first page.
-        self.added += if pages < self.last_pages {
+        let added = if pages < self.last_pages {
             pages
         } else {
             pages - self.last_pages
         };
+        self.added += added;
         self.last_pages = pages;
         if self.added >= CHECKPOINT_PAGES
             && let Some(wake) = &self.wake
@@ -275,7 +278,7 @@ impl Checkpointer {
             // Full means a checkpoint is already due; it will copy this commit's pages too.
             let _ = wake.try_send(());
         }
-        if pages >= RESTART_PAGES
+        if pages >= RESTART_PAGES.max(added.saturating_mul(2))
             && let Err(e) = checkpoint(conn)
         {
             tracing::warn!(error = %e, "WAL checkpoint failed");
