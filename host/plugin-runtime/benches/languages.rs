@@ -22,6 +22,12 @@
 //!
 //! Every answer is checked: it must come from the plugin and be the same
 //! bytes in every language. Goal: every language under 10 µs per resolve call.
+//!
+//! Then each language's floor: a resolver that answers keep-current without
+//! reading its arguments (written here, built with the same toolchains; for
+//! Rust, the WAT component of the `resolve` bench), called with the same
+//! records. It is what a call costs in that language before the policy does
+//! any work: the arguments lifted into the guest's values and the answer back.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -208,6 +214,85 @@ fn print_table(policy: &Policy, rows: &[Row]) {
     }
 }
 
+/// Keep-current resolvers that never read their arguments, per language.
+const FLOOR_C: &str = r#"#include "resolver.h"
+bool exports_resolver_configure(resolver_string_t *config, resolver_string_t *err) {
+  resolver_string_free(config);
+  return true;
+}
+void exports_resolver_resolve(resolver_version_t *current, resolver_change_t *incoming,
+                              resolver_resolution_t *ret) {
+  ret->tag = SYNCBASE_PLUGIN_TYPES_RESOLUTION_KEEP_CURRENT;
+  resolver_version_free(current);
+  resolver_change_free(incoming);
+}
+"#;
+const FLOOR_PYTHON: &str = r#"import wit_world
+from wit_world.imports import types
+
+
+class WitWorld(wit_world.WitWorld):
+    def configure(self, config: str) -> None:
+        pass
+
+    def resolve(self, current: types.Version, incoming: types.Change) -> types.Resolution:
+        return types.Resolution_KeepCurrent()
+"#;
+const FLOOR_JS: &str = r#"export function configure(config) {}
+export function resolve(current, incoming) {
+  return { tag: "keep-current" };
+}
+"#;
+
+/// Each language's floor, in ns per call: see the module comment.
+fn floors(current: &Version, incoming: &Change, budget: Duration) -> Vec<(Lang, f64)> {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut out = Vec::new();
+    for lang in Lang::ALL {
+        let bytes = match lang {
+            Lang::Rust => support::hostile_resolver("(i32.const 48)", ""),
+            _ => {
+                let (file, source) = match lang {
+                    Lang::C => ("plugin.c", FLOOR_C),
+                    Lang::Python => ("plugin.py", FLOOR_PYTHON),
+                    _ => ("plugin.js", FLOOR_JS),
+                };
+                let dir = tmp.path().join(lang.name());
+                std::fs::create_dir_all(&dir).expect("floor dir");
+                std::fs::write(dir.join(file), source).expect("floor source");
+                std::fs::write(
+                    dir.join("plugin.json"),
+                    r#"{"name": "floor", "world": "resolver"}"#,
+                )
+                .expect("plugin.json");
+                let built = syncbase_plugin_build::build_foreign(
+                    &syncbase_plugin_build::ForeignBuild::new(lang, &dir),
+                )
+                .unwrap_or_else(|e| panic!("building the {lang} floor: {e}"));
+                std::fs::read(&built.component).expect("floor component")
+            }
+        };
+        let (_dir, rt) = runtime_with(RuntimeConfig {
+            persist_bindings: false,
+            ..RuntimeConfig::default()
+        });
+        rt.upload("floor", &bytes).expect("upload floor");
+        rt.bind(Target::Resolver("posts".into()), "floor", None, "")
+            .expect("bind floor");
+        let out_ = rt.resolve("posts", current, incoming);
+        assert!(
+            matches!(out_.decided_by, DecidedBy::Plugin(_)),
+            "{lang} floor: {:?}",
+            out_.decided_by
+        );
+        let ns = measure(budget, 100, || {
+            black_box(rt.resolve("posts", current, incoming));
+        });
+        out.push((lang, ns));
+    }
+    out
+}
+
 fn main() {
     let budget = Duration::from_millis(
         std::env::var("BENCH_MS")
@@ -247,6 +332,7 @@ fn main() {
         budget.as_millis(),
     );
 
+    let floor_args = (current.clone(), incoming.clone());
     let policies = [
         Policy {
             name: "field-merge",
@@ -298,6 +384,24 @@ fn main() {
         if policy.name == "field-merge" {
             goal = rows.iter().map(|r| (r.lang, r.ns)).collect();
         }
+    }
+    let floors = floors(&floor_args.0, &floor_args.1, budget);
+    println!(
+        "\nfloor: a resolver answering keep-current without reading its arguments, same records"
+    );
+    println!(
+        "| {:<6} | {:>10} | {:>22} |",
+        "lang", "ns/call", "field-merge - floor ns"
+    );
+    println!("|{:-<8}|{:->12}|{:->24}|", "", "", "");
+    for (lang, ns) in &floors {
+        let merge = goal.iter().find(|(l, _)| l == lang).map_or(0.0, |g| g.1);
+        println!(
+            "| {:<6} | {:>10.0} | {:>22.0} |",
+            lang.name(),
+            ns,
+            merge - ns
+        );
     }
     println!("\nload average at end: {}", load().trim());
     for (lang, ns) in goal {
