@@ -67,7 +67,7 @@ pub mod __export {
 mod export;
 
 pub use config::{no_config, parse_config};
-pub use merge::{apply_delta, incoming_wins, last_writer_wins, merge_fields};
+pub use merge::{apply_delta, incoming_wins, last_writer_wins, merge_fields, merge_fields_owned};
 pub use serde_json::{self, Map, Value, json};
 pub use types::{
     Change, Decision, Direction, Fields, Op, Resolution, Stamp, Stats, Verdict, Version,

@@ -7,7 +7,7 @@
 //! delete, the whole record falls back to last-writer-wins.
 
 use syncbase_guest::{
-    Change, Op, Resolution, Resolver, Version, incoming_wins, last_writer_wins, merge_fields,
+    Change, Op, Resolution, Resolver, Version, incoming_wins, last_writer_wins, merge_fields_owned,
     no_config,
 };
 
@@ -28,9 +28,9 @@ impl Resolver for FieldMerge {
             incoming.fields(),
             incoming.before_fields(),
         ) {
-            (Some(cur), Some(inc), Some(before)) => Resolution::Merged(merge_fields(
-                &cur,
-                &inc,
+            (Some(cur), Some(inc), Some(before)) => Resolution::Merged(merge_fields_owned(
+                cur,
+                inc,
                 &before,
                 incoming_wins(current, incoming),
             )),
