@@ -76,8 +76,7 @@ impl Plugins {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
-            data: (change.op != Op::Delete)
-                .then(|| Value::Object(change.record.clone()).to_string()),
+            data: (change.op != Op::Delete).then(|| crate::store::sync::json_text(&change.record)),
             hlc,
             origin: self.node_id.to_string(),
             before: None,

@@ -13,7 +13,7 @@ use crate::replication::{Event, EventKind};
 use crate::store::Collection;
 use crate::store::StoreError;
 use crate::store::records::Record;
-use crate::store::sync::{Current, Filtered, Policy, Resolved};
+use crate::store::sync::{Current, Filtered, Policy, Resolved, json_text};
 
 /// Resolvers and filters from the plugin runtime.
 pub struct PluginPolicy {
@@ -79,19 +79,11 @@ fn wit_change(event: &Event) -> WitChange {
         collection: event.collection.name.clone(),
         id: event.record_id.clone().unwrap_or_default(),
         data: (event.kind != EventKind::RecordDelete)
-            .then(|| {
-                event
-                    .data
-                    .as_ref()
-                    .map(|d| Value::Object(d.clone()).to_string())
-            })
+            .then(|| event.data.as_ref().map(json_text))
             .flatten(),
         hlc: event.hlc.0,
         origin: event.origin.clone(),
-        before: event
-            .before
-            .as_ref()
-            .map(|b| Value::Object(b.clone()).to_string()),
+        before: event.before.as_ref().map(json_text),
     }
 }
 
@@ -143,10 +135,7 @@ impl Policy for PluginPolicy {
         incoming: &Event,
     ) -> Result<(Resolved, String), StoreError> {
         let version = Version {
-            data: current
-                .data
-                .as_ref()
-                .map(|d| Value::Object(d.clone()).to_string()),
+            data: current.data.as_ref().map(json_text),
             hlc: current.hlc,
             origin: current.origin.clone(),
         };

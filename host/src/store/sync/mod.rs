@@ -268,7 +268,7 @@ impl Fresh {
     }
 }
 
-fn json_text(r: &Record) -> String {
+pub(crate) fn json_text(r: &Record) -> String {
     serde_json::to_string(r).unwrap_or_else(|_| "{}".into())
 }
 
