@@ -4,43 +4,15 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::*;
-use syncbase_plugin_build::{BuildOptions, build_plugins};
-
-/// The shipped plugins these tests use, built once per test binary into component files.
-fn built() -> &'static HashMap<String, PathBuf> {
-    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let options = BuildOptions {
-            plugin_dirs: ["lww", "field-merge", "redact", "local-only"]
-                .iter()
-                .map(|p| root.join("plugins").join(p))
-                .collect(),
-            target_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("host-plugin-build")),
-            out_dir: None,
-            world: None,
-        };
-        build_plugins(&options)
-            .unwrap_or_else(|e| panic!("building plugins: {e}"))
-            .into_iter()
-            .map(|b| (b.name, b.component))
-            .collect()
-    })
-}
 
 fn component(name: &str) -> PathBuf {
-    built()
-        .get(name)
-        .unwrap_or_else(|| panic!("plugin {name} not built"))
-        .clone()
+    support::shipped_component(name)
 }
 
 /// Runs `syncbase plugin ...` against the node, returning (success, stdout + stderr).

@@ -4,14 +4,12 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use syncbase_plugin_build::{BuildOptions, build_plugins};
 
 use crate::nats_support::Cluster;
 use crate::support::Node;
@@ -159,30 +157,7 @@ pub fn counters_def() -> Value {
 
 /// The shipped plugins these tests bind, built once per test binary.
 pub fn component(name: &str) -> PathBuf {
-    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let options = BuildOptions {
-                plugin_dirs: ["counter", "redact", "local-only"]
-                    .iter()
-                    .map(|p| root.join("plugins").join(p))
-                    .collect(),
-                target_dir: Some(
-                    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("host-plugin-build"),
-                ),
-                out_dir: None,
-                world: None,
-            };
-            build_plugins(&options)
-                .unwrap_or_else(|e| panic!("building plugins: {e}"))
-                .into_iter()
-                .map(|b| (b.name, b.component))
-                .collect()
-        })
-        .get(name)
-        .unwrap_or_else(|| panic!("plugin {name} not built"))
-        .clone()
+    crate::support::shipped_component(name)
 }
 
 /// Uploads a component to a node under `name`.

@@ -397,3 +397,34 @@ pub async fn user(node: &Node, email: &str) -> (String, String) {
         auth["token"].as_str().expect("token").to_string(),
     )
 }
+
+/// A shipped plugin (`plugins/<name>`) built into a component file, once per test binary:
+/// every plugin the HTTP-level tests bind, built together into one shared target directory.
+pub fn shipped_component(name: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let options = syncbase_plugin_build::BuildOptions {
+                plugin_dirs: ["lww", "field-merge", "counter", "redact", "local-only"]
+                    .iter()
+                    .map(|p| root.join("plugins").join(p))
+                    .collect(),
+                target_dir: Some(
+                    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("host-plugin-build"),
+                ),
+                out_dir: None,
+                world: None,
+            };
+            syncbase_plugin_build::build_plugins(&options)
+                .unwrap_or_else(|e| panic!("building plugins: {e}"))
+                .into_iter()
+                .map(|b| (b.name, b.component))
+                .collect()
+        })
+        .get(name)
+        .unwrap_or_else(|| panic!("plugin {name} not built"))
+        .clone()
+}

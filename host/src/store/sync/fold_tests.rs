@@ -6,16 +6,29 @@ use super::super::{Builtin, Policy, last_writer_wins};
 use super::*;
 use crate::replication::{Clock, CollectionRef, Hlc};
 
-/// A policy whose binds always succeed, counting them as its binding table.
+/// A policy whose binds always succeed, counting them as its binding table. While `busy` is
+/// set its plugin has no instance on this node: every call is a node fault.
 #[derive(Default)]
-struct Binder(parking_lot::Mutex<u32>);
+struct Binder {
+    binds: parking_lot::Mutex<u32>,
+    busy: std::sync::atomic::AtomicBool,
+}
+
+impl Binder {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.busy.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("no instance slot".into()));
+        }
+        Ok(())
+    }
+}
 
 impl Policy for Binder {
     fn outbound(&self, _: &Collection, _: &Event) -> Result<Filtered, StoreError> {
-        Ok(Filtered::Keep)
+        self.check().map(|()| Filtered::Keep)
     }
     fn inbound(&self, _: &Collection, _: &Event) -> Result<Filtered, StoreError> {
-        Ok(Filtered::Keep)
+        self.check().map(|()| Filtered::Keep)
     }
     fn resolve(
         &self,
@@ -23,14 +36,16 @@ impl Policy for Binder {
         current: &Current,
         incoming: &Event,
     ) -> Result<(Resolved, String), StoreError> {
+        self.check()?;
         Ok((last_writer_wins(current, incoming), "test".into()))
     }
     fn bind(&self, _: &Event) -> Result<Result<(), String>, StoreError> {
-        *self.0.lock() += 1;
+        self.check()?;
+        *self.binds.lock() += 1;
         Ok(Ok(()))
     }
     fn bindings(&self) -> String {
-        format!("binds={}", self.0.lock())
+        format!("binds={}", self.binds.lock())
     }
 }
 
@@ -178,52 +193,14 @@ async fn a_binding_the_database_cannot_store_fails_the_batch_instead_of_dead_let
     assert_eq!(stored, "binds=2");
 }
 
-/// A policy whose plugin has no instance on this node while `busy` is set.
-#[derive(Default)]
-struct Busy(std::sync::atomic::AtomicBool, Binder);
-
-impl Busy {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.0.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(StoreError::Unavailable("no instance slot".into()));
-        }
-        Ok(())
-    }
-}
-
-impl Policy for Busy {
-    fn outbound(&self, c: &Collection, e: &Event) -> Result<Filtered, StoreError> {
-        self.check()?;
-        self.1.outbound(c, e)
-    }
-    fn inbound(&self, c: &Collection, e: &Event) -> Result<Filtered, StoreError> {
-        self.check()?;
-        self.1.inbound(c, e)
-    }
-    fn resolve(
-        &self,
-        c: &Collection,
-        current: &Current,
-        incoming: &Event,
-    ) -> Result<(Resolved, String), StoreError> {
-        self.check()?;
-        self.1.resolve(c, current, incoming)
-    }
-    fn bind(&self, e: &Event) -> Result<Result<(), String>, StoreError> {
-        self.check()?;
-        self.1.bind(e)
-    }
-    fn bindings(&self) -> String {
-        self.1.bindings()
-    }
-}
-
 #[tokio::test]
 async fn a_plugin_without_an_instance_on_this_node_fails_the_batch_instead_of_deciding() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = Arc::new(Busy::default());
+    let policy = Arc::new(Binder::default());
     let (hooks, store) = open(dir.path(), policy.clone());
-    policy.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    policy
+        .busy
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let batch = Arc::new(vec![Delivered {
         seq: 1,
         event: Ok(binding_event()),
@@ -237,7 +214,9 @@ async fn a_plugin_without_an_instance_on_this_node_fails_the_batch_instead_of_de
     // Neither refused (a dead letter) nor decided by a default the other nodes would not use.
     assert_eq!(count(&store, "SELECT count(*) FROM _sync_dead").await, 0);
     assert_eq!(count(&store, "SELECT count(*) FROM _sync_seen").await, 0);
-    policy.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    policy
+        .busy
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     let report = store
         .apply_events(hooks, batch)
         .await
