@@ -3,6 +3,7 @@
 //! `Server::bind` opens the store and binds the listener; `Server::serve` runs until the
 //! shutdown future completes, lets in-flight requests finish, then checkpoints SQLite.
 
+pub mod access;
 pub mod admin;
 pub mod api;
 pub mod auth;
@@ -182,7 +183,7 @@ impl Server {
 
 /// Empties the token cache whenever an auth record changes (password, tokenKey, deletion),
 /// so revoked tokens stop working at once.
-async fn invalidate_auth_cache(store: Store, cache: Arc<api::extract::AuthCache>) {
+async fn invalidate_auth_cache(store: Store, cache: Arc<access::AuthCache>) {
     let mut rx = store.subscribe();
     loop {
         match rx.recv().await {

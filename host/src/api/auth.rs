@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Auth, JsonBody};
-use super::present;
+use super::extract::JsonBody;
 use super::records::collection;
-use super::rules::{request_info, rule_condition};
+use crate::access::Auth;
+use crate::access::present;
+use crate::access::rules::{request_info, rule_condition};
 use crate::auth::{jwt, password};
 use crate::store::schema::quote_ident;
 use crate::store::{Collection, Record, Schema, StoreError, records};

@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Auth, Input};
-use super::present::{self, FieldsPicker};
+use super::extract::Input;
 use super::records::{OpKind, WriteOp, prepare_op, run_op};
+use crate::access::Auth;
+use crate::access::present::{self, FieldsPicker};
 use crate::store::{StoreError, settings};
 
 fn failed(index: usize, e: ApiError) -> ApiError {

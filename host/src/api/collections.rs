@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Auth, JsonBody};
+use super::extract::JsonBody;
 use super::sync::schema_write;
+use crate::access::Auth;
 use crate::replication::{CollectionRef, EventKind};
 use crate::store::Collection;
 use crate::store::collections as ops;

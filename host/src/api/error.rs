@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::access::Denied;
 use crate::filter::FilterError;
 use crate::store::StoreError;
 
@@ -80,6 +81,15 @@ impl ApiError {
                     "Something went wrong while processing your request.",
                 )
             }
+        }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> ApiError {
+        match d {
+            Denied::Unauthenticated => ApiError::unauthorized(),
+            Denied::Forbidden => ApiError::forbidden(),
         }
     }
 }

@@ -7,10 +7,8 @@ pub mod collections;
 pub mod error;
 pub mod extract;
 pub mod plugins;
-pub mod present;
 pub mod realtime;
 pub mod records;
-pub mod rules;
 pub mod settings;
 pub mod sync;
 
@@ -22,11 +20,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use serde_json::json;
 
+use crate::access::AuthCache;
 use crate::plugins::Plugins;
 use crate::realtime::Hub;
 use crate::store::Store;
 use error::ApiError;
-use extract::AuthCache;
 
 /// Shared state of every handler.
 #[derive(Clone)]

@@ -13,7 +13,8 @@ use std::sync::atomic::Ordering;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Auth, JsonBody};
+use super::extract::JsonBody;
+use crate::access::Auth;
 use crate::plugins::{
     ErrorKind, PluginError, Target, change_from_json, decided_by_json, resolution_json,
     version_from_json,

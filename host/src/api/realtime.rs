@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Auth, JsonBody, authenticate};
+use super::extract::JsonBody;
+use crate::access::{Auth, authenticate};
 use crate::realtime::{Message, SubscribeError};
 
 /// Largest chunk written to an SSE connection at once.

@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Auth, Input};
-use super::present::{self, FieldsPicker};
-use super::rules::{allowed, request_info, rule_condition};
+use super::extract::Input;
+use crate::access::Auth;
+use crate::access::present::{self, FieldsPicker};
+use crate::access::rules::{allowed, request_info, rule_condition};
 use crate::auth::password;
 use crate::filter;
 use crate::records::validate::{self, Access};

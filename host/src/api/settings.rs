@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Auth, JsonBody};
+use super::extract::JsonBody;
+use crate::access::Auth;
 use crate::store::settings;
 
 pub async fn get(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {

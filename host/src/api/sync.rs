@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::Auth;
+use crate::access::Auth;
 use crate::replication::{CollectionRef, EventKind};
 use crate::store::sync::schema_event;
 use crate::store::{StoreError, WriteCtx};

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{Client, Hub, Message, Subscription};
-use crate::api::extract::Auth;
-use crate::api::present::{self, FieldsPicker};
-use crate::api::rules::{request_info, rule_condition};
+use crate::access::Auth;
+use crate::access::present::{self, FieldsPicker};
+use crate::access::rules::{request_info, rule_condition};
 use crate::filter;
 use crate::store::{Change, ReadConn, Schema, Store, StoreError, expand, records};
 

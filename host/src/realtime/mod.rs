@@ -17,7 +17,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use crate::api::extract::Auth;
+use crate::access::Auth;
 use crate::store::schema::{ALNUM, random_string};
 use crate::store::sync::ChangeListeners;
 

@@ -294,6 +294,11 @@ impl Log {
         &self.client
     }
 
+    /// Whether the connection to NATS is up right now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     pub fn stream_name(&self) -> &str {
         &self.stream_name
     }

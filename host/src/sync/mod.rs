@@ -688,9 +688,7 @@ impl Sync {
     /// Whether the node holds a NATS connection right now.
     pub fn connected(&self) -> bool {
         match self.inner.log.borrow().as_ref() {
-            Some(log) => {
-                log.client().connection_state() == async_nats::connection::State::Connected
-            }
+            Some(log) => log.connected(),
             None => false,
         }
     }

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use axum::http::{HeaderMap, Method};
 use serde_json::{Map, Value, json};
 
-use super::error::ApiError;
-use super::extract::Auth;
+use super::{Auth, Denied};
 use crate::filter::{self, FilterError, SqlParam};
 use crate::store::{Collection, Record, Schema};
 
@@ -66,12 +65,12 @@ pub fn rule_condition(
 
 /// Checks that the caller may use an operation guarded by `rule`: superusers always may;
 /// a `None` rule refuses everyone else with 403.
-pub fn allowed<'a>(auth: &Auth, rule: &'a Option<String>) -> Result<Option<&'a str>, ApiError> {
+pub fn allowed<'a>(auth: &Auth, rule: &'a Option<String>) -> Result<Option<&'a str>, Denied> {
     if auth.is_superuser() {
         return Ok(None);
     }
     match rule {
-        None => Err(ApiError::forbidden()),
+        None => Err(Denied::Forbidden),
         Some(r) => Ok(Some(r.as_str())),
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::extract::Auth;
+use super::Auth;
 use crate::store::schema::{Collection, FieldKind};
 use crate::store::{Record, Schema};
 
