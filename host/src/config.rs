@@ -292,6 +292,16 @@ pub struct ServeArgs {
         help_heading = "Replication"
     )]
     pub sync_timeout: u64,
+    /// Seconds a node's claim on taking a due snapshot lives without renewal; when its
+    /// claimant dies, another node takes the snapshot over after this long. Read when the
+    /// cluster's claims bucket is created.
+    #[arg(
+        long,
+        env = "SYNCBASE_SNAPSHOT_CLAIM_TTL",
+        default_value_t = 30,
+        help_heading = "Replication"
+    )]
+    pub snapshot_claim_ttl: u64,
 }
 
 /// The validated configuration of a server.
@@ -400,6 +410,7 @@ fn sync_config(a: &ServeArgs) -> Result<Option<crate::sync::SyncConfig>, ConfigE
         source,
         apply_batch: a.apply_batch.max(1),
         wait_timeout: std::time::Duration::from_secs(a.sync_timeout.max(1)),
+        claim_ttl: std::time::Duration::from_secs(a.snapshot_claim_ttl.max(1)),
     }))
 }
 

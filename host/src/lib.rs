@@ -15,6 +15,7 @@ pub mod realtime;
 pub mod records;
 pub mod replication;
 pub mod shutdown;
+pub mod snapshot;
 pub mod store;
 pub mod superuser;
 pub mod sync;
@@ -45,6 +46,8 @@ pub enum Error {
     Nats(#[from] nats::NatsError),
     #[error("could not restore the replicated plugin bindings: {0}")]
     Bindings(String),
+    #[error("refusing to go on: {0}")]
+    Replication(String),
 }
 
 /// A bound, not yet serving, server.
@@ -155,8 +158,22 @@ impl Server {
             let _ = stop_tx.send(true);
         });
         let mut stop_rx2 = stop_rx.clone();
+        // A replicating node that cannot continue the cluster's log stops instead of serving.
+        let fatal = {
+            let mut rx = replication.as_ref().map(|s| s.fatal());
+            async move {
+                match rx.as_mut() {
+                    Some(rx) => match rx.wait_for(Option::is_some).await {
+                        Ok(reason) => reason.clone().unwrap_or_default(),
+                        Err(_) => std::future::pending().await,
+                    },
+                    None => std::future::pending().await,
+                }
+            }
+        };
         let result = tokio::select! {
             r = serve => r.map_err(Error::Serve),
+            reason = fatal => Err(Error::Replication(reason)),
             // Connections that outlive the grace period are cut.
             _ = async move {
                 let _ = stop_rx2.wait_for(|s| *s).await;
@@ -185,8 +202,20 @@ impl Server {
 /// so revoked tokens stop working at once.
 async fn invalidate_auth_cache(store: Store, cache: Arc<access::AuthCache>) {
     let mut rx = store.subscribe();
+    // An installed snapshot or backup replaces every auth record at once.
+    let mut installs = store.installs();
     loop {
-        match rx.recv().await {
+        let received = tokio::select! {
+            r = rx.recv() => r,
+            changed = installs.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                cache.clear();
+                continue;
+            }
+        };
+        match received {
             Ok(batch) => {
                 if batch.iter().any(|c| c.collection.is_auth()) {
                     cache.clear();

@@ -264,7 +264,7 @@ fn every_n_decides_snapshots_and_binds_to_the_node_only() {
         bytes_since: 0,
         ms_since: 0,
         stream_seq: 1000,
-        db_bytes: 1 << 20,
+        content_bytes: 1 << 20,
         snapshots: 1,
     };
     assert_eq!(

@@ -14,6 +14,7 @@ mod readers;
 pub mod records;
 pub mod schema;
 pub mod settings;
+pub mod snapshot;
 pub mod sync;
 mod system;
 mod values;
@@ -138,6 +139,10 @@ struct Inner {
     changes: broadcast::Sender<Arc<Vec<Change>>>,
     counts: Arc<CountCache>,
     path: PathBuf,
+    /// Held (shared) by snapshot copies reading the file, (exclusive) by an install swapping it.
+    file_lock: Arc<tokio::sync::RwLock<()>>,
+    /// Bumped after each install of a snapshot or backup.
+    installed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -183,6 +188,8 @@ impl Store {
                 changes,
                 counts,
                 path,
+                file_lock: Arc::new(tokio::sync::RwLock::new(())),
+                installed: tokio::sync::watch::channel(0).0,
             }),
         })
     }
@@ -219,6 +226,7 @@ impl Store {
         &self,
         hooks: Arc<sync::SyncHooks>,
         batch: Arc<Vec<sync::Delivered>>,
+        start: usize,
     ) -> Result<sync::ApplyReport, StoreError> {
         // Alone in its transaction: a fold touches thousands of pages, and a savepoint around
         // it would copy each to the sub-journal first.
@@ -226,7 +234,7 @@ impl Store {
             .writer
             .submit_alone(move |ctx| {
                 ctx.capture = false;
-                sync::apply(ctx, &hooks, &batch)
+                sync::apply(ctx, &hooks, batch.get(start..).unwrap_or_default())
             })
             .await
     }

@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use super::records::Record;
 use super::schema::Collection;
+use super::snapshot::stats::{SnapshotDecision, SnapshotStats, builtin_decision};
 use super::{Change, Op, StoreError};
 use crate::replication::{Clock, CollectionRef, Event, EventId, EventKind, Hlc};
 
@@ -91,7 +92,7 @@ pub(crate) fn create_tables(conn: &Connection) -> Result<(), StoreError> {
              value INTEGER NOT NULL
          );",
     )?;
-    Ok(())
+    super::snapshot::stats::create_tables(conn)
 }
 
 /// What a filter does with a change.
@@ -144,6 +145,11 @@ pub trait Policy: Send + Sync {
     /// before COMMIT cannot leave the runtime ahead of SQLite: startup restores this one).
     fn bindings(&self) -> String {
         String::new()
+    }
+    /// The cluster's snapshot policy, asked after every folded event with log-derived figures
+    /// (see `store::snapshot::stats`). Default: the built-in policy.
+    fn decide(&self, stats: &SnapshotStats) -> Result<SnapshotDecision, StoreError> {
+        Ok(builtin_decision(stats))
     }
 }
 

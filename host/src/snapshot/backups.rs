@@ -1,0 +1,1 @@
+//! PocketBase's backups (`/api/backups`) on snapshot files.
