@@ -10,6 +10,7 @@ pub mod plugins;
 pub mod realtime;
 pub mod records;
 pub mod settings;
+pub mod snapshots;
 pub mod sync;
 
 use std::sync::Arc;
@@ -95,6 +96,12 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         )
         .route("/api/settings", get(settings::get).patch(settings::update))
         .route("/api/sync/status", get(sync::status))
+        .route("/api/sync/ready", get(snapshots::ready))
+        .route(
+            "/api/sync/snapshots",
+            get(snapshots::list).post(snapshots::create),
+        )
+        .route("/api/sync/snapshots/{name}/verify", post(snapshots::verify))
         .route("/metrics", get(sync::metrics))
         .route("/api/realtime/ws", get(realtime::websocket))
         .fallback(not_found)

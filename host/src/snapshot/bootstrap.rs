@@ -28,8 +28,10 @@ pub enum BootstrapOutcome {
     NotNeeded,
     /// A snapshot was installed.
     Installed {
-        snapshot: Stored,
+        snapshot: Box<Stored>,
         report: InstallReport,
+        /// Newer snapshots tried first and refused, with why.
+        rejected: Vec<String>,
     },
 }
 
@@ -75,7 +77,7 @@ impl Bootstrap<'_> {
         let whole_log = usage.first_seq <= 1;
         if fresh {
             let unlogged = store
-                .read(|c, schema| crate::store::snapshot::holds_unlogged_data(c, schema))
+                .read(crate::store::snapshot::holds_unlogged_data)
                 .await
                 .map_err(|e| BootstrapError::Retry(e.into()))?;
             if unlogged {
@@ -104,8 +106,9 @@ impl Bootstrap<'_> {
             return Ok(BootstrapOutcome::NotNeeded);
         }
         let mut reasons = Vec::new();
+        let mut vanished = false;
         for s in candidates {
-            if behind {
+            if behind && !fresh {
                 tracing::warn!(
                     applied,
                     first_seq = usage.first_seq,
@@ -118,15 +121,24 @@ impl Bootstrap<'_> {
             match self.install(&bucket, &s).await {
                 Ok(report) => {
                     return Ok(BootstrapOutcome::Installed {
-                        snapshot: s,
+                        snapshot: Box::new(s),
                         report,
+                        rejected: reasons,
                     });
                 }
                 Err(e) => {
                     tracing::error!(snapshot = %s.name, error = %e, "snapshot unusable; trying an older one");
+                    // Deleted by a newer snapshot's compaction while it was being fetched.
+                    vanished |= matches!(e, SnapshotError::NotFound(_));
                     reasons.push(format!("{}: {e}", s.name));
                 }
             }
+        }
+        if vanished {
+            return Err(BootstrapError::Retry(SnapshotError::Busy(format!(
+                "snapshots went away while being fetched ({}); choosing again",
+                reasons.join("; ")
+            ))));
         }
         if whole_log && !behind {
             tracing::warn!(
@@ -135,9 +147,14 @@ impl Bootstrap<'_> {
             );
             return Ok(BootstrapOutcome::NotNeeded);
         }
+        let position = if fresh {
+            "this node has no state yet".to_string()
+        } else {
+            format!("this node has applied the log up to sequence {applied}")
+        };
         Err(BootstrapError::Fatal(format!(
-            "this node has applied the log up to sequence {applied}, but the stream now starts at \
-             {} and no usable snapshot can fill the gap{}",
+            "{position}, the stream now starts at {} (earlier events were compacted into \
+             snapshots), and no usable snapshot can fill the gap{}",
             usage.first_seq,
             if reasons.is_empty() {
                 " (the bucket holds none that continues the log)".to_string()

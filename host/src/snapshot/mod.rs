@@ -56,6 +56,10 @@ pub enum SnapshotError {
     Busy(String),
     #[error("{0}")]
     Invalid(String),
+    /// A newer snapshot's compaction removed this one before it was read back: nothing is
+    /// missing, the newer one covers its position.
+    #[error("superseded by the snapshot at {0} before it was read back")]
+    Superseded(u64),
 }
 
 /// A snapshot taken into local files.

@@ -33,7 +33,7 @@ use crate::store::snapshot::stats::Due;
 use crate::store::snapshot::{CopyKind, Pinned};
 
 enum Job {
-    Due(Due, Option<Pinned>),
+    Due(Due, Box<Option<Pinned>>),
     Create(oneshot::Sender<Result<Stored, SnapshotError>>),
 }
 
@@ -72,6 +72,8 @@ struct Inner {
     jobs: mpsc::UnboundedSender<Job>,
     status: Mutex<ServiceStatus>,
     progress: Arc<Progress>,
+    /// The bucket's snapshots as last listed, and when.
+    kept: Mutex<Option<(Instant, Vec<Stored>)>>,
 }
 
 impl Snapshots {
@@ -97,6 +99,7 @@ impl Snapshots {
                     ..Default::default()
                 }),
                 progress: Progress::new(),
+                kept: Mutex::new(None),
             }),
         };
         let service = s.clone();
@@ -150,7 +153,7 @@ impl Snapshots {
     /// The fold decided a snapshot is due at `due.seq`, and `pinned` is a read of exactly that
     /// state (`None` if the pin failed).
     pub fn due(&self, due: Due, pinned: Option<Pinned>) {
-        let _ = self.inner.jobs.send(Job::Due(due, pinned));
+        let _ = self.inner.jobs.send(Job::Due(due, Box::new(pinned)));
     }
 
     /// Takes a snapshot now, at this node's current position, outside the policy.
@@ -205,7 +208,7 @@ impl Snapshots {
                             other => later.push(other),
                         }
                     }
-                    self.on_due(&bucket, due, pinned, &mut watched).await;
+                    self.on_due(&bucket, due, *pinned, &mut watched).await;
                     for j in later {
                         if let Job::Create(reply) = j {
                             let _ = reply.send(self.take_manual(&bucket).await);
@@ -230,6 +233,18 @@ impl Snapshots {
         watched: &mut BTreeMap<u64, (Due, Instant)>,
     ) {
         self.set_phase("claiming");
+        // A node catching up reaches decisions the cluster fulfilled long ago.
+        if let Ok(Some(newest)) = bucket.snapshots().await.map(|l| l.into_iter().next())
+            && newest.seq >= due.seq
+        {
+            tracing::debug!(
+                seq = due.seq,
+                newest = newest.seq,
+                "snapshot due: already taken"
+            );
+            self.set_phase("idle");
+            return;
+        }
         let claim = tokio::time::timeout(
             Duration::from_secs(5),
             bucket.claim(due.seq, &self.inner.node),
@@ -432,6 +447,7 @@ impl Snapshots {
             total_ms = started.elapsed().as_millis() as u64,
             "snapshot taken and stored"
         );
+        self.relist();
         let mut st = self.inner.status.lock();
         st.last_taken = Some(stored.clone());
         st.taken += 1;
@@ -452,7 +468,8 @@ impl Snapshots {
             bucket.delete(&old.name).await?;
             tracing::info!(name = %old.name, "old snapshot deleted");
         }
-        if let Some(oldest) = snapshots.iter().take(keep).last() {
+        self.relist();
+        if let Some(oldest) = snapshots[..keep.min(snapshots.len())].last() {
             let purged = bucket.purge_through(oldest.seq).await?;
             tracing::info!(through = oldest.seq, purged, "log compacted");
             self.inner.status.lock().last_purged = purged;
@@ -460,25 +477,61 @@ impl Snapshots {
         Ok(())
     }
 
-    /// The service's status with the bucket's snapshots and the stream's extent.
-    pub async fn status_json(&self) -> Value {
-        let mut out = json!({"service": self.status()});
-        if let Some(bucket) = self.bucket_now() {
-            let listed = tokio::time::timeout(Duration::from_secs(2), async {
-                (bucket.snapshots().await, bucket.usage().await)
-            })
-            .await;
-            if let Ok((list, usage)) = listed {
-                out["kept"] = match list {
-                    Ok(l) => json!(l),
-                    Err(e) => json!({"error": e.to_string()}),
-                };
-                out["stream"] = match usage {
-                    Ok(u) => json!(u),
-                    Err(e) => json!({"error": e.to_string()}),
-                };
+    /// The cluster's snapshots (newest first). With `cached`, a list at most a second old may
+    /// answer (status is polled).
+    pub async fn kept(&self, cached: bool) -> Result<Vec<Stored>, SnapshotError> {
+        if cached {
+            let cached = self.inner.kept.lock();
+            if let Some((at, list)) = cached.as_ref()
+                && at.elapsed() < Duration::from_secs(1)
+            {
+                return Ok(list.clone());
             }
         }
-        out
+        let bucket = self
+            .bucket_now()
+            .ok_or_else(|| SnapshotError::Busy("the log is not reachable yet".into()))?;
+        let list = tokio::time::timeout(Duration::from_secs(2), bucket.snapshots())
+            .await
+            .map_err(|_| SnapshotError::Busy("no answer from JetStream within 2 s".into()))??;
+        *self.inner.kept.lock() = Some((Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// Forgets the cached list (after this node changed the bucket).
+    fn relist(&self) {
+        *self.inner.kept.lock() = None;
+    }
+
+    /// The service's status with the bucket's snapshots (`cached`: see [`Snapshots::kept`]).
+    pub async fn status_json(&self, cached: bool) -> Value {
+        json!({
+            "service": self.status(),
+            "kept": match self.kept(cached).await {
+                Ok(l) => json!(l),
+                Err(e) => json!({"error": e.to_string()}),
+            },
+        })
+    }
+
+    /// Downloads a stored snapshot and checks it completely; returns its header.
+    pub async fn verify(&self, name: &str) -> Result<super::Header, SnapshotError> {
+        let bucket = self
+            .bucket_now()
+            .ok_or_else(|| SnapshotError::Busy("the log is not reachable yet".into()))?;
+        let stored = bucket
+            .info(name)
+            .await?
+            .ok_or_else(|| SnapshotError::NotFound(format!("snapshot {name}")))?;
+        let work = self
+            .inner
+            .work
+            .join(format!("verify-{}", crate::replication::EventId::random()));
+        tokio::fs::create_dir_all(&work)
+            .await
+            .map_err(|e| SnapshotError::Io(e.to_string()))?;
+        let result = super::fetch_verified(&bucket, &stored, &work, &Progress::new(), |_| {}).await;
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        Ok(result?.0)
     }
 }

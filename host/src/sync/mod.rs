@@ -31,7 +31,7 @@ use tokio::sync::{Notify, watch};
 
 pub use policy::{PluginPolicy, binding_data};
 pub use snapshots::{Phase, READY_LAG};
-pub use status::{hashes, metrics_text, status_json};
+pub use status::{hashes, metrics_text, snapshots_json, status_json};
 
 use crate::nats::{EmbeddedNats, EmbeddedOptions};
 use crate::plugins::Plugins;
@@ -111,6 +111,8 @@ struct Inner {
     boot_progress: Arc<crate::replication::Progress>,
     /// Set when the node must not go on (it would serve state that is not the cluster's).
     fatal: watch::Sender<Option<String>>,
+    /// The snapshot the node last bootstrapped from (status).
+    last_bootstrap: Mutex<Option<serde_json::Value>>,
 }
 
 /// How a fold of one batch ended.
@@ -215,6 +217,7 @@ impl Sync {
                 phase: Mutex::new(Phase::Connecting),
                 boot_progress: crate::replication::Progress::new(),
                 fatal: watch::channel(None).0,
+                last_bootstrap: Mutex::new(None),
             }),
         };
         let s = sync.clone();

@@ -40,6 +40,11 @@ impl Sync {
         self.inner.fatal.subscribe()
     }
 
+    /// The last snapshot this node bootstrapped from since it started, if any.
+    pub fn last_bootstrap(&self) -> Option<Value> {
+        self.inner.last_bootstrap.lock().clone()
+    }
+
     pub(super) fn consuming(&self) {
         *self.inner.phase.lock() = Phase::Consuming;
     }
@@ -65,7 +70,18 @@ impl Sync {
         loop {
             match boot.run().await {
                 Ok(BootstrapOutcome::NotNeeded) => return,
-                Ok(BootstrapOutcome::Installed { snapshot, report }) => {
+                Ok(BootstrapOutcome::Installed {
+                    snapshot,
+                    report,
+                    rejected,
+                }) => {
+                    *self.inner.last_bootstrap.lock() = Some(json!({
+                        "snapshot": snapshot.name,
+                        "seq": snapshot.seq,
+                        "rejected": rejected,
+                        "outboxKept": report.outbox_kept,
+                        "pendingKept": report.pending_kept,
+                    }));
                     tracing::info!(
                         snapshot = %snapshot.name,
                         applied_seq = report.applied_seq,

@@ -28,6 +28,36 @@ pub async fn hashes(sync: &Sync) -> Value {
     }
 }
 
+/// Snapshots as status shows them: the bucket's, this node's service, the policy's figures
+/// at the node's position and its latest decisions.
+pub async fn snapshots_json(sync: &Sync, cached: bool) -> Value {
+    use crate::store::snapshot::stats;
+    let mut out = sync.snapshots().status_json(cached).await;
+    let store = sync.store();
+    out["stats"] = match store.read_raw(stats::current).await {
+        Ok(s) => json!(s),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    out["decisions"] = match store.read_raw(|c| stats::decisions(c, 10)).await {
+        Ok(d) => json!(d),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    out["bootstrap"] = json!(sync.last_bootstrap());
+    out
+}
+
+/// The stream's first and last sequence, messages and bytes.
+async fn stream_json(sync: &Sync) -> Value {
+    let Some(bucket) = sync.snapshots().bucket_now() else {
+        return Value::Null;
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), bucket.usage()).await {
+        Ok(Ok(u)) => json!(u),
+        Ok(Err(e)) => json!({"error": e.to_string()}),
+        Err(_) => json!({"error": "no answer from JetStream within 2 s"}),
+    }
+}
+
 /// The status document (superuser only).
 pub async fn status_json(sync: &Sync) -> Value {
     let local = local(sync).await;
@@ -62,6 +92,9 @@ pub async fn status_json(sync: &Sync) -> Value {
         "applied": c.applied.load(Ordering::Relaxed),
         "duplicates": c.duplicates.load(Ordering::Relaxed),
         "uptimeSeconds": sync.uptime().as_secs(),
+        "phase": sync.readiness().await.1,
+        "stream": stream_json(sync).await,
+        "snapshots": snapshots_json(sync, true).await,
     })
 }
 

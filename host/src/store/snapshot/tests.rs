@@ -39,7 +39,7 @@ impl Policy for Every {
     }
     fn decide(&self, stats: &SnapshotStats) -> Result<SnapshotDecision, StoreError> {
         Ok(SnapshotDecision {
-            take: stats.stream_seq % self.0 == 0,
+            take: stats.stream_seq.is_multiple_of(self.0),
             keep: 2,
             by: "test".into(),
         })
@@ -336,10 +336,7 @@ async fn an_install_keeps_what_the_node_acknowledged_but_the_snapshot_lacks() {
     // The unpublished write folds like any other once it is in the log, on both nodes.
     fold(&a, &hooks_a, vec![at(4, second.clone())]).await;
     fold(&b, &hooks_b, vec![at(4, second)]).await;
-    let pending_rows = a
-        .read_raw(|c| install::pending_ids(c))
-        .await
-        .expect("pending");
+    let pending_rows = a.read_raw(install::pending_ids).await.expect("pending");
     assert_eq!(
         pending_rows.len(),
         1,
