@@ -3,9 +3,12 @@
 //! and keeps its unpublished writes; a corrupt snapshot falls back to the previous one, and
 //! with none usable the node refuses to start; two nodes' snapshots at one position hold the
 //! same content; a policy swap applies at its log position everywhere; a claimant that dies is
-//! taken over; readiness while the log is unreachable.
+//! taken over; readiness while the log is unreachable; backups on a cluster, and the README's
+//! snapshot commands as written (seeding a data directory a node then continues from).
 
 mod nats_support;
+#[path = "support/readme.rs"]
+mod readme;
 mod replication_support;
 mod support;
 
@@ -489,4 +492,127 @@ async fn a_node_that_cannot_reach_the_log_is_healthy_but_not_ready() {
     let single = Node::start().await;
     let (code, body) = ready(&single).await;
     assert_eq!(code, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_the_clusters_and_the_readme_snapshot_commands_work_as_written() {
+    let cluster = Cluster::start(1).await;
+    let a = node(&cluster, 0, "a").await;
+    let b = node(&cluster, 0, "b").await;
+    let (code, body) = a.post("/api/collections", posts_def()).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    wait_collection(&b, "posts").await;
+    // A bound policy that never fires: seeding a directory must bring its plugin along.
+    bind_policy(
+        &a,
+        "proportional",
+        json!({"percent": 100000, "maxAgeMs": 0}),
+    )
+    .await;
+    write_posts(&[&a, &b], 30, "rows").await;
+    quiesce(&[&a, &b], 60).await;
+
+    // A backup made on A is the cluster's: B lists and serves it, and refuses to restore it.
+    let (code, body) = a
+        .post("/api/backups", json!({"name": "cluster_backup.zip"}))
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    let (code, list) = b.get("/api/backups").await;
+    assert_eq!(code, StatusCode::OK, "{list}");
+    assert_eq!(list[0]["key"], "cluster_backup.zip", "{list}");
+    let (code, token) = b.post("/api/files/token", json!({})).await;
+    assert_eq!(code, StatusCode::OK, "{token}");
+    let token = token["token"].as_str().expect("token");
+    let resp = b
+        .client
+        .get(format!(
+            "{}/api/backups/cluster_backup.zip?token={token}",
+            b.url
+        ))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.bytes().await.expect("bytes");
+    assert_eq!(&bytes[..4], b"PK\x03\x04", "a zip archive");
+    assert_eq!(bytes.len() as u64, list[0]["size"].as_u64().expect("size"));
+    let (code, body) = b
+        .post("/api/backups/cluster_backup.zip/restore", json!({}))
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].to_string().contains("running cluster"),
+        "{body}"
+    );
+
+    // The README's commands, as written: through node A, then straight through NATS.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README");
+    let blocks: Vec<String> = readme::sh_blocks(&readme)
+        .into_iter()
+        .filter(|b| b.contains("syncbase snapshot"))
+        .collect();
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+    let work = tempfile::tempdir().expect("tempdir");
+    let via_node = readme::run_sh(
+        work.path(),
+        &blocks[0],
+        &[
+            ("SYNCBASE_URL", &a.url),
+            ("SYNCBASE_EMAIL", support::EMAIL),
+            ("SYNCBASE_PASSWORD", support::PASSWORD),
+        ],
+    );
+    assert!(via_node.contains("taken at sequence"), "{via_node}");
+    assert!(
+        via_node.contains("ok (sha256 and table hashes match)"),
+        "{via_node}"
+    );
+    assert!(via_node.contains("backup/cluster_backup.zip"), "{via_node}");
+    let nats = cluster.url(0);
+    let nats_env = [("SYNCBASE_NATS", nats.as_str()), ("SYNCBASE_CLUSTER", "t")];
+    let via_nats = readme::run_sh(work.path(), &blocks[1], &nats_env);
+    assert!(via_nats.contains("seeded from sequence"), "{via_nats}");
+    // A second seed without --force is refused; a backup seeds a directory as well.
+    let refused = std::process::Command::new(support::bin())
+        .args(["snapshot", "restore", "--to"])
+        .arg(work.path().join("seeded"))
+        .envs(nats_env)
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    readme::run_sh(
+        work.path(),
+        "syncbase snapshot restore cluster_backup.zip --to ./from-backup",
+        &nats_env,
+    );
+
+    // A node started on the seeded directory continues the log from the snapshot.
+    let seeded = work.path().join("seeded");
+    support::upsert_superuser(&seeded, support::EMAIL, support::PASSWORD);
+    let c = respawn(&cluster, &seeded, 0, "c").await;
+    let id = a
+        .create_record("posts", json!({"title": "after the seed"}))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    quiesce(&[&a, &b, &c], 60).await;
+    let rows = same_everywhere(&[&a, &b, &c], "posts").await;
+    assert!(rows.contains_key(&id) && rows.len() == 31);
+    let sc = status(&c).await;
+    assert!(
+        sc["snapshots"]["bootstrap"].is_null(),
+        "no bootstrap needed: {sc}"
+    );
+    assert!(
+        sc["plugins"].to_string().contains("proportional"),
+        "the seeded node has the cluster's policy: {sc}"
+    );
+    // A node without replication on the backup serves its rows.
+    let from_backup = work.path().join("from-backup");
+    support::upsert_superuser(&from_backup, support::EMAIL, support::PASSWORD);
+    let single = Node::spawn(&from_backup, &[]).await;
+    assert_eq!(records(&single, "posts").await.len(), 30);
 }

@@ -103,12 +103,18 @@ impl Server {
             )),
             _ => None,
         };
+        let backups = Arc::new(snapshot::backups::Backups::new(
+            store.clone(),
+            config.node_id.clone(),
+            sync.as_ref().map(|s| s.snapshots().clone()),
+        ));
         let state = api::AppState {
             store: store.clone(),
             auth_cache: Arc::new(Default::default()),
             hub,
             plugins,
             sync,
+            backups,
         };
         Ok(Server {
             config,

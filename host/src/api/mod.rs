@@ -2,6 +2,7 @@
 //! this module knows nothing of wasmtime or NATS.
 
 pub mod auth;
+pub mod backups;
 pub mod batch;
 pub mod collections;
 pub mod error;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub plugins: Plugins,
     /// Replication, on a node that replicates.
     pub sync: Option<crate::sync::Sync>,
+    /// Backups (`/api/backups`): local files, or the cluster's snapshot bucket.
+    pub backups: Arc<crate::snapshot::backups::Backups>,
 }
 
 /// Builds the router with a request body limit of `body_limit` bytes.
@@ -95,6 +98,17 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             post(plugins::dry_run_resolve),
         )
         .route("/api/settings", get(settings::get).patch(settings::update))
+        .route("/api/backups", get(backups::list).post(backups::create))
+        .route(
+            "/api/backups/upload",
+            post(backups::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/backups/{key}",
+            get(backups::download).delete(backups::delete),
+        )
+        .route("/api/backups/{key}/restore", post(backups::restore))
+        .route("/api/files/token", post(backups::file_token))
         .route("/api/sync/status", get(sync::status))
         .route("/api/sync/ready", get(snapshots::ready))
         .route(

@@ -304,6 +304,19 @@ impl SnapshotStore {
         Ok(Some((sha, total)))
     }
 
+    /// A stored object as a byte stream, with its size (for serving a download as it
+    /// arrives). `Ok(None)`: no such object.
+    pub async fn reader(
+        &self,
+        name: &str,
+    ) -> Result<Option<(u64, Pin<Box<dyn AsyncRead + Send>>)>, LogError> {
+        match self.objects.get(name).await {
+            Ok(o) => Ok(Some((o.info().size as u64, Box::pin(o)))),
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(objects_err(&format!("get {name}"), e)),
+        }
+    }
+
     /// Deletes a stored object (its chunks go with it).
     pub async fn delete(&self, name: &str) -> Result<(), LogError> {
         self.objects

@@ -22,6 +22,7 @@
 
 pub mod backups;
 mod bootstrap;
+pub mod cli;
 pub mod format;
 mod service;
 
