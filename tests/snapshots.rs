@@ -258,6 +258,33 @@ async fn a_node_behind_a_compaction_rebootstraps_and_keeps_its_unpublished_write
     assert_eq!(s["snapshots"]["bootstrap"]["pendingKept"], 5, "{s}");
 }
 
+/// Starts a node that must refuse to start: waits for it to exit with an error, returns its
+/// stderr.
+async fn refusal(dir: &std::path::Path, flags: &[&str]) -> String {
+    let mut child = tokio::process::Command::new(support::bin())
+        .args(["serve", "--http", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .args(flags)
+        .env("SYNCBASE_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run syncbase");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    let _ = child.start_kill();
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text)
+        .await
+        .expect("stderr");
+    let status = status
+        .unwrap_or_else(|_| panic!("the node must exit, not serve: {text}"))
+        .expect("wait");
+    assert!(!status.success(), "{text}");
+    text
+}
+
 /// The cluster's snapshot bucket, opened directly (as an operator's tool would).
 async fn bucket(cluster: &Cluster) -> SnapshotStore {
     let log = cluster.log(&[0], 1).await;
@@ -342,34 +369,8 @@ async fn a_corrupt_snapshot_is_refused_and_the_previous_one_used_and_with_none_u
     }
     let dir = tempfile::tempdir().expect("tempdir");
     support::upsert_superuser(dir.path(), support::EMAIL, support::PASSWORD);
-    let url = cluster.url(0);
-    let mut child = tokio::process::Command::new(support::bin())
-        .args(["serve", "--http", "127.0.0.1:0", "--dir"])
-        .arg(dir.path())
-        .args(flags(&url, "e"))
-        .env("SYNCBASE_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run syncbase");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
-    let _ = child.start_kill();
-    let mut text = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text)
-        .await
-        .expect("stderr");
-    let status = status
-        .unwrap_or_else(|_| panic!("the node must exit, not serve an empty database: {text}"))
-        .expect("wait");
-    let out = std::process::Output {
-        status,
-        stdout: Vec::new(),
-        stderr: text.into_bytes(),
-    };
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = refusal(dir.path(), &flags(&cluster.url(0), "e")).await;
+    let stderr = out;
     assert!(
         stderr.contains("no usable snapshot") && stderr.contains("hashes to"),
         "unclear refusal: {stderr}"
@@ -615,4 +616,9 @@ async fn backups_are_the_clusters_and_the_readme_snapshot_commands_work_as_writt
     support::upsert_superuser(&from_backup, support::EMAIL, support::PASSWORD);
     let single = Node::spawn(&from_backup, &[]).await;
     assert_eq!(records(&single, "posts").await.len(), 30);
+    drop(single);
+    // The same directory with replication, on another cluster's log: refused, not folded onto.
+    let other = Cluster::start(1).await;
+    let stderr = refusal(&from_backup, &flags(&other.url(0), "x")).await;
+    assert!(stderr.contains("another cluster"), "{stderr}");
 }

@@ -9,8 +9,9 @@
 //! - On a replicating node it is the cluster's canonical state (as a snapshot), kept in the
 //!   cluster's snapshot bucket under `backup/<name>`, so every node lists, serves and deletes
 //!   the same backups. Restoring one into the running cluster is refused: every node would
-//!   have to install it at the same log position. A backup seeds a new cluster instead
-//!   (`syncbase snapshot restore NAME --to DIR`) or a single node (upload, then restore).
+//!   have to install it at the same log position. A backup seeds a node without replication
+//!   (upload and restore it, or `syncbase snapshot restore NAME --to DIR`), or a node of the
+//!   same cluster while the log still continues after it.
 //!
 //! One backup or restore runs at a time per node, as in PocketBase.
 
@@ -327,9 +328,8 @@ impl Backups {
     pub fn restore_refused(&self) -> Option<&'static str> {
         self.cluster.is_some().then_some(
             "Restoring a backup into a running cluster is not supported: every node would have \
-             to install it at the same log position. Seed a new cluster from it instead \
-             (`syncbase snapshot restore NAME --to DIR` for its first node), or restore it on a \
-             node without replication.",
+             to install it at the same log position. Restore it on a node without replication \
+             (`syncbase snapshot restore NAME --to DIR`, then `syncbase serve --dir DIR`).",
         )
     }
 

@@ -70,6 +70,16 @@ impl Bootstrap<'_> {
             .await
             .map_err(|e| BootstrapError::Retry(e.into()))?;
         let fresh = applied == 0;
+        if applied > usage.last_seq {
+            // Folding would wait for positions this stream will reach with other events.
+            return Err(BootstrapError::Fatal(format!(
+                "this data directory stands at sequence {applied} of a log, but the cluster's \
+                 stream ends at {}: it comes from another cluster, or the stream was reset. \
+                 Start this node on an empty --dir to join the cluster, or without replication \
+                 to serve this data alone",
+                usage.last_seq
+            )));
+        }
         let behind = applied + 1 < usage.first_seq;
         if !fresh && !behind {
             return Ok(BootstrapOutcome::NotNeeded);
