@@ -347,9 +347,9 @@ impl Backups {
         ));
         let d = db.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            let header = super::format::extract(&archive, &d, |_| {})?;
-            super::format::verify(&d, &header)?;
-            Ok::<_, SnapshotError>(header)
+            let x = super::format::extract(&archive, &d, |_| {})?;
+            super::format::verify(&d, &x)?;
+            Ok::<_, SnapshotError>(x.header)
         })
         .await
         .map_err(|e| SnapshotError::Io(e.to_string()));

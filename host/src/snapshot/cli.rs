@@ -252,11 +252,11 @@ async fn fetch(
             &progress,
             tokio::task::spawn_blocking(move || {
                 p.start(format::read_header(&a)?.contents.db_bytes);
-                let header = format::extract(&a, &d, |n| {
+                let x = format::extract(&a, &d, |n| {
                     p.done.store(n, std::sync::atomic::Ordering::Relaxed)
                 })?;
-                format::verify(&d, &header)?;
-                Ok::<_, SnapshotError>(header)
+                format::verify(&d, &x)?;
+                Ok::<_, SnapshotError>(x.header)
             }),
         )
         .await

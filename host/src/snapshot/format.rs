@@ -179,13 +179,21 @@ pub fn read_header(archive: &Path) -> Result<Header, SnapshotError> {
     header_of(&mut open(archive)?)
 }
 
-/// Decompresses the database of an archive into `db_out`, reporting bytes written; returns
-/// the header. Blocking.
+/// What an extraction wrote: the header, and the sha256 and size of the database file.
+pub struct Extracted {
+    pub header: Header,
+    pub db_sha256: String,
+    pub db_bytes: u64,
+}
+
+/// Decompresses the database of an archive into `db_out`, hashing it as it is written and
+/// reporting bytes written. Blocking.
 pub fn extract(
     archive: &Path,
     db_out: &Path,
     mut progress: impl FnMut(u64),
-) -> Result<Header, SnapshotError> {
+) -> Result<Extracted, SnapshotError> {
+    use sha2::{Digest, Sha256};
     let mut zip = open(archive)?;
     let header = header_of(&mut zip)?;
     let mut entry = zip
@@ -193,6 +201,7 @@ pub fn extract(
         .map_err(|_| SnapshotError::Format(format!("the archive has no {DB_NAME}")))?;
     let mut out = BufWriter::with_capacity(1 << 20, File::create(db_out).map_err(io_err)?);
     let mut buf = vec![0u8; 1 << 20];
+    let mut h = Sha256::new();
     let mut done = 0u64;
     loop {
         let n = entry
@@ -201,27 +210,32 @@ pub fn extract(
         if n == 0 {
             break;
         }
+        h.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(io_err)?;
         done += n as u64;
         progress(done);
     }
     let f = out.into_inner().map_err(|e| io_err(e.into_error()))?;
     f.sync_all().map_err(io_err)?;
-    Ok(header)
+    Ok(Extracted {
+        header,
+        db_sha256: h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        db_bytes: done,
+    })
 }
 
-/// Checks an extracted database against its header: file sha256 and size, row counts and
-/// table hashes recomputed from the rows. Blocking.
-pub fn verify(db: &Path, header: &Header) -> Result<(), SnapshotError> {
-    let found = crate::store::snapshot::inspect(db)
-        .map_err(|e| SnapshotError::Corrupt(format!("reading the database: {e}")))?;
-    let want = &header.contents;
-    if found.db_sha256 != want.db_sha256 || found.db_bytes != want.db_bytes {
+/// Checks an extracted database against its header: the file's sha256 and size (from the
+/// extraction), then row counts and table hashes recomputed from the rows. Blocking.
+pub fn verify(db: &Path, x: &Extracted) -> Result<(), SnapshotError> {
+    let want = &x.header.contents;
+    if x.db_sha256 != want.db_sha256 || x.db_bytes != want.db_bytes {
         return Err(SnapshotError::Corrupt(format!(
             "data.db hashes to {} ({} bytes); the header says {} ({} bytes)",
-            found.db_sha256, found.db_bytes, want.db_sha256, want.db_bytes
+            x.db_sha256, x.db_bytes, want.db_sha256, want.db_bytes
         )));
     }
+    let found = crate::store::snapshot::inspect(db)
+        .map_err(|e| SnapshotError::Corrupt(format!("reading the database: {e}")))?;
     if found.seq != want.seq {
         return Err(SnapshotError::Corrupt(format!(
             "data.db stands at sequence {}; the header says {}",

@@ -174,11 +174,11 @@ pub async fn fetch_verified(
     let checked = tokio::task::spawn_blocking(move || {
         let total = format::read_header(&a)?.contents.db_bytes;
         p.start(total);
-        let header = format::extract(&a, &d, |n| {
+        let x = format::extract(&a, &d, |n| {
             p.done.store(n, std::sync::atomic::Ordering::Relaxed)
         })?;
-        format::verify(&d, &header)?;
-        Ok::<_, SnapshotError>(header)
+        format::verify(&d, &x)?;
+        Ok::<_, SnapshotError>(x.header)
     })
     .await
     .map_err(|e| SnapshotError::Io(format!("verify task failed: {e}")))?;

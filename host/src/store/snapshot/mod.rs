@@ -31,7 +31,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::sync::{LOCAL_ONLY, table_hashes};
+use super::sync::LOCAL_ONLY;
 use super::{Store, StoreError, system};
 
 pub use install::{InstallMode, InstallReport};
@@ -132,7 +132,7 @@ pub fn copy(pinned: Pinned, dest: &Path, kind: CopyKind) -> Result<Contents, Sto
     if kind == CopyKind::Canonical {
         canonicalize(&conn)?;
     }
-    let contents = figures(&conn)?;
+    let contents = figures(&conn, None)?;
     drop(conn);
     let (db_sha256, db_bytes) = file_sha256(dest)?;
     Ok(Contents {
@@ -185,19 +185,25 @@ fn canonicalize(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Row counts, table hashes, schema, bindings and stats of a prepared copy.
-fn figures(conn: &Connection) -> Result<Contents, StoreError> {
+/// Row counts, table hashes, schema, bindings and stats of a prepared copy. `hashes`, when
+/// given, are the tables' (hash, count) computed elsewhere.
+fn figures(
+    conn: &Connection,
+    hashes: Option<BTreeMap<String, (String, u64)>>,
+) -> Result<Contents, StoreError> {
     let schema = system::load_schema(conn)?;
-    let mut row_counts = BTreeMap::new();
-    for c in schema.all() {
-        if c.name == LOCAL_ONLY {
-            continue;
+    let hashes = match hashes {
+        Some(h) => h,
+        None => {
+            let mut h = BTreeMap::new();
+            for c in schema.all() {
+                if c.name != LOCAL_ONLY {
+                    h.insert(c.name.clone(), super::sync::hash_table(conn, &c)?);
+                }
+            }
+            h
         }
-        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", c.table()), [], |r| {
-            r.get(0)
-        })?;
-        row_counts.insert(c.name.clone(), n as u64);
-    }
+    };
     let collections: Vec<serde_json::Value> = {
         let mut st = conn.prepare("SELECT data FROM _collections ORDER BY id")?;
         let rows = st.query_map([], |r| r.get::<_, String>(0))?;
@@ -211,68 +217,75 @@ fn figures(conn: &Connection) -> Result<Contents, StoreError> {
         hlc: tracker.last_hlc,
         schema: collections,
         bindings: super::sync::folded_bindings(conn)?,
-        row_counts,
-        table_hashes: table_hashes(conn, &schema)?,
+        row_counts: hashes.iter().map(|(k, v)| (k.clone(), v.1)).collect(),
+        table_hashes: hashes.into_iter().map(|(k, v)| (k, v.0)).collect(),
         stats: tracker.stats(seq),
         db_sha256: String::new(),
         db_bytes: 0,
     })
 }
 
+fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.execute_batch("PRAGMA cache_size = -32000;")?;
+    Ok(conn)
+}
+
+/// Opens a snapshot's SQLite file read-only and recomputes its figures (row counts and table
+/// hashes, each table on a thread of its own) to check them against a header. The file's
+/// sha256 is not computed here (the extraction hashes what it writes). Blocking.
+pub fn inspect(path: &Path) -> Result<Contents, StoreError> {
+    let conn = open_read_only(path)?;
+    let schema = system::load_schema(&conn)?;
+    let tables: Vec<_> = schema
+        .all()
+        .into_iter()
+        .filter(|c| c.name != LOCAL_ONLY)
+        .collect();
+    let hashed: Vec<Result<(String, (String, u64)), StoreError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = tables
+            .iter()
+            .map(|c| {
+                s.spawn(move || {
+                    let conn = open_read_only(path)?;
+                    Ok((c.name.clone(), super::sync::hash_table(&conn, c)?))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(StoreError::Internal("hashing thread panicked".into())))
+            })
+            .collect()
+    });
+    let hashes = hashed.into_iter().collect::<Result<BTreeMap<_, _>, _>>()?;
+    figures(&conn, Some(hashes))
+}
+
 /// Whether any collection holds a row that is neither canonical (folded from the log) nor a
 /// pending local write: data a snapshot installed over this database would drop.
 pub fn holds_unlogged_data(conn: &Connection, schema: &system::Schema) -> Result<bool, StoreError> {
-    let folded: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM _sync_versions)")?
-        .query_row([], |r| r.get(0))?;
     for c in schema.all() {
         if c.name == LOCAL_ONLY {
             continue;
         }
-        let sql = if folded {
-            format!(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE `id` NOT IN
-                   (SELECT rid FROM _sync_versions WHERE coll = ?1
-                    UNION SELECT rid FROM _sync_pending WHERE coll = ?1))",
-                c.table()
-            )
-        } else {
-            format!(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE `id` NOT IN
-                   (SELECT rid FROM _sync_pending WHERE coll = ?1))",
-                c.table()
-            )
-        };
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE `id` NOT IN
+               (SELECT rid FROM _sync_versions WHERE coll = ?1
+                UNION SELECT rid FROM _sync_pending WHERE coll = ?1))",
+            c.table()
+        );
         let any: bool = conn.query_row(&sql, [&c.id], |r| r.get(0))?;
         if any {
             return Ok(true);
         }
     }
     Ok(false)
-}
-
-/// Opens a snapshot's SQLite file read-only and recomputes its figures (row counts, table
-/// hashes, file sha256) to check them against a header. Blocking.
-pub fn inspect(path: &Path) -> Result<Contents, StoreError> {
-    let contents = {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        let ok: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-        if ok != "ok" {
-            return Err(StoreError::Internal(format!(
-                "the snapshot database is damaged: {ok}"
-            )));
-        }
-        figures(&conn)?
-    };
-    let (db_sha256, db_bytes) = file_sha256(path)?;
-    Ok(Contents {
-        db_sha256,
-        db_bytes,
-        ..contents
-    })
 }
 
 /// sha256 (lowercase hex) and size of a file, read in 1 MiB steps.

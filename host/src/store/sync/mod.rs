@@ -508,58 +508,62 @@ pub fn table_hashes(
     conn: &Connection,
     schema: &super::Schema,
 ) -> Result<BTreeMap<String, String>, StoreError> {
-    use sha2::{Digest, Sha256};
     let mut out = BTreeMap::new();
     for c in schema.all() {
         if c.name == LOCAL_ONLY {
             continue;
         }
-        let cols: Vec<String> = c
-            .fields
-            .iter()
-            .map(|f| super::schema::quote_ident(&f.name))
-            .collect();
-        let sql = format!(
-            "SELECT {} FROM {} ORDER BY `id`",
-            cols.join(", "),
-            c.table()
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query([])?;
-        let mut h = Sha256::new();
-        while let Some(row) = rows.next()? {
-            for i in 0..cols.len() {
-                use rusqlite::types::ValueRef;
-                match row.get_ref(i)? {
-                    ValueRef::Null => h.update([0u8]),
-                    ValueRef::Integer(v) => {
-                        h.update([1u8]);
-                        h.update(v.to_le_bytes());
-                    }
-                    ValueRef::Real(v) => {
-                        h.update([2u8]);
-                        h.update(v.to_le_bytes());
-                    }
-                    ValueRef::Text(t) => {
-                        h.update([3u8]);
-                        h.update((t.len() as u64).to_le_bytes());
-                        h.update(t);
-                    }
-                    ValueRef::Blob(b) => {
-                        h.update([4u8]);
-                        h.update((b.len() as u64).to_le_bytes());
-                        h.update(b);
-                    }
+        out.insert(c.name.clone(), hash_table(conn, &c)?.0);
+    }
+    Ok(out)
+}
+
+/// One table's content hash (as [`table_hashes`]) and its row count, in one pass.
+pub fn hash_table(conn: &Connection, c: &Collection) -> Result<(String, u64), StoreError> {
+    use sha2::{Digest, Sha256};
+    let cols: Vec<String> = c
+        .fields
+        .iter()
+        .map(|f| super::schema::quote_ident(&f.name))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} ORDER BY `id`",
+        cols.join(", "),
+        c.table()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    let mut h = Sha256::new();
+    let mut count = 0u64;
+    while let Some(row) = rows.next()? {
+        count += 1;
+        for i in 0..cols.len() {
+            use rusqlite::types::ValueRef;
+            match row.get_ref(i)? {
+                ValueRef::Null => h.update([0u8]),
+                ValueRef::Integer(v) => {
+                    h.update([1u8]);
+                    h.update(v.to_le_bytes());
+                }
+                ValueRef::Real(v) => {
+                    h.update([2u8]);
+                    h.update(v.to_le_bytes());
+                }
+                ValueRef::Text(t) => {
+                    h.update([3u8]);
+                    h.update((t.len() as u64).to_le_bytes());
+                    h.update(t);
+                }
+                ValueRef::Blob(b) => {
+                    h.update([4u8]);
+                    h.update((b.len() as u64).to_le_bytes());
+                    h.update(b);
                 }
             }
         }
-        let digest = h.finalize();
-        out.insert(
-            c.name.clone(),
-            digest.iter().map(|b| format!("{b:02x}")).collect(),
-        );
     }
-    Ok(out)
+    let digest = h.finalize();
+    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), count))
 }
 
 /// The binding table as of the last folded binding event (`None`: none folded yet).
