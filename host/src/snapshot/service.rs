@@ -84,6 +84,17 @@ impl Snapshots {
             tracing::error!(error = %e, "no snapshot work directory; snapshots will fail");
             data_dir.join("snapshots")
         });
+        // Nothing in it outlives the process that made it: what is there was left by a crash.
+        if let Ok(entries) = std::fs::read_dir(&work) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let _ = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+            }
+        }
         let (jobs, rx) = mpsc::unbounded_channel();
         let s = Snapshots {
             inner: Arc::new(Inner {
