@@ -182,5 +182,35 @@ pub async fn metrics_text(sync: &Sync) -> String {
         "Fold transactions.",
         c.batches.load(Ordering::Relaxed),
     );
+    let snapshots = sync.snapshots().status();
+    metric(
+        "snapshots_taken_total",
+        "counter",
+        "Snapshots this node took and stored.",
+        snapshots.taken,
+    );
+    metric(
+        "ready",
+        "gauge",
+        "1 when the node has folded the log to within a small lag of its end.",
+        u64::from(sync.readiness().await.0),
+    );
+    if let Some(bucket) = sync.snapshots().bucket_now()
+        && let Ok(Ok(u)) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), bucket.usage()).await
+    {
+        metric(
+            "stream_first_seq",
+            "gauge",
+            "First sequence the stream holds (earlier ones were compacted into snapshots).",
+            u.first_seq,
+        );
+        metric(
+            "stream_bytes",
+            "gauge",
+            "Bytes the stream holds.",
+            u.bytes,
+        );
+    }
     out
 }
