@@ -9,7 +9,9 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod filter;
+pub mod mail;
 pub mod nats;
+pub mod oauth2;
 pub mod plugins;
 pub mod realtime;
 pub mod records;
@@ -106,6 +108,9 @@ impl Server {
             hub,
             plugins,
             sync,
+            mailer: mail::Mailer::new(store.clone()),
+            resend: Arc::new(Default::default()),
+            http: oauth2::http_client(),
         };
         Ok(Server {
             config,
@@ -141,6 +146,8 @@ impl Server {
         let hub = state.hub.clone();
         let replication = state.sync.clone();
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
+        // Queued mails survive a stop in the outbox; the next start resumes them.
+        let mailer = tokio::spawn(state.mailer.clone().run());
         // With replication the outbound filters run where changes are captured for the log.
         let outbound = replication
             .is_none()
@@ -169,6 +176,7 @@ impl Server {
         drop(stop_rx);
         invalidator.abort();
         fanout.abort();
+        mailer.abort();
         if let Some(outbound) = outbound {
             outbound.abort();
         }

@@ -85,12 +85,23 @@ pub fn from_input(
                 }
             }
         }
-        // The token secret is never accepted from clients on update; keep the stored one.
-        if let (Some(b), Some(Value::Object(tok))) = (
-            base.and_then(|b| b.auth.as_ref()),
-            merged.get_mut("authToken"),
-        ) {
-            tok.insert("secret".into(), json!(b.auth_token.secret));
+        // Clients never see the stored secrets, so they never send them back: keep them.
+        if let Some(b) = base.and_then(|b| b.auth.as_ref()) {
+            let kinds = [
+                ("authToken", TokenKind::Auth),
+                ("passwordResetToken", TokenKind::PasswordReset),
+                ("emailChangeToken", TokenKind::EmailChange),
+                ("verificationToken", TokenKind::Verification),
+                ("fileToken", TokenKind::File),
+            ];
+            for (key, kind) in kinds {
+                if let Some(Value::Object(tok)) = merged.get_mut(key) {
+                    let sent = tok.get("secret").and_then(Value::as_str).unwrap_or("");
+                    if sent.is_empty() || kind == TokenKind::Auth {
+                        tok.insert("secret".into(), json!(b.secret(kind)));
+                    }
+                }
+            }
         }
     }
     // Null field options mean "unset": drop them so every type's defaults apply (a field whose
@@ -108,6 +119,9 @@ pub fn from_input(
     })?;
     if c.kind != CollectionType::Auth {
         c.auth = None;
+    }
+    if let (Some(opts), Some(old)) = (c.auth.as_mut(), base.and_then(|b| b.auth.as_ref())) {
+        opts.keep_secrets_of(old);
     }
     Ok(c)
 }

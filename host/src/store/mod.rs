@@ -6,10 +6,12 @@
 //! together share one SQLite transaction (group commit). Readers run on blocking threads and see
 //! only committed data.
 
+mod auth_options;
 pub mod collections;
 mod ddl;
 mod error;
 pub mod expand;
+pub mod mails;
 mod readers;
 pub mod records;
 pub mod schema;
@@ -159,6 +161,7 @@ impl Store {
         let conn = system::open_connection(&path, false)?;
         let schema = system::bootstrap(&conn)?;
         sync::create_tables(&conn)?;
+        mails::create_table(&conn)?;
         if let Some(hooks) = &sync {
             hooks.clock.resume(sync::max_hlc(&conn)?);
         }
