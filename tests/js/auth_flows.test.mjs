@@ -352,6 +352,13 @@ describe('OAuth2', () => {
     assert.equal(second.record.id, first.record.id);
   });
 
+  test('deleting the user deletes its provider links', async () => {
+    const user = await pb.collection('users').getFirstListItem('email = "oauth-user@example.com"');
+    assert.equal((await pb.collection('_externalAuths').getFullList({ filter: `recordRef = "${user.id}"` })).length, 1);
+    await pb.collection('users').delete(user.id);
+    assert.equal((await pb.collection('_externalAuths').getFullList({ filter: `recordRef = "${user.id}"` })).length, 0);
+  });
+
   test('bad input: an unknown provider is a 400 naming it, a bad code a 400', async () => {
     const unknown = await rejects(
       client().collection('users').authWithOAuth2Code('github', 'code', 'verifier', redirectURL),
@@ -364,6 +371,30 @@ describe('OAuth2', () => {
       400,
     );
     assert.equal(badCode.response.message, 'Failed to fetch OAuth2 token.');
+  });
+});
+
+describe('auth options', () => {
+  test('bad options are refused with PocketBase\'s codes and change nothing', async () => {
+    const before = await pb.collections.getOne('users');
+    const mfa = await rejects(pb.collections.update('users', { mfa: { enabled: true }, otp: { enabled: false }, oauth2: { enabled: false } }), 400);
+    assert.equal(mfa.response.data.mfa.enabled.code, 'validation_mfa_not_enough_auths');
+    const provider = await rejects(
+      pb.collections.update('users', { oauth2: { enabled: true, providers: [{ name: 'no-such-provider', clientId: '', clientSecret: 'x' }] } }),
+      400,
+    );
+    assert.equal(provider.response.data.oauth2.providers['0'].name.code, 'validation_missing_provider');
+    assert.equal(provider.response.data.oauth2.providers['0'].clientId.code, 'validation_required');
+    const otp = await rejects(pb.collections.update('users', { otp: { enabled: true, duration: 5, length: 2 } }), 400);
+    assert.equal(otp.response.data.otp.duration.code, 'validation_min_greater_equal_than_required');
+    assert.equal(otp.response.data.otp.length.code, 'validation_min_greater_equal_than_required');
+    const template = await rejects(pb.collections.update('users', { verificationTemplate: { subject: '', body: 'x' } }), 400);
+    assert.equal(template.response.data.verificationTemplate.subject.code, 'validation_required');
+    const after = await pb.collections.getOne('users');
+    assert.deepEqual(
+      [after.mfa, after.otp, after.oauth2, after.verificationTemplate],
+      [before.mfa, before.otp, before.oauth2, before.verificationTemplate],
+    );
   });
 });
 

@@ -22,8 +22,7 @@ use crate::records::validate::Access;
 use crate::store::schema::{Collection, TokenKind, quote_ident};
 use crate::store::{Record, StoreError, records};
 
-/// The `_mfas` collection (PocketBase's fixed id).
-pub const MFAS: &str = "pbc_2279338944";
+pub use crate::store::MFAS;
 
 /// Looks up an auth collection for the auth flows: 404 when missing or not an auth collection,
 /// as PocketBase answers these endpoints.

@@ -29,8 +29,7 @@ use crate::records::validate::Access;
 use crate::store::schema::{Collection, FieldKind};
 use crate::store::{Record, StoreError, WriteCtx, records};
 
-/// The `_externalAuths` collection (PocketBase's fixed id).
-pub const EXTERNAL_AUTHS: &str = "pbc_2281828961";
+pub use crate::store::EXTERNAL_AUTHS;
 
 fn text(rec: &Record, key: &str) -> String {
     rec.get(key)
@@ -284,16 +283,17 @@ async fn sign_up(
     );
     st.store
         .write(move |ctx| {
-            let rec = run_op(ctx, &op)?.ok_or(StoreError::NotFound)?;
+            let mut rec = run_op(ctx, &op)?.ok_or(StoreError::NotFound)?;
             let c = ctx.schema.get(&cid).cloned().ok_or(StoreError::NotFound)?;
             let rid = text(&rec, "id");
-            link(ctx, &c, &rid, &provider, &user)?;
-            // Created from the provider's own address: verified, as PocketBase marks it.
+            // Created from the provider's own address: verified, as PocketBase marks it (before
+            // the link: a verified upgrade ends the links made before it).
             if text(&rec, "email") == email && !is_verified(&rec) {
                 let mut v = Map::new();
                 v.insert("verified".into(), json!(true));
-                return records::update(ctx, &cid, &rid, &v, None, Access::Manager);
+                rec = records::update(ctx, &cid, &rid, &v, None, Access::Manager)?;
             }
+            link(ctx, &c, &rid, &provider, &user)?;
             Ok(rec)
         })
         .await

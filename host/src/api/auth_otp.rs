@@ -30,8 +30,7 @@ use crate::records::validate::Access;
 use crate::store::schema::new_record_id;
 use crate::store::{Record, StoreError, records, settings};
 
-/// The `_otps` collection (PocketBase's fixed id).
-pub const OTPS: &str = "pbc_1638494021";
+pub use crate::store::OTPS;
 
 /// An OTP record's bcrypt cost, as PocketBase's `_otps.password` field.
 const OTP_COST: u32 = 8;

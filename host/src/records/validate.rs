@@ -108,6 +108,11 @@ pub fn format_date(dt: &chrono::DateTime<chrono::Utc>) -> String {
     super::coerce::format_date(dt)
 }
 
+/// Whether `s` is a URL as the `url` field accepts it.
+pub fn is_url(s: &str) -> bool {
+    super::formats::is_url(s)
+}
+
 /// Whether `s` is an email address as the `email` field accepts it.
 pub fn is_email(s: &str) -> bool {
     super::formats::is_email(s)

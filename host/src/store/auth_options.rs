@@ -3,6 +3,7 @@
 //! Pure model, like `schema.rs` (which re-exports it).
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 use super::schema::{ALNUM, random_string};
 
@@ -372,5 +373,195 @@ impl Default for AuthOptions {
             reset_password_template: EmailTemplate::reset_password(),
             confirm_email_change_template: EmailTemplate::confirm_email_change(),
         }
+    }
+}
+
+fn err(code: &str, message: &str) -> Value {
+    json!({"code": code, "message": message})
+}
+
+fn min_err(threshold: i64) -> Value {
+    json!({"code": "validation_min_greater_equal_than_required",
+           "message": format!("Must be no less than {threshold}."), "params": {"threshold": threshold}})
+}
+
+fn max_err(threshold: i64) -> Value {
+    json!({"code": "validation_max_less_equal_than_required",
+           "message": format!("Must be no greater than {threshold}."), "params": {"threshold": threshold}})
+}
+
+fn range(value: i64, min: i64, max: i64) -> Option<Value> {
+    if value == 0 {
+        Some(err("validation_required", "Cannot be blank."))
+    } else if value < min {
+        Some(min_err(min))
+    } else if value > max {
+        Some(max_err(max))
+    } else {
+        None
+    }
+}
+
+fn template_errors(t: &EmailTemplate) -> Option<Value> {
+    let mut m = Map::new();
+    for (key, value) in [("subject", &t.subject), ("body", &t.body)] {
+        if value.trim().is_empty() {
+            m.insert(key.into(), err("validation_required", "Cannot be blank."));
+        }
+    }
+    (!m.is_empty()).then_some(Value::Object(m))
+}
+
+impl AuthOptions {
+    /// PocketBase's checks of the auth options, as `{option: {field: error}}`; `known` says
+    /// whether an OAuth2 provider name can be used.
+    pub fn validate(&self, known: impl Fn(&str) -> bool) -> Map<String, Value> {
+        let mut errors = Map::new();
+        let mut put = |key: &str, inner: Map<String, Value>| {
+            if !inner.is_empty() {
+                errors.insert(key.into(), Value::Object(inner));
+            }
+        };
+        for (key, tok) in [
+            ("authToken", &self.auth_token),
+            ("passwordResetToken", &self.password_reset_token),
+            ("emailChangeToken", &self.email_change_token),
+            ("verificationToken", &self.verification_token),
+            ("fileToken", &self.file_token),
+        ] {
+            let mut m = Map::new();
+            if let Some(e) = range(tok.duration, 10, 94_670_856) {
+                m.insert("duration".into(), e);
+            }
+            put(key, m);
+        }
+        for (key, t) in [
+            ("verificationTemplate", &self.verification_template),
+            ("resetPasswordTemplate", &self.reset_password_template),
+            (
+                "confirmEmailChangeTemplate",
+                &self.confirm_email_change_template,
+            ),
+        ] {
+            if let Some(Value::Object(m)) = template_errors(t) {
+                put(key, m);
+            }
+        }
+        let mut otp = Map::new();
+        if self.otp.enabled {
+            if let Some(e) = range(self.otp.duration, 10, 86_400) {
+                otp.insert("duration".into(), e);
+            }
+            if self.otp.length == 0 {
+                otp.insert(
+                    "length".into(),
+                    err("validation_required", "Cannot be blank."),
+                );
+            } else if self.otp.length < 4 {
+                otp.insert("length".into(), min_err(4));
+            }
+        }
+        if let Some(e) = template_errors(&self.otp.email_template) {
+            otp.insert("emailTemplate".into(), e);
+        }
+        put("otp", otp);
+        let mut alert = Map::new();
+        if let Some(e) = template_errors(&self.auth_alert.email_template) {
+            alert.insert("emailTemplate".into(), e);
+        }
+        put("authAlert", alert);
+        let mut mfa = Map::new();
+        if self.mfa.enabled {
+            if let Some(e) = range(self.mfa.duration, 10, 86_400) {
+                mfa.insert("duration".into(), e);
+            }
+            let methods = [
+                self.password_auth.enabled,
+                self.oauth2.enabled,
+                self.otp.enabled,
+            ];
+            if methods.iter().filter(|m| **m).count() < 2 {
+                mfa.insert(
+                    "enabled".into(),
+                    err(
+                        "validation_mfa_not_enough_auths",
+                        "MFA requires at least 2 auth methods to be enabled.",
+                    ),
+                );
+            }
+        }
+        put("mfa", mfa);
+        if self.password_auth.enabled && self.password_auth.identity_fields.is_empty() {
+            let mut m = Map::new();
+            m.insert(
+                "identityFields".into(),
+                err("validation_required", "Cannot be blank."),
+            );
+            put("passwordAuth", m);
+        }
+        if self.oauth2.enabled {
+            let providers = self.provider_errors(known);
+            if !providers.is_empty() {
+                let mut m = Map::new();
+                m.insert("providers".into(), Value::Object(providers));
+                put("oauth2", m);
+            }
+        }
+        errors
+    }
+
+    /// Errors of the OAuth2 providers by index: a duplicated name first (as PocketBase, which
+    /// then checks nothing else), else each provider's name, credentials and URLs.
+    fn provider_errors(&self, known: impl Fn(&str) -> bool) -> Map<String, Value> {
+        let mut out = Map::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in self.oauth2.providers.iter().enumerate() {
+            if !p.name.is_empty() && !seen.insert(p.name.as_str()) {
+                let mut e = err(
+                    "validation_duplicated_provider",
+                    &format!("The provider {} is already registered.", p.name),
+                );
+                e["params"] = json!({"name": p.name});
+                out.insert(i.to_string(), json!({"name": e}));
+                return out;
+            }
+        }
+        for (i, p) in self.oauth2.providers.iter().enumerate() {
+            let mut m = Map::new();
+            if p.name.is_empty() {
+                m.insert(
+                    "name".into(),
+                    err("validation_required", "Cannot be blank."),
+                );
+            } else if !known(&p.name) {
+                let mut e = err(
+                    "validation_missing_provider",
+                    &format!("Invalid or missing provider with name {}.", p.name),
+                );
+                e["params"] = json!({"name": p.name});
+                m.insert("name".into(), e);
+            }
+            for (key, value) in [
+                ("clientId", &p.client_id),
+                ("clientSecret", &p.client_secret),
+            ] {
+                if value.is_empty() {
+                    m.insert(key.into(), err("validation_required", "Cannot be blank."));
+                }
+            }
+            for (key, value) in [
+                ("authURL", &p.auth_url),
+                ("tokenURL", &p.token_url),
+                ("userInfoURL", &p.user_info_url),
+            ] {
+                if !value.is_empty() && !crate::records::validate::is_url(value) {
+                    m.insert(key.into(), err("validation_is_url", "Must be a valid URL."));
+                }
+            }
+            if !m.is_empty() {
+                out.insert(i.to_string(), Value::Object(m));
+            }
+        }
+        out
     }
 }

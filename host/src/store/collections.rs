@@ -269,6 +269,9 @@ fn normalize_and_validate(
     if !index_errors.is_empty() {
         errors.insert("indexes".into(), Value::Object(index_errors));
     }
+    if let Some(opts) = &c.auth {
+        errors.extend(opts.validate(crate::oauth2::known));
+    }
     if errors.is_empty() {
         validate_rules(schema, c, &mut errors);
     }
@@ -363,7 +366,12 @@ fn validate_rules(schema: &Schema, c: &Collection, errors: &mut Map<String, Valu
         ("updateRule", &c.update_rule),
         ("deleteRule", &c.delete_rule),
     ];
-    for (key, rule) in rules {
+    let mfa_rule = c
+        .auth
+        .as_ref()
+        .map(|a| a.mfa.rule.clone())
+        .filter(|r| !r.trim().is_empty());
+    for (key, rule) in rules.into_iter().chain([("mfa", &mfa_rule)]) {
         let Some(rule) = rule else { continue };
         let q = filter::Query {
             lookup: &lookup,
@@ -374,13 +382,13 @@ fn validate_rules(schema: &Schema, c: &Collection, errors: &mut Map<String, Valu
             now: chrono::Utc::now(),
         };
         if let Err(e) = filter::filter_sql(rule, &q) {
-            errors.insert(
-                key.into(),
-                err(
-                    "validation_invalid_rule",
-                    &format!("Invalid rule. Raw error: {e}."),
-                ),
+            let e = err(
+                "validation_invalid_rule",
+                &format!("Invalid rule. Raw error: {e}."),
             );
+            // The MFA rule lives inside the `mfa` options.
+            let e = if key == "mfa" { json!({"rule": e}) } else { e };
+            errors.insert(key.into(), e);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! only committed data.
 
 mod auth_options;
+pub mod auth_rows;
 pub mod collections;
 mod ddl;
 mod error;
@@ -31,7 +32,7 @@ pub use error::StoreError;
 pub use readers::ReadConn;
 pub use records::Record;
 pub use schema::{Collection, Field, FieldKind};
-pub use system::Schema;
+pub use system::{EXTERNAL_AUTHS, MFAS, OTPS, Schema};
 pub use writer::WriteCtx;
 
 /// What happened to a record, as published on the change feed after commit.

@@ -161,6 +161,13 @@ pub fn bootstrap(conn: &Connection) -> Result<Schema, StoreError> {
     Ok(schema)
 }
 
+/// `_otps`: one-time passwords (PocketBase's fixed collection id).
+pub const OTPS: &str = "pbc_1638494021";
+/// `_mfas`: first factors awaiting a second.
+pub const MFAS: &str = "pbc_2279338944";
+/// `_externalAuths`: OAuth2 identities linked to auth records.
+pub const EXTERNAL_AUTHS: &str = "pbc_2281828961";
+
 /// The system collections of the auth flows, as PocketBase defines them (ids, fields, rules,
 /// indexes): `_otps` (one-time passwords, hashed), `_mfas` (first factors awaiting a second)
 /// and `_externalAuths` (OAuth2 links). Every node creates the same ones at bootstrap, so
@@ -215,21 +222,21 @@ pub fn auth_system_collections(now: &str) -> Vec<Collection> {
     otp_password.required = true;
     vec![
         collection(
-            "pbc_1638494021",
+            OTPS,
             "_otps",
             vec![text("collectionRef", false), text("recordRef", false), otp_password, text("sentTo", true)],
             false,
             vec!["CREATE INDEX `idx_otps_collectionRef_recordRef` ON `_otps` (collectionRef, recordRef)".into()],
         ),
         collection(
-            "pbc_2279338944",
+            MFAS,
             "_mfas",
             vec![text("collectionRef", false), text("recordRef", false), text("method", false)],
             false,
             vec!["CREATE INDEX `idx_mfas_collectionRef_recordRef` ON `_mfas` (collectionRef,recordRef)".into()],
         ),
         collection(
-            "pbc_2281828961",
+            EXTERNAL_AUTHS,
             "_externalAuths",
             vec![
                 text("collectionRef", false),
