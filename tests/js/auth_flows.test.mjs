@@ -9,11 +9,15 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { EventSource } from 'eventsource';
 import { simpleParser } from 'mailparser';
 import { OAuth2Server } from 'oauth2-mock-server';
 import PocketBase, { ClientResponseError } from 'pocketbase';
 import { SMTPServer } from 'smtp-server';
 import { startServer, SUPERUSER_EMAIL, SUPERUSER_PASSWORD } from './server.mjs';
+
+// The SDK's realtime service (used by its OAuth2 popup flow) needs a global EventSource.
+globalThis.EventSource = EventSource;
 
 const MAIL_DEADLINE_MS = 15_000;
 const PASSWORD = 'first-password-1';
@@ -350,6 +354,28 @@ describe('OAuth2', () => {
     );
     assert.equal(second.meta.isNew, false);
     assert.equal(second.record.id, first.record.id);
+  });
+
+  test('the SDK\'s authWithOAuth2 flow: realtime @oauth2 and /api/oauth2-redirect', async () => {
+    const c = client();
+    const auth = await c.collection('users').authWithOAuth2({
+      provider: 'oidc',
+      // The browser's part: visit the provider, follow its redirect back to the server.
+      urlCallback: async (url) => {
+        const res = await fetch(url, { redirect: 'manual' });
+        assert.equal(res.status, 302);
+        const back = new URL(res.headers.get('location'));
+        assert.equal(back.pathname, '/api/oauth2-redirect');
+        const done = await fetch(back, { redirect: 'manual' });
+        assert.ok(done.status < 400, `redirect answered ${done.status}`);
+      },
+    });
+    assert.equal(auth.record.email, 'oauth-user@example.com');
+    assert.equal(auth.meta.isNew, false);
+    assert.equal(c.authStore.isValid, true);
+    // A redirect nobody waits for signs nobody in.
+    const stray = await fetch(`${server.url}/api/oauth2-redirect?state=nobody&code=x`, { redirect: 'manual' });
+    assert.ok(stray.status < 400);
   });
 
   test('deleting the user deletes its provider links', async () => {

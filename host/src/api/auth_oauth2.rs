@@ -360,3 +360,47 @@ async fn sign_in(
         .await
         .map_err(failed)
 }
+
+/// `GET/POST /api/oauth2-redirect`: where a provider sends the browser back in the SDK's
+/// `authWithOAuth2()` flow. The `state` is the realtime client that started the sign-in; it
+/// gets `{state, code, error?}` on its `@oauth2` subscription and completes the sign-in itself
+/// with `auth-with-oauth2`. Answers a short page (Syncbase has no dashboard to redirect to).
+pub async fn redirect(
+    State(st): State<AppState>,
+    method: Method,
+    Query(query): Query<HashMap<String, String>>,
+    Input(body): Input,
+) -> (StatusCode, axum::response::Html<&'static str>) {
+    let get = |k: &str| {
+        if method == Method::POST {
+            body_text(&body, k)
+        } else {
+            query.get(k).cloned().unwrap_or_default()
+        }
+    };
+    let (state, code, error) = (get("state"), get("code"), get("error"));
+    let failed = (
+        StatusCode::OK,
+        axum::response::Html(
+            "Failed to authenticate. You can close this window and go back to the app to try again.",
+        ),
+    );
+    if state.is_empty() {
+        return failed;
+    }
+    let mut data = json!({"state": state, "code": code});
+    if !error.is_empty() {
+        data["error"] = json!(error);
+    }
+    if !st.hub.deliver_once(&state, "@oauth2", data.to_string()) {
+        tracing::debug!(client = %state, "OAuth2 redirect for no waiting realtime client");
+        return failed;
+    }
+    if !error.is_empty() || code.is_empty() {
+        return failed;
+    }
+    (
+        StatusCode::OK,
+        axum::response::Html("Auth completed. You can close this window and go back to the app."),
+    )
+}

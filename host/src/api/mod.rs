@@ -120,6 +120,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             "/api/collections/{collection}/auth-with-oauth2",
             post(auth_oauth2::auth_with_oauth2),
         )
+        .route(
+            "/api/oauth2-redirect",
+            get(auth_oauth2::redirect).post(auth_oauth2::redirect),
+        )
         .route("/api/settings/test/email", post(settings::test_email))
         .route("/api/mails", get(settings::mail_outbox))
         .route(
