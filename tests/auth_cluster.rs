@@ -1,7 +1,8 @@
 //! The auth flows on a cluster: three real `syncbase` nodes on a 3-server `nats-server` cluster
 //! the test starts, every node's mail settings pointing at one local SMTP server. A password
 //! reset requested on A is mailed once (by A) and confirmed on C; an OTP requested on A signs in
-//! on C; a verification requested on B is mailed once and confirmed on A.
+//! on C; an MFA session opened by a password on A is completed by an OTP on C; a verification
+//! requested on B is mailed once and confirmed on A.
 
 mod nats_support;
 mod replication_support;
@@ -178,6 +179,50 @@ async fn resets_otps_and_verifications_cross_nodes_and_each_mail_leaves_once() {
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["record"]["id"], ann_id.as_str());
 
+    // MFA across nodes: the password on A opens an MFA session, an OTP on C completes it.
+    let (s, body) = a
+        .patch("/api/collections/users", json!({"mfa": {"enabled": true}}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.get("/api/collections/users").await.1["mfa"]["enabled"] != true {
+        assert!(Instant::now() < deadline, "the MFA option never reached C");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, first) = guest(
+        &a,
+        "/api/collections/users/auth-with-password",
+        json!({"identity": "ann@example.com", "password": "second-pass-2"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{first}");
+    let mfa_id = first["mfaId"].as_str().expect("mfaId").to_string();
+    arrived(&c, "_mfas", &mfa_id).await;
+    let (s, otp) = guest(
+        &c,
+        "/api/collections/users/request-otp",
+        json!({"email": "ann@example.com"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{otp}");
+    let mail = sink.wait_for("ann@example.com", 3, 30).await;
+    let code: String = mail
+        .decoded()
+        .split("<strong>")
+        .nth(1)
+        .expect("the code in the mail")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let (s, body) = guest(
+        &c,
+        "/api/collections/users/auth-with-otp",
+        json!({"otpId": otp["otpId"], "password": code, "mfaId": mfa_id}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(body["token"].as_str().is_some_and(|t| !t.is_empty()));
+
     // A verification requested on B, confirmed on A.
     let (s, bob) = guest(
         &b,
@@ -225,13 +270,13 @@ async fn resets_otps_and_verifications_cross_nodes_and_each_mail_leaves_once() {
     quiesce(&[&a, &b, &c], 30).await;
     assert_eq!(
         sink.to("ann@example.com").len(),
-        2,
-        "the reset and the OTP, once each"
+        3,
+        "the reset and two OTPs, once each"
     );
     assert_eq!(
         sink.to("bob@example.com").len(),
         1,
         "the verification, once"
     );
-    assert_eq!(sink.mails().len(), 3);
+    assert_eq!(sink.mails().len(), 4);
 }

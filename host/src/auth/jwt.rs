@@ -149,4 +149,25 @@ mod tests {
         assert!(verify(&forged, b"key", 1000).is_err());
         assert_eq!(verify("nope", b"key", 1000), Err(TokenError::Malformed));
     }
+
+    #[test]
+    fn action_tokens_verify_their_own_claims() {
+        let claims =
+            serde_json::json!({"id": "r1", "type": "passwordReset", "email": "a@b.c", "exp": 2000});
+        let t = sign(&claims, b"tokenKey+secret");
+        let got = verify_map(&t, b"tokenKey+secret", 1000).expect("valid");
+        assert_eq!(got.get("email").and_then(|v| v.as_str()), Some("a@b.c"));
+        assert_eq!(peek_map(&t).expect("peek")["type"], "passwordReset");
+        // A new tokenKey (password or email changed) revokes it; so does time.
+        assert_eq!(
+            verify_map(&t, b"newTokenKey+secret", 1000),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            verify_map(&t, b"tokenKey+secret", 2000),
+            Err(TokenError::Expired)
+        );
+        let no_exp = sign(&serde_json::json!({"id": "r1"}), b"k");
+        assert_eq!(verify_map(&no_exp, b"k", 0), Err(TokenError::Malformed));
+    }
 }
