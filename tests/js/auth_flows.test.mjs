@@ -281,6 +281,14 @@ describe('one-time passwords and MFA', () => {
 describe('OAuth2', () => {
   const redirectURL = 'http://app.example.com/oauth2-redirect';
   let issuer;
+  // Who the provider says is signing in.
+  let idpUser = {
+    sub: 'idp-user-1',
+    email: 'oauth-user@example.com',
+    email_verified: true,
+    name: 'Olga Auth',
+    preferred_username: 'olga',
+  };
 
   before(async () => {
     idp = new OAuth2Server();
@@ -288,13 +296,7 @@ describe('OAuth2', () => {
     await idp.start(await freePort(), '127.0.0.1');
     issuer = idp.issuer.url;
     idp.service.on('beforeUserinfo', (res) => {
-      res.body = {
-        sub: 'idp-user-1',
-        email: 'oauth-user@example.com',
-        email_verified: true,
-        name: 'Olga Auth',
-        preferred_username: 'olga',
-      };
+      res.body = idpUser;
     });
     await pb.collections.update('users', {
       oauth2: {
@@ -376,6 +378,21 @@ describe('OAuth2', () => {
     // A redirect nobody waits for signs nobody in.
     const stray = await fetch(`${server.url}/api/oauth2-redirect?state=nobody&code=x`, { redirect: 'manual' });
     assert.ok(stray.status < 400);
+  });
+
+  test('without createData the provider\'s name fills the mapped field', async () => {
+    idpUser = { sub: 'idp-user-2', email: 'second@example.com', email_verified: true, name: 'Second Person' };
+    try {
+      const provider = (await client().collection('users').listAuthMethods()).oauth2.providers[0];
+      const auth = await client().collection('users').authWithOAuth2Code(
+        'oidc', await authorize(provider), provider.codeVerifier, redirectURL,
+      );
+      assert.equal(auth.meta.isNew, true);
+      assert.equal(auth.record.name, 'Second Person');
+      assert.equal(auth.record.email, 'second@example.com');
+    } finally {
+      idpUser = { sub: 'idp-user-1', email: 'oauth-user@example.com', email_verified: true, name: 'Olga Auth' };
+    }
   });
 
   test('deleting the user deletes its provider links', async () => {

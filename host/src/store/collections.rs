@@ -50,7 +50,15 @@ pub fn from_input(
         if k == "id" && base.is_some() {
             continue;
         }
-        merged.insert(k.clone(), v.clone());
+        match merged.get_mut(k) {
+            // Option objects (`oauth2`, `otp`, a template…) merge key by key, as PocketBase
+            // decodes a body into the stored collection: `{"otp": {"enabled": true}}` keeps
+            // the OTP duration and template, `{"oauth2": {...}}` the mapped fields.
+            Some(current @ Value::Object(_)) if v.is_object() => merge_objects(current, v),
+            _ => {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
     }
     let kind = merged
         .get("type")
@@ -124,6 +132,25 @@ pub fn from_input(
         opts.keep_secrets_of(old);
     }
     Ok(c)
+}
+
+/// Deep-merges object `patch` into object `base` (anything but an object replaces).
+fn merge_objects(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                match b.get_mut(k) {
+                    Some(existing @ Value::Object(_)) if v.is_object() => {
+                        merge_objects(existing, v)
+                    }
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
 }
 
 /// Fills ids, system fields and timestamps, then validates `c` against `schema`.

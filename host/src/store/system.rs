@@ -405,7 +405,12 @@ fn default_users(now: &str) -> Collection {
         create_rule: Some(String::new()),
         update_rule: owner.clone(),
         delete_rule: owner,
-        auth: Some(AuthOptions::default()),
+        auth: Some({
+            // As PocketBase's `users`: an OAuth2 sign-up fills `name` from the provider.
+            let mut opts = AuthOptions::default();
+            opts.oauth2.mapped_fields.name = "name".into();
+            opts
+        }),
         created: now.into(),
         updated: now.into(),
         sql: Default::default(),
