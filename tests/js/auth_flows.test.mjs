@@ -395,6 +395,44 @@ describe('OAuth2', () => {
     }
   });
 
+  test('an OIDC provider without a userinfo endpoint: its signed id_token is the user', async () => {
+    idp.service.on('beforeTokenSigning', (token) => {
+      Object.assign(token.payload, { email: 'idtoken@example.com', email_verified: true, name: 'Ida Token' });
+    });
+    const oidc = {
+      name: 'oidc',
+      clientId: 'syncbase-test',
+      clientSecret: 'client-secret',
+      authURL: `${issuer}/authorize`,
+      tokenURL: `${issuer}/token`,
+      userInfoURL: `${issuer}/userinfo`,
+    };
+    const oidc2 = (issuers) => ({
+      ...oidc,
+      name: 'oidc2',
+      userInfoURL: '',
+      extra: { jwksURL: `${issuer}/jwks`, issuers },
+    });
+    await pb.collections.update('users', { oauth2: { providers: [oidc, oidc2([issuer])] } });
+    const provider = (await client().collection('users').listAuthMethods()).oauth2.providers.find((p) => p.name === 'oidc2');
+    const auth = await client().collection('users').authWithOAuth2Code(
+      'oidc2', await authorize(provider), provider.codeVerifier, redirectURL,
+    );
+    assert.equal(auth.meta.id, 'johndoe');
+    assert.equal(auth.meta.isNew, true);
+    assert.equal(auth.record.email, 'idtoken@example.com');
+    assert.equal(auth.record.name, 'Ida Token');
+
+    // An id_token from an issuer the settings do not trust is refused.
+    await pb.collections.update('users', { oauth2: { providers: [oidc, oidc2(['https://elsewhere.example'])] } });
+    const other = (await client().collection('users').listAuthMethods()).oauth2.providers.find((p) => p.name === 'oidc2');
+    const refused = await rejects(
+      client().collection('users').authWithOAuth2Code('oidc2', await authorize(other), other.codeVerifier, redirectURL),
+      400,
+    );
+    assert.equal(refused.response.message, 'Failed to fetch OAuth2 user.');
+  });
+
   test('deleting the user deletes its provider links', async () => {
     const user = await pb.collection('users').getFirstListItem('email = "oauth-user@example.com"');
     assert.equal((await pb.collection('_externalAuths').getFullList({ filter: `recordRef = "${user.id}"` })).length, 1);
