@@ -264,7 +264,9 @@ fn normalize_and_validate(
             FieldKind::Select(s) if s.values.is_empty() => {
                 field_errors.insert(key, json!({"values": {"code": "validation_required", "message": "Cannot be blank."}}));
             }
-            FieldKind::Password(_) if !c.is_auth() => {
+            // System collections keep theirs (`_otps` is a base collection with a password),
+            // so an exported schema imports back unchanged.
+            FieldKind::Password(_) if !c.is_auth() && !c.system => {
                 field_errors.insert(
                     key,
                     err(
@@ -447,6 +449,23 @@ pub fn update(
     ddl::alter_table(ctx.conn, &old, &c)?;
     system::save_collection(ctx.conn, &c)?;
     Ok(install(ctx, c))
+}
+
+/// Validates a draft collection against `schema` without writing anything: as an update of
+/// the collection its `id` names, else as a create. The dashboard's live check of rules,
+/// fields and indexes while a collection is edited; pure (no DDL, no connection), so it is
+/// cheap enough to run on every pause in typing.
+pub fn check(schema: &Schema, input: &Value) -> Result<Collection, StoreError> {
+    let old = input
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| schema.get(id).filter(|c| c.id == id))
+        .cloned();
+    let action = if old.is_some() { "update" } else { "create" };
+    let mut c = from_input(input, old.as_deref(), action)?;
+    let now = crate::records::validate::now_string();
+    normalize_and_validate(schema, old.as_deref(), &mut c, &now)?;
+    Ok(c)
 }
 
 /// Deletes a collection and its table; refused for system collections and collections that

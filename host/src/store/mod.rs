@@ -12,6 +12,7 @@ pub mod collections;
 mod ddl;
 mod error;
 pub mod expand;
+pub mod installer;
 pub mod mails;
 mod readers;
 pub mod records;

@@ -370,12 +370,18 @@ pub fn create(
         rec.insert("password".into(), Value::String(hash));
     }
     insert_row(ctx.conn, &c, &rec)?;
+    let first_superuser = c.name == "_superusers"
+        && rec.get("email").and_then(Value::as_str) != Some(super::installer::INSTALLER_EMAIL);
     ctx.changes.push(Change {
         op: Op::Create,
         collection: c,
         record: rec.clone(),
         before: None,
     });
+    if first_superuser {
+        // A real superuser retires the first-run placeholder and with it the install link.
+        super::installer::remove(ctx)?;
+    }
     Ok(rec)
 }
 
