@@ -18,6 +18,7 @@ pub mod shutdown;
 pub mod store;
 pub mod superuser;
 pub mod sync;
+pub mod testhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -72,6 +73,9 @@ impl Server {
             .as_ref()
             .map(|cfg| sync::Sync::hooks(cfg, &plugins));
         let store = Store::open_with(&config.dir, &config.store, hooks.clone())?;
+        if let Some(path) = &config.test_faults {
+            testhooks::spawn(path.clone(), store.clone());
+        }
         let listener = TcpListener::bind(config.http)
             .await
             .map_err(|source| Error::Bind {

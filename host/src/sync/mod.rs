@@ -117,7 +117,9 @@ impl Sync {
     pub fn hooks(config: &SyncConfig, plugins: &Plugins) -> Arc<SyncHooks> {
         Arc::new(SyncHooks {
             node_id: config.node_id.clone(),
-            clock: Arc::new(crate::replication::Clock::new()),
+            clock: Arc::new(crate::replication::Clock::with_wall(
+                crate::testhooks::wall_clock(),
+            )),
             outbox: Arc::new(Notify::new()),
             policy: Arc::new(PluginPolicy::new(plugins.clone())),
             fresh: Default::default(),
