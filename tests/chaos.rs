@@ -9,6 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use chaos_support::faults::Kind;
 use chaos_support::proxy::Proxy;
 use chaos_support::{Options, SeedReport, Summary, replay_command, run_seed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +26,12 @@ fn options() -> Options {
             .map(|name| (name, support::shipped_component(name)))
             .collect(),
         faults: env_or("SYNCBASE_CHAOS_FAULTS", 3) as usize,
+        kinds: std::env::var("SYNCBASE_CHAOS_KINDS")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(|k| Kind::from_name(k).unwrap_or_else(|| panic!("unknown fault kind {k}")))
+            .collect(),
         catch_up_limit: Duration::from_secs(60),
     }
 }
@@ -38,7 +45,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 fn print(report: &SeedReport) {
     eprintln!(
-        "chaos seed {}: {} in {:.1} s, {} writes ({} acked, {} unknown), faults: {}; caught up after {}",
+        "chaos seed {}: {} in {:.1} s, {} writes ({} acked, {} unknown), faults: {}; caught up after {}; writable -> folded after {}",
         report.seed,
         if report.passed() { "passed" } else { "FAILED" },
         report.elapsed.as_secs_f64(),
@@ -55,6 +62,12 @@ fn print(report: &SeedReport) {
             .recoveries
             .iter()
             .map(|(_, d)| format!("{:.2} s", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        report
+            .resumes
+            .iter()
+            .map(|(k, d)| format!("{} {:.2} s", k.name(), d.as_secs_f64()))
             .collect::<Vec<_>>()
             .join(", ")
     );

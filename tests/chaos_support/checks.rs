@@ -14,6 +14,7 @@ use super::cluster::{CLUSTER, Cluster};
 use super::workload::{Kind, Outcome, Write, hot_id};
 
 /// The harness's own connection to the log, straight to the servers (past the proxies).
+#[derive(Clone)]
 pub struct LogView {
     js: jetstream::Context,
     stream: String,
@@ -68,6 +69,13 @@ impl LogView {
     pub async fn last_seq(&self) -> Option<u64> {
         let stream = self.js.get_stream(&self.stream).await.ok()?;
         Some(stream.cached_info().state.last_sequence)
+    }
+
+    /// The index of the server holding the stream's leader (servers are named `s<i>`).
+    pub async fn leader(&self) -> Option<usize> {
+        let stream = self.js.get_stream(&self.stream).await.ok()?;
+        let name = stream.cached_info().cluster.as_ref()?.leader.clone()?;
+        name.strip_prefix('s')?.parse().ok()
     }
 
     /// Every event in the log, in order (retrying while the stream is unavailable).

@@ -195,7 +195,10 @@ impl Node {
             .args(["--nats", &urls.join(","), "--node-id", &self.id])
             .args(["--cluster", CLUSTER, "--sync-timeout", "5"])
             .env("SYNCBASE_TEST_FAULTS", &self.faults_file)
-            .env("SYNCBASE_LOG", "warn")
+            .env(
+                "SYNCBASE_LOG",
+                std::env::var("SYNCBASE_CHAOS_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -367,6 +370,14 @@ impl Cluster {
     pub async fn start_nodes(&mut self) {
         let bin = self.syncbase_bin.clone();
         futures::future::join_all(self.nodes.iter_mut().map(|n| n.start(&bin))).await;
+    }
+
+    /// Keeps the run's directory (logs, data) after the cluster is dropped.
+    pub fn keep(&mut self) -> PathBuf {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kept = std::mem::replace(&mut self.dir, dir).keep();
+        // The processes still use the kept paths; the new (empty) dir is only a placeholder.
+        kept
     }
 
     /// The servers' real client URLs (the harness's own view of the log, past the proxies).

@@ -17,6 +17,8 @@ pub enum Kind {
     KillNode,
     /// kill -9 of a nats-server, restarted at heal.
     KillServer,
+    /// kill -9 of the nats-server holding the stream's leader, restarted at heal.
+    KillLeader,
     /// SIGSTOP of a node, SIGCONT at heal.
     PauseNode,
     /// SIGSTOP of a nats-server, SIGCONT at heal.
@@ -41,9 +43,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::KillNode,
         Kind::KillServer,
+        Kind::KillLeader,
         Kind::PauseNode,
         Kind::PauseServer,
         Kind::IsolateNode,
@@ -56,10 +59,24 @@ impl Kind {
         Kind::PublishedThenKill,
     ];
 
+    /// Faults of the NATS side, after which the stream itself has to recover (elect a leader,
+    /// catch a replica up): the ones whose "fold resumes" delay the harness measures.
+    pub fn hits_the_stream(self) -> bool {
+        matches!(
+            self,
+            Kind::KillServer | Kind::KillLeader | Kind::PauseServer | Kind::IsolateServer
+        )
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::KillNode => "kill-node",
             Kind::KillServer => "kill-server",
+            Kind::KillLeader => "kill-leader",
             Kind::PauseNode => "pause-node",
             Kind::PauseServer => "pause-server",
             Kind::IsolateNode => "isolate-node",
@@ -97,8 +114,14 @@ pub struct Fault {
 }
 
 impl Fault {
-    pub fn pick(rng: &mut StdRng) -> Fault {
-        let kind = Kind::ALL[rng.random_range(0..Kind::ALL.len())];
+    /// A fault drawn from `kinds` (every kind when empty).
+    pub fn pick(rng: &mut StdRng, kinds: &[Kind]) -> Fault {
+        let menu = if kinds.is_empty() {
+            &Kind::ALL[..]
+        } else {
+            kinds
+        };
+        let kind = menu[rng.random_range(0..menu.len())];
         let random_link = |rng: &mut StdRng| {
             if rng.random_bool(0.5) {
                 let a = rng.random_range(0..SERVERS);
@@ -120,7 +143,12 @@ impl Fault {
             kind,
             node: rng.random_range(0..NODES),
             server: rng.random_range(0..SERVERS),
-            hold: Duration::from_millis(rng.random_range(1_500..4_000)),
+            // Server faults sometimes outlast a Raft election (4-9 s) so the stream moves.
+            hold: Duration::from_millis(if kind.hits_the_stream() && rng.random_bool(0.5) {
+                rng.random_range(6_000..11_000)
+            } else {
+                rng.random_range(1_500..4_000)
+            }),
             links,
             delay: Duration::from_millis(rng.random_range(50..400)),
             outgoing: rng.random_bool(0.5),
@@ -137,6 +165,7 @@ impl Fault {
             Kind::KillServer | Kind::PauseServer | Kind::IsolateServer => {
                 format!("s{}", self.server)
             }
+            Kind::KillLeader => "the stream leader".to_string(),
             Kind::NodeOnMinority => format!("n{} on s{}", self.node, self.server),
             Kind::Latency => format!("{:?} +{:?}", self.links, self.delay),
             Kind::OneWay => format!(
@@ -170,9 +199,19 @@ impl Fault {
         }
     }
 
-    /// Injects the fault. Faults that need a node's clock offset keep `skews` current.
-    pub async fn inject(&self, cluster: &mut Cluster, skews: &mut [i64; NODES]) {
+    /// Injects the fault. Faults that need a node's clock offset keep `skews` current;
+    /// `leader` is the stream leader's server index, when known (for [`Kind::KillLeader`]).
+    pub async fn inject(
+        &mut self,
+        cluster: &mut Cluster,
+        skews: &mut [i64; NODES],
+        leader: Option<usize>,
+    ) {
         match self.kind {
+            Kind::KillLeader => {
+                self.server = leader.unwrap_or(self.server);
+                cluster.kill_server(self.server).await;
+            }
             Kind::KillNode | Kind::PublishedThenKill => cluster.kill_node(self.node).await,
             Kind::KillServer => cluster.kill_server(self.server).await,
             Kind::PauseNode => cluster.pause_node(self.node, true),
@@ -225,7 +264,7 @@ impl Fault {
     pub async fn heal(&self, cluster: &mut Cluster, skews: &[i64; NODES]) {
         match self.kind {
             Kind::KillNode | Kind::PublishedThenKill => cluster.start_node(self.node).await,
-            Kind::KillServer => cluster.start_server(self.server),
+            Kind::KillServer | Kind::KillLeader => cluster.start_server(self.server),
             Kind::PauseNode => cluster.pause_node(self.node, false),
             Kind::PauseServer => cluster.pause_server(self.server, false),
             Kind::IsolateNode => {

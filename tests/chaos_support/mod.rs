@@ -42,6 +42,8 @@ pub struct Options {
     pub components: Vec<(&'static str, PathBuf)>,
     /// Fault rounds per seed.
     pub faults: usize,
+    /// The kinds to draw from (all when empty).
+    pub kinds: Vec<Kind>,
     /// How long the cluster may take to catch up after a heal before the seed fails.
     pub catch_up_limit: Duration,
 }
@@ -53,6 +55,11 @@ pub struct SeedReport {
     pub faults: Vec<(Kind, String)>,
     /// Heal → every node caught up, per fault.
     pub recoveries: Vec<(Kind, Duration)>,
+    /// After a fault of the NATS side: heal → a `?sync=published` write is acknowledged (the
+    /// stream accepts writes again: Raft elections are in here).
+    pub writable: Vec<(Kind, Duration)>,
+    /// ... → every node folded it (how long the fold stays stalled after the stream recovers).
+    pub resumes: Vec<(Kind, Duration)>,
     pub writes: usize,
     pub acked: usize,
     pub unknown: usize,
@@ -81,7 +88,9 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         ..Default::default()
     };
     let mut rng = StdRng::seed_from_u64(seed);
-    let faults: Vec<Fault> = (0..opts.faults).map(|_| Fault::pick(&mut rng)).collect();
+    let faults: Vec<Fault> = (0..opts.faults)
+        .map(|_| Fault::pick(&mut rng, &opts.kinds))
+        .collect();
     let schema_round = rng.random_range(0..opts.faults);
     let swap_round = rng.random_range(0..opts.faults);
 
@@ -103,7 +112,7 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
     let ledger = Ledger::default();
     let clients = Clients::start(&cluster, seed, &ledger);
     let mut skews = [0i64; NODES];
-    for (round, fault) in faults.iter().enumerate() {
+    for (round, mut fault) in faults.into_iter().enumerate() {
         report.faults.push((fault.kind, fault.describe()));
         // Writes without a fault first.
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_200))).await;
@@ -122,7 +131,12 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         } else {
             None
         };
-        fault.inject(&mut cluster, &mut skews).await;
+        let leader = if fault.kind == Kind::KillLeader {
+            log.leader().await
+        } else {
+            None
+        };
+        fault.inject(&mut cluster, &mut skews, leader).await;
         tokio::time::sleep(fault.hold).await;
         if let Some(token) = &published {
             // The node is still dead: the write must already be in the log.
@@ -136,11 +150,28 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
             }
         }
         fault.heal(&mut cluster, &skews).await;
+        let probe = fault.kind.hits_the_stream().then(|| {
+            let writer = rng.random_range(0..NODES);
+            tokio::spawn(fold_resume(
+                probe_targets(&cluster),
+                writer,
+                log.clone(),
+                format!("t{seed}-probe-{round}"),
+                ledger.clone(),
+            ))
+        });
         clients.pause(true);
         if let Some(admin) = admin {
             let _ = admin.await;
         }
-        match wait_caught_up(&cluster, &log, opts.catch_up_limit).await {
+        let caught_up = wait_caught_up(&cluster, &log, opts.catch_up_limit).await;
+        if let Some(probe) = probe
+            && let Ok(Some((writable, folded))) = probe.await
+        {
+            report.writable.push((fault.kind, writable));
+            report.resumes.push((fault.kind, folded));
+        }
+        match caught_up {
             Ok(took) => report.recoveries.push((fault.kind, took)),
             Err(e) => {
                 report
@@ -176,6 +207,9 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
     if !report.failures.is_empty() {
         report.logs = cluster.logs();
     }
+    if std::env::var_os("SYNCBASE_CHAOS_KEEP").is_some() {
+        eprintln!("chaos seed {seed}: keeping {}", cluster.keep().display());
+    }
     report.elapsed = start.elapsed();
     report
 }
@@ -186,6 +220,91 @@ fn has_token(e: &syncbase::replication::Event, token: &str) -> bool {
         .and_then(|d| d.get("v"))
         .and_then(Value::as_str)
         == Some(token)
+}
+
+type Target = (String, String, reqwest::Client);
+
+fn probe_targets(cluster: &Cluster) -> Vec<Target> {
+    cluster
+        .nodes
+        .iter()
+        .map(|n| (n.url.clone(), n.token.clone(), n.client.clone()))
+        .collect()
+}
+
+/// Writes with `?sync=published` through node `writer` until one is acknowledged (the stream
+/// accepts writes again), then measures how long until every node has folded the stream up to
+/// it. Returns (start → acknowledged, acknowledged → folded everywhere); `None` when no write
+/// got through within 30 s.
+async fn fold_resume(
+    nodes: Vec<Target>,
+    writer: usize,
+    log: LogView,
+    token: String,
+    ledger: Ledger,
+) -> Option<(Duration, Duration)> {
+    let started = Instant::now();
+    let give_up = started + Duration::from_secs(30);
+    let (url, auth, client) = &nodes[writer];
+    let mut attempt = 0;
+    let acked_at = loop {
+        attempt += 1;
+        let id = format!("q{writer}{attempt:0>13}");
+        let token = format!("{token}-{attempt}");
+        let (outcome, status, _) = workload::send(
+            client,
+            &format!("{url}/api/collections/lww/records?sync=published"),
+            auth,
+            Method::POST,
+            Some(json!({"id": id, "k": "probe", "v": token})),
+        )
+        .await;
+        ledger.push(workload::Write {
+            node: writer,
+            coll: "lww",
+            id,
+            kind: workload::Kind::Create,
+            token,
+            concern: "published",
+            outcome,
+            status,
+        });
+        if status.is_some_and(|s| s < 300) {
+            break Instant::now();
+        }
+        if Instant::now() >= give_up {
+            return None;
+        }
+        // Probe interval while the stream is down.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let target = log.last_seq().await?;
+    loop {
+        let mut all = true;
+        for (url, auth, client) in &nodes {
+            let applied = client
+                .get(format!("{url}/api/sync/status"))
+                .header("Authorization", auth)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()?
+                .json::<Value>()
+                .await
+                .ok()?["appliedSeq"]
+                .as_u64()
+                .unwrap_or(0);
+            all &= applied >= target;
+        }
+        if all {
+            return Some((acked_at - started, acked_at.elapsed()));
+        }
+        if Instant::now() >= give_up {
+            return None;
+        }
+        // Poll interval of the deadline-bounded wait.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// An admin operation goes to a random node that is up.
@@ -302,10 +421,22 @@ pub struct Summary {
     pub failed: Vec<u64>,
     pub faults: BTreeMap<&'static str, usize>,
     pub recoveries: BTreeMap<&'static str, Vec<Duration>>,
+    pub writable: BTreeMap<&'static str, Vec<Duration>>,
+    pub resumes: BTreeMap<&'static str, Vec<Duration>>,
     pub writes: usize,
     pub acked: usize,
     pub unknown: usize,
     pub elapsed: Duration,
+}
+
+/// Nearest-rank percentiles of a list of durations, in seconds (NaN when empty).
+fn percentiles(list: Option<&Vec<Duration>>) -> impl Fn(f64) -> f64 {
+    let mut d = list.cloned().unwrap_or_default();
+    d.sort();
+    move |p: f64| {
+        let rank = ((d.len() as f64 * p).ceil() as usize).clamp(1, d.len().max(1));
+        d.get(rank - 1).map_or(f64::NAN, Duration::as_secs_f64)
+    }
 }
 
 impl Summary {
@@ -319,6 +450,12 @@ impl Summary {
         }
         for (k, d) in &r.recoveries {
             self.recoveries.entry(k.name()).or_default().push(*d);
+        }
+        for (k, d) in &r.resumes {
+            self.resumes.entry(k.name()).or_default().push(*d);
+        }
+        for (k, d) in &r.writable {
+            self.writable.entry(k.name()).or_default().push(*d);
         }
         self.writes += r.writes;
         self.acked += r.acked;
@@ -339,19 +476,28 @@ impl Summary {
             self.unknown,
             self.elapsed.as_secs_f64()
         );
-        out.push_str("fault kind            injected  heal->caught-up p50 / p90 / max (s)\n");
+        out.push_str(
+            "seconds, p50 / p90 / max:\n\
+             fault kind           injected  heal->all caught up    heal->stream writable  \
+             writable->all folded\n",
+        );
         for (kind, n) in &self.faults {
-            let mut d = self.recoveries.get(kind).cloned().unwrap_or_default();
-            d.sort();
-            let pct = |p: f64| {
-                d.get(((d.len() as f64 - 1.0) * p).round() as usize)
-                    .map_or(f64::NAN, Duration::as_secs_f64)
-            };
+            let cols = [
+                self.recoveries.get(kind),
+                self.writable.get(kind),
+                self.resumes.get(kind),
+            ]
+            .map(|list| {
+                let p = percentiles(list);
+                if p(0.5).is_nan() {
+                    format!("{:>21}", "-")
+                } else {
+                    format!("{:>5.2} / {:>5.2} / {:>5.2}", p(0.5), p(0.9), p(1.0))
+                }
+            });
             out.push_str(&format!(
-                "{kind:<21} {n:>8}  {:.2} / {:.2} / {:.2}\n",
-                pct(0.5),
-                pct(0.9),
-                pct(1.0)
+                "{kind:<20} {n:>9}  {}  {}  {}\n",
+                cols[0], cols[1], cols[2]
             ));
         }
         out
