@@ -20,7 +20,18 @@ use replication_support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_during_a_nats_outage_succeed_locally_and_replicate_in_order_later() {
     let mut cluster = Cluster::start(1).await;
-    let a = external_node(&cluster, 0, "a").await;
+    let url = cluster.url(0);
+    let a = Node::start_with(&[
+        "--nats",
+        &url,
+        "--node-id",
+        "a",
+        "--cluster",
+        "t",
+        "--sync-timeout",
+        "30",
+    ])
+    .await;
     let b = external_node(&cluster, 0, "b").await;
     let (code, body) = a.post("/api/collections", posts_def()).await;
     assert_eq!(code, StatusCode::OK, "{body}");
@@ -47,18 +58,42 @@ async fn writes_during_a_nats_outage_succeed_locally_and_replicate_in_order_late
     assert_eq!(records(&a, "posts").await.len(), 20);
     let s = status(&a).await;
     assert_eq!(s["outboxBacklog"], 20, "{s}");
-    // Waiting for publication times out with a clear answer instead of hanging.
+    // Waiting for publication while the log is unavailable answers 503 at once (not 504 after
+    // --sync-timeout, 30 s here), saying the write is kept and will be published.
     let (code, body) = a
         .post(
             "/api/collections/posts/records?sync=published",
             json!({"title": "waits"}),
         )
         .await;
-    assert_eq!(code, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("committed on this node") && message.contains("unavailable"),
+        "{message}"
+    );
     ids.push(String::new());
+    // Status names the error and when it happened.
+    let s = status(&a).await;
+    assert!(s["nats"]["lastError"].is_string(), "{s}");
+    assert!(s["nats"]["lastErrorAt"].is_string(), "{s}");
 
     cluster.restart(0).await;
     quiesce(&[&a, &b], 60).await;
+    // Recovered: the error is gone once the parts that failed work again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(&a).await;
+        if s["nats"]["lastError"].is_null() && s["nats"]["lastErrorAt"].is_null() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old error stays: {s}"
+        );
+        // Poll interval of the deadline-bounded wait.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let on_b = same_everywhere(&[&a, &b], "posts").await;
     assert_eq!(on_b.len(), 21);
     // In order: B folded A's offline writes in the order A made them.

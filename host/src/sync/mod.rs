@@ -15,6 +15,7 @@
 //!                                                                  (?sync=applied waits here)
 //! ```
 
+mod health;
 mod policy;
 mod status;
 
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
+pub use health::{GRACE, LastError, Part};
 pub use policy::{PluginPolicy, binding_data};
 pub use status::{hashes, metrics_text, status_json};
 
@@ -35,7 +37,7 @@ use crate::nats::{EmbeddedNats, EmbeddedOptions};
 use crate::plugins::Plugins;
 use crate::replication::{
     ConnectOptions, ConsumerOptions, Delivery, EventConsumer, Log, LogError, Outgoing,
-    PluginObjects, StreamOptions,
+    PluginObjects, StreamOptions, StreamState,
 };
 use crate::store::Store;
 use crate::store::sync::{Delivered, SyncHooks};
@@ -94,7 +96,10 @@ struct Inner {
     /// Largest outbox sequence of this node's own events folded.
     applied_own: watch::Sender<u64>,
     connected: AtomicBool,
-    last_error: Mutex<Option<String>>,
+    health: health::Health,
+    /// The highest stream sequence this node knows exists (its publish acks): the consumer
+    /// follows it to notice a pull that stopped delivering.
+    tip: watch::Sender<u64>,
     peers: Mutex<BTreeSet<String>>,
     counters: Counters,
     started: Instant,
@@ -108,6 +113,10 @@ pub enum WaitError {
     Timeout { what: &'static str, secs: u64 },
     #[error("the write committed on this node but the cluster refused it: {0}")]
     Refused(String),
+    #[error(
+        "the write committed on this node but was not {what}: the replication log is unavailable ({reason}); it is published when NATS is reachable again"
+    )]
+    Unavailable { what: &'static str, reason: String },
     #[error("replication stopped")]
     Stopped,
 }
@@ -157,6 +166,7 @@ impl Sync {
         let (objects, _) = watch::channel(None);
         let (published, _) = watch::channel(0);
         let (applied_own, _) = watch::channel(0);
+        let (tip, _) = watch::channel(0);
         let sync = Sync {
             inner: Arc::new(Inner {
                 config,
@@ -169,7 +179,8 @@ impl Sync {
                 published,
                 applied_own,
                 connected: AtomicBool::new(false),
-                last_error: Mutex::new(None),
+                health: Default::default(),
+                tip,
                 peers: Mutex::new(BTreeSet::new()),
                 counters: Counters::default(),
                 started: Instant::now(),
@@ -201,8 +212,8 @@ impl Sync {
         &self.inner.counters
     }
 
-    fn set_error(&self, e: impl ToString) {
-        *self.inner.last_error.lock() = Some(e.to_string());
+    fn set_error(&self, part: Part, e: impl ToString) {
+        self.inner.health.fail(part, e);
     }
 
     /// The connected log, waiting for it.
@@ -241,7 +252,7 @@ impl Sync {
                         Ok(n) => break n,
                         Err(e) => {
                             tracing::error!(error = %e, "could not start the embedded nats-server");
-                            self.set_error(&e);
+                            self.set_error(Part::Connect, &e);
                             tokio::time::sleep(Duration::from_secs(2)).await;
                         }
                     }
@@ -262,30 +273,47 @@ impl Sync {
                 Ok(log) => break log,
                 Err(e) => {
                     tracing::warn!(error = %e, "replication log not reachable yet; retrying");
-                    self.set_error(&e);
+                    self.set_error(Part::Connect, &e);
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    delay = (delay * 2).min(Duration::from_millis(500));
                 }
             }
         };
         self.inner.connected.store(true, Ordering::Release);
-        *self.inner.last_error.lock() = None;
+        self.inner.health.ok(Part::Connect);
         tracing::info!(
             stream = log.stream_name(),
             replicas = log.replicas(),
             "replication log open"
         );
+        // The fold and the publisher need only the stream: they start now. The plugin bucket
+        // is needed only when a binding event names bytes this node lacks, and opening it
+        // must not hold the log back while NATS recovers.
+        self.inner.log.send_replace(Some(log.clone()));
         let objects = loop {
             match log.plugin_objects().await {
                 Ok(o) => break o,
                 Err(e) => {
-                    self.set_error(&e);
+                    self.set_error(Part::Objects, &e);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         };
-        self.inner.log.send_replace(Some(log));
+        self.inner.health.ok(Part::Objects);
         self.inner.objects.send_replace(Some(objects));
+        // Servers that join later let the log keep more copies: look now and then until it
+        // has three (a cheap stream-info request while it has fewer).
+        loop {
+            match log.grow_replicas().await {
+                Ok(n) if n >= 3 => return,
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "checking the stream's replicas"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = self.inner.stop.notified() => return,
+            }
+        }
     }
 
     /// Drains the outbox into the stream, in order, forever.
@@ -357,11 +385,16 @@ impl Sync {
                 Ok(acks) => (acks, None),
                 Err(e) => (e.acked, Some(e.error)),
             };
-            if let Some(last) = acked.last() {
+            if let Some(top) = acked.iter().map(|p| p.seq).max() {
                 self.inner
                     .counters
                     .stream_last_seq
-                    .fetch_max(last.seq, Ordering::Relaxed);
+                    .fetch_max(top, Ordering::Relaxed);
+                self.inner.tip.send_if_modified(|t| {
+                    let newer = top > *t;
+                    *t = (*t).max(top);
+                    newer
+                });
             }
             in_sync = all && error.is_none() && !more_in_table;
             if !acked.is_empty() {
@@ -379,16 +412,21 @@ impl Sync {
                 upto = None;
             }
             match error {
-                None => backoff = Duration::from_millis(50),
+                None => {
+                    backoff = Duration::from_millis(50);
+                    self.inner.health.ok(Part::Publish);
+                }
                 Some(e) => {
                     self.inner
                         .counters
                         .publish_errors
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "publishing failed; the outbox keeps the events");
-                    self.set_error(&e);
+                    self.set_error(Part::Publish, &e);
+                    // Short: a failed round already waited for its acks, and the stream
+                    // usually comes back (a new leader) within seconds.
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff = (backoff * 2).min(Duration::from_millis(400));
                 }
             }
         }
@@ -423,11 +461,13 @@ impl Sync {
                 Ok(c) => break c,
                 Err(e) => {
                     tracing::warn!(error = %e, "opening the consumer failed; retrying");
-                    self.set_error(&e);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    self.set_error(Part::Consume, &e);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
         };
+        consumer.follow_tip(self.inner.tip.subscribe());
+        self.inner.health.watch_consumer(consumer.state());
         self.seed_cluster(&log).await;
         let max = self.inner.config.apply_batch.max(1);
         // Two batches in the pipeline: while one folds on the writer thread, the next is
@@ -453,10 +493,11 @@ impl Sync {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "consumer error; repositioning");
-                self.set_error(&e);
+                self.set_error(Part::Consume, &e);
                 return None;
             }
         };
+        self.inner.health.ok(Part::Consume);
         let mut batch = vec![first];
         while batch.len() < max {
             let next = match consumer.try_next() {
@@ -614,7 +655,7 @@ impl Sync {
                     // committed binding table (a binding event folded in the failed attempt
                     // must not decide the retry's earlier events).
                     tracing::error!(error = %e, "apply transaction failed; retrying the batch");
-                    self.set_error(&e);
+                    self.set_error(Part::Apply, &e);
                     if let Err(e) =
                         Self::restore_bindings(&self.inner.store, &self.inner.plugins).await
                     {
@@ -625,6 +666,7 @@ impl Sync {
                 }
             }
         };
+        self.inner.health.ok(Part::Apply);
         let c = &self.inner.counters;
         c.applied.fetch_add(report.applied, Ordering::Relaxed);
         c.duplicates.fetch_add(report.duplicates, Ordering::Relaxed);
@@ -646,47 +688,6 @@ impl Sync {
         }
     }
 
-    /// Waits until JetStream acknowledged the outbox sequence `seq`.
-    pub async fn wait_published(&self, seq: u64) -> Result<(), WaitError> {
-        self.wait(&self.inner.published, seq, "published").await
-    }
-
-    /// Waits until this node folded its own event `seq` (outbox sequence) and reports a dead
-    /// letter as a refusal.
-    pub async fn wait_applied(&self, seq: u64, event_id: Option<String>) -> Result<(), WaitError> {
-        self.wait(&self.inner.applied_own, seq, "applied").await?;
-        if let Some(id) = event_id {
-            let failure = self
-                .inner
-                .store
-                .read_raw(move |c| crate::store::sync::own_failure(c, &id))
-                .await
-                .map_err(|e| WaitError::Refused(e.to_string()))?;
-            if let Some(reason) = failure {
-                return Err(WaitError::Refused(reason));
-            }
-        }
-        Ok(())
-    }
-
-    async fn wait(
-        &self,
-        tx: &watch::Sender<u64>,
-        seq: u64,
-        what: &'static str,
-    ) -> Result<(), WaitError> {
-        let mut rx = tx.subscribe();
-        let timeout = self.inner.config.wait_timeout;
-        match tokio::time::timeout(timeout, rx.wait_for(|v| *v >= seq)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(WaitError::Stopped),
-            Err(_) => Err(WaitError::Timeout {
-                what,
-                secs: timeout.as_secs(),
-            }),
-        }
-    }
-
     /// Whether the node holds a NATS connection right now.
     pub fn connected(&self) -> bool {
         match self.inner.log.borrow().as_ref() {
@@ -697,25 +698,32 @@ impl Sync {
 
     /// The stream's last sequence, asked from JetStream (falls back to the last one seen).
     pub async fn stream_last_seq(&self) -> u64 {
-        let log = self.inner.log.borrow().clone();
-        if let Some(log) = log
-            && let Ok(Ok(state)) =
-                tokio::time::timeout(Duration::from_millis(500), log.state()).await
-        {
-            self.inner
-                .counters
-                .stream_last_seq
-                .fetch_max(state.last_seq, Ordering::Relaxed);
-        }
+        self.stream_state().await;
         self.inner.counters.stream_last_seq.load(Ordering::Relaxed)
+    }
+
+    /// The stream's state asked from JetStream now (`None` when it does not answer within
+    /// half a second).
+    pub async fn stream_state(&self) -> Option<StreamState> {
+        let log = self.inner.log.borrow().clone()?;
+        let state = tokio::time::timeout(Duration::from_millis(500), log.state())
+            .await
+            .ok()?
+            .ok()?;
+        self.inner
+            .counters
+            .stream_last_seq
+            .fetch_max(state.last_seq, Ordering::Relaxed);
+        Some(state)
     }
 
     pub fn peers(&self) -> Vec<String> {
         self.inner.peers.lock().iter().cloned().collect()
     }
 
-    pub fn last_error(&self) -> Option<String> {
-        self.inner.last_error.lock().clone()
+    /// The last replication error, until the part that failed works again.
+    pub fn last_error(&self) -> Option<LastError> {
+        self.inner.health.last_error()
     }
 
     pub fn uptime(&self) -> Duration {
