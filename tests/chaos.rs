@@ -19,7 +19,10 @@ const REGRESSION_SEEDS: &[u64] = &[];
 
 fn options() -> Options {
     Options {
-        syncbase_bin: support::bin().into(),
+        // A copy of the binary can run a long campaign while the tree is rebuilt.
+        syncbase_bin: std::env::var_os("SYNCBASE_CHAOS_BIN")
+            .map(Into::into)
+            .unwrap_or_else(|| support::bin().into()),
         nats_bin: syncbase::nats::binary::find(None).expect("nats-server on PATH"),
         components: ["lww", "field-merge", "counter"]
             .into_iter()

@@ -27,16 +27,11 @@ pub const CLUSTER: &str = "chaos";
 pub const EMAIL: &str = "chaos@example.com";
 pub const PASSWORD: &str = "chaos-password";
 
-/// A port free at the time of asking (the kernel does not hand it out again soon).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
+/// A free loopback port, held (bound) until the process that will listen on it starts: the
+/// harness's own proxies bind ephemeral ports too, and must not be handed one of these.
+fn hold_port() -> (SocketAddr, std::net::TcpListener) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    (l.local_addr().expect("port"), l)
 }
 
 fn signal(pid: u32, sig: rustix::process::Signal) {
@@ -52,6 +47,8 @@ pub struct Server {
     pub route: SocketAddr,
     dir: PathBuf,
     child: Option<Child>,
+    /// The ports, held until the first start.
+    holds: Vec<std::net::TcpListener>,
 }
 
 impl Server {
@@ -78,6 +75,7 @@ impl Server {
     }
 
     fn start(&mut self, nats_bin: &Path) {
+        self.holds.clear();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -156,6 +154,8 @@ pub struct Node {
     faults_file: PathBuf,
     child: Option<Child>,
     pub client: reqwest::Client,
+    /// The HTTP port, held until the first start.
+    hold: Option<std::net::TcpListener>,
 }
 
 impl Node {
@@ -183,6 +183,7 @@ impl Node {
     }
 
     async fn start(&mut self, bin: &Path) {
+        self.hold = None;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -293,12 +294,15 @@ impl Cluster {
             .map(|i| {
                 let sdir = dir.path().join(format!("s{i}"));
                 std::fs::create_dir_all(&sdir).expect("server dir");
+                let (client, client_hold) = hold_port();
+                let (route, route_hold) = hold_port();
                 Server {
                     name: format!("s{i}"),
-                    client: loopback(free_port()),
-                    route: loopback(free_port()),
+                    client,
+                    route,
                     dir: sdir,
                     child: None,
+                    holds: vec![client_hold, route_hold],
                 }
             })
             .collect();
@@ -332,7 +336,7 @@ impl Cluster {
             .map(|n| {
                 let ndir = dir.path().join(format!("n{n}"));
                 std::fs::create_dir_all(&ndir).expect("node dir");
-                let http = loopback(free_port());
+                let (http, hold) = hold_port();
                 Node {
                     id: format!("n{n}"),
                     http,
@@ -343,6 +347,7 @@ impl Cluster {
                     nats: (0..SERVERS).map(|s| links[&(n, s)].addr()).collect(),
                     child: None,
                     client: reqwest::Client::new(),
+                    hold: Some(hold),
                 }
             })
             .collect();
