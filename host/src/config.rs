@@ -32,6 +32,15 @@ pub enum Command {
         #[command(subcommand)]
         action: SuperuserCommand,
     },
+    /// Internal: runs PROGRAM so that it receives SIGTERM when process PARENT dies (how a node
+    /// starts its embedded nats-server).
+    #[command(hide = true)]
+    NatsExec {
+        #[arg(long)]
+        parent: u32,
+        #[arg(last = true, required = true)]
+        program: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -398,6 +407,9 @@ fn sync_config(a: &ServeArgs) -> Result<Option<crate::sync::SyncConfig>, ConfigE
             listen("nats-listen", &a.nats_listen)?,
         );
         opts.binary = a.nats_server_bin.clone();
+        // The child dies with this process (kill -9 included) when started through our own
+        // binary's `nats-exec`.
+        opts.exec_wrapper = std::env::current_exe().ok();
         if let Some(cl) = &a.cluster_listen {
             opts.cluster = Some(ClusterOptions {
                 name: a.cluster.clone(),
