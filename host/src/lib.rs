@@ -94,6 +94,7 @@ impl Server {
             sync::Sync::restore_bindings(&store, &plugins)
                 .await
                 .map_err(Error::Bindings)?;
+            sync::Sync::seed_users(&store).await?;
         }
         let sync = match (&config.sync, hooks) {
             (Some(cfg), Some(hooks)) => Some(sync::Sync::start(

@@ -29,7 +29,7 @@ pub use error::StoreError;
 pub use readers::ReadConn;
 pub use records::Record;
 pub use schema::{Collection, Field, FieldKind};
-pub use system::Schema;
+pub use system::{BOOTSTRAP_USERS_ID, Schema};
 pub use writer::WriteCtx;
 
 /// What happened to a record, as published on the change feed after commit.

@@ -96,6 +96,8 @@ struct Inner {
     /// Largest outbox sequence of this node's own events folded.
     applied_own: watch::Sender<u64>,
     connected: AtomicBool,
+    /// This node has folded the cluster's `users` seed (cached once true).
+    users_seeded: AtomicBool,
     health: health::Health,
     /// The highest stream sequence this node knows exists (its publish acks): the consumer
     /// follows it to notice a pull that stopped delivering.
@@ -179,6 +181,7 @@ impl Sync {
                 published,
                 applied_own,
                 connected: AtomicBool::new(false),
+                users_seeded: AtomicBool::new(false),
                 health: Default::default(),
                 tip,
                 peers: Mutex::new(BTreeSet::new()),
@@ -468,7 +471,6 @@ impl Sync {
         };
         consumer.follow_tip(self.inner.tip.subscribe());
         self.inner.health.watch_consumer(consumer.state());
-        self.seed_cluster(&log).await;
         let max = self.inner.config.apply_batch.max(1);
         // Two batches in the pipeline: while one folds on the writer thread, the next is
         // collected from the consumer (a node catching up would otherwise leave both the
@@ -520,21 +522,39 @@ impl Sync {
         Some(batch)
     }
 
-    /// On a brand-new cluster (empty stream, nothing applied), puts the bootstrap `users`
-    /// collection in the log so every node converges on one definition — its token secret
-    /// included, so a user's token works on every node. Two nodes doing it at once is
-    /// harmless: the fold applies both in order, identically everywhere.
-    async fn seed_cluster(&self, log: &Log) {
-        let applied = self.inner.counters.applied_seq.load(Ordering::Relaxed);
-        let Ok(state) = log.state().await else { return };
-        if applied > 0 || state.last_seq > 0 {
-            return;
+    /// Whether this node has folded the cluster's `users` seed. Until it has, its `users`
+    /// collection carries a token secret of its own, which the seed replaces: a token signed
+    /// with it would stop working, so logins to `users` wait for this.
+    pub async fn users_seeded(&self) -> bool {
+        if self.inner.users_seeded.load(Ordering::Acquire) {
+            return true;
         }
-        let result = self
+        let seeded = self
             .inner
             .store
+            .read_raw(crate::store::sync::users_seeded)
+            .await
+            .unwrap_or(false);
+        if seeded {
+            self.inner.users_seeded.store(true, Ordering::Release);
+        }
+        seeded
+    }
+
+    /// Puts this node's bootstrap `users` collection in the log, as the first event of its
+    /// outbox, unless it has done so before or has already folded a seed: the first seed in the
+    /// log wins on every node (its token secret among it) and later ones are no-ops, so every
+    /// node converges on one definition. Runs before the node serves, so nothing this node
+    /// writes can precede its seed in the log (a node whose first writes wait for NATS in the
+    /// outbox still seeds the cluster, ahead of them). A node joining a running cluster adds
+    /// one no-op seed on its first start.
+    pub async fn seed_users(store: &Store) -> Result<(), crate::store::StoreError> {
+        store
             .write(|ctx| {
-                let Some(users) = ctx.schema.get("users").cloned() else {
+                if !crate::store::sync::claim_seed(ctx.conn)? {
+                    return Ok(());
+                }
+                let Some(users) = ctx.schema.get(crate::store::BOOTSTRAP_USERS_ID).cloned() else {
                     return Ok(());
                 };
                 let hooks = ctx
@@ -556,10 +576,7 @@ impl Sync {
                 );
                 ctx.enqueue(&event).map(|_| ())
             })
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not seed the cluster's users collection");
-        }
+            .await
     }
 
     /// Makes sure the bytes of plugins bound in this batch are in the local registry before

@@ -175,7 +175,7 @@ fn own_written(conn: &Connection, event: &Event) -> Result<Option<Event>, StoreE
 }
 
 /// Marks the bootstrap `users` collection event a brand-new cluster gets (see
-/// `sync::Sync::seed_cluster`): only the first one in the log applies.
+/// `sync::Sync::seed_users`): only the first one in the log applies.
 pub const SEED_MARK: &str = "_syncbaseSeed";
 
 fn kind_name(k: EventKind) -> &'static str {
