@@ -46,6 +46,8 @@ pub enum Error {
     Nats(#[from] nats::NatsError),
     #[error("could not restore the replicated plugin bindings: {0}")]
     Bindings(String),
+    #[error("{0}")]
+    Log(#[from] replication::LogError),
 }
 
 /// A bound, not yet serving, server.
@@ -66,6 +68,16 @@ impl Server {
         {
             let bin = nats::binary::find(opts.binary.as_deref())?;
             nats::binary::check_version(&bin).await?;
+        }
+        // A NATS cluster that refuses our credentials or certificates is a configuration error:
+        // say so and stop, rather than serve while retrying forever. Servers that are merely
+        // down are not: the node starts and its writes wait in the outbox.
+        if let Some(sync::SyncConfig {
+            source: sync::Source::External(conn),
+            ..
+        }) = &config.sync
+        {
+            sync::Sync::check_access(conn).await?;
         }
         let plugins = plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
         let hooks = config

@@ -71,6 +71,10 @@ pub enum LogError {
     InvalidName { what: &'static str, value: String },
     #[error("could not connect to NATS at {urls}: {message}")]
     Connect { urls: String, message: String },
+    /// The servers were reached but refused us: wrong credentials or a TLS mismatch. Retrying
+    /// with the same settings cannot succeed.
+    #[error("NATS at {urls} refused the connection: {message}")]
+    Refused { urls: String, message: String },
     #[error("stream {stream}: {message}")]
     Stream { stream: String, message: String },
     #[error("stream {stream} exists with subjects {found:?}, expected [{expected:?}]")]
@@ -140,12 +144,32 @@ pub async fn connect(opts: &ConnectOptions) -> Result<async_nats::Client, LogErr
         urls: urls.clone(),
         message,
     };
+    let refused = |message: String| LogError::Refused {
+        urls: urls.clone(),
+        message,
+    };
     let mut o = async_nats::ConnectOptions::new();
     if let Some(path) = &opts.creds_file {
-        o = o
-            .credentials_file(path)
-            .await
-            .map_err(|e| fail(format!("reading credentials {}: {e}", path.display())))?;
+        o = o.credentials_file(path).await.map_err(|e| {
+            refused(format!(
+                "cannot read the credentials file {} (--nats-creds): {e}",
+                path.display()
+            ))
+        })?;
+    }
+    for (flag, file) in [
+        ("--nats-tls-ca", &opts.tls_ca),
+        ("--nats-tls-cert", &opts.tls_cert),
+        ("--nats-tls-key", &opts.tls_key),
+    ] {
+        if let Some(path) = file
+            && let Err(e) = std::fs::metadata(path)
+        {
+            return Err(refused(format!(
+                "cannot read {flag} {}: {e}",
+                path.display()
+            )));
+        }
     }
     if let (Some(user), Some(password)) = (&opts.user, &opts.password) {
         o = o.user_and_password(user.clone(), password.clone());
@@ -175,8 +199,39 @@ pub async fn connect(opts: &ConnectOptions) -> Result<async_nats::Client, LogErr
         .iter()
         .map(|u| u.parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(e.to_string()))?;
-    o.connect(addrs).await.map_err(|e| fail(e.to_string()))
+        .map_err(|e| refused(format!("invalid server URL: {e}")))?;
+    o.connect(addrs).await.map_err(|e| {
+        use async_nats::ConnectErrorKind as K;
+        const TLS_HINT: &str =
+            "check --nats-tls-ca (the servers' CA) and --nats-tls-cert/--nats-tls-key";
+        let hint = match e.kind() {
+            K::AuthorizationViolation | K::Authentication => {
+                "check --nats-user/--nats-password or --nats-creds"
+            }
+            K::Tls => TLS_HINT,
+            // A failed TLS handshake (an unknown CA, a refused client certificate) reaches us
+            // as an I/O error carrying the TLS library's message.
+            K::Io if is_tls_failure(&e) => TLS_HINT,
+            _ => return fail(e.to_string()),
+        };
+        refused(format!("{e} ({hint})"))
+    })
+}
+
+/// Whether an error (or one it wraps) is a TLS handshake or certificate failure.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string().to_ascii_lowercase();
+        if ["certificate", "handshake", "tls", "alert"]
+            .iter()
+            .any(|w| text.contains(w))
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// Stream, consumer and bucket names are built from user-given names: keep them to what

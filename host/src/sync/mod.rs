@@ -124,6 +124,25 @@ pub enum WaitError {
 }
 
 impl Sync {
+    /// Connects once to the external cluster to find out whether it accepts this node's
+    /// credentials and TLS settings: `Err` only when the servers refused them (or a file named
+    /// by a flag is unreadable); unreachable servers are left to the background retries.
+    pub async fn check_access(conn: &ConnectOptions) -> Result<(), LogError> {
+        match tokio::time::timeout(Duration::from_secs(10), crate::replication::connect(conn)).await
+        {
+            Ok(Err(e @ LogError::Refused { .. })) => Err(e),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "NATS not reachable at start; the node serves and retries");
+                Ok(())
+            }
+            Ok(Ok(client)) => {
+                let _ = client.drain().await;
+                Ok(())
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
     /// The hooks the store needs before it opens (clock, outbox wake-up, policy).
     pub fn hooks(config: &SyncConfig, plugins: &Plugins) -> Arc<SyncHooks> {
         Arc::new(SyncHooks {
