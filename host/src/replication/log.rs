@@ -194,6 +194,10 @@ pub async fn connect(opts: &ConnectOptions) -> Result<async_nats::Client, LogErr
     o = o.reconnect_delay_callback(|attempts| {
         Duration::from_millis((25u64 << attempts.min(4)).min(250))
     });
+    // A server that stopped answering (paused, partitioned) is noticed by pings within ~15 s
+    // rather than the default two minutes; JetStream trouble moves the node sooner
+    // (`Log::switch_server`).
+    o = o.ping_interval(Duration::from_secs(5));
     let addrs = opts
         .urls
         .iter()
@@ -360,6 +364,15 @@ impl Log {
 
     pub fn client(&self) -> &async_nats::Client {
         &self.client
+    }
+
+    /// Drops the current server connection and reconnects, to a server picked at random among
+    /// the least-failed: a node attached to a server that cannot reach the stream (a minority
+    /// partition, a server that lost its routes) moves to one that can.
+    pub async fn switch_server(&self) {
+        if let Err(e) = self.client.force_reconnect().await {
+            tracing::debug!(error = %e, "forced reconnect");
+        }
     }
 
     /// Whether the connection to NATS is up right now.

@@ -57,7 +57,13 @@ pub(super) struct Health {
     publish_failing: AtomicBool,
     /// The consumer's own state: `Some(error)` while it cannot deliver.
     consumer: Mutex<Option<watch::Receiver<Option<String>>>>,
+    /// Since when publishing or consuming has kept failing, and when the node last switched
+    /// servers because of it.
+    trouble: Mutex<(Option<Instant>, Option<Instant>)>,
 }
+
+/// JetStream failing this long on one server makes the node try another one.
+pub const SWITCH_AFTER: Duration = Duration::from_secs(4);
 
 impl Health {
     pub fn fail(&self, part: Part, e: impl ToString) {
@@ -71,8 +77,26 @@ impl Health {
         });
     }
 
+    /// Publishing or consuming failed: whether it has failed for [`SWITCH_AFTER`] without a
+    /// success and without a switch in that time, so the node should try another server.
+    pub fn should_switch(&self) -> bool {
+        let now = Instant::now();
+        let mut t = self.trouble.lock();
+        let since = *t.0.get_or_insert(now);
+        let quiet =
+            t.1.is_none_or(|last| now.duration_since(last) >= SWITCH_AFTER);
+        if now.duration_since(since) >= SWITCH_AFTER && quiet {
+            t.1 = Some(now);
+            return true;
+        }
+        false
+    }
+
     /// `part` works again: its error, if it is the last one, is cleared.
     pub fn ok(&self, part: Part) {
+        if matches!(part, Part::Publish | Part::Consume) {
+            self.trouble.lock().0 = None;
+        }
         if part == Part::Publish {
             self.publish_failing.store(false, Ordering::Release);
         }

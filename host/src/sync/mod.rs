@@ -445,6 +445,7 @@ impl Sync {
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "publishing failed; the outbox keeps the events");
                     self.set_error(Part::Publish, &e);
+                    self.switch_server_if_stuck(&log);
                     // Short: a failed round already waited for its acks, and the stream
                     // usually comes back (a new leader) within seconds.
                     tokio::time::sleep(backoff).await;
@@ -515,6 +516,9 @@ impl Sync {
             Err(e) => {
                 tracing::warn!(error = %e, "consumer error; repositioning");
                 self.set_error(Part::Consume, &e);
+                if let Some(log) = self.inner.log.borrow().clone() {
+                    self.switch_server_if_stuck(&log);
+                }
                 return None;
             }
         };
@@ -539,6 +543,16 @@ impl Sync {
             }
         }
         Some(batch)
+    }
+
+    /// After publishing or consuming kept failing for a few seconds, moves the connection to
+    /// another server (in the background): the current one may be cut off from the stream.
+    fn switch_server_if_stuck(&self, log: &Log) {
+        if self.inner.health.should_switch() {
+            tracing::warn!("JetStream keeps failing through this server; trying another");
+            let log = log.clone();
+            tokio::spawn(async move { log.switch_server().await });
+        }
     }
 
     /// Whether this node has folded the cluster's `users` seed. Until it has, its `users`
