@@ -211,3 +211,52 @@ async fn the_proxy_cuts_delays_heals_and_refuses() {
         .expect("closed promptly");
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
 }
+
+/// The harness's full disk (`--test-faults`, `maxPageSlack`) makes writes fail with a server
+/// error and keeps what was written; lifting it lets writes succeed again.
+#[tokio::test]
+async fn the_test_fault_hook_fills_the_disk_and_lifting_it_heals() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let faults = tmp.path().join("faults.json");
+    let faults_arg = faults.to_string_lossy().into_owned();
+    let node = support::Node::start_with(&["--test-faults", &faults_arg]).await;
+    node.create_collection(support::posts_def()).await;
+    let write = |n: usize| {
+        let node = &node;
+        async move {
+            node.post(
+                "/api/collections/posts/records",
+                serde_json::json!({"title": "x".repeat(2000), "n": n}),
+            )
+            .await
+            .0
+        }
+    };
+    assert!(write(0).await.is_success());
+    std::fs::write(&faults, r#"{"maxPageSlack": 0}"#).expect("write faults");
+    // The node polls the file: wait until a write fails (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 1;
+    loop {
+        let status = write(n).await;
+        n += 1;
+        if status.is_server_error() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the disk never filled");
+        // Poll interval of the bounded wait for the node to read its fault file.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = node.ids("posts", "perPage=500").await.len();
+    std::fs::write(&faults, r#"{"maxPageSlack": null}"#).expect("write faults");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !write(n).await.is_success() {
+        assert!(Instant::now() < deadline, "the disk never emptied");
+        // Poll interval of the bounded wait.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        node.ids("posts", "perPage=500").await.len() > before,
+        "writes succeed again"
+    );
+}

@@ -80,7 +80,10 @@ impl Health {
     /// Publishing or consuming failed: whether it has failed for [`SWITCH_AFTER`] without a
     /// success and without a switch in that time, so the node should try another server.
     pub fn should_switch(&self) -> bool {
-        let now = Instant::now();
+        self.should_switch_at(Instant::now())
+    }
+
+    fn should_switch_at(&self, now: Instant) -> bool {
         let mut t = self.trouble.lock();
         let since = *t.0.get_or_insert(now);
         let quiet =
@@ -205,5 +208,57 @@ impl Sync {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_is_cleared_only_by_a_success_of_the_part_that_failed() {
+        let h = Health::default();
+        h.fail(Part::Publish, "no ack");
+        assert!(h.publish_failing());
+        h.ok(Part::Apply);
+        let e = h.last_error().expect("still there");
+        assert_eq!((e.part, e.message.as_str()), (Part::Publish, "no ack"));
+        assert!(e.at <= SystemTime::now());
+        h.ok(Part::Publish);
+        assert!(h.last_error().is_none());
+        assert!(!h.publish_failing());
+    }
+
+    #[test]
+    fn a_consumer_error_is_over_once_the_consumer_works_again() {
+        let h = Health::default();
+        let (state, rx) = watch::channel(Some("missed heartbeat".to_string()));
+        h.watch_consumer(rx);
+        h.fail(Part::Consume, "missed heartbeat");
+        assert!(h.last_error().is_some());
+        state.send_replace(None);
+        assert!(
+            h.last_error().is_none(),
+            "positioned again: nothing to show"
+        );
+    }
+
+    #[test]
+    fn switching_servers_waits_for_lasting_trouble_and_then_for_the_last_switch() {
+        let h = Health::default();
+        let t0 = Instant::now();
+        assert!(!h.should_switch_at(t0), "a first failure is not enough");
+        assert!(!h.should_switch_at(t0 + SWITCH_AFTER / 2));
+        assert!(h.should_switch_at(t0 + SWITCH_AFTER));
+        assert!(
+            !h.should_switch_at(t0 + SWITCH_AFTER * 3 / 2),
+            "just switched"
+        );
+        assert!(h.should_switch_at(t0 + SWITCH_AFTER * 2));
+        // A success ends the trouble: it has to last again.
+        h.ok(Part::Publish);
+        let t1 = t0 + SWITCH_AFTER * 5;
+        assert!(!h.should_switch_at(t1));
+        assert!(h.should_switch_at(t1 + SWITCH_AFTER));
     }
 }
