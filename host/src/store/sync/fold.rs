@@ -559,10 +559,10 @@ impl Fold<'_, '_> {
             }
             EventKind::CollectionUpdate => {
                 if data.get(SEED_MARK) == Some(&Value::Bool(true)) {
-                    // Nodes that start together on an empty stream may each seed their own
-                    // `users` collection (its token secret among it): the first seed in the
-                    // log wins everywhere, and later ones change nothing, so a token issued
-                    // after the first seed folded stays valid on every node.
+                    // Every node seeds its own `users` collection (its token secret among
+                    // it) once, as its first event: the first seed in the log wins
+                    // everywhere, and later ones change nothing, so a token issued after the
+                    // first seed folded stays valid on every node.
                     let seeded = self
                         .conn()
                         .prepare_cached(
