@@ -514,3 +514,49 @@ async fn a_policy_swap_under_load_switches_at_its_log_position_on_every_node() {
         "the nodes' fold differs from replaying the log with the swap at its position"
     );
 }
+
+/// The fold and the publisher need only the stream; the plugin bucket matters only for
+/// binding events. A NATS account that allows one stream (the log) and not a second one (the
+/// plugin bucket) must not keep the log from working: nodes replicate, and status names the
+/// bucket's failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_works_while_the_plugin_bucket_cannot_be_opened() {
+    let server = nats_support::ConfiguredServer::start(
+        r#"accounts { APP: { jetstream: { max_streams: 1 }, users: [{ user: "a", password: "pw-for-a" }] } }"#,
+    )
+    .await;
+    let url = server.url("nats");
+    let flags = |id: &'static str| {
+        [
+            "--nats",
+            &url,
+            "--node-id",
+            id,
+            "--cluster",
+            "t",
+            "--nats-user",
+            "a",
+            "--nats-password",
+            "pw-for-a",
+        ]
+        .map(str::to_string)
+    };
+    let a_flags = flags("a");
+    let b_flags = flags("b");
+    let a = Node::start_with(&a_flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let b = Node::start_with(&b_flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (code, body) = a.post("/api/collections", posts_def()).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    wait_collection(&b, "posts").await;
+    let (code, rec) = b
+        .post(
+            "/api/collections/posts/records?sync=applied",
+            json!({"title": "no bucket needed"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    quiesce(&[&a, &b], 60).await;
+    assert_eq!(same_everywhere(&[&a, &b], "posts").await.len(), 1);
+    let s = status(&a).await;
+    assert_eq!(s["nats"]["lastErrorIn"], "objects", "{s}");
+}
