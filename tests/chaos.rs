@@ -76,14 +76,20 @@ fn print(report: &SeedReport) {
     );
 }
 
-fn fail(report: &SeedReport) -> ! {
+fn fail(report: &SeedReport, opts: &Options) -> ! {
     panic!(
         "chaos seed {} failed:\n  {}\n{}\nreplay: {}",
         report.seed,
         report.failures.join("\n  "),
         report.logs,
-        replay_command(report.seed)
+        replay_command(report.seed, opts)
     );
+}
+
+fn write_summary(summary: &Summary) {
+    if let Ok(path) = std::env::var("SYNCBASE_CHAOS_SUMMARY") {
+        std::fs::write(&path, summary.render()).expect("write the summary");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,8 +102,11 @@ async fn seeded_faults_converge_without_losing_acknowledged_writes() {
         )
         .await;
         print(&report);
+        let mut summary = Summary::default();
+        summary.add(&report);
+        write_summary(&summary);
         if !report.passed() {
-            fail(&report);
+            fail(&report, &opts);
         }
         return;
     }
@@ -130,12 +139,10 @@ async fn seeded_faults_converge_without_losing_acknowledged_writes() {
         let report = run_seed(seed, &opts).await;
         print(&report);
         summary.add(&report);
-        if let Ok(path) = std::env::var("SYNCBASE_CHAOS_SUMMARY") {
-            std::fs::write(&path, summary.render()).expect("write the summary");
-        }
+        write_summary(&summary);
         if !report.passed() {
             eprintln!("{}", summary.render());
-            fail(&report);
+            fail(&report, &opts);
         }
     }
     eprintln!("{}", summary.render());

@@ -75,9 +75,14 @@ impl SeedReport {
     }
 }
 
-/// The one-line command that replays a seed.
-pub fn replay_command(seed: u64) -> String {
-    format!("scripts/chaos --seed {seed}")
+/// The one-line command that replays a seed with the same fault count and menu.
+pub fn replay_command(seed: u64, opts: &Options) -> String {
+    let mut cmd = format!("scripts/chaos --seed {seed} --faults {}", opts.faults);
+    if !opts.kinds.is_empty() {
+        let kinds: Vec<&str> = opts.kinds.iter().map(|k| k.name()).collect();
+        cmd.push_str(&format!(" --kinds {}", kinds.join(",")));
+    }
+    cmd
 }
 
 /// Runs one seed start to finish.
