@@ -14,8 +14,12 @@ use chaos_support::proxy::Proxy;
 use chaos_support::{Options, SeedReport, Summary, replay_command, run_seed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Seeds that once found a bug; each stays as a regression test of its fix.
-const REGRESSION_SEEDS: &[u64] = &[];
+/// Seeds that once found a bug, with the fault count they ran with; each stays as a
+/// regression test of its fix.
+/// - 2044: after a paused server resumed, a node's consumer reused the server-side consumer
+///   on the word of a leader that had been cut off, and waited 60 s for a redelivery
+///   (`replication/consumer.rs`: recreate after trouble; probe the stream when a pull is idle).
+const REGRESSION_SEEDS: &[(u64, usize)] = &[(2044, 4)];
 
 fn options() -> Options {
     Options {
@@ -123,8 +127,11 @@ async fn seeded_faults_converge_without_losing_acknowledged_writes() {
     );
     let start = Instant::now();
     let mut summary = Summary::default();
-    let seeds = REGRESSION_SEEDS.iter().copied().chain(first..);
-    for (i, seed) in seeds.enumerate() {
+    let seeds = REGRESSION_SEEDS
+        .iter()
+        .map(|&(seed, faults)| (seed, faults))
+        .chain((first..).map(|seed| (seed, opts.faults)));
+    for (i, (seed, faults)) in seeds.enumerate() {
         let done = match count {
             Some(n) => i as u64 >= n + REGRESSION_SEEDS.len() as u64,
             // Stop when another seed would likely overrun the budget.
@@ -136,13 +143,17 @@ async fn seeded_faults_converge_without_losing_acknowledged_writes() {
         if done {
             break;
         }
-        let report = run_seed(seed, &opts).await;
+        let seed_opts = Options {
+            faults,
+            ..opts.clone()
+        };
+        let report = run_seed(seed, &seed_opts).await;
         print(&report);
         summary.add(&report);
         write_summary(&summary);
         if !report.passed() {
             eprintln!("{}", summary.render());
-            fail(&report, &opts);
+            fail(&report, &seed_opts);
         }
     }
     eprintln!("{}", summary.render());

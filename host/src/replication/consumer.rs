@@ -29,6 +29,7 @@
 //! timeout or a long backoff.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream::Stream as JsStream};
@@ -40,6 +41,9 @@ use super::log::{Log, LogError, check_name};
 
 /// With the tip ahead of the last delivery, how long without a delivery counts as a stalled pull.
 pub const STALL: Duration = Duration::from_millis(400);
+
+/// How long without a delivery before the consumer asks the stream whether it moved on.
+pub const PROBE: Duration = Duration::from_secs(2);
 
 /// The longest one JetStream API call of positioning may take before it is retried.
 pub const API_TIMEOUT: Duration = Duration::from_secs(2);
@@ -140,6 +144,8 @@ impl Delivery {
 /// The ordered, deduplicated view of this node's durable consumer.
 pub struct EventConsumer {
     stream: JsStream,
+    /// The same stream, shared with the stall probe.
+    probe: Arc<JsStream>,
     name: String,
     opts: ConsumerOptions,
     messages: Option<pull::Stream>,
@@ -154,6 +160,10 @@ pub struct EventConsumer {
     tip: Option<watch::Receiver<u64>>,
     /// `Some(error)` while the consumer cannot deliver, `None` once it can again.
     state: watch::Sender<Option<String>>,
+    /// Set after a gap, an error or a stall: the server's view of the consumer cannot be
+    /// trusted (a leader that was cut off may answer with a stale state), so the next
+    /// positioning recreates it instead of reusing it.
+    recreate: bool,
 }
 
 impl EventConsumer {
@@ -173,6 +183,7 @@ impl EventConsumer {
                 message: e.to_string(),
             })?;
         let mut consumer = EventConsumer {
+            probe: Arc::new(stream.clone()),
             stream,
             name,
             last_seq: 0,
@@ -183,6 +194,7 @@ impl EventConsumer {
             failures: 0,
             tip: None,
             state: watch::channel(None).0,
+            recreate: false,
         };
         consumer.last_seq = match consumer.opts.resume_after {
             Some(seq) => seq,
@@ -232,13 +244,32 @@ impl EventConsumer {
         self.tip = Some(tip);
     }
 
-    /// Resolves once the tip has been ahead of `after` for [`STALL`] (never without a tip).
-    async fn stalled(tip: Option<watch::Receiver<u64>>, after: u64) {
-        let Some(mut tip) = tip else {
-            return std::future::pending().await;
+    /// Resolves once the stream is known to hold events after `after` and [`STALL`] more has
+    /// passed (the caller races it against the next delivery): known from the tip at once, or
+    /// from asking the stream every [`PROBE`] without a delivery — the last resort against a
+    /// pull the servers silently stopped serving.
+    async fn stalled(stream: Arc<JsStream>, tip: Option<watch::Receiver<u64>>, after: u64) {
+        let tip_ahead = async move {
+            let Some(mut tip) = tip else {
+                return std::future::pending().await;
+            };
+            if tip.wait_for(|t| *t > after).await.is_err() {
+                std::future::pending::<()>().await;
+            }
         };
-        if tip.wait_for(|t| *t > after).await.is_err() {
-            return std::future::pending().await;
+        let probe = async move {
+            loop {
+                tokio::time::sleep(PROBE).await;
+                if let Ok(Ok(info)) = tokio::time::timeout(INFO_TIMEOUT, stream.get_info()).await
+                    && info.state.last_sequence > after
+                {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tip_ahead => {}
+            _ = probe => {}
         }
         tokio::time::sleep(STALL).await;
     }
@@ -265,15 +296,24 @@ impl EventConsumer {
             let Some(messages) = self.messages.as_mut() else {
                 continue;
             };
-            let stalled = Self::stalled(self.tip.clone(), self.last_seq);
-            let next = tokio::select! {
-                next = messages.next() => next,
-                _ = stalled => {
-                    tracing::info!(consumer = %self.name, after = self.last_seq,
-                        "the stream holds newer events but the pull delivers none; repositioning");
-                    self.messages = None;
-                    self.repositions += 1;
-                    continue;
+            // What has arrived is taken at once; only an empty pull is watched for a stall
+            // (no timers in the catch-up path).
+            let next = match futures::FutureExt::now_or_never(messages.next()) {
+                Some(next) => next,
+                None => {
+                    let stalled =
+                        Self::stalled(self.probe.clone(), self.tip.clone(), self.last_seq);
+                    tokio::select! {
+                        next = messages.next() => next,
+                        _ = stalled => {
+                            tracing::warn!(consumer = %self.name, after = self.last_seq,
+                                "the stream holds newer events but the pull delivers none; recreating the consumer");
+                            self.messages = None;
+                            self.recreate = true;
+                            self.repositions += 1;
+                            continue;
+                        }
+                    }
                 }
             };
             let message = match next {
@@ -283,6 +323,7 @@ impl EventConsumer {
                 }
                 Some(Err(e)) => {
                     self.messages = None;
+                    self.recreate = true;
                     self.failures += 1;
                     let e = self.err(format!("receiving: {e}"));
                     self.set_state(Some(&e));
@@ -304,6 +345,7 @@ impl EventConsumer {
                 tracing::warn!(consumer = %self.name, expected = self.last_cseq + 1, got = cseq, after = self.last_seq,
                     "delivery gap; repositioning the consumer to keep order");
                 self.messages = None;
+                self.recreate = true;
                 self.repositions += 1;
                 continue;
             }
@@ -361,12 +403,17 @@ impl EventConsumer {
     async fn position(&mut self) -> Result<(), LogError> {
         let after = self.last_seq;
         let info = self.info().await?;
-        let reusable = info.as_ref().is_some_and(|i| {
-            i.num_ack_pending == 0
-                && i.config.ack_policy == jetstream::consumer::AckPolicy::All
-                && i.ack_floor.stream_sequence == after
-                && i.delivered.stream_sequence == after
-        });
+        // Reuse only on a clean (re)start: after trouble the answer may come from a leader
+        // that was cut off and does not know what its successor delivered (seed 2044 of the
+        // chaos suite: a reused consumer whose real leader held two deliveries pending waited
+        // out ack_wait before redelivering them).
+        let reusable = !self.recreate
+            && info.as_ref().is_some_and(|i| {
+                i.num_ack_pending == 0
+                    && i.config.ack_policy == jetstream::consumer::AckPolicy::All
+                    && i.ack_floor.stream_sequence == after
+                    && i.delivered.stream_sequence == after
+            });
         let consumer: jetstream::consumer::PullConsumer =
             if let (true, Some(info)) = (reusable, &info) {
                 self.last_cseq = info.delivered.consumer_sequence;
@@ -409,6 +456,7 @@ impl EventConsumer {
             .messages();
         let messages = bounded("pull", pull).await.map_err(|e| self.err(e))?;
         self.messages = Some(messages);
+        self.recreate = false;
         Ok(())
     }
 }
