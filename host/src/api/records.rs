@@ -35,11 +35,59 @@ pub fn collection(schema: &Schema, name: &str) -> ApiResult<Arc<Collection>> {
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Missing collection context."))
 }
 
-fn truthy(v: Option<&String>) -> bool {
-    matches!(
-        v.map(String::as_str),
-        Some("1" | "true" | "t" | "TRUE" | "True")
-    )
+/// Go's `strconv.ParseBool`, which PocketBase reads `skipTotal` with.
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Identifiers only superusers may use in a list's `filter` or `sort`. PocketBase looks for
+/// them in the raw text before parsing anything (inside string literals too), so a guest's
+/// `sort=@collection...` is a 403, not a 400.
+const SUPERUSER_ONLY_FIELDS: [&str; 2] = ["@collection.", "@request."];
+
+fn check_superuser_only_fields(auth: &Auth, q: &HashMap<String, String>) -> ApiResult<()> {
+    if auth.is_superuser() {
+        return Ok(());
+    }
+    for param in ["filter", "sort"] {
+        let Some(v) = q.get(param) else { continue };
+        if let Some(field) = SUPERUSER_ONLY_FIELDS.iter().find(|f| v.contains(*f)) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("Only superusers can filter by {field}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `page`, `perPage` and `skipTotal`, parsed as PocketBase parses them (Go's `Atoi` and
+/// `ParseBool`): a value that does not parse is a 400; an empty one is ignored; a page below 1
+/// is page 1, a perPage below 1 the default, above the maximum the maximum.
+fn paging(q: &HashMap<String, String>) -> ApiResult<(i64, i64, bool)> {
+    let bad = |name: &str, v: &str| {
+        ApiError::bad_request(format!("Invalid {name} value {v:?}.")).with_data(json!({}))
+    };
+    let int = |name: &str| -> ApiResult<Option<i64>> {
+        match q.get(name).map(String::as_str) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| bad(name, v)),
+        }
+    };
+    let skip_total = match q.get("skipTotal").map(String::as_str) {
+        None | Some("") => false,
+        Some(v) => parse_go_bool(v).ok_or_else(|| bad("skipTotal", v))?,
+    };
+    let page = int("page")?.filter(|p| *p > 0).unwrap_or(1);
+    let per_page = match int("perPage")? {
+        Some(n) if n > 0 => n.min(MAX_PER_PAGE),
+        _ => DEFAULT_PER_PAGE,
+    };
+    Ok((page, per_page, skip_total))
 }
 
 /// Expanded relations whose collection has a `None` view rule are hidden from everyone but
@@ -137,19 +185,19 @@ fn show(
     Ok(out)
 }
 
-/// Parses a filter or rule; blank (or comment-only) text is no condition at all.
-fn parse_nonblank(src: &str) -> Result<Option<filter::Expr>, filter::FilterError> {
-    let meaningful = src.lines().any(|l| {
-        let l = l.trim();
-        !l.is_empty() && !l.starts_with("//")
-    });
-    if meaningful {
-        filter::parse(src).map(Some)
-    } else {
+/// Parses a filter or rule; only the empty string is no condition at all (blank or
+/// comment-only text is refused, as in PocketBase).
+fn parse_nonempty(src: &str) -> Result<Option<filter::Expr>, filter::FilterError> {
+    if src.is_empty() {
         Ok(None)
+    } else {
+        filter::parse(src).map(Some)
     }
 }
 
+/// `GET /api/collections/{c}/records`. Errors come in PocketBase's order: missing collection
+/// (404), superusers-only list (403), `@request`/`@collection` in a guest's filter or sort
+/// (403), then bad paging values, filter and sort (400).
 pub async fn list(
     State(st): State<AppState>,
     auth: Auth,
@@ -161,22 +209,14 @@ pub async fn list(
     let schema = st.store.schema();
     let c = collection(&schema, &coll)?;
     let rule = allowed(&auth, &c.list_rule)?.map(String::from);
+    check_superuser_only_fields(&auth, &q)?;
+    let (page, per_page, skip_total) = paging(&q)?;
     let filter_src = q.get("filter").cloned().unwrap_or_default();
     if filter_src.len() > MAX_FILTER_LEN {
         return Err(ApiError::bad_request(format!(
             "The filter is too long (max {MAX_FILTER_LEN} characters)."
         )));
     }
-    let page = q
-        .get("page")
-        .and_then(|p| p.parse::<i64>().ok())
-        .filter(|p| *p > 0)
-        .unwrap_or(1);
-    let per_page = match q.get("perPage").and_then(|p| p.parse::<i64>().ok()) {
-        Some(n) if n > 0 => n.min(MAX_PER_PAGE),
-        _ => DEFAULT_PER_PAGE,
-    };
-    let skip_total = truthy(q.get("skipTotal"));
     let request = request_info(&auth, &method, &q, &headers, None);
     let counts = st.store.counts();
     let result = st
@@ -196,34 +236,31 @@ pub async fn list(
                 allow_hidden: true,
                 ..fq
             };
-            let filter_expr = parse_nonblank(&filter_src)?;
             let rule_expr = match rule.as_deref() {
-                Some(r) => parse_nonblank(r)?,
+                Some(r) => parse_nonempty(r)?,
                 None => None,
             };
+            let filter_expr = parse_nonempty(&filter_src)?;
             let mut parts = Vec::new();
-            if let Some(f) = &filter_expr {
-                parts.push((f, &fq));
-            }
             if let Some(r) = &rule_expr {
                 parts.push((r, &rq));
             }
-            let (where_sql, params) = if parts.is_empty() {
-                ("1=1".to_string(), Vec::new())
-            } else {
-                filter::combined_sql(&parts)?
-            };
+            if let Some(f) = &filter_expr {
+                parts.push((f, &fq));
+            }
             let sort = q.get("sort").map(String::as_str).unwrap_or("");
-            let order_sql = if sort.trim().is_empty() {
+            let sql = filter::list_sql(&parts, sort, &fq)?;
+            let order_sql = if sql.order_sql.is_empty() {
                 format!("{}.rowid ASC", c.table())
             } else {
-                filter::sort_sql(sort, &fq)?
+                sql.order_sql
             };
             let lq = ListQuery {
                 count_cache: Some(counts),
-                where_sql,
-                params,
+                where_sql: sql.where_sql,
+                params: sql.params,
                 order_sql,
+                order_params: sql.order_params,
                 limit: per_page,
                 offset: (page - 1).saturating_mul(per_page),
                 count: !skip_total,

@@ -28,6 +28,8 @@
 
 mod ast;
 mod build;
+mod functions;
+mod list_rules;
 mod parser;
 mod request;
 mod resolve;
@@ -104,14 +106,9 @@ pub struct Query<'a> {
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
-/// Parses a filter expression.
+/// Parses a filter expression (no length limit: that applies to clients' filters only, see
+/// [`MAX_FILTER_LEN`], while PocketBase accepts longer rules).
 pub fn parse(src: &str) -> Result<Expr, FilterError> {
-    if src.len() > MAX_FILTER_LEN {
-        return Err(FilterError::Invalid(format!(
-            "filter is too long ({} bytes, at most {MAX_FILTER_LEN})",
-            src.len()
-        )));
-    }
     parser::parse(src)
 }
 
@@ -126,21 +123,51 @@ pub fn to_sql(expr: &Expr, q: &Query) -> Result<(String, Vec<SqlParam>), FilterE
 /// in the rule and `editors.age ?> 3` in the filter must hold for the same editor. Each part
 /// has its own [`Query`] (its own access flags) over the same collection. No parts is `1=1`.
 pub fn combined_sql(parts: &[(&Expr, &Query)]) -> Result<(String, Vec<SqlParam>), FilterError> {
-    let frag = build::translate_all(parts)?;
-    Ok((frag.sql, frag.params))
+    let t = build::translate_all(parts, None)?;
+    Ok((t.filter.sql, t.filter.params))
 }
 
-/// Parses and translates a filter. An empty, blank or comment-only filter is `("1=1", [])`.
+/// Parses and translates a filter. Only the empty string is "no filter" (`("1=1", [])`); blank
+/// or comment-only text is an error, as in PocketBase.
 pub fn filter_sql(src: &str, q: &Query) -> Result<(String, Vec<SqlParam>), FilterError> {
-    if src.len() <= MAX_FILTER_LEN && parser::is_blank(src) {
+    if src.is_empty() {
         return Ok(("1=1".into(), Vec::new()));
     }
     to_sql(&parse(src)?, q)
 }
 
+/// A list query's WHERE condition and ORDER BY body, each with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListSql {
+    pub where_sql: String,
+    pub params: Vec<SqlParam>,
+    /// Empty when there is no sort.
+    pub order_sql: String,
+    pub order_params: Vec<SqlParam>,
+}
+
+/// Translates a list query: filter parts as [`combined_sql`], and the sort expression
+/// (`"-created,title"`, see [`sort_sql`]) resolved in `sort_q`. They are translated together
+/// because for a non-superuser the collections a sort joins have their listRules applied to
+/// the rows, as PocketBase does.
+pub fn list_sql(
+    parts: &[(&Expr, &Query)],
+    sort: &str,
+    sort_q: &Query,
+) -> Result<ListSql, FilterError> {
+    let t = build::translate_all(parts, Some((sort, sort_q)))?;
+    Ok(ListSql {
+        where_sql: t.filter.sql,
+        params: t.filter.params,
+        order_sql: t.order.sql,
+        order_params: t.order.params,
+    })
+}
+
 /// Translates a sort expression (`"-created,title"`) into an ORDER BY body such as
-/// ``"`posts`.`created` DESC, `posts`.`title` ASC"``; empty input gives an empty string.
-/// At most [`MAX_SORT_FIELDS`] entries; `@random` and `@rowid` are supported.
-pub fn sort_sql(src: &str, q: &Query) -> Result<String, FilterError> {
-    sort::sort_sql(src, q)
+/// ``"`posts`.`created` DESC, `posts`.`title` ASC"`` and its parameters; empty input gives an
+/// empty string. At most [`MAX_SORT_FIELDS`] entries; `@random` and `@rowid` are supported.
+pub fn sort_sql(src: &str, q: &Query) -> Result<(String, Vec<SqlParam>), FilterError> {
+    let t = build::translate_all(&[], Some((src, q)))?;
+    Ok((t.order.sql, t.order.params))
 }

@@ -16,11 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::checks;
 use super::coerce::{
     JsonInput, date_text, json_input, json_stored, number_value, random_from_pattern, to_bool,
     to_float, to_string_list, to_text, unique_nonempty,
 };
+use super::{checks, coerce};
 use crate::store::schema::{self, ALNUM, Collection, Field, FieldKind};
 
 /// A record's values: field name -> normalized stored value.
@@ -333,6 +333,10 @@ impl<'a> Draft<'a> {
             FieldKind::Password(_) => {
                 self.plain_passwords.insert(name, to_text(raw));
             }
+            FieldKind::GeoPoint(_) => {
+                let (lon, lat) = coerce::geo_point(raw);
+                self.record.insert(name, coerce::geo_value(lon, lat));
+            }
         }
     }
 
@@ -530,6 +534,10 @@ impl<'a> Draft<'a> {
             FieldKind::Password(opts) => {
                 let plain = self.plain_passwords.get(name).map(String::as_str);
                 checks::check_password(opts, req, plain, &to_text(&value))
+            }
+            FieldKind::GeoPoint(_) => {
+                let (lon, lat) = coerce::geo_point(&value);
+                checks::check_geo_point(req, lon, lat)
             }
         }
     }

@@ -184,6 +184,7 @@ fn expand_back(
             where_sql: cond,
             params: vec![crate::filter::SqlParam::Text(id)],
             order_sql: String::new(),
+            order_params: Vec::new(),
             limit: 1000,
             offset: 0,
             count: false,

@@ -25,6 +25,8 @@ pub struct ListQuery {
     pub where_sql: String,
     pub params: Vec<SqlParam>,
     pub order_sql: String,
+    /// Parameters of `order_sql` (bound after `params`).
+    pub order_params: Vec<SqlParam>,
     pub limit: i64,
     pub offset: i64,
     pub count: bool,
@@ -122,8 +124,12 @@ pub fn list(
         q.offset
     );
     let params: Vec<SqlValue> = q.params.iter().map(param).collect();
+    let all_params = params
+        .iter()
+        .cloned()
+        .chain(q.order_params.iter().map(param));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(params.iter()), |r| row_to_record(r, c))?;
+    let rows = stmt.query_map(params_from_iter(all_params), |r| row_to_record(r, c))?;
     let mut items = Vec::new();
     for r in rows {
         items.push(r?);

@@ -161,6 +161,9 @@ pub enum FieldKind {
     Json(JsonOptions),
     Relation(RelationOptions),
     Password(PasswordOptions),
+    /// GPS coordinates, stored as the JSON object `{"lon": x, "lat": y}`.
+    #[serde(rename = "geoPoint")]
+    GeoPoint(Empty),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -260,6 +263,7 @@ impl FieldKind {
             FieldKind::Json(_) => "json",
             FieldKind::Relation(_) => "relation",
             FieldKind::Password(_) => "password",
+            FieldKind::GeoPoint(_) => "geoPoint",
         }
     }
 }
@@ -283,6 +287,7 @@ impl Field {
             FieldKind::Number(_) => "NUMERIC DEFAULT 0 NOT NULL",
             FieldKind::Bool(_) => "BOOLEAN DEFAULT FALSE NOT NULL",
             FieldKind::Json(_) => "JSON DEFAULT NULL",
+            FieldKind::GeoPoint(_) => r#"JSON DEFAULT '{"lon":0,"lat":0}' NOT NULL"#,
             FieldKind::Text(o) if o.primary_key => "TEXT PRIMARY KEY DEFAULT '' NOT NULL",
             _ => "TEXT DEFAULT '' NOT NULL",
         }
