@@ -15,13 +15,14 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::Input;
 use crate::access::Auth;
+use crate::access::expand::expand_visible;
 use crate::access::present::{self, FieldsPicker};
 use crate::access::rules::{allowed, request_info, rule_condition};
 use crate::auth::password;
 use crate::filter;
 use crate::records::validate::{self, Access};
 use crate::store::records::{self, ListQuery};
-use crate::store::{Collection, Record, Schema, StoreError, WriteCtx, expand};
+use crate::store::{Collection, Record, Schema, StoreError, WriteCtx};
 
 /// Longest filter accepted, as PocketBase.
 pub const MAX_FILTER_LEN: usize = 3500;
@@ -90,67 +91,13 @@ fn paging(q: &HashMap<String, String>) -> ApiResult<(i64, i64, bool)> {
     Ok((page, per_page, skip_total))
 }
 
-/// Expanded relations whose collection has a `None` view rule are hidden from everyone but
-/// superusers; expression rules are checked per record by `check_expanded`.
-fn expand_visibility(auth: &Auth) -> impl Fn(&Collection, &Record) -> bool {
-    let superuser = auth.is_superuser();
-    move |c: &Collection, _: &Record| superuser || c.view_rule.is_some()
-}
-
-/// Removes expanded records whose view rule (an expression) the caller does not satisfy.
-fn check_expanded(
-    conn: &crate::store::ReadConn,
-    schema: &Schema,
-    request: &Value,
-    auth: &Auth,
-    v: &mut Value,
-) -> Result<(), StoreError> {
-    if auth.is_superuser() {
-        return Ok(());
-    }
-    let Some(Value::Object(exp)) = v.get_mut("expand") else {
-        return Ok(());
+/// The `fields` parameter's picker; an invalid modifier is a 400, as in PocketBase.
+fn fields_picker(q: &HashMap<String, String>) -> ApiResult<Option<FieldsPicker>> {
+    let Some(spec) = q.get("fields") else {
+        return Ok(None);
     };
-    for (_, item) in exp.iter_mut() {
-        let was_array = item.is_array();
-        let mut list: Vec<Value> = match item.take() {
-            Value::Array(a) => a,
-            other => vec![other],
-        };
-        let mut kept = Vec::new();
-        for mut rec in list.drain(..) {
-            let cid = rec
-                .get("collectionId")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let id = rec
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let Some(c) = schema.get(&cid) else { continue };
-            let ok = match &c.view_rule {
-                None => false,
-                Some(r) if r.trim().is_empty() => true,
-                Some(r) => match rule_condition(schema, c, r, request)? {
-                    None => true,
-                    Some((sql, params)) => records::matches(conn, c, &id, &sql, &params)?,
-                },
-            };
-            if ok {
-                check_expanded(conn, schema, request, auth, &mut rec)?;
-                kept.push(rec);
-            }
-        }
-        *item = if was_array {
-            Value::Array(kept)
-        } else {
-            kept.pop().unwrap_or(Value::Null)
-        };
-    }
-    exp.retain(|_, v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
-    Ok(())
+    FieldsPicker::parse_checked(spec)
+        .map_err(|e| ApiError::bad_request(format!("Invalid fields parameter: {e}.")))
 }
 
 /// Shows records to the caller: expand, visibility, then the fields picker.
@@ -163,20 +110,13 @@ fn show(
     request: &Value,
     q: &HashMap<String, String>,
 ) -> Result<Vec<Value>, StoreError> {
-    if let Some(paths) = q.get("expand").filter(|e| !e.trim().is_empty()) {
-        let vis = expand_visibility(auth);
-        expand::expand(conn, schema, c, &mut recs, paths, &vis)?;
-        // Asked-for expansions show as `expand: {}` even when nothing was related.
-        for r in recs.iter_mut() {
-            r.entry("expand")
-                .or_insert_with(|| Value::Object(Default::default()));
-        }
+    if let Some(paths) = q.get("expand").filter(|e| !e.is_empty()) {
+        expand_visible(conn, schema, c, &mut recs, paths, auth, request)?;
     }
-    let picker = q.get("fields").and_then(|f| FieldsPicker::parse(f));
+    let picker = fields_picker(q).map_err(|e| StoreError::BadRequest(e.message))?;
     let mut out = Vec::with_capacity(recs.len());
     for r in recs {
         let mut v = present::record(schema, c, r, auth);
-        check_expanded(conn, schema, request, auth, &mut v)?;
         if let Some(p) = &picker {
             v = p.apply(v);
         }
@@ -689,7 +629,7 @@ pub async fn respond_record(
     if !needs_reader {
         let schema = st.store.schema();
         let mut v = present::record(&schema, &c, rec, &auth);
-        if let Some(p) = q.get("fields").and_then(|f| FieldsPicker::parse(f)) {
+        if let Some(p) = fields_picker(&q)? {
             v = p.apply(v);
         }
         return Ok(Json(v).into_response());
