@@ -330,6 +330,31 @@ async fn check_old_password(
     }
 }
 
+/// A non-superuser's input without the hidden fields (and their modifiers, `f+`, `f:autogenerate`,
+/// ...): PocketBase keeps those fields' current values, so only superusers set them. The auth
+/// `password` is the exception.
+fn without_hidden_fields(c: &Collection, mut input: Record) -> Record {
+    let field_of = |key: &str| {
+        c.field(key)
+            .or_else(|| key.strip_prefix('+').and_then(|k| c.field(k)))
+            .or_else(|| key.strip_suffix(['+', '-']).and_then(|k| c.field(k)))
+            .or_else(|| key.strip_suffix(":autogenerate").and_then(|k| c.field(k)))
+    };
+    input.retain(|key, _| {
+        field_of(key).is_none_or(|f| !f.hidden || (c.is_auth() && f.name == "password"))
+    });
+    input
+}
+
+/// bcrypt cannot hash more than 72 bytes.
+fn password_too_long(c: &Collection, input: &Record) -> bool {
+    c.is_auth()
+        && input
+            .get("password")
+            .and_then(Value::as_str)
+            .is_some_and(|p| p.len() > 72)
+}
+
 /// What a write does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
@@ -401,6 +426,16 @@ pub async fn prepare_op(
     };
     if needed.iter().any(|g| matches!(g, Gate::Forbidden)) {
         return Err(ApiError::forbidden());
+    }
+    let input = if auth.is_superuser() {
+        input
+    } else {
+        without_hidden_fields(&c, input)
+    };
+    if kind == OpKind::Create && !auth.is_superuser() && password_too_long(&c, &input) {
+        // PocketBase exports a non-superuser's new record for its create-rule check before
+        // validating it, and bcrypt's refusal there fails the request with no field errors.
+        return Err(ApiError::bad_request("Failed to create record."));
     }
     let access = access_of(auth);
     if access == Access::Regular && matches!(kind, OpKind::Update | OpKind::Upsert) {

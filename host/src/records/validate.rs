@@ -78,7 +78,19 @@ pub struct Prepared {
     pub old_password: Option<String>,
     /// (field name, target collection id, ids) of every non-empty relation, for the caller to
     /// check that the records exist (PocketBase checks all of them, changed or not).
-    pub relations: Vec<(String, String, Vec<String>)>,
+    pub relations: Relations,
+}
+
+/// (field name, target collection id, ids) of relations whose records must exist.
+pub type Relations = Vec<(String, String, Vec<String>)>;
+
+/// Why validation refused a record: its field errors, and the non-empty relations of the
+/// fields without an error, which the caller must still check: PocketBase reports missing
+/// relation records beside the other field errors, not instead of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub errors: FieldErrors,
+    pub relations: Relations,
 }
 
 /// The error for a wrong `oldPassword`, under the `oldPassword` key.
@@ -157,6 +169,16 @@ pub fn prepare_create_as(
     now: &str,
     access: Access,
 ) -> Result<Prepared, FieldErrors> {
+    prepare_create_checked(coll, input, now, access).map_err(|r| r.errors)
+}
+
+/// [`prepare_create_as`], with the relations still to check when it fails.
+pub fn prepare_create_checked(
+    coll: &Collection,
+    input: &Record,
+    now: &str,
+    access: Access,
+) -> Result<Prepared, Rejected> {
     let record = coll
         .fields
         .iter()
@@ -174,6 +196,17 @@ pub fn prepare_update_as(
     now: &str,
     access: Access,
 ) -> Result<Prepared, FieldErrors> {
+    prepare_update_checked(coll, current, input, now, access).map_err(|r| r.errors)
+}
+
+/// [`prepare_update_as`], with the relations still to check when it fails.
+pub fn prepare_update_checked(
+    coll: &Collection,
+    current: &Record,
+    input: &Record,
+    now: &str,
+    access: Access,
+) -> Result<Prepared, Rejected> {
     let record = coll
         .fields
         .iter()
@@ -268,7 +301,7 @@ impl<'a> Draft<'a> {
         self.original.is_none()
     }
 
-    fn run(mut self, input: &Record, now: &str, access: Access) -> Result<Prepared, FieldErrors> {
+    fn run(mut self, input: &Record, now: &str, access: Access) -> Result<Prepared, Rejected> {
         self.apply_input(input);
         if self.is_new() {
             self.autogenerate_empty_text();
@@ -276,11 +309,19 @@ impl<'a> Draft<'a> {
         self.set_autodates(now);
         let form = self.auth_form_checks(input, access);
         if !form.errors.is_empty() {
-            return Err(form.errors);
+            return Err(Rejected {
+                errors: form.errors,
+                relations: Vec::new(),
+            });
         }
         let errors = self.validate_fields();
         if !errors.is_empty() {
-            return Err(errors);
+            let relations = self
+                .relations()
+                .into_iter()
+                .filter(|(name, _, _)| !errors.contains_key(name))
+                .collect();
+            return Err(Rejected { errors, relations });
         }
         self.refresh_token_key();
         let password = self.new_password();
@@ -578,7 +619,7 @@ impl<'a> Draft<'a> {
             .cloned()
     }
 
-    fn relations(&self) -> Vec<(String, String, Vec<String>)> {
+    fn relations(&self) -> Relations {
         let mut out = Vec::new();
         for field in &self.coll.fields {
             if let FieldKind::Relation(opts) = &field.kind {
