@@ -124,6 +124,7 @@ pub fn empty_value(field: &Field) -> Value {
         FieldKind::Number(_) => Value::from(0),
         FieldKind::Bool(_) => Value::Bool(false),
         FieldKind::Json(_) => Value::Null,
+        FieldKind::GeoPoint(_) => coerce::geo_value(0.0, 0.0),
         _ => Value::String(String::new()),
     }
 }
