@@ -5,7 +5,7 @@
 mod support;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
 
 fn q(pairs: &[(&str, &str)]) -> String {
