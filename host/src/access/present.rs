@@ -78,10 +78,15 @@ fn present_expanded(schema: &Schema, v: Value, viewer: &Auth) -> Value {
     }
 }
 
-/// A parsed `fields` parameter: a tree of keys, `*` meaning every key at that level.
+/// A parsed `fields` parameter: a tree of keys. As in PocketBase's picker, a key listed whole
+/// (`expand`) keeps its whole value even when deeper paths under it are listed too, and `*`
+/// means "every other key" only as a whole last segment (`expand.*` yes, `expand.*.id` picks a
+/// key named `*`, so nothing).
 #[derive(Debug, Default)]
 pub struct FieldsPicker {
     children: BTreeMap<String, FieldsPicker>,
+    /// This path was listed itself (not only as a prefix of a longer one).
+    leaf: bool,
     excerpt: Option<(usize, bool)>,
 }
 
@@ -114,6 +119,7 @@ impl FieldsPicker {
             for part in path.split('.') {
                 node = node.children.entry(part.to_string()).or_default();
             }
+            node.leaf = true;
             if let Some(m) = modifier {
                 node.excerpt = Some(parse_modifier(m)?);
             }
@@ -123,20 +129,23 @@ impl FieldsPicker {
 
     pub fn apply(&self, v: Value) -> Value {
         match v {
-            Value::Array(items) => Value::Array(items.into_iter().map(|i| self.apply(i)).collect()),
+            // Lists of objects are picked item by item; other lists are kept as they are.
+            Value::Array(items) if items.first().is_some_and(Value::is_object) => {
+                Value::Array(items.into_iter().map(|i| self.apply(i)).collect())
+            }
             Value::Object(m) => {
-                let all = self.children.get("*");
+                let all = self.children.get("*").filter(|c| c.leaf);
                 let mut out = Map::new();
                 for (k, v) in m {
                     match self.children.get(&k).or(all) {
-                        Some(child) if child.children.is_empty() => out.insert(k, child.leaf(v)),
+                        Some(child) if child.leaf => out.insert(k, child.leaf(v)),
                         Some(child) => out.insert(k, child.apply(v)),
                         None => None,
                     };
                 }
                 Value::Object(out)
             }
-            other => self.leaf(other),
+            other => other,
         }
     }
 
@@ -242,6 +251,21 @@ mod tests {
         assert_eq!(
             p.apply(v),
             json!({"id": "a", "body": "hello...", "expand": {"author": {"name": "n"}}})
+        );
+        // As PocketBase: `*` is a wildcard only as a whole last segment, and a key listed whole
+        // stays whole beside deeper paths under it.
+        let v = json!({"id": "a", "expand": {"team": {"id": "t", "name": "n"}}});
+        let star_mid = FieldsPicker::parse("id,expand.*.id").expect("parse");
+        assert_eq!(star_mid.apply(v.clone()), json!({"id": "a", "expand": {}}));
+        let star_end = FieldsPicker::parse("expand.*").expect("parse");
+        assert_eq!(
+            star_end.apply(v.clone()),
+            json!({"expand": {"team": {"id": "t", "name": "n"}}})
+        );
+        let whole = FieldsPicker::parse("expand.team.id,expand").expect("parse");
+        assert_eq!(
+            whole.apply(v.clone()),
+            json!({"expand": {"team": {"id": "t", "name": "n"}}})
         );
         let all = FieldsPicker::parse("*,expand.author.id").expect("parse");
         let v = json!({"id": "a", "expand": {"author": {"id": "x", "name": "n"}}});
