@@ -8,7 +8,7 @@ use super::*;
 impl Fixture {
     /// Ids of posts for a list query: the posts rule (as a rule), the caller's filter and
     /// sort, translated together as the list API does.
-    fn list(
+    pub(super) fn list(
         &self,
         rule: &str,
         filter: &str,

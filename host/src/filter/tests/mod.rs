@@ -2,6 +2,7 @@
 //! from `Collection`s. Expected ids were checked against PocketBase 0.40.6 with the same data.
 
 mod filters;
+mod fuzz;
 mod list_rules;
 mod output;
 mod rules;
