@@ -13,6 +13,7 @@
 // multi-valued path (Syncbase sorts by the smallest/largest value; PocketBase by whichever
 // joined row SQLite meets first) and comparisons against the time a record was created.
 
+import { pathToFileURL } from 'node:url';
 import { startServer, SUPERUSER_EMAIL, SUPERUSER_PASSWORD } from './server.mjs';
 
 /** A seeded PRNG (mulberry32): the same seed gives the same cases on every machine. */
@@ -336,7 +337,7 @@ export function describeDiffs(diffs, kinds, limit = 10) {
   ].join('\n')).join('\n');
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const arg = (name, dflt) => {
     const i = process.argv.indexOf(name);
     return i >= 0 ? process.argv[i + 1] : dflt;

@@ -17,14 +17,18 @@
 //!
 //! The outer query must refer to the queried collection's table by its own name
 //! (`collection.table()`, not an alias), as the generated SQL does. A collection's rule and the
-//! client's filter should go through [`combined_sql`] together, as PocketBase shares the joins
-//! between them.
+//! client's filter and sort should go through [`list_sql`] (or [`combined_sql`]) together, as
+//! PocketBase shares the joins between them.
 //!
-//! Deliberate differences from PocketBase: an unknown or misplaced modifier (`title:each`,
-//! `title:isset`) is an error instead of being ignored; `@request`/`@collection` are refused as
-//! identifiers only, not when they merely appear inside a string literal; a submitted
-//! `@request.body.x:each` on the right of `~` works instead of failing in SQL; sorting by a
-//! multi-valued path uses its smallest (ascending) or largest (descending) value.
+//! For a non-superuser (`allow_hidden == false`) every collection a filter or sort joins has its
+//! listRule applied to the joined row (`list_rules.rs`), as PocketBase does: a related record
+//! the caller may not list can neither match nor order anything, and a collection only
+//! superusers may list cannot be joined at all.
+//!
+//! Deliberate differences from PocketBase: sorting by a multi-valued path uses its smallest
+//! (ascending) or largest (descending) value (PocketBase sorts by whichever joined row SQLite
+//! meets first); parentheses nest at most 64 deep; a submitted `@request.body.x:each` on the
+//! right of `~` works instead of failing in SQL.
 
 mod ast;
 mod build;
@@ -58,8 +62,7 @@ pub enum FilterError {
     /// A field path that does not exist (the identifier as written).
     #[error("unknown field \"{0}\"")]
     UnknownField(String),
-    /// `@request.*` / `@collection.*` where not allowed, or a hidden field for a caller that
-    /// may not filter on it.
+    /// `@request.*` / `@collection.*` where not allowed.
     #[error("forbidden filter: {0}")]
     Forbidden(String),
     /// Anything else: bad modifier, too long, too many sort fields, ...
@@ -97,10 +100,11 @@ pub struct Query<'a> {
     /// False for client-supplied filters of non-superusers: any `@request.*` or
     /// `@collection.*` is then [`FilterError::Forbidden`].
     pub allow_request_refs: bool,
-    /// False for non-superusers: hidden fields (and password fields) are
-    /// [`FilterError::Forbidden`], and `email` of auth records only matches public emails.
-    /// Paths under `@request.*` and `@collection.*` may always use hidden fields, as in
-    /// PocketBase (they only appear in rules).
+    /// False for non-superusers' filters and sorts: hidden fields (and password fields) are
+    /// [`FilterError::Invalid`] (a 400, as in PocketBase), `email` of auth records only
+    /// matches public emails, and every joined collection's listRule must hold for the joined
+    /// row (a `None` listRule refuses the join). Paths under `@request.*` and `@collection.*`
+    /// may always use hidden fields, as in PocketBase (they only appear in rules).
     pub allow_hidden: bool,
     /// The time datetime macros (`@now`, `@todayStart`, ...) are computed from.
     pub now: chrono::DateTime<chrono::Utc>,
