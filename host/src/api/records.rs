@@ -177,6 +177,7 @@ pub async fn list(
                 ..fq
             };
             let rule_expr = match rule.as_deref() {
+                Some(r) if filter::is_blank(r) => None,
                 Some(r) => parse_nonempty(r)?,
                 None => None,
             };

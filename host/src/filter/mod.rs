@@ -110,6 +110,12 @@ pub struct Query<'a> {
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
+/// True for text with nothing but whitespace and comments. PocketBase refuses such rules when a
+/// collection is saved; one stored earlier reads as no condition.
+pub fn is_blank(src: &str) -> bool {
+    parser::is_blank(src)
+}
+
 /// Parses a filter expression (no length limit: that applies to clients' filters only, see
 /// [`MAX_FILTER_LEN`], while PocketBase accepts longer rules).
 pub fn parse(src: &str) -> Result<Expr, FilterError> {

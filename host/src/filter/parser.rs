@@ -599,6 +599,27 @@ fn collapse(mut v: Vec<Expr>, wrap: fn(Vec<Expr>) -> Expr) -> Expr {
     if v.len() == 1 { v.remove(0) } else { wrap(v) }
 }
 
+/// True when the text holds nothing but whitespace and comments (a rule saved like that
+/// before rules were validated as PocketBase validates them means "no condition").
+pub fn is_blank(src: &str) -> bool {
+    let chars: Vec<char> = src.chars().collect();
+    let mut sc = Scanner {
+        chars: &chars,
+        at: 0,
+        base: 0,
+    };
+    loop {
+        match sc.scan() {
+            Ok(Token { tok: Tok::Eof, .. }) => return true,
+            Ok(Token {
+                tok: Tok::Whitespace | Tok::Comment,
+                ..
+            }) => continue,
+            _ => return src.trim().is_empty(),
+        }
+    }
+}
+
 /// Parses a filter expression. Empty, blank and comment-only text is a syntax error, as in
 /// PocketBase.
 pub fn parse(src: &str) -> Result<Expr, FilterError> {

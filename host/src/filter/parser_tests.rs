@@ -285,3 +285,12 @@ fn identifiers_follow_fexpr() {
         assert!(parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn blank_detection() {
+    assert!(is_blank(""));
+    assert!(is_blank("  \n// c\n  "));
+    assert!(!is_blank("a = 1"));
+    assert!(!is_blank("()"));
+    assert!(!is_blank("a = '"));
+}
