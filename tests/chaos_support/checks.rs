@@ -187,7 +187,12 @@ pub async fn final_checks(cluster: &Cluster, log: &LogView, writes: &[Write]) ->
     let mut failures = Vec::new();
     let mut statuses = Vec::new();
     for n in &cluster.nodes {
-        match n.get("/api/sync/status?hashes=1").await {
+        // Hashing reads every row: on a loaded machine that takes more than a status poll's 3 s
+        // (seed 3043 failed on "does not answer" while the nodes had converged).
+        match n
+            .get_within("/api/sync/status?hashes=1", Duration::from_secs(30))
+            .await
+        {
             Some(s) => statuses.push(s),
             None => {
                 failures.push(format!("{} does not answer status", n.id));

@@ -253,11 +253,16 @@ impl Node {
 
     /// GET as the superuser, with a short timeout (a paused node must not hang the harness).
     pub async fn get(&self, path: &str) -> Option<Value> {
+        self.get_within(path, Duration::from_secs(3)).await
+    }
+
+    /// GET as the superuser with the given timeout (table hashes read every row).
+    pub async fn get_within(&self, path: &str, timeout: Duration) -> Option<Value> {
         let resp = self
             .client
             .get(format!("{}{path}", self.url))
             .header("Authorization", &self.token)
-            .timeout(Duration::from_secs(3))
+            .timeout(timeout)
             .send()
             .await
             .ok()?;
