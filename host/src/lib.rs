@@ -21,6 +21,7 @@ pub mod shutdown;
 pub mod store;
 pub mod superuser;
 pub mod sync;
+pub mod testhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,6 +49,8 @@ pub enum Error {
     Nats(#[from] nats::NatsError),
     #[error("could not restore the replicated plugin bindings: {0}")]
     Bindings(String),
+    #[error("{0}")]
+    Log(#[from] replication::LogError),
 }
 
 /// A bound, not yet serving, server.
@@ -69,12 +72,25 @@ impl Server {
             let bin = nats::binary::find(opts.binary.as_deref())?;
             nats::binary::check_version(&bin).await?;
         }
+        // A NATS cluster that refuses our credentials or certificates is a configuration error:
+        // say so and stop, rather than serve while retrying forever. Servers that are merely
+        // down are not: the node starts and its writes wait in the outbox.
+        if let Some(sync::SyncConfig {
+            source: sync::Source::External(conn),
+            ..
+        }) = &config.sync
+        {
+            sync::Sync::check_access(conn).await?;
+        }
         let plugins = plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
         let hooks = config
             .sync
             .as_ref()
             .map(|cfg| sync::Sync::hooks(cfg, &plugins));
         let store = Store::open_with(&config.dir, &config.store, hooks.clone())?;
+        if let Some(path) = &config.test_faults {
+            testhooks::spawn(path.clone(), store.clone());
+        }
         let listener = TcpListener::bind(config.http)
             .await
             .map_err(|source| Error::Bind {
@@ -93,6 +109,7 @@ impl Server {
             sync::Sync::restore_bindings(&store, &plugins)
                 .await
                 .map_err(Error::Bindings)?;
+            sync::Sync::seed_users(&store).await?;
         }
         let sync = match (&config.sync, hooks) {
             (Some(cfg), Some(hooks)) => Some(sync::Sync::start(

@@ -72,6 +72,6 @@ pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind};
 pub use hlc::{Clock, Hlc};
 pub use log::{
     ConnectOptions, Log, LogError, NodePosition, Outgoing, PipelineError, Published, StreamOptions,
-    StreamState, connect,
+    StreamPeer, StreamState, connect,
 };
 pub use objects::{PluginObjects, sha256_hex};

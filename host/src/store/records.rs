@@ -25,6 +25,8 @@ pub struct ListQuery {
     pub where_sql: String,
     pub params: Vec<SqlParam>,
     pub order_sql: String,
+    /// Parameters of `order_sql` (bound after `params`).
+    pub order_params: Vec<SqlParam>,
     pub limit: i64,
     pub offset: i64,
     pub count: bool,
@@ -122,8 +124,12 @@ pub fn list(
         q.offset
     );
     let params: Vec<SqlValue> = q.params.iter().map(param).collect();
+    let all_params = params
+        .iter()
+        .cloned()
+        .chain(q.order_params.iter().map(param));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(params.iter()), |r| row_to_record(r, c))?;
+    let rows = stmt.query_map(params_from_iter(all_params), |r| row_to_record(r, c))?;
     let mut items = Vec::new();
     for r in rows {
         items.push(r?);
@@ -313,10 +319,14 @@ fn unique_error(e: rusqlite::Error, c: &Collection) -> StoreError {
     StoreError::Validation(errs)
 }
 
-/// Checks that every related id exists in its target collection.
-fn check_relations(ctx: &WriteCtx, prepared: &Prepared) -> Result<(), StoreError> {
+/// The relation fields whose ids do not all exist in their target collection, with
+/// PocketBase's error.
+fn missing_relations(
+    ctx: &WriteCtx,
+    relations: &validate::Relations,
+) -> Result<FieldErrors, StoreError> {
     let mut errs = FieldErrors::new();
-    for (field, target, ids) in &prepared.relations {
+    for (field, target, ids) in relations {
         if ids.is_empty() {
             continue;
         }
@@ -329,11 +339,27 @@ fn check_relations(ctx: &WriteCtx, prepared: &Prepared) -> Result<(), StoreError
             errs.insert(field.clone(), missing_rel());
         }
     }
+    Ok(errs)
+}
+
+/// Checks that every related id exists in its target collection.
+fn check_relations(ctx: &WriteCtx, prepared: &Prepared) -> Result<(), StoreError> {
+    let errs = missing_relations(ctx, &prepared.relations)?;
     if errs.is_empty() {
         Ok(())
     } else {
         Err(StoreError::Validation(errs))
     }
+}
+
+/// A refused record's errors, with its missing relations beside them.
+fn rejected(ctx: &WriteCtx, r: validate::Rejected) -> StoreError {
+    let mut errors = r.errors;
+    match missing_relations(ctx, &r.relations) {
+        Ok(missing) => errors.extend(missing),
+        Err(e) => return e,
+    }
+    StoreError::Validation(errors)
 }
 
 fn missing_rel() -> FieldError {
@@ -363,7 +389,7 @@ pub fn create(
     let c = collection(ctx, coll)?;
     let now = validate::now_string();
     let prepared =
-        validate::prepare_create_as(&c, input, &now, access).map_err(StoreError::Validation)?;
+        validate::prepare_create_checked(&c, input, &now, access).map_err(|r| rejected(ctx, r))?;
     check_relations(ctx, &prepared)?;
     let mut rec = prepared.record;
     if let (Some(_), Some(hash)) = (&prepared.password, password_hash) {
@@ -399,8 +425,8 @@ pub fn update(
     let c = collection(ctx, coll)?;
     let current = get(ctx.conn, &c, id)?.ok_or(StoreError::NotFound)?;
     let now = validate::now_string();
-    let prepared = validate::prepare_update_as(&c, &current, input, &now, access)
-        .map_err(StoreError::Validation)?;
+    let prepared = validate::prepare_update_checked(&c, &current, input, &now, access)
+        .map_err(|r| rejected(ctx, r))?;
     check_relations(ctx, &prepared)?;
     let mut rec = prepared.record;
     // A new password also gets a new tokenKey from validation, revoking older tokens.

@@ -31,7 +31,21 @@ pub async fn hashes(sync: &Sync) -> Value {
 /// The status document (superuser only).
 pub async fn status_json(sync: &Sync) -> Value {
     let local = local(sync).await;
-    let stream_seq = sync.stream_last_seq().await;
+    let state = sync.stream_state().await;
+    // The state just asked (or, when JetStream did not answer, the last sequence seen).
+    let stream_seq = sync.counters().stream_last_seq.load(Ordering::Relaxed);
+    let stream = state.as_ref().map(|s| {
+        json!({
+            "name": format!("SYNCBASE_{}", sync.config().cluster),
+            "firstSeq": s.first_seq,
+            "lastSeq": s.last_seq,
+            "messages": s.messages,
+            "bytes": s.bytes,
+            "replicas": s.replicas,
+            "leader": s.leader,
+            "servers": s.servers.iter().map(|p| json!({"name": p.name, "current": p.current})).collect::<Vec<_>>(),
+        })
+    });
     let dead = sync
         .store()
         .read_raw(|c| dead_letters(c, 100))
@@ -41,16 +55,24 @@ pub async fn status_json(sync: &Sync) -> Value {
     let bindings: Value =
         serde_json::from_str(&sync.plugins().runtime.bindings().to_json()).unwrap_or_default();
     let c = sync.counters();
-    let (stream, nodes) = cluster_view(sync).await;
+    let last_error = sync.last_error();
+    let nodes = node_positions(sync, state.as_ref().map(|s| s.last_seq)).await;
     json!({
         "nodeId": sync.node_id(),
         "mode": sync.mode(),
         "cluster": sync.config().cluster,
         "nats": {
             "connected": sync.connected(),
-            "lastError": sync.last_error(),
+            "lastError": last_error.as_ref().map(|e| e.message.clone()),
+            "lastErrorAt": last_error.as_ref().map(|e| {
+                chrono::DateTime::<chrono::Utc>::from(e.at)
+                    .format("%Y-%m-%d %H:%M:%S%.3fZ")
+                    .to_string()
+            }),
+            "lastErrorIn": last_error.as_ref().map(|e| e.part.name()),
         },
         "streamSeq": stream_seq,
+        "stream": stream,
         "appliedSeq": local.applied_seq,
         "lag": stream_seq.saturating_sub(local.applied_seq),
         "outboxBacklog": local.outbox_backlog,
@@ -63,33 +85,20 @@ pub async fn status_json(sync: &Sync) -> Value {
         "applied": c.applied.load(Ordering::Relaxed),
         "duplicates": c.duplicates.load(Ordering::Relaxed),
         "uptimeSeconds": sync.uptime().as_secs(),
-        "stream": stream,
         "nodes": nodes,
         "join": join_info(sync),
     })
 }
 
-/// The stream's figures and each node's position (`None`s while JetStream does not answer
-/// within half a second: the page polling this must not hang on an outage).
-async fn cluster_view(sync: &Sync) -> (Value, Value) {
+/// Each node's position in the log, from its durable consumer (`null` while JetStream does
+/// not answer within half a second: the page polling this must not hang on an outage).
+async fn node_positions(sync: &Sync, last: Option<u64>) -> Value {
     let log = sync.inner.log.borrow().clone();
     let Some(log) = log else {
-        return (Value::Null, Value::Null);
+        return Value::Null;
     };
     let wait = std::time::Duration::from_millis(500);
-    let stream = match tokio::time::timeout(wait, log.state()).await {
-        Ok(Ok(s)) => json!({
-            "name": log.stream_name(),
-            "firstSeq": s.first_seq,
-            "lastSeq": s.last_seq,
-            "messages": s.messages,
-            "bytes": s.bytes,
-            "replicas": s.replicas,
-        }),
-        _ => Value::Null,
-    };
-    let last = stream.get("lastSeq").and_then(Value::as_u64);
-    let nodes = match tokio::time::timeout(wait, log.node_positions()).await {
+    match tokio::time::timeout(wait, log.node_positions()).await {
         Ok(Ok(list)) => Value::Array(
             list.into_iter()
                 .map(|n| {
@@ -104,8 +113,7 @@ async fn cluster_view(sync: &Sync) -> (Value, Value) {
                 .collect(),
         ),
         _ => Value::Null,
-    };
-    (stream, nodes)
+    }
 }
 
 /// What another node needs to join this one's cluster: the addresses it must be given
