@@ -100,7 +100,7 @@ impl Sync {
                 }
                 Err(BootstrapError::Retry(e)) => {
                     tracing::warn!(error = %e, "bootstrap check failed; retrying");
-                    self.set_error(&e);
+                    self.set_error(super::Part::Consume, &e);
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }

@@ -112,6 +112,8 @@ fn merge(
         ddl::drop_table(&new, su)?;
         system::delete_collection_row(&new, &su.id)?;
     }
+    // A snapshot from before the mail outbox existed lacks the table.
+    super::super::mails::create_table(&new)?;
     new.execute("ATTACH DATABASE ?1 AS live", [&live_path])?;
     let result = (|| {
         let tx = new.unchecked_transaction()?;
@@ -170,6 +172,13 @@ fn keep_writes(
         "DELETE FROM main.sqlite_sequence WHERE name = '_sync_outbox';
          INSERT INTO main.sqlite_sequence (name, seq)
            SELECT name, seq FROM live.sqlite_sequence WHERE name = '_sync_outbox';",
+    )?;
+    // Mails this node still owes, and whether it already enqueued its `users` seed.
+    new.execute_batch(
+        "DELETE FROM main._mail_outbox;
+         INSERT INTO main._mail_outbox SELECT * FROM live._mail_outbox;
+         INSERT OR REPLACE INTO main._sync_state (key, value)
+           SELECT key, value FROM live._sync_state WHERE key = 'seed_enqueued';",
     )?;
     report.own_applied = new
         .query_row(

@@ -37,8 +37,15 @@ use super::{Store, StoreError, system};
 pub use install::{InstallMode, InstallReport};
 
 /// Tables whose rows belong to one node: never part of a snapshot.
-pub const NODE_LOCAL_TABLES: &[&str] =
-    &["_sync_outbox", "_sync_pending", "_sync_shadow", "_params"];
+/// `_mail_outbox` holds the mails this node still has to send: a node installing the snapshot
+/// must not send them again.
+pub const NODE_LOCAL_TABLES: &[&str] = &[
+    "_sync_outbox",
+    "_sync_pending",
+    "_sync_shadow",
+    "_params",
+    "_mail_outbox",
+];
 
 /// A read transaction open at the fold position `seq`.
 pub struct Pinned {
@@ -174,9 +181,12 @@ fn canonicalize(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch(&format!("DELETE FROM {table}"))?;
     }
     conn.execute(
-        "DELETE FROM sqlite_sequence WHERE name = '_sync_outbox'",
+        "DELETE FROM sqlite_sequence WHERE name IN ('_sync_outbox', '_mail_outbox')",
         [],
     )?;
+    // Whether this node has put its own `users` seed in its outbox (`users_seeded`, set by
+    // the fold, is canonical and stays).
+    conn.execute("DELETE FROM _sync_state WHERE key = 'seed_enqueued'", [])?;
     if let Some(su) = schema.get(LOCAL_ONLY) {
         super::ddl::drop_table(conn, su)?;
         system::delete_collection_row(conn, &su.id)?;
