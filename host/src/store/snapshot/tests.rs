@@ -190,6 +190,9 @@ async fn a_pinned_copy_holds_exactly_its_position_and_nothing_node_local() {
     a.write(|ctx| crate::store::settings::update(ctx.conn, &json!({"meta": {"appName": "A"}})))
         .await
         .expect("settings");
+    a.write(|ctx| crate::store::mails::enqueue(ctx.conn, "verification", "u@example.com", "m"))
+        .await
+        .expect("mail");
 
     let pinned = a.pin().await.expect("pin");
     assert_eq!(pinned.seq, 3);
@@ -223,7 +226,13 @@ async fn a_pinned_copy_holds_exactly_its_position_and_nothing_node_local() {
         ],
         "canonical rows at 3: the overlays replaced by their shadows"
     );
-    for table in ["_sync_outbox", "_sync_pending", "_sync_shadow", "_params"] {
+    for table in [
+        "_sync_outbox",
+        "_sync_pending",
+        "_sync_shadow",
+        "_params",
+        "_mail_outbox",
+    ] {
         let n: i64 = copy
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .expect("count");
@@ -285,6 +294,13 @@ async fn an_install_keeps_what_the_node_acknowledged_but_the_snapshot_lacks() {
     })
     .await
     .expect("superuser");
+    // A mail A owes (the snapshot's taker owes one too: B must not send it, A must).
+    a.write(|ctx| crate::store::mails::enqueue(ctx.conn, "verification", "a@example.com", "m"))
+        .await
+        .expect("mail");
+    b.write(|ctx| crate::store::mails::enqueue(ctx.conn, "verification", "b@example.com", "m"))
+        .await
+        .expect("mail");
     let outbox: Vec<(u64, String, Vec<u8>)> = a
         .read_raw(|c| crate::store::sync::outbox_after(c, 0, 10))
         .await
@@ -335,6 +351,14 @@ async fn an_install_keeps_what_the_node_acknowledged_but_the_snapshot_lacks() {
     );
     assert_eq!(count(&a, "SELECT count(*) FROM _sync_shadow").await, 1);
     assert_eq!(count(&a, "SELECT count(*) FROM _superusers").await, 1);
+    let mails: Vec<String> = a
+        .read_raw(|c| crate::store::mails::list(c, 10))
+        .await
+        .expect("mails")
+        .into_iter()
+        .map(|m| m.recipient)
+        .collect();
+    assert_eq!(mails, ["a@example.com"], "A's mail outbox, not B's");
     assert!(a.schema().get("notes").is_some(), "the schema was reloaded");
     // The outbox goes on counting where it was.
     local(&a, "aaaaaaaaaaaaaa7", "after").await;
