@@ -284,14 +284,13 @@ async fn settle(nodes: &[&Node]) -> Result<()> {
     }
 }
 
+/// Where a manual snapshot's seconds and answer are put.
+type SnapSlot = Arc<tokio::sync::Mutex<Option<(f64, Value)>>>;
+
 /// Creates on `node` from `LOAD_CONNS` connections; each latency is kept. Without `snap`, for
 /// `LOAD_SECS`; with it, while a manual snapshot runs on the node (its seconds and answer are
 /// put in `snap`), keeping only the creates that started while it ran.
-async fn creates_on(
-    node: &Node,
-    config: &Config,
-    snap: Option<Arc<tokio::sync::Mutex<Option<(f64, Value)>>>>,
-) -> Result<Vec<Duration>> {
+async fn creates_on(node: &Node, config: &Config, snap: Option<SnapSlot>) -> Result<Vec<Duration>> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..config.load_conns {

@@ -244,6 +244,9 @@ fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// A table's name with its content hash and row count.
+type TableHash = (String, (String, u64));
+
 /// Opens a snapshot's SQLite file read-only and recomputes its figures (row counts and table
 /// hashes, each table on a thread of its own) to check them against a header. The file's
 /// sha256 is not computed here (the extraction hashes what it writes). Blocking.
@@ -255,7 +258,7 @@ pub fn inspect(path: &Path) -> Result<Contents, StoreError> {
         .into_iter()
         .filter(|c| c.name != LOCAL_ONLY)
         .collect();
-    let hashed: Vec<Result<(String, (String, u64)), StoreError>> = std::thread::scope(|s| {
+    let hashed: Vec<Result<TableHash, StoreError>> = std::thread::scope(|s| {
         let handles: Vec<_> = tables
             .iter()
             .map(|c| {
