@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Auth, Denied};
 use crate::filter::{self, FilterError, SqlParam};
-use crate::store::{Collection, Record, Schema};
+use crate::store::{Collection, ReadConn, Record, Schema, StoreError, records};
 
 /// The `@request` object rules and filters read.
 pub fn request_info(
@@ -73,4 +73,60 @@ pub fn allowed<'a>(auth: &Auth, rule: &'a Option<String>) -> Result<Option<&'a s
         None => Err(Denied::Forbidden),
         Some(r) => Ok(Some(r.as_str())),
     }
+}
+
+/// Removes expanded records whose view rule (an expression) the caller does not satisfy.
+pub fn check_expanded(
+    conn: &ReadConn,
+    schema: &Schema,
+    request: &Value,
+    auth: &Auth,
+    v: &mut Value,
+) -> Result<(), StoreError> {
+    if auth.is_superuser() {
+        return Ok(());
+    }
+    let Some(Value::Object(exp)) = v.get_mut("expand") else {
+        return Ok(());
+    };
+    for (_, item) in exp.iter_mut() {
+        let was_array = item.is_array();
+        let mut list: Vec<Value> = match item.take() {
+            Value::Array(a) => a,
+            other => vec![other],
+        };
+        let mut kept = Vec::new();
+        for mut rec in list.drain(..) {
+            let cid = rec
+                .get("collectionId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let id = rec
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let Some(c) = schema.get(&cid) else { continue };
+            let ok = match &c.view_rule {
+                None => false,
+                Some(r) if r.trim().is_empty() => true,
+                Some(r) => match rule_condition(schema, c, r, request)? {
+                    None => true,
+                    Some((sql, params)) => records::matches(conn, c, &id, &sql, &params)?,
+                },
+            };
+            if ok {
+                check_expanded(conn, schema, request, auth, &mut rec)?;
+                kept.push(rec);
+            }
+        }
+        *item = if was_array {
+            Value::Array(kept)
+        } else {
+            kept.pop().unwrap_or(Value::Null)
+        };
+    }
+    exp.retain(|_, v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
+    Ok(())
 }

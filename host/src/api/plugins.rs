@@ -312,6 +312,8 @@ pub async fn outbound(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<
         "dropped": log.dropped.load(Ordering::Relaxed),
         "rewritten": log.rewritten.load(Ordering::Relaxed),
         "failures": log.failures.load(Ordering::Relaxed),
+        "retainedBytes": log.retained_bytes(),
+        "maxBytes": log.max_bytes(),
         "items": log.recent(),
     })))
 }

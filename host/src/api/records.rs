@@ -16,7 +16,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::Input;
 use crate::access::Auth;
 use crate::access::present::{self, FieldsPicker};
-use crate::access::rules::{allowed, request_info, rule_condition};
+use crate::access::rules::{allowed, check_expanded, request_info, rule_condition};
 use crate::auth::password;
 use crate::filter;
 use crate::records::validate::{self, Access};
@@ -47,62 +47,6 @@ fn truthy(v: Option<&String>) -> bool {
 fn expand_visibility(auth: &Auth) -> impl Fn(&Collection, &Record) -> bool {
     let superuser = auth.is_superuser();
     move |c: &Collection, _: &Record| superuser || c.view_rule.is_some()
-}
-
-/// Removes expanded records whose view rule (an expression) the caller does not satisfy.
-fn check_expanded(
-    conn: &crate::store::ReadConn,
-    schema: &Schema,
-    request: &Value,
-    auth: &Auth,
-    v: &mut Value,
-) -> Result<(), StoreError> {
-    if auth.is_superuser() {
-        return Ok(());
-    }
-    let Some(Value::Object(exp)) = v.get_mut("expand") else {
-        return Ok(());
-    };
-    for (_, item) in exp.iter_mut() {
-        let was_array = item.is_array();
-        let mut list: Vec<Value> = match item.take() {
-            Value::Array(a) => a,
-            other => vec![other],
-        };
-        let mut kept = Vec::new();
-        for mut rec in list.drain(..) {
-            let cid = rec
-                .get("collectionId")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let id = rec
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let Some(c) = schema.get(&cid) else { continue };
-            let ok = match &c.view_rule {
-                None => false,
-                Some(r) if r.trim().is_empty() => true,
-                Some(r) => match rule_condition(schema, c, r, request)? {
-                    None => true,
-                    Some((sql, params)) => records::matches(conn, c, &id, &sql, &params)?,
-                },
-            };
-            if ok {
-                check_expanded(conn, schema, request, auth, &mut rec)?;
-                kept.push(rec);
-            }
-        }
-        *item = if was_array {
-            Value::Array(kept)
-        } else {
-            kept.pop().unwrap_or(Value::Null)
-        };
-    }
-    exp.retain(|_, v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
-    Ok(())
 }
 
 /// Shows records to the caller: expand, visibility, then the fields picker.

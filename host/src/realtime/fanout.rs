@@ -12,7 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{Client, Hub, Message, Subscription};
 use crate::access::Auth;
 use crate::access::present::{self, FieldsPicker};
-use crate::access::rules::{request_info, rule_condition};
+use crate::access::rules::{check_expanded, request_info, rule_condition};
 use crate::filter;
 use crate::store::{Change, ReadConn, Schema, Store, StoreError, expand, records};
 
@@ -196,6 +196,10 @@ fn render(
     }
     let rec = recs.pop().unwrap_or_default();
     let mut shown = present::record(schema, c, rec, auth);
+    if shown.get("expand").is_some() {
+        // Expanded records answer to their own collection's view rule, as in the record API.
+        check_expanded(db()?, schema, &request, auth, &mut shown)?;
+    }
     if let Some(p) = sub.query.get("fields").and_then(|f| FieldsPicker::parse(f)) {
         shown = p.apply(shown);
     }
