@@ -134,10 +134,6 @@ impl Server {
             listener,
             state,
         } = self;
-        let invalidator = tokio::spawn(invalidate_auth_cache(
-            store.clone(),
-            state.auth_cache.clone(),
-        ));
         let hub = state.hub.clone();
         let replication = state.sync.clone();
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
@@ -167,7 +163,6 @@ impl Server {
             }
         };
         drop(stop_rx);
-        invalidator.abort();
         fanout.abort();
         if let Some(outbound) = outbound {
             outbound.abort();
@@ -178,23 +173,6 @@ impl Server {
             sync.stop().await;
         }
         result
-    }
-}
-
-/// Empties the token cache whenever an auth record changes (password, tokenKey, deletion),
-/// so revoked tokens stop working at once.
-async fn invalidate_auth_cache(store: Store, cache: Arc<access::AuthCache>) {
-    let mut rx = store.subscribe();
-    loop {
-        match rx.recv().await {
-            Ok(batch) => {
-                if batch.iter().any(|c| c.collection.is_auth()) {
-                    cache.clear();
-                }
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.clear(),
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        }
     }
 }
 
