@@ -10,10 +10,12 @@ pub mod auth;
 pub mod config;
 pub mod filter;
 pub mod nats;
+pub mod net;
 pub mod plugins;
 pub mod realtime;
 pub mod records;
 pub mod replication;
+pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod superuser;
@@ -66,7 +68,14 @@ impl Server {
             let bin = nats::binary::find(opts.binary.as_deref())?;
             nats::binary::check_version(&bin).await?;
         }
-        let plugins = plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
+        // As Go does for PocketBase: connections are file descriptors.
+        let open_files = net::raise_open_file_limit();
+        let mut plugins =
+            plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
+        plugins.outbound = Arc::new(plugins::OutboundLog::new(
+            plugins::OUTBOUND_ENTRIES,
+            config.outbound_log_bytes,
+        ));
         let hooks = config
             .sync
             .as_ref()
@@ -100,13 +109,19 @@ impl Server {
             )),
             _ => None,
         };
+        let settings = store
+            .read(|conn, _| store::settings::load_settings(conn))
+            .await?;
         let state = api::AppState {
             store: store.clone(),
             auth_cache: Arc::new(Default::default()),
             hub,
             plugins,
             sync,
+            guard: Arc::new(api::guard::Guard::new(&settings)),
         };
+        let mut config = config;
+        config.net.max_connections = net::fit_connections(config.net.max_connections, open_files);
         Ok(Server {
             config,
             store,
@@ -144,6 +159,8 @@ impl Server {
         let app = api::router(state, config.body_limit);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = config.shutdown_grace;
+        let listener = net::Listener::new(listener, config.net.clone());
+        let app = app.into_make_service_with_connect_info::<net::ConnInfo>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             // Realtime streams never end by themselves: close them so draining can finish.

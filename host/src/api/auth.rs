@@ -10,11 +10,12 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
+use super::guard::ClientIp;
 use super::records::collection;
 use crate::access::Auth;
 use crate::access::present;
 use crate::access::rules::{request_info, rule_condition};
-use crate::auth::{jwt, password};
+use crate::auth::{gate, jwt, password};
 use crate::store::schema::quote_ident;
 use crate::store::{Collection, Record, Schema, StoreError, records};
 
@@ -26,6 +27,14 @@ fn auth_collection(schema: &Schema, name: &str) -> ApiResult<std::sync::Arc<Coll
         ));
     }
     Ok(c)
+}
+
+/// This client already has as many password checks in flight as it may (see `auth::gate`).
+pub fn busy(_: gate::Busy) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "Too many password checks in flight for this client; try again shortly.",
+    )
 }
 
 /// Issues a token for `rec`, signed with its tokenKey plus the collection secret.
@@ -56,6 +65,7 @@ pub async fn with_password(
     State(st): State<AppState>,
     method: Method,
     headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Path(coll): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
@@ -95,6 +105,7 @@ pub async fn with_password(
     }
     let fields = opts.password_auth.identity_fields.clone();
     let c2 = c.clone();
+    let key = identity.clone();
     let found = st
         .store
         .read(move |conn, _| {
@@ -119,7 +130,11 @@ pub async fn with_password(
         .await?;
     let Some(rec) = found else {
         // Spend the same time as a real check so timing does not reveal unknown identities.
-        let _ = tokio::task::spawn_blocking(move || password::verify_dummy(&pass)).await;
+        gate::run(&st.guard.passwords, &ip, &key, move || {
+            password::verify_dummy(&pass)
+        })
+        .await
+        .map_err(busy)?;
         return Err(failed());
     };
     let hash = rec
@@ -127,9 +142,11 @@ pub async fn with_password(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pass, &hash))
-        .await
-        .unwrap_or(false);
+    let ok = gate::run(&st.guard.passwords, &ip, &key, move || {
+        password::verify(&pass, &hash)
+    })
+    .await
+    .map_err(busy)?;
     if !ok {
         return Err(failed());
     }

@@ -27,6 +27,9 @@ pub use fanout::run as run_fanout;
 pub const MAX_TOPICS: usize = 1000;
 /// Longest topic accepted (options included).
 pub const MAX_TOPIC_LEN: usize = 2500;
+/// Default bound on the cost of one client's subscriptions: each topic costs 1, plus the
+/// terms of its filter and its expand paths (`--realtime-client-cost`).
+pub const CLIENT_COST: usize = 2000;
 
 /// Tuning from the config.
 #[derive(Debug, Clone)]
@@ -35,6 +38,8 @@ pub struct RealtimeOptions {
     pub client_buffer: usize,
     /// A connection with no message for this long is closed (clients reconnect).
     pub idle_timeout: Duration,
+    /// Largest cost of one client's subscriptions (see `CLIENT_COST`).
+    pub client_cost: usize,
 }
 
 impl Default for RealtimeOptions {
@@ -42,6 +47,7 @@ impl Default for RealtimeOptions {
         RealtimeOptions {
             client_buffer: 512,
             idle_timeout: Duration::from_secs(300),
+            client_cost: CLIENT_COST,
         }
     }
 }

@@ -5,5 +5,5 @@
 
 mod checks;
 mod coerce;
-mod formats;
+pub mod formats;
 pub mod validate;
