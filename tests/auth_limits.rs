@@ -42,8 +42,14 @@ async fn pocketbases_rate_limits_answer_429() {
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     // The third login attempt from this client within the window is refused unseen.
-    assert_eq!(login(&node, "nobody@example.com", "wrong-one").await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(login(&node, "nobody@example.com", "wrong-two").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        login(&node, "nobody@example.com", "wrong-one").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        login(&node, "nobody@example.com", "wrong-two").await.0,
+        StatusCode::BAD_REQUEST
+    );
     let (s, body) = login(&node, "nobody@example.com", "wrong-three").await;
     assert_eq!((s, body), (StatusCode::TOO_MANY_REQUESTS, too_many()));
     // A guest may create one post per window; a superuser is never limited.
@@ -68,12 +74,17 @@ async fn pocketbases_rate_limits_answer_429() {
             "",
             Method::POST,
             "/api/batch",
-            Some(json!({"requests": [{"method": "POST", "url": "/api/collections/posts/records",
-                                      "body": {"title": "b"}}]})),
+            Some(
+                json!({"requests": [{"method": "POST", "url": "/api/collections/posts/records",
+                                      "body": {"title": "b"}}]}),
+            ),
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(body["data"]["requests"]["0"]["response"]["status"], 429, "{body}");
+    assert_eq!(
+        body["data"]["requests"]["0"]["response"]["status"], 429,
+        "{body}"
+    );
     // Excluded addresses are never limited (and new rules start new windows).
     let (s, body) = node
         .patch(
@@ -180,11 +191,17 @@ async fn settings_keep_pocketbases_model_only() {
     assert_eq!(s, StatusCode::OK, "{}", body.to_string().len());
     assert_eq!(body["meta"]["appName"], "Mine");
     assert!(body.get("junk").is_none() && body["meta"].get("extra").is_none());
-    assert!(body["smtp"].get("password").is_none(), "the SMTP password is shown");
+    assert!(
+        body["smtp"].get("password").is_none(),
+        "the SMTP password is shown"
+    );
     let stored = stored_settings(&node);
     assert!(stored.len() < 4096, "{} bytes stored", stored.len());
     assert!(!stored.contains("jjj"), "junk was stored");
-    assert!(stored.contains("smtp-secret"), "the SMTP password is kept for sending mail");
+    assert!(
+        stored.contains("smtp-secret"),
+        "the SMTP password is kept for sending mail"
+    );
     let (_, got) = node.get("/api/settings").await;
     assert_eq!(got, body);
     // A value of the wrong type refuses the whole body; nothing changes.
@@ -201,9 +218,17 @@ async fn settings_keep_pocketbases_model_only() {
         );
     }
     let (s, err) = node
-        .raw(Method::PATCH, "/api/settings", "application/json", b"[]".to_vec())
+        .raw(
+            Method::PATCH,
+            "/api/settings",
+            "application/json",
+            b"[]".to_vec(),
+        )
         .await;
-    assert_eq!((s, err["status"].clone()), (StatusCode::BAD_REQUEST, json!(400)));
+    assert_eq!(
+        (s, err["status"].clone()),
+        (StatusCode::BAD_REQUEST, json!(400))
+    );
     // Invalid values answer with PocketBase's nested validation errors; nothing changes.
     let (s, err) = node
         .patch(
@@ -212,8 +237,14 @@ async fn settings_keep_pocketbases_model_only() {
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_eq!(err["message"], "An error occurred while saving the new settings.");
-    assert_eq!(err["data"]["meta"]["appName"]["code"], "validation_required");
+    assert_eq!(
+        err["message"],
+        "An error occurred while saving the new settings."
+    );
+    assert_eq!(
+        err["data"]["meta"]["appName"]["code"],
+        "validation_required"
+    );
     assert_eq!(
         err["data"]["rateLimits"]["rules"]["0"]["label"]["code"],
         "validation_match_invalid"
@@ -223,11 +254,15 @@ async fn settings_keep_pocketbases_model_only() {
     // Guests and users may not read or change settings.
     let (_, token) = user(&node, "u@example.com").await;
     assert_eq!(
-        node.call_as(&token, Method::GET, "/api/settings", None).await.0,
+        node.call_as(&token, Method::GET, "/api/settings", None)
+            .await
+            .0,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        node.call_as("", Method::PATCH, "/api/settings", Some(json!({}))).await.0,
+        node.call_as("", Method::PATCH, "/api/settings", Some(json!({})))
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
 }
