@@ -235,7 +235,11 @@ async fn hash_password(
     c: &Collection,
     input: &Record,
 ) -> ApiResult<Option<String>> {
-    if !c.is_auth() {
+    // Auth collections, and the system `_otps` (its one-time passwords are hashed too).
+    if !c
+        .field("password")
+        .is_some_and(|f| matches!(f.kind, crate::store::FieldKind::Password(_)))
+    {
         return Ok(None);
     }
     let Some(Value::String(pw)) = input.get("password") else {
