@@ -185,6 +185,13 @@ async fn the_outbound_log_stays_under_its_byte_bound() {
     let kept: Vec<&Value> = items.iter().filter(|i| i["data"].is_object()).collect();
     assert!(!kept.is_empty());
     assert_eq!(kept.last().map(|i| &i["id"]), ids.last());
+    // `limit` asks for the newest events only (0: the counters alone).
+    let (_, newest) = node.get("/api/plugins/outbound?limit=1").await;
+    assert_eq!(newest["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(newest["items"][0]["id"], huge["id"]);
+    let (_, counters) = node.get("/api/plugins/outbound?limit=0").await;
+    assert_eq!(counters["items"], json!([]));
+    assert!(counters["passed"].as_u64().is_some_and(|n| n >= 9), "{counters}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

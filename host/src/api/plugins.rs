@@ -303,9 +303,20 @@ pub async fn dry_run_resolve(
     ))
 }
 
-/// `GET /api/plugins/outbound`: what the outbound stage let out most recently, and counters.
-pub async fn outbound(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+/// `GET /api/plugins/outbound[?limit=N]`: what the outbound stage let out most recently (the
+/// `N` newest events; all kept by default, none with 0), and counters.
+pub async fn outbound(
+    State(st): State<AppState>,
+    auth: Auth,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
+    let limit = match q.get("limit") {
+        None => usize::MAX,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request("`limit` must be a number."))?,
+    };
     let log = &st.plugins.outbound;
     Ok(Json(json!({
         "passed": log.passed.load(Ordering::Relaxed),
@@ -314,7 +325,7 @@ pub async fn outbound(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<
         "failures": log.failures.load(Ordering::Relaxed),
         "retainedBytes": log.retained_bytes(),
         "maxBytes": log.max_bytes(),
-        "items": log.recent(),
+        "items": log.recent(limit),
     })))
 }
 

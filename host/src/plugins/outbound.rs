@@ -189,12 +189,14 @@ impl OutboundLog {
         r.events.push_back(e);
     }
 
-    /// The kept events, oldest first, as the API shows them.
-    pub fn recent(&self) -> Vec<Value> {
-        self.recent
-            .lock()
-            .events
+    /// The `limit` most recent kept events (all: `usize::MAX`), oldest first, as the API
+    /// shows them.
+    pub fn recent(&self, limit: usize) -> Vec<Value> {
+        let r = self.recent.lock();
+        let skip = r.events.len().saturating_sub(limit);
+        r.events
             .iter()
+            .skip(skip)
             .map(OutboundEvent::to_json)
             .collect()
     }
