@@ -252,16 +252,29 @@ struct Limiter {
     max: i64,
     interval: i64,
     clients: HashMap<String, Window>,
+    /// Clients kept before expired windows are swept: doubles with the live clients, so a
+    /// sweep costs amortised constant time per new client.
+    sweep_at: usize,
 }
 
 impl Limiter {
-    /// Clients kept before expired windows are swept (they are only swept then).
+    /// The first sweep threshold.
     const SWEEP_AT: usize = 4096;
 
+    fn new(max: i64, interval: i64) -> Limiter {
+        Limiter {
+            max,
+            interval: interval.max(1),
+            clients: HashMap::new(),
+            sweep_at: Self::SWEEP_AT,
+        }
+    }
+
     fn allow(&mut self, key: &str, now: i64) -> bool {
-        if self.clients.len() >= Self::SWEEP_AT && !self.clients.contains_key(key) {
+        if self.clients.len() >= self.sweep_at && !self.clients.contains_key(key) {
             let interval = self.interval;
             self.clients.retain(|_, w| now - w.start < interval);
+            self.sweep_at = Self::SWEEP_AT.max(self.clients.len() * 2);
         }
         let w = self.clients.entry(key.to_string()).or_insert(Window {
             start: now,
@@ -394,11 +407,7 @@ impl RateLimiter {
             .limiters
             .lock()
             .entry(id)
-            .or_insert_with(|| Limiter {
-                max: rule.max_requests,
-                interval: rule.duration.max(1),
-                clients: HashMap::new(),
-            })
+            .or_insert_with(|| Limiter::new(rule.max_requests, rule.duration))
             .allow(ip, now);
         if allowed {
             Ok(())
@@ -502,11 +511,7 @@ mod tests {
 
     #[test]
     fn a_window_allows_max_requests_then_resets() {
-        let mut l = Limiter {
-            max: 2,
-            interval: 3,
-            clients: HashMap::new(),
-        };
+        let mut l = Limiter::new(2, 3);
         assert!(l.allow("a", 10));
         assert!(l.allow("a", 11));
         assert!(!l.allow("a", 12));
