@@ -220,6 +220,8 @@ pub struct ServeArgs {
     /// Seconds that in-flight requests get to finish on shutdown.
     #[arg(long, env = "SYNCBASE_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
     /// Replicate through an existing NATS cluster: comma-separated server URLs
     /// (e.g. nats://h1:4222,nats://h2:4222). Without --nats or --sync the node runs alone.
@@ -307,6 +309,26 @@ pub struct ServeArgs {
     pub test_faults: Option<PathBuf>,
 }
 
+/// Bounds on what one client can make a node hold (see README "Security").
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Concurrent HTTP connections served; beyond, requests get 503 (health checks still
+    /// answer). Lowered at start to fit the open-file limit.
+    #[arg(long, env = "SYNCBASE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds a write may wait for a client that does not read (e.g. a stuck realtime
+    /// consumer) before its connection is closed.
+    #[arg(long, env = "SYNCBASE_WRITE_TIMEOUT", default_value_t = 30)]
+    pub write_timeout: u64,
+    /// Bytes of record data the outbound log (`GET /api/plugins/outbound`) keeps at most.
+    #[arg(long, env = "SYNCBASE_OUTBOUND_LOG_BYTES", default_value_t = crate::plugins::OUTBOUND_BYTES)]
+    pub outbound_log_bytes: usize,
+    /// Cost one realtime client's subscriptions may add up to: each topic costs 1, plus the
+    /// terms of its filter and its expand paths. Beyond, the subscription request fails.
+    #[arg(long, env = "SYNCBASE_REALTIME_CLIENT_COST", default_value_t = crate::realtime::CLIENT_COST)]
+    pub realtime_client_cost: usize,
+}
+
 /// The validated configuration of a server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -322,6 +344,10 @@ pub struct Config {
     pub sync: Option<crate::sync::SyncConfig>,
     /// The chaos harness's fault control file (`crate::testhooks`).
     pub test_faults: Option<PathBuf>,
+    /// Connection cap and write timeout of the HTTP listener.
+    pub net: crate::net::NetOptions,
+    /// Byte bound of the outbound log.
+    pub outbound_log_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -464,6 +490,7 @@ impl Config {
             realtime: RealtimeOptions {
                 client_buffer: a.realtime_buffer.max(1),
                 idle_timeout: std::time::Duration::from_secs(a.realtime_idle.max(1)),
+                client_cost: a.limits.realtime_client_cost.max(1),
             },
             node_id: a.node_id.clone(),
             test_faults: a.test_faults.clone(),
@@ -472,6 +499,11 @@ impl Config {
                 memory_cap: a.plugin_memory_mb.max(1) << 20,
                 ..RuntimeConfig::default()
             },
+            net: crate::net::NetOptions {
+                max_connections: a.limits.max_connections.max(1),
+                write_timeout: std::time::Duration::from_secs(a.limits.write_timeout.max(1)),
+            },
+            outbound_log_bytes: a.limits.outbound_log_bytes,
         })
     }
 
@@ -488,6 +520,8 @@ impl Config {
             plugins: RuntimeConfig::default(),
             sync: None,
             test_faults: None,
+            net: crate::net::NetOptions::default(),
+            outbound_log_bytes: crate::plugins::OUTBOUND_BYTES,
         }
     }
 }

@@ -12,11 +12,13 @@ pub mod dashboard;
 pub mod filter;
 pub mod mail;
 pub mod nats;
+pub mod net;
 pub mod oauth2;
 pub mod plugins;
 pub mod realtime;
 pub mod records;
 pub mod replication;
+pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod superuser;
@@ -82,7 +84,14 @@ impl Server {
         {
             sync::Sync::check_access(conn).await?;
         }
-        let plugins = plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
+        // As Go does for PocketBase: connections are file descriptors.
+        let open_files = net::raise_open_file_limit();
+        let mut plugins =
+            plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
+        plugins.outbound = Arc::new(plugins::OutboundLog::new(
+            plugins::OUTBOUND_ENTRIES,
+            config.outbound_log_bytes,
+        ));
         let hooks = config
             .sync
             .as_ref()
@@ -120,16 +129,22 @@ impl Server {
             )),
             _ => None,
         };
+        let settings = store
+            .read(|conn, _| store::settings::load_settings(conn))
+            .await?;
         let state = api::AppState {
             store: store.clone(),
             auth_cache: Arc::new(Default::default()),
             hub,
             plugins,
             sync,
+            guard: Arc::new(api::guard::Guard::new(&settings)),
             mailer: mail::Mailer::new(store.clone()),
             resend: Arc::new(Default::default()),
             http: oauth2::http_client(),
         };
+        let mut config = config;
+        config.net.max_connections = net::fit_connections(config.net.max_connections, open_files);
         Ok(Server {
             config,
             store,
@@ -157,10 +172,6 @@ impl Server {
             listener,
             state,
         } = self;
-        let invalidator = tokio::spawn(invalidate_auth_cache(
-            store.clone(),
-            state.auth_cache.clone(),
-        ));
         let hub = state.hub.clone();
         let replication = state.sync.clone();
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
@@ -174,6 +185,8 @@ impl Server {
         let app = api::router(state, config.body_limit);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = config.shutdown_grace;
+        let listener = net::Listener::new(listener, config.net.clone());
+        let app = app.into_make_service_with_connect_info::<net::ConnInfo>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             // Realtime streams never end by themselves: close them so draining can finish.
@@ -193,7 +206,6 @@ impl Server {
             }
         };
         drop(stop_rx);
-        invalidator.abort();
         fanout.abort();
         mailer.abort();
         auth_cleanup.abort();
@@ -206,23 +218,6 @@ impl Server {
             sync.stop().await;
         }
         result
-    }
-}
-
-/// Empties the token cache whenever an auth record changes (password, tokenKey, deletion),
-/// so revoked tokens stop working at once.
-async fn invalidate_auth_cache(store: Store, cache: Arc<access::AuthCache>) {
-    let mut rx = store.subscribe();
-    loop {
-        match rx.recv().await {
-            Ok(batch) => {
-                if batch.iter().any(|c| c.collection.is_auth()) {
-                    cache.clear();
-                }
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.clear(),
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        }
     }
 }
 

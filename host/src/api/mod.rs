@@ -10,6 +10,7 @@ pub mod batch;
 pub mod collections;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod plugins;
 pub mod realtime;
 pub mod records;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub plugins: Plugins,
     /// Replication, on a node that replicates.
     pub sync: Option<crate::sync::Sync>,
+    /// Connection cap, client IPs, rate limits and the password gate.
+    pub guard: Arc<guard::Guard>,
     /// The node's mail outbox and sender.
     pub mailer: crate::mail::Mailer,
     /// Recent verification / password-reset requests (PocketBase's resend guard).
@@ -160,6 +163,13 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard::body_limit(body_limit, req, next)
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }
 

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::sync::SyncHooks;
 use super::system::Schema;
-use super::{Change, CountCache, StoreError, StoreOptions};
+use super::{AuthEpoch, Change, CountCache, StoreError, StoreOptions};
 
 /// What a write job sees: the connection inside its savepoint, the schema as of this job
 /// (including earlier jobs of the same batch), and the changes it records.
@@ -122,7 +122,7 @@ impl Writer {
         path: &Path,
         schema: Arc<ArcSwap<Schema>>,
         changes: broadcast::Sender<Arc<Vec<Change>>>,
-        counts: Arc<CountCache>,
+        (counts, auth_epoch): (Arc<CountCache>, Arc<AuthEpoch>),
         opts: &StoreOptions,
         sync: Option<Arc<SyncHooks>>,
     ) -> Result<Writer, StoreError> {
@@ -137,7 +137,7 @@ impl Writer {
                     rx,
                     schema,
                     changes,
-                    counts,
+                    (counts, auth_epoch),
                     max_batch,
                     sync,
                     checkpointer,
@@ -300,7 +300,7 @@ fn run(
     mut rx: mpsc::Receiver<Msg>,
     published: Arc<ArcSwap<Schema>>,
     changes: broadcast::Sender<Arc<Vec<Change>>>,
-    counts: Arc<CountCache>,
+    (counts, auth_epoch): (Arc<CountCache>, Arc<AuthEpoch>),
     max_batch: usize,
     sync: Option<Arc<SyncHooks>>,
     mut checkpointer: Checkpointer,
@@ -352,7 +352,7 @@ fn run(
             schema,
             &published,
             &changes,
-            &counts,
+            (&counts, &auth_epoch),
             sync.as_deref(),
         );
         checkpointer.committed(&conn);
@@ -366,7 +366,7 @@ fn run(
                     schema,
                     &published,
                     &changes,
-                    &counts,
+                    (&counts, &auth_epoch),
                     sync.as_deref(),
                 );
             }
@@ -395,7 +395,7 @@ fn run_batch(
     schema: Arc<Schema>,
     published: &ArcSwap<Schema>,
     feed: &broadcast::Sender<Arc<Vec<Change>>>,
-    counts: &CountCache,
+    (counts, auth_epoch): (&CountCache, &AuthEpoch),
     sync: Option<&SyncHooks>,
 ) -> Arc<Schema> {
     let span = tracing::debug_span!("write_batch", jobs = batch.len());
@@ -482,8 +482,13 @@ fn run_batch(
         Ok(()) => {
             // Totals cached before this commit may be stale now.
             counts.bump();
-            if !Arc::ptr_eq(&schema, &start_schema) {
+            let schema_changed = !Arc::ptr_eq(&schema, &start_schema);
+            if schema_changed {
                 published.store(schema.clone());
+            }
+            // Before anyone hears of this commit: a token it revoked is refused from now on.
+            if schema_changed || committed_changes.iter().any(|c| c.collection.is_auth()) {
+                auth_epoch.bump();
             }
             if !committed_changes.is_empty() {
                 // Nobody listening is fine: the feed is best-effort fan-out.

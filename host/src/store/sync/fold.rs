@@ -549,8 +549,12 @@ impl Fold<'_, '_> {
     fn apply_schema(&mut self, event: &Event) -> Result<(), StoreError> {
         let data = Value::Object(event.data.clone().unwrap_or_default());
         let parse = |v: &Value| -> Result<Collection, StoreError> {
-            serde_json::from_value(v.clone())
-                .map_err(|e| StoreError::BadRequest(format!("invalid collection in event: {e}")))
+            serde_json::from_value(v.clone()).map_err(|e| {
+                StoreError::BadRequest(format!(
+                    "invalid collection in event: {}",
+                    crate::replication::event::json_error_without_values(&e)
+                ))
+            })
         };
         match event.kind {
             EventKind::CollectionCreate => {
