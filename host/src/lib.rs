@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod cron;
 pub mod filter;
 pub mod nats;
 pub mod plugins;
@@ -100,12 +101,24 @@ impl Server {
             )),
             _ => None,
         };
+        let settings = store.read(|conn, _| store::settings::load(conn)).await?;
+        let logs = store::logs::Logs::open(
+            &config.dir,
+            config.log_queue,
+            store::logs::LogSettings::from_settings(&settings),
+        )?;
+        let crons = builtin_crons(&store, &logs);
         let state = api::AppState {
             store: store.clone(),
             auth_cache: Arc::new(Default::default()),
             hub,
             plugins,
             sync,
+            logs,
+            trusted_proxy: Arc::new(arc_swap::ArcSwap::from_pointee(
+                api::logs::TrustedProxy::from_settings(&settings),
+            )),
+            crons,
         };
         Ok(Server {
             config,
@@ -140,6 +153,8 @@ impl Server {
         ));
         let hub = state.hub.clone();
         let replication = state.sync.clone();
+        let logs = state.logs.clone();
+        let scheduler = tokio::spawn(state.crons.clone().run_scheduler());
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
         // With replication the outbound filters run where changes are captured for the log.
         let outbound = replication
@@ -148,6 +163,8 @@ impl Server {
         let app = api::router(state, config.body_limit);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = config.shutdown_grace;
+        // The peer address is the request log's `remoteIP`.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             // Realtime streams never end by themselves: close them so draining can finish.
@@ -167,18 +184,54 @@ impl Server {
             }
         };
         drop(stop_rx);
+        scheduler.abort();
         invalidator.abort();
         fanout.abort();
         if let Some(outbound) = outbound {
             outbound.abort();
         }
         store.close().await?;
+        logs.close().await;
         tracing::info!("store closed and checkpointed");
         if let Some(sync) = replication {
             sync.stop().await;
         }
         result
     }
+}
+
+/// The jobs every node runs (PocketBase's ids and schedules). Other subsystems add theirs to
+/// the returned registry before the server starts (e.g. a backup schedule).
+fn builtin_crons(store: &Store, logs: &store::logs::Logs) -> cron::Crons {
+    let crons = cron::Crons::default();
+    let (s, l) = (store.clone(), logs.clone());
+    let optimize = crons.add("__pbDBOptimize__", "0 0 * * *", move || {
+        let (s, l) = (s.clone(), l.clone());
+        async move {
+            if let Err(e) = s.optimize().await {
+                tracing::warn!(error = %e, "periodic database optimize failed");
+            }
+            if let Err(e) = l.checkpoint().await {
+                tracing::warn!(error = %e, "periodic log database checkpoint failed");
+            }
+        }
+    });
+    let l = logs.clone();
+    let cleanup = crons.add("__pbLogsCleanup__", "0 */6 * * *", move || {
+        let l = l.clone();
+        async move {
+            match l.cleanup().await {
+                Ok(n) => tracing::debug!(deleted = n, "old request logs deleted"),
+                Err(e) => tracing::warn!(error = %e, "failed to delete old logs"),
+            }
+        }
+    });
+    for r in [optimize, cleanup] {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "a built-in cron expression is invalid");
+        }
+    }
+    crons
 }
 
 /// Empties the token cache whenever an auth record changes (password, tokenKey, deletion),

@@ -14,8 +14,9 @@ use super::extract::JsonBody;
 use super::sync::schema_write;
 use crate::access::Auth;
 use crate::replication::{CollectionRef, EventKind};
-use crate::store::Collection;
 use crate::store::collections as ops;
+use crate::store::schema::CollectionType;
+use crate::store::{Collection, StoreError};
 
 /// A collection as served: everything but the token signing secret.
 pub fn present(c: &Collection) -> Value {
@@ -178,6 +179,56 @@ pub async fn import(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/collections/{c}/truncate`: deletes every record (cascades included) in one
+/// writer job; on a replicating node each deletion replicates as a delete event.
+pub async fn truncate(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    auth.require_superuser()?;
+    let c = st
+        .store
+        .schema()
+        .get(&name)
+        .cloned()
+        .ok_or_else(ApiError::not_found)?;
+    if c.is_view() {
+        return Err(ApiError::bad_request(
+            "View collections cannot be truncated since they don't store their own records.",
+        ));
+    }
+    st.store
+        .write(move |ctx| crate::store::records::truncate(ctx, &c.id))
+        .await
+        .map_err(|e| match e {
+            StoreError::BadRequest(_) | StoreError::Validation(_) => ApiError::bad_request(
+                "Failed to truncate collection (most likely due to required cascade delete record references).",
+            ),
+            other => ApiError::from_store(other, "Failed to truncate collection."),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/collections/meta/scaffolds`: a new collection of each type with its defaults
+/// (what the dashboard starts a "new collection" form from).
+pub async fn scaffolds(State(_): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    // PocketBase names the auth indexes after a random id, the table name left empty.
+    let index_id = crate::store::schema::random_string(10, crate::store::schema::LOWER_ALNUM);
+    let [base, auth, view] = [
+        CollectionType::Base,
+        CollectionType::Auth,
+        CollectionType::View,
+    ]
+    .map(|kind| ops::scaffold(kind, &index_id));
+    Ok(Json(json!({
+        "base": present(&base),
+        "auth": present(&auth),
+        "view": present(&view),
+    })))
 }
 
 /// The event data of a collection change: the collection exactly as validated, ids included.

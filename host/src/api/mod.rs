@@ -4,12 +4,15 @@
 pub mod auth;
 pub mod batch;
 pub mod collections;
+pub mod crons;
 pub mod error;
 pub mod extract;
+pub mod logs;
 pub mod plugins;
 pub mod realtime;
 pub mod records;
 pub mod settings;
+pub mod sql;
 pub mod sync;
 
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use serde_json::json;
 
 use crate::access::AuthCache;
@@ -35,6 +38,12 @@ pub struct AppState {
     pub plugins: Plugins,
     /// Replication, on a node that replicates.
     pub sync: Option<crate::sync::Sync>,
+    /// This node's request logs (node-local, `auxiliary.db`).
+    pub logs: crate::store::logs::Logs,
+    /// Which proxy headers name the client (settings `trustedProxy`), for the logs' `userIP`.
+    pub trusted_proxy: Arc<arc_swap::ArcSwap<logs::TrustedProxy>>,
+    /// This node's scheduled jobs.
+    pub crons: crate::cron::Crons,
 }
 
 /// Builds the router with a request body limit of `body_limit` bytes.
@@ -46,6 +55,14 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             get(collections::list).post(collections::create),
         )
         .route("/api/collections/import", put(collections::import))
+        .route(
+            "/api/collections/meta/scaffolds",
+            get(collections::scaffolds),
+        )
+        .route(
+            "/api/collections/{collection}/truncate",
+            delete(collections::truncate),
+        )
         .route(
             "/api/collections/{collection}",
             get(collections::view)
@@ -94,12 +111,22 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             post(plugins::dry_run_resolve),
         )
         .route("/api/settings", get(settings::get).patch(settings::update))
+        .route("/api/logs", get(logs::list).delete(logs::clear))
+        .route("/api/logs/stats", get(logs::stats))
+        .route("/api/logs/{id}", get(logs::view))
+        .route("/api/sql", post(sql::run))
+        .route("/api/crons", get(crons::list))
+        .route("/api/crons/{id}", post(crons::run))
         .route("/api/sync/status", get(sync::status))
         .route("/metrics", get(sync::metrics))
         .route("/api/realtime/ws", get(realtime::websocket))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            logs::log_requests,
+        ))
         .with_state(state)
 }
 

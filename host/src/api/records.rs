@@ -215,7 +215,12 @@ pub async fn list(
             };
             let sort = q.get("sort").map(String::as_str).unwrap_or("");
             let order_sql = if sort.trim().is_empty() {
-                format!("{}.rowid ASC", c.table())
+                // A view has no rowid: its rows come in the query's own order.
+                if c.is_view() {
+                    String::new()
+                } else {
+                    format!("{}.rowid ASC", c.table())
+                }
             } else {
                 filter::sort_sql(sort, &fq)?
             };
@@ -411,6 +416,10 @@ pub async fn prepare_op(
 ) -> ApiResult<WriteOp> {
     let schema = st.store.schema();
     let c = collection(&schema, coll)?;
+    // A view's records are computed from other collections: nothing to write, for anyone.
+    if c.is_view() {
+        return Err(ApiError::bad_request("Unsupported collection type."));
+    }
     let (create, update, delete) = (
         gate(auth, &c.create_rule),
         gate(auth, &c.update_rule),

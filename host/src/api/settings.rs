@@ -35,5 +35,20 @@ pub async fn update(
         .store
         .write(move |ctx| settings::update(ctx.conn, &patch))
         .await?;
+    apply(&st, &s).await;
     Ok(Json(s))
+}
+
+/// Hands the settings the request logger reads to it (at start and after every change).
+pub async fn apply(st: &AppState, s: &Value) {
+    st.trusted_proxy.store(std::sync::Arc::new(
+        super::logs::TrustedProxy::from_settings(s),
+    ));
+    if let Err(e) = st
+        .logs
+        .configure(crate::store::logs::LogSettings::from_settings(s))
+        .await
+    {
+        tracing::warn!(error = %e, "could not apply the new log settings");
+    }
 }

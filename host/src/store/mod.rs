@@ -10,13 +10,16 @@ pub mod collections;
 mod ddl;
 mod error;
 pub mod expand;
+pub mod logs;
 mod readers;
 pub mod records;
 pub mod schema;
 pub mod settings;
+pub mod sql;
 pub mod sync;
 mod system;
 mod values;
+pub mod views;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -262,6 +265,11 @@ impl Store {
     /// Path of the SQLite database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The writer, for the store's own modules.
+    pub(crate) fn writer(&self) -> &writer::Writer {
+        &self.inner.writer
     }
 
     /// Stops the writer after the queued jobs and checkpoints the WAL into the main file.

@@ -14,6 +14,8 @@ pub enum CollectionType {
     #[default]
     Base,
     Auth,
+    /// Read-only records computed by an SQL `SELECT` (`viewQuery`) over other collections.
+    View,
 }
 
 /// A collection as PocketBase serves it.
@@ -39,6 +41,9 @@ pub struct Collection {
     /// Auth-only options (token secret, identity fields, durations).
     #[serde(default, skip_serializing_if = "Option::is_none", flatten)]
     pub auth: Option<AuthOptions>,
+    /// The `SELECT` of a view collection (`None` for other types).
+    #[serde(default, rename = "viewQuery", skip_serializing_if = "Option::is_none")]
+    pub view_query: Option<String>,
     #[serde(default)]
     pub created: String,
     #[serde(default)]
@@ -334,6 +339,11 @@ impl Collection {
 
     pub fn is_auth(&self) -> bool {
         self.kind == CollectionType::Auth
+    }
+
+    /// A view collection: its table is an SQL view, its records read-only.
+    pub fn is_view(&self) -> bool {
+        self.kind == CollectionType::View
     }
 
     /// The SQL identifier of the collection's table, quoted.

@@ -272,6 +272,7 @@ fn default_superusers(now: &str) -> Collection {
         }),
         created: now.into(),
         updated: now.into(),
+        view_query: None,
         sql: Default::default(),
     }
 }
@@ -303,6 +304,7 @@ fn default_users(now: &str) -> Collection {
         auth: Some(AuthOptions::default()),
         created: now.into(),
         updated: now.into(),
+        view_query: None,
         sql: Default::default(),
     }
 }
