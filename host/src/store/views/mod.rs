@@ -274,8 +274,9 @@ fn sentence(s: &str) -> String {
     }
 }
 
-/// Creates the SQL view of a view collection. SQLite checks nothing here (a view over a
-/// missing table is created); [`check`] does.
+/// Creates the SQL view of a view collection. Its tables must exist (the `id` column's type is
+/// read from them): create view collections after the others (a restore, an import). Whether
+/// every column still resolves is [`check`]'s business.
 pub fn create(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
     let query = c.view_query.as_deref().unwrap_or_default();
     let query = parse::normalize_select(query).map_err(|e| StoreError::BadRequest(e.0))?;
