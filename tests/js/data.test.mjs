@@ -164,6 +164,18 @@ describe('view collections', () => {
     assert.equal((await pb.collection('vposts').getFullList()).length, 4);
   });
 
+  test('a dry run previews a query without creating anything', async () => {
+    const dry = (query) => pb.send('/api/collections/meta/dry-run-view', { method: 'POST', body: { query } });
+    const preview = await dry('SELECT id, title, views FROM vposts ORDER BY views LIMIT 2');
+    assert.deepEqual(preview.fields.map((f) => [f.name, f.type]), [['id', 'text'], ['title', 'text'], ['views', 'number']]);
+    assert.deepEqual(preview.sample.map((r) => r.title), ['alpha', 'beta']);
+    assert.match(preview.sample[0].collectionName, /^temp_view_/);
+    const err = await rejects(dry('SELECT title FROM vposts'), 400);
+    assert.match(err.response.message, /^Invalid view query\. Raw error: \nmissing required id column/);
+    const names = (await pb.collections.getFullList()).map((c) => c.name);
+    assert.ok(!names.some((n) => n.startsWith('temp_view_')), 'nothing was created');
+  });
+
   test('a base collection cannot relate to a view; a view a collection depends on blocks its delete', async () => {
     const view = await pb.collections.getOne('vstats');
     const err = await rejects(

@@ -231,6 +231,42 @@ pub async fn scaffolds(State(_): State<AppState>, auth: Auth) -> ApiResult<Json<
     })))
 }
 
+/// `POST /api/collections/meta/dry-run-view {"query": ...}` (PocketBase's experimental
+/// preview for the dashboard's view editor): the fields a view of the query would have and
+/// its first records. Runs on a reader; nothing is created.
+pub async fn dry_run_view(
+    State(st): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let query = body
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let preview = st
+        .store
+        .read(move |conn, schema| Ok(crate::store::views::preview(conn, schema, &query, 10)))
+        .await?;
+    let (fields, records) = preview.map_err(|e| {
+        ApiError::bad_request(format!("Invalid view query. Raw error: \n{}.", e.message))
+    })?;
+    let mut temp = ops::scaffold(CollectionType::View, "");
+    temp.id = crate::store::schema::new_collection_id();
+    temp.name = format!(
+        "temp_view_{}",
+        crate::store::schema::random_string(5, crate::store::schema::ALNUM)
+    );
+    temp.fields = fields;
+    let schema = st.store.schema();
+    let sample: Vec<Value> = records
+        .into_iter()
+        .map(|r| crate::access::present::record(&schema, &temp, r, &auth))
+        .collect();
+    Ok(Json(json!({"fields": temp.fields, "sample": sample})))
+}
+
 /// The event data of a collection change: the collection exactly as validated, ids included.
 fn describe(c: &Arc<Collection>, _: &crate::store::WriteCtx) -> (CollectionRef, Value) {
     (

@@ -60,6 +60,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             get(collections::scaffolds),
         )
         .route(
+            "/api/collections/meta/dry-run-view",
+            post(collections::dry_run_view),
+        )
+        .route(
             "/api/collections/{collection}/truncate",
             delete(collections::truncate),
         )

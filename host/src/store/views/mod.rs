@@ -15,8 +15,10 @@ use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 
 use super::StoreError;
+use super::records::Record;
 use super::schema::{Collection, Field, quote_ident};
 use super::system::Schema;
+use super::values::from_sql;
 
 /// Why a query cannot be a view, with what was inferred before the failure (PocketBase shows
 /// a missing `id` column differently from a query that inferred nothing).
@@ -130,6 +132,43 @@ pub fn infer_fields(
 /// Validates a view query as PocketBase's dry run does and returns its fields: one
 /// statement, fields inferable, and the first rows' ids present and distinct.
 pub fn dry_run(conn: &Connection, schema: &Schema, query: &str) -> Result<Vec<Field>, Invalid> {
+    checked(conn, schema, query).map(|(fields, _)| fields)
+}
+
+/// A view query's fields and its first `limit` records, as a view of them would show
+/// (`POST /api/collections/meta/dry-run-view`).
+pub fn preview(
+    conn: &Connection,
+    schema: &Schema,
+    query: &str,
+    limit: usize,
+) -> Result<(Vec<Field>, Vec<Record>), Invalid> {
+    let (fields, normalized) = checked(conn, schema, query)?;
+    let rows = || -> Result<Vec<Record>, rusqlite::Error> {
+        let cols: Vec<String> = fields.iter().map(|f| quote_ident(&f.name)).collect();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {} FROM (SELECT * FROM ({normalized})) LIMIT {limit}",
+            cols.join(", ")
+        ))?;
+        let rows = stmt.query_map([], |row| {
+            let mut rec = Record::new();
+            for (i, f) in fields.iter().enumerate() {
+                rec.insert(f.name.clone(), from_sql(f, row.get_ref(i)?));
+            }
+            Ok(rec)
+        })?;
+        rows.collect()
+    };
+    let records = rows().map_err(|e| Invalid::new(sqlite_text(&e)))?;
+    Ok((fields, records))
+}
+
+/// The dry run: the fields and the query as the view would run it (`id` as text).
+fn checked(
+    conn: &Connection,
+    schema: &Schema,
+    query: &str,
+) -> Result<(Vec<Field>, String), Invalid> {
     let query = parse::normalize_select(query).map_err(|e| Invalid::new(e.0))?;
     let fields = infer_fields(conn, schema, &query)?;
     let normalized = normalize_id(conn, &query).map_err(|e| Invalid {
@@ -162,7 +201,7 @@ pub fn dry_run(conn: &Connection, schema: &Schema, query: &str) -> Result<Vec<Fi
             });
         }
     }
-    Ok(fields)
+    Ok((fields, normalized))
 }
 
 /// Wraps the query so its `id` column is text (record ids are strings), unless it is already.
