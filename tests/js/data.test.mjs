@@ -220,6 +220,14 @@ describe('truncate and scaffolds', () => {
     assert.equal((await pb.collection('rparents').getList(1, 1)).totalItems, 2);
   });
 
+  test('the last superuser survives a truncate of _superusers', async () => {
+    const err = await rejects(pb.collections.truncate('_superusers'), 400);
+    assert.match(err.response.message, /Failed to truncate collection/);
+    assert.equal((await pb.collection('_superusers').getList(1, 1)).totalItems, 1);
+    const [me] = await pb.collection('_superusers').getFullList();
+    await rejects(pb.collection('_superusers').delete(me.id), 400);
+  });
+
   test('scaffolds describe a new collection of each type', async () => {
     const s = await pb.collections.getScaffolds();
     assert.deepEqual(Object.keys(s).sort(), ['auth', 'base', 'view']);
