@@ -80,22 +80,34 @@ pub async fn log_requests(State(st): State<AppState>, mut req: Request, next: Ne
     let started = Instant::now();
     let slot = Arc::new(AuthSlot::default());
     req.extensions_mut().insert(slot.clone());
-    let method = req.method().as_str().to_ascii_uppercase();
-    let uri = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-    let headers = req.headers().clone();
+    // Only what the entry needs is copied out of the request.
+    let headers = req.headers();
     let remote = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
+    let seen = Seen {
+        method: cut(&req.method().as_str().to_ascii_uppercase(), 50),
+        uri: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string()),
+        referer: cut(&header_text(headers, header::REFERER), 2000),
+        user_agent: cut(&header_text(headers, header::USER_AGENT), 2000),
+        token: super::extract::token_in(headers),
+        user_ip: if settings.log_ip {
+            user_ip(&st, headers, &remote)
+        } else {
+            String::new()
+        },
+        remote,
+    };
     let resp = next.run(req).await;
     let status = resp.status();
     let error = resp.extensions().get::<LoggedError>().cloned();
     // The logs API does not log its own successful reads (PocketBase's SkipSuccessActivityLog).
-    if error.is_none() && uri.starts_with("/api/logs") {
+    if error.is_none() && seen.uri.starts_with("/api/logs") {
         return resp;
     }
     let level = if error.is_some() { LEVEL_ERROR } else { 0 };
@@ -104,75 +116,56 @@ pub async fn log_requests(State(st): State<AppState>, mut req: Request, next: Ne
     }
     let exec_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut auth = slot.0.lock().clone();
+    // A handler that never asked who is calling: resolve the token (usually cached).
     if auth.is_none()
-        && let Some(token) = super::extract::token_in(&headers)
-        && let Some(a) = crate::access::authenticate(&st.store, &st.auth_cache, &token).await
+        && let Some(token) = &seen.token
+        && let Some(a) = crate::access::authenticate(&st.store, &st.auth_cache, token).await
     {
         let s = AuthSlot::default();
         s.set(&a);
         auth = s.0.into_inner();
     }
-    let entry = entry(
-        &settings,
-        &st,
-        Seen {
-            method,
-            uri,
-            headers: &headers,
-            remote,
-        },
-        status,
-        exec_ms,
-        auth,
-        error,
-    );
-    st.logs.record(entry);
+    st.logs
+        .record(entry(&settings, seen, status, exec_ms, auth, error));
     resp
 }
 
-/// The parts of a request its log entry needs.
-struct Seen<'a> {
+/// The parts of a request its log entry needs, taken before the handler consumes it.
+struct Seen {
     method: String,
     uri: String,
-    headers: &'a HeaderMap,
+    referer: String,
+    user_agent: String,
+    token: Option<String>,
+    user_ip: String,
     remote: String,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn entry(
     settings: &LogSettings,
-    st: &AppState,
     req: Seen,
     status: StatusCode,
     exec_ms: f64,
     auth: Option<(String, String)>,
     error: Option<LoggedError>,
 ) -> Entry {
-    let method = cut(&req.method, 50);
+    let level = if error.is_some() { LEVEL_ERROR } else { 0 };
     let url = cut(&req.uri, 3000);
+    let message = format!("{} {}", req.method, percent_encoding_decode(&url));
     let mut data = Map::new();
     data.insert("type".into(), json!("request"));
     data.insert("execTime".into(), json!(exec_ms));
-    if let Some(e) = &error {
-        data.insert("error".into(), json!(e.message));
+    if let Some(e) = error {
         let empty = e.data.as_object().is_none_or(Map::is_empty);
-        data.insert(
-            "details".into(),
-            if empty { Value::Null } else { e.data.clone() },
-        );
+        data.insert("error".into(), json!(e.message));
+        data.insert("details".into(), if empty { Value::Null } else { e.data });
     }
     data.insert("url".into(), json!(url));
-    data.insert("method".into(), json!(method));
+    data.insert("method".into(), json!(req.method));
     data.insert("status".into(), json!(status.as_u16()));
-    data.insert(
-        "referer".into(),
-        json!(cut(&header_text(req.headers, header::REFERER), 2000)),
-    );
-    data.insert(
-        "userAgent".into(),
-        json!(cut(&header_text(req.headers, header::USER_AGENT), 2000)),
-    );
-    match &auth {
+    data.insert("referer".into(), json!(req.referer));
+    data.insert("userAgent".into(), json!(req.user_agent));
+    match auth {
         Some((collection, id)) => {
             data.insert("auth".into(), json!(collection));
             if settings.log_auth_id {
@@ -184,16 +177,12 @@ fn entry(
         }
     }
     if settings.log_ip {
-        data.insert(
-            "userIP".into(),
-            json!(user_ip(st, req.headers, &req.remote)),
-        );
+        data.insert("userIP".into(), json!(req.user_ip));
         data.insert("remoteIP".into(), json!(req.remote));
     }
-    let path = percent_encoding_decode(&req.uri);
     Entry {
-        level: if error.is_some() { LEVEL_ERROR } else { 0 },
-        message: format!("{method} {path}"),
+        level,
+        message,
         data,
         created: crate::records::validate::now_string(),
     }

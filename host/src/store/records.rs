@@ -556,9 +556,11 @@ fn delete_inner(
     // A node without superusers could not be administered any more (a truncate of
     // `_superusers` fails on its last record, and rolls back, as in PocketBase).
     if c.name == super::sync::LOCAL_ONLY {
-        let left: i64 = ctx
-            .conn
-            .query_row(&format!("SELECT count(*) FROM {}", c.table()), [], |r| r.get(0))?;
+        let left: i64 =
+            ctx.conn
+                .query_row(&format!("SELECT count(*) FROM {}", c.table()), [], |r| {
+                    r.get(0)
+                })?;
         if left <= 1 {
             return Err(StoreError::BadRequest(
                 "You can't delete the only existing superuser.".into(),
