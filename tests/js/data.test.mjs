@@ -176,6 +176,18 @@ describe('view collections', () => {
     assert.ok(!names.some((n) => n.startsWith('temp_view_')), 'nothing was created');
   });
 
+  test('an import may list a view before the collection it reads', async () => {
+    await pb.collections.import([
+      { name: 'iview', type: 'view', listRule: '', viewQuery: 'SELECT id, name FROM ibase' },
+      { name: 'ibase', type: 'base', fields: [{ name: 'name', type: 'text' }] },
+    ]);
+    const view = await pb.collections.getOne('iview');
+    assert.deepEqual(view.fields.map((f) => [f.name, f.type]), [['id', 'text'], ['name', 'text']]);
+    await pb.collection('ibase').create({ name: 'imported' });
+    const rows = await new PocketBase(server.url).collection('iview').getFullList();
+    assert.deepEqual(rows.map((r) => r.name), ['imported']);
+  });
+
   test('a base collection cannot relate to a view; a view a collection depends on blocks its delete', async () => {
     const view = await pb.collections.getOne('vstats');
     const err = await rejects(
