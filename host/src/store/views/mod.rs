@@ -40,39 +40,40 @@ impl Invalid {
 /// SQLite's text for an error as PocketBase's driver reports it: `SQL logic error: no such
 /// column: x (1)`.
 pub fn sqlite_text(e: &rusqlite::Error) -> String {
-    match e {
-        rusqlite::Error::SqliteFailure(f, msg) => {
-            let primary = f.extended_code & 0xff;
-            let kind = match primary {
-                1 => "SQL logic error",
-                2 => "internal logic error",
-                3 => "access permission denied",
-                4 => "query aborted",
-                5 => "database is locked",
-                6 => "database table is locked",
-                7 => "out of memory",
-                8 => "attempt to write a readonly database",
-                9 => "interrupted",
-                10 => "disk I/O error",
-                11 => "database disk image is malformed",
-                13 => "database or disk is full",
-                14 => "unable to open database file",
-                17 => "database schema has changed",
-                18 => "string or blob too big",
-                19 => "constraint failed",
-                20 => "datatype mismatch",
-                21 => "bad parameter or other API misuse",
-                23 => "authorization denied",
-                25 => "column index out of range",
-                26 => "file is not a database",
-                _ => "unknown error",
-            };
-            match msg {
-                Some(m) => format!("{kind}: {m} ({})", f.extended_code),
-                None => format!("{kind} ({})", f.extended_code),
-            }
-        }
-        other => other.to_string(),
+    let (f, msg) = match e {
+        rusqlite::Error::SqliteFailure(f, msg) => (f, msg.as_deref()),
+        // A syntax error, with where it is (not shown: the statement is wrapped here).
+        rusqlite::Error::SqlInputError { error, msg, .. } => (error, Some(msg.as_str())),
+        other => return other.to_string(),
+    };
+    let primary = f.extended_code & 0xff;
+    let kind = match primary {
+        1 => "SQL logic error",
+        2 => "internal logic error",
+        3 => "access permission denied",
+        4 => "query aborted",
+        5 => "database is locked",
+        6 => "database table is locked",
+        7 => "out of memory",
+        8 => "attempt to write a readonly database",
+        9 => "interrupted",
+        10 => "disk I/O error",
+        11 => "database disk image is malformed",
+        13 => "database or disk is full",
+        14 => "unable to open database file",
+        17 => "database schema has changed",
+        18 => "string or blob too big",
+        19 => "constraint failed",
+        20 => "datatype mismatch",
+        21 => "bad parameter or other API misuse",
+        23 => "authorization denied",
+        25 => "column index out of range",
+        26 => "file is not a database",
+        _ => "unknown error",
+    };
+    match msg {
+        Some(m) => format!("{kind}: {m} ({})", f.extended_code),
+        None => format!("{kind} ({})", f.extended_code),
     }
 }
 
@@ -422,6 +423,11 @@ mod tests {
         assert_eq!(
             msg("SELECT id, nope FROM posts"),
             "SQL logic error: no such column: nope (1)"
+        );
+        assert_eq!(
+            msg("SELECT id, NULL AS nothing FROM posts"),
+            "SQL logic error: near \"nothing\": syntax error (1)",
+            "no trace of the wrapping statement"
         );
         assert_eq!(
             msg("SELECT 'x' AS id FROM posts"),
