@@ -102,20 +102,31 @@ impl Crons {
         }
     }
 
-    /// The ticker: wakes at the start of every UTC minute and runs what is due. Runs until
-    /// the task is aborted (the server's shutdown).
+    /// The ticker: wakes at the start of every UTC minute and runs what is due in it. A late
+    /// wake-up (a loaded machine) still ticks the minute it was for; after a long stall (the
+    /// process was suspended) it resumes at the current minute rather than replaying hours.
+    /// Runs until the task is aborted (the server's shutdown).
     pub async fn run_scheduler(self) {
+        let minute = chrono::Duration::minutes(1);
+        let mut next = next_minute(chrono::Utc::now());
         loop {
+            let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            self.tick(next);
+            next += minute;
             let now = chrono::Utc::now();
-            let into_minute = u64::from(chrono::Timelike::second(&now)) * 1000
-                + u64::from(now.timestamp_subsec_millis());
-            let wait = 60_000u64.saturating_sub(into_minute).max(1);
-            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-            // The wake-up may land a hair early or late: take the minute it is closest to.
-            let at = chrono::Utc::now() + chrono::Duration::seconds(1);
-            self.tick(at);
+            if now - next > chrono::Duration::minutes(5) {
+                tracing::warn!(behind = %(now - next), "cron ticker stalled; skipping to now");
+                next = next_minute(now);
+            }
         }
     }
+}
+
+/// The start of the minute after `t`.
+fn next_minute(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    let secs = t.timestamp().div_euclid(60) * 60 + 60;
+    chrono::DateTime::from_timestamp(secs, 0).unwrap_or(t)
 }
 
 fn spawn_job(id: String, run: Run) {
@@ -164,6 +175,11 @@ mod tests {
         rx.recv().await.expect("ran at 12:00");
         assert_eq!(runs.load(Ordering::SeqCst), 2, "06:01 is not due");
         assert!(crons.add("bad", "* * *", || async {}).is_err());
+        assert_eq!(
+            next_minute(at(6, 1) + chrono::Duration::milliseconds(59_999)),
+            at(6, 2)
+        );
+        assert_eq!(next_minute(at(6, 2)), at(6, 3));
         assert!(crons.remove("__pbLogsCleanup__"));
         assert!(crons.list().is_empty());
     }
