@@ -5,9 +5,14 @@
 //! phases of `BENCH_SECS` with `BENCH_CLIENTS` concurrent keep-alive clients doing
 //! `POST /api/collections/bench_writes/records`: logging off (`logs.maxDays = 0`), then on
 //! (`logs.maxDays = 5`, every request logged), `BENCH_ROUNDS` times, the order flipping every
-//! round so drifting background load hits both alike. Prints each phase, then the creates/s and
-//! p50/p99 latency of each mode over all rounds and the on/off ratio, and checks that every
-//! request made while logging was on is in `/api/logs` (none dropped, none lost).
+//! round so drifting background load hits both alike. Prints each phase, then the creates/s,
+//! p50/p99 latency and server CPU time per create of each mode over all rounds, the on/off
+//! ratios (throughput also as the median of each round's own ratio, which drifting load
+//! disturbs least), and checks that every request made while logging was on is in
+//! `/api/logs` (none dropped, none lost). CPU per create (user + system time of the server
+//! process, `/proc`) is the figure a loaded machine blurs least, and the log writer's own
+//! thread (`sqlite-logs`) is timed apart: what it spends per entry is the cost logging moves
+//! off the request path; the rest of the difference is the middleware on the request path.
 //!
 //! Env: `BENCH_SECS` (5), `BENCH_CLIENTS` (16), `BENCH_ROUNDS` (3), `SYNCBASE_BIN` (the binary
 //! cargo built for the bench).
@@ -24,7 +29,7 @@ use hyper::{Method, StatusCode};
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use support::{Conn, Server, superuser_token};
+use support::{Conn, Server, cpu_seconds, superuser_token};
 
 struct Config {
     secs: Duration,
@@ -48,6 +53,10 @@ struct Stats {
     errors: usize,
     elapsed: Duration,
     latencies_us: Vec<u32>,
+    /// Server CPU seconds (user + system) spent during the phase.
+    cpu: f64,
+    /// Of which the log writer thread's.
+    log_cpu: f64,
 }
 
 impl Stats {
@@ -55,12 +64,24 @@ impl Stats {
         self.ok += other.ok;
         self.errors += other.errors;
         self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
+        self.log_cpu += other.log_cpu;
         self.latencies_us.extend(other.latencies_us);
         self.latencies_us.sort_unstable();
     }
 
     fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Server CPU microseconds per successful create.
+    fn cpu_us(&self) -> f64 {
+        self.cpu * 1e6 / self.ok as f64
+    }
+
+    /// The log thread's CPU microseconds per successful create.
+    fn log_cpu_us(&self) -> f64 {
+        self.log_cpu * 1e6 / self.ok as f64
     }
 
     fn percentile_ms(&self, p: f64) -> f64 {
@@ -125,7 +146,9 @@ async fn run(config: Config) -> Result<()> {
     // Creates logged since logging was last turned off (turning it off deletes the logs, as
     // in PocketBase).
     let mut expected = 0usize;
+    let mut ratios = Vec::new();
     for round in 0..config.rounds {
+        let mut rates = [0.0f64; 2];
         let order = if round % 2 == 0 {
             [false, true]
         } else {
@@ -144,13 +167,19 @@ async fn run(config: Config) -> Result<()> {
             if !logging {
                 expected = 0;
             }
-            let stats = phase(server.addr, &config).await?;
+            let (cpu_before, log_before) = (cpu_seconds(server.pid)?, log_thread_cpu(server.pid)?);
+            let mut stats = phase(server.addr, &config).await?;
+            stats.cpu = cpu_seconds(server.pid)? - cpu_before;
+            stats.log_cpu = log_thread_cpu(server.pid)? - log_before;
+            rates[usize::from(logging)] = stats.rate();
             println!(
-                "round {round} logging {:<3}: {:>8.0} creates/s  p50 {:.2} ms  p99 {:.2} ms  ({} errors)",
+                "round {round} logging {:<3}: {:>8.0} creates/s  p50 {:.2} ms  p99 {:.2} ms  {:.0} µs CPU/create (log thread {:.1})  ({} errors)",
                 if logging { "on" } else { "off" },
                 stats.rate(),
                 stats.percentile_ms(0.5),
                 stats.percentile_ms(0.99),
+                stats.cpu_us(),
+                stats.log_cpu_us(),
                 stats.errors,
             );
             if logging {
@@ -166,25 +195,39 @@ async fn run(config: Config) -> Result<()> {
                 off.merge(stats);
             }
         }
+        ratios.push(rates[1] / rates[0]);
     }
+    ratios.sort_by(f64::total_cmp);
     println!();
     println!(
-        "{:<12} {:>12} {:>10} {:>10}",
-        "logging", "creates/s", "p50 ms", "p99 ms"
+        "{:<12} {:>12} {:>10} {:>10} {:>16}",
+        "logging", "creates/s", "p50 ms", "p99 ms", "CPU µs/create"
     );
     for (label, s) in [("off", &off), ("on", &on)] {
         println!(
-            "{label:<12} {:>12.0} {:>10.2} {:>10.2}",
+            "{label:<12} {:>12.0} {:>10.2} {:>10.2} {:>16.0}",
             s.rate(),
             s.percentile_ms(0.5),
-            s.percentile_ms(0.99)
+            s.percentile_ms(0.99),
+            s.cpu_us()
         );
     }
+    let rounds: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
     println!(
-        "on / off: throughput x{:.3}, p50 x{:.3}, p99 x{:.3}",
+        "on / off: throughput x{:.3} (median of rounds x{:.3}; rounds {}), p50 x{:.3}, \
+         p99 x{:.3}, CPU per create x{:.3} ({:+.0} µs)",
         on.rate() / off.rate(),
+        ratios[ratios.len() / 2],
+        rounds.join(" "),
         on.percentile_ms(0.5) / off.percentile_ms(0.5),
         on.percentile_ms(0.99) / off.percentile_ms(0.99),
+        on.cpu_us() / off.cpu_us(),
+        on.cpu_us() - off.cpu_us(),
+    );
+    println!(
+        "log writer thread: {:.1} µs CPU per logged create ({:.1}% of a create's CPU with logging on)",
+        on.log_cpu_us(),
+        100.0 * on.log_cpu_us() / on.cpu_us(),
     );
     server.stop().await;
     Ok(())
@@ -207,6 +250,25 @@ async fn logged(admin: &mut Conn, token: &str, expected: usize) -> Result<usize>
         // Poll interval of the deadline-bounded wait above.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// CPU seconds (user + system) of the server's log writer thread (named `sqlite-logs`).
+fn log_thread_cpu(pid: u32) -> Result<f64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() != "sqlite-logs" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat"))?;
+        let rest = stat.rsplit_once(')').context("malformed task stat")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields.get(11).context("no utime")?.parse::<f64>()?
+            + fields.get(12).context("no stime")?.parse::<f64>()?;
+        // USER_HZ is 100 on every Linux configuration this runs on.
+        return Ok(ticks / 100.0);
+    }
+    anyhow::bail!("no sqlite-logs thread in process {pid}")
 }
 
 /// One phase: every client creates records back to back for `config.secs`.
