@@ -4,7 +4,12 @@
 //! writer job, all or nothing, and returns the rows it changed.
 //!
 //! SQLite itself says whether a statement writes (`sqlite3_stmt_readonly`), instead of
-//! PocketBase's guess from the first keyword. On a replicating node a write is refused: rows
+//! PocketBase's guess from the first keyword. Reads run on a connection of their own, opened
+//! for the query and closed after it, so what SQLite counts as reading but changes a
+//! connection (`PRAGMA case_sensitive_like = 1`, `ATTACH`) never reaches the pool that serves
+//! the API. Transaction control (`BEGIN`, `COMMIT`, ...) is refused: each query already runs
+//! in a transaction of its own, and a `COMMIT` inside a writer job would end the writer's
+//! batch. On a replicating node a write is refused: rows
 //! written here would bypass the log, so this node would hold data no other node has and the
 //! next fold of those rows would silently disagree. Maintenance statements that change no
 //! content (`VACUUM`, `ANALYZE`, `REINDEX`, `PRAGMA optimize`, `PRAGMA wal_checkpoint`) still
@@ -90,22 +95,51 @@ fn is_maintenance(query: &str) -> bool {
     }
 }
 
-/// Reads each statement on a reader: the query writes as soon as one statement does. A
-/// statement that cannot be prepared (a syntax error, a table made by an earlier statement)
-/// after a write is left for the writer to judge.
+/// Whether a statement begins, ends or names a transaction.
+fn is_transaction_control(sql: &str) -> bool {
+    let first = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    matches!(
+        first.as_str(),
+        "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE"
+    )
+}
+
+fn no_transactions() -> SqlError {
+    SqlError::Failed(
+        "transaction statements are not allowed: each query runs in a transaction of its own"
+            .into(),
+    )
+}
+
+/// Prepares each statement without running it: the query writes as soon as one statement
+/// does. A statement that cannot be prepared (a syntax error, a table made by an earlier
+/// statement) after a write is left for the writer to judge.
 fn classify(conn: &Connection, query: &str) -> Result<Plan, SqlError> {
     if is_maintenance(query) {
         return Ok(Plan::Maintenance);
     }
     let mut batch = Batch::new(conn, query);
+    let mut plan = Plan::Read;
     loop {
         match batch.next() {
             Ok(Some(stmt)) => {
+                if stmt
+                    .expanded_sql()
+                    .is_some_and(|s| is_transaction_control(&s))
+                {
+                    return Err(no_transactions());
+                }
                 if !stmt.readonly() {
-                    return Ok(Plan::Write);
+                    plan = Plan::Write;
                 }
             }
-            Ok(None) => return Ok(Plan::Read),
+            Ok(None) => return Ok(plan),
+            Err(_) if plan == Plan::Write => return Ok(plan),
             Err(e) => return Err(e.into()),
         }
     }
@@ -220,13 +254,28 @@ fn read(conn: &Connection, query: &str) -> Result<SqlResult, SqlError> {
 /// savepoint, or between transactions for maintenance).
 fn write(conn: &Connection, query: &str) -> Result<SqlResult, SqlError> {
     let started = Instant::now();
-    let mut batch = Batch::new(conn, query);
-    let mut affected = 0;
-    while let Some(mut stmt) = batch.next()? {
-        let mut rows = stmt.raw_query();
-        while rows.next()?.is_some() {}
-        affected = conn.changes() as i64;
-    }
+    let deadline = started + MAX_TIME;
+    conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
+    let run = || -> Result<i64, SqlError> {
+        let mut batch = Batch::new(conn, query);
+        let mut affected = 0;
+        while let Some(mut stmt) = batch.next()? {
+            // Checked again: statements after one that failed to prepare were not classified.
+            if stmt
+                .expanded_sql()
+                .is_some_and(|s| is_transaction_control(&s))
+            {
+                return Err(no_transactions());
+            }
+            let mut rows = stmt.raw_query();
+            while rows.next()?.is_some() {}
+            affected = conn.changes() as i64;
+        }
+        Ok(affected)
+    };
+    let affected = run();
+    conn.progress_handler(0, None::<fn() -> bool>);
+    let affected = affected?;
     Ok(SqlResult {
         exec_time: started.elapsed().as_millis() as i64,
         affected_rows: affected,
@@ -238,10 +287,20 @@ fn write(conn: &Connection, query: &str) -> Result<SqlResult, SqlError> {
 impl Store {
     /// Runs a superuser's raw SQL. `replicated`: this node replicates, so writes are refused.
     pub async fn run_sql(&self, query: String, replicated: bool) -> Result<SqlResult, SqlError> {
+        let path = self.path().to_path_buf();
         let q = query.clone();
-        let plan = self.read_raw(move |conn| Ok(classify(conn, &q))).await??;
-        match plan {
-            Plan::Read => Ok(self.read_raw(move |conn| Ok(read(conn, &query))).await??),
+        // A read-only connection for this query alone (see the module docs).
+        let (conn, plan) = tokio::task::spawn_blocking(move || {
+            let conn = super::system::open_connection(&path, true)?;
+            let plan = classify(&conn, &q);
+            Ok::<_, SqlError>((conn, plan))
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        match plan? {
+            Plan::Read => tokio::task::spawn_blocking(move || read(&conn, &query))
+                .await
+                .map_err(|e| SqlError::Store(StoreError::Internal(e.to_string())))?,
             Plan::Maintenance => Ok(self
                 .writer()
                 .outside(move |conn| Ok(write(conn, &query)))
@@ -253,13 +312,19 @@ impl Store {
                     .into(),
             )),
             Plan::Write => {
-                let out = self
-                    .write(move |ctx| {
-                        // The job's savepoint makes the statements all or nothing.
-                        Ok(write(ctx.conn, &query))
+                // The job's savepoint makes the statements all or nothing: a failure must fail
+                // the job, so it travels as a store error and is unwrapped here.
+                self.write(move |ctx| {
+                    write(ctx.conn, &query).map_err(|e| match e {
+                        SqlError::Store(e) => e,
+                        SqlError::Failed(m) | SqlError::Refused(m) => StoreError::BadRequest(m),
                     })
-                    .await?;
-                Ok(out?)
+                })
+                .await
+                .map_err(|e| match e {
+                    StoreError::BadRequest(m) => SqlError::Failed(m),
+                    other => SqlError::Store(other),
+                })
             }
         }
     }
@@ -321,5 +386,15 @@ mod tests {
         assert_eq!(plan("pragma optimize"), Plan::Maintenance);
         assert_eq!(plan("VACUUM; DELETE FROM t"), Plan::Write);
         assert!(classify(&c, "select nope from t").is_err());
+        // SQLite calls these read-only; they would end the writer's transaction or leave a
+        // reader inside one.
+        for q in [
+            "BEGIN",
+            "select 1; commit",
+            "UPDATE t SET a = 1; COMMIT",
+            "savepoint x",
+        ] {
+            assert!(matches!(classify(&c, q), Err(SqlError::Failed(_))), "{q}");
+        }
     }
 }
