@@ -202,6 +202,10 @@ pub struct ServeArgs {
     /// Capacity of the writer's job queue (requests waiting to write).
     #[arg(long, env = "SYNCBASE_WRITE_QUEUE", default_value_t = 1024)]
     pub write_queue: usize,
+    /// Request log entries queued for the log writer; when it falls this far behind, entries
+    /// are dropped instead of slowing requests.
+    #[arg(long, env = "SYNCBASE_LOG_QUEUE", default_value_t = 8192)]
+    pub log_queue: usize,
     /// Realtime messages buffered per client before a slow client is dropped.
     #[arg(long, env = "SYNCBASE_REALTIME_BUFFER", default_value_t = 512)]
     pub realtime_buffer: usize,
@@ -336,6 +340,8 @@ pub struct Config {
     pub dir: PathBuf,
     pub body_limit: usize,
     pub store: StoreOptions,
+    /// Capacity of the request log queue (`store::logs`).
+    pub log_queue: usize,
     pub shutdown_grace: std::time::Duration,
     pub realtime: RealtimeOptions,
     pub node_id: String,
@@ -481,6 +487,7 @@ impl Config {
             http,
             dir: a.dir.clone(),
             body_limit: a.body_limit,
+            log_queue: a.log_queue.max(1),
             store: StoreOptions {
                 readers: a.readers,
                 write_queue: a.write_queue,
@@ -513,6 +520,7 @@ impl Config {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir: dir.into(),
             body_limit: 32 * 1024 * 1024,
+            log_queue: 8192,
             store: StoreOptions::default(),
             shutdown_grace: std::time::Duration::from_secs(10),
             realtime: RealtimeOptions::default(),

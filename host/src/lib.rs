@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod cron;
 pub mod dashboard;
 pub mod filter;
 pub mod mail;
@@ -132,6 +133,12 @@ impl Server {
         let settings = store
             .read(|conn, _| store::settings::load_settings(conn))
             .await?;
+        let logs = store::logs::Logs::open(
+            &config.dir,
+            config.log_queue,
+            store::logs::LogSettings::from_settings(&settings.to_json()),
+        )?;
+        let crons = builtin_crons(&store, &logs);
         let state = api::AppState {
             store: store.clone(),
             auth_cache: Arc::new(Default::default()),
@@ -142,6 +149,8 @@ impl Server {
             mailer: mail::Mailer::new(store.clone()),
             resend: Arc::new(Default::default()),
             http: oauth2::http_client(),
+            logs,
+            crons,
         };
         let mut config = config;
         config.net.max_connections = net::fit_connections(config.net.max_connections, open_files);
@@ -174,6 +183,8 @@ impl Server {
         } = self;
         let hub = state.hub.clone();
         let replication = state.sync.clone();
+        let logs = state.logs.clone();
+        let scheduler = tokio::spawn(state.crons.clone().run_scheduler());
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
         // Queued mails survive a stop in the outbox; the next start resumes them.
         let mailer = tokio::spawn(state.mailer.clone().run());
@@ -206,6 +217,7 @@ impl Server {
             }
         };
         drop(stop_rx);
+        scheduler.abort();
         fanout.abort();
         mailer.abort();
         auth_cleanup.abort();
@@ -213,12 +225,47 @@ impl Server {
             outbound.abort();
         }
         store.close().await?;
+        logs.close().await;
         tracing::info!("store closed and checkpointed");
         if let Some(sync) = replication {
             sync.stop().await;
         }
         result
     }
+}
+
+/// The jobs every node runs (PocketBase's ids and schedules). Other subsystems add theirs to
+/// the returned registry before the server starts (e.g. a backup schedule).
+fn builtin_crons(store: &Store, logs: &store::logs::Logs) -> cron::Crons {
+    let crons = cron::Crons::default();
+    let (s, l) = (store.clone(), logs.clone());
+    let optimize = crons.add("__pbDBOptimize__", "0 0 * * *", move || {
+        let (s, l) = (s.clone(), l.clone());
+        async move {
+            if let Err(e) = s.optimize().await {
+                tracing::warn!(error = %e, "periodic database optimize failed");
+            }
+            if let Err(e) = l.checkpoint().await {
+                tracing::warn!(error = %e, "periodic log database checkpoint failed");
+            }
+        }
+    });
+    let l = logs.clone();
+    let cleanup = crons.add("__pbLogsCleanup__", "0 */6 * * *", move || {
+        let l = l.clone();
+        async move {
+            match l.cleanup().await {
+                Ok(n) => tracing::debug!(deleted = n, "old request logs deleted"),
+                Err(e) => tracing::warn!(error = %e, "failed to delete old logs"),
+            }
+        }
+    });
+    for r in [optimize, cleanup] {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "a built-in cron expression is invalid");
+        }
+    }
+    crons
 }
 
 /// Deletes expired OTPs and MFA sessions every hour, as PocketBase's cleanup crons do (an

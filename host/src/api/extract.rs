@@ -40,9 +40,17 @@ impl FromRequestParts<AppState> for Auth {
         let Some(token) = token_of(parts) else {
             return Ok(Auth::Guest);
         };
-        Ok(authenticate(&state.store, &state.auth_cache, &token)
+        let auth = authenticate(&state.store, &state.auth_cache, &token)
             .await
-            .unwrap_or(Auth::Guest))
+            .unwrap_or(Auth::Guest);
+        // The request log names the caller without verifying the token again.
+        if let Some(slot) = parts
+            .extensions
+            .get::<std::sync::Arc<super::logs::AuthSlot>>()
+        {
+            slot.set(&auth);
+        }
+        Ok(auth)
     }
 }
 

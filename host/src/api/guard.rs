@@ -63,6 +63,11 @@ impl Guard {
     ) -> Result<(), ApiError> {
         self.rates.check_collection(ip, auth, c, route, &[tag])
     }
+
+    /// The client's IP as the current `trustedProxy` settings read it (for the request logs).
+    pub fn client_ip(&self, headers: &HeaderMap, peer: IpAddr) -> String {
+        real_ip(&self.rates.config.load().settings, headers, peer)
+    }
 }
 
 /// The client's IP as the node sees it: the socket peer, or what the trusted proxy headers

@@ -194,7 +194,12 @@ pub async fn list(
             let sort = q.get("sort").map(String::as_str).unwrap_or("");
             let sql = filter::list_sql(&parts, sort, &fq)?;
             let order_sql = if sql.order_sql.is_empty() {
-                format!("{}.rowid ASC", c.table())
+                // A view has no rowid: its rows come in the query's own order.
+                if c.is_view() {
+                    String::new()
+                } else {
+                    format!("{}.rowid ASC", c.table())
+                }
             } else {
                 sql.order_sql
             };
@@ -435,6 +440,10 @@ pub async fn prepare_op(
 ) -> ApiResult<WriteOp> {
     let schema = st.store.schema();
     let c = collection(&schema, coll)?;
+    // A view's records are computed from other collections: nothing to write, for anyone.
+    if c.is_view() {
+        return Err(ApiError::bad_request("Unsupported collection type."));
+    }
     let (create, update, delete) = (
         gate(auth, &c.create_rule),
         gate(auth, &c.update_rule),

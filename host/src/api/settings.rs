@@ -50,6 +50,7 @@ pub async fn update(
         .write(move |ctx| settings::update(ctx.conn, &patch))
         .await?;
     st.guard.settings_changed(&s);
+    apply(&st, &s).await;
     if mail_changed {
         // Mails that failed under the old settings get a fresh round of attempts now.
         st.mailer.retry_all().await?;
@@ -176,4 +177,16 @@ pub async fn mail_outbox(State(st): State<AppState>, auth: Auth) -> ApiResult<Js
         "failed": count("failed"),
         "items": items,
     })))
+}
+
+/// Hands the settings the request logger reads to it (at start and after every change; the
+/// client IP it logs comes from the guard, which reads `trustedProxy`).
+pub async fn apply(st: &AppState, s: &crate::settings::Settings) {
+    if let Err(e) = st
+        .logs
+        .configure(crate::store::logs::LogSettings::from_settings(&s.to_json()))
+        .await
+    {
+        tracing::warn!(error = %e, "could not apply the new log settings");
+    }
 }

@@ -13,14 +13,17 @@ mod ddl;
 mod error;
 pub mod expand;
 pub mod installer;
+pub mod logs;
 pub mod mails;
 mod readers;
 pub mod records;
 pub mod schema;
 pub mod settings;
+pub mod sql;
 pub mod sync;
 mod system;
 mod values;
+pub mod views;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -309,6 +312,11 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// The writer, for the store's own modules.
+    pub(crate) fn writer(&self) -> &writer::Writer {
+        &self.inner.writer
     }
 
     /// Stops the writer after the queued jobs and checkpoints the WAL into the main file.
