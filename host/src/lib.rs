@@ -14,6 +14,7 @@ pub mod plugins;
 pub mod realtime;
 pub mod records;
 pub mod replication;
+pub mod rooms;
 pub mod shutdown;
 pub mod store;
 pub mod superuser;
@@ -100,12 +101,24 @@ impl Server {
             )),
             _ => None,
         };
+        let auth_cache: Arc<access::AuthCache> = Arc::new(Default::default());
+        let bound = listener.local_addr().unwrap_or(config.http);
+        let rooms = rooms::Rooms::new(
+            config.rooms.clone(),
+            &config.node_id,
+            bound,
+            store.clone(),
+            auth_cache.clone(),
+            plugins.clone(),
+            sync.as_ref().map(|s| s.log_watch()),
+        );
         let state = api::AppState {
             store: store.clone(),
-            auth_cache: Arc::new(Default::default()),
+            auth_cache,
             hub,
             plugins,
             sync,
+            rooms,
         };
         Ok(Server {
             config,
@@ -139,6 +152,7 @@ impl Server {
             state.auth_cache.clone(),
         ));
         let hub = state.hub.clone();
+        let rooms = state.rooms.clone();
         let replication = state.sync.clone();
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
         // With replication the outbound filters run where changes are captured for the log.
@@ -152,6 +166,8 @@ impl Server {
             shutdown.await;
             // Realtime streams never end by themselves: close them so draining can finish.
             hub.drop_all();
+            // Room sockets too; owned rooms' leases are given up so other nodes take over.
+            rooms.shutdown(std::time::Duration::from_secs(2)).await;
             let _ = stop_tx.send(true);
         });
         let mut stop_rx2 = stop_rx.clone();

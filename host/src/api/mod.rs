@@ -9,6 +9,7 @@ pub mod extract;
 pub mod plugins;
 pub mod realtime;
 pub mod records;
+pub mod rooms;
 pub mod settings;
 pub mod sync;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub plugins: Plugins,
     /// Replication, on a node that replicates.
     pub sync: Option<crate::sync::Sync>,
+    /// Websocket rooms.
+    pub rooms: crate::rooms::Rooms,
 }
 
 /// Builds the router with a request body limit of `body_limit` bytes.
@@ -97,6 +100,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/api/sync/status", get(sync::status))
         .route("/metrics", get(sync::metrics))
         .route("/api/realtime/ws", get(realtime::websocket))
+        .route("/api/rooms/{collection}/{id}", get(rooms::join))
+        .route("/api/rooms/{collection}/{id}/link", get(rooms::link))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
