@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -39,6 +39,8 @@ pub struct RoomClient {
     pub messages: Vec<Value>,
     /// The `joined` frame.
     pub joined: Value,
+    /// Client ids present in the room, as this client's presence frames say.
+    pub present: BTreeSet<String>,
     pub client_id: String,
 }
 
@@ -85,6 +87,7 @@ impl RoomClient {
             task,
             backlog: VecDeque::new(),
             messages: Vec::new(),
+            present: BTreeSet::new(),
             joined: Value::Null,
             client_id: String::new(),
         }
@@ -133,12 +136,39 @@ impl RoomClient {
             Ok(None) => Event::Closed(None),
             Err(_) => panic!("no room frame within 30 s"),
         };
-        if let Event::Frame(v) = &e
-            && v["type"] == "message"
-        {
-            self.messages.push(v.clone());
+        if let Event::Frame(v) = &e {
+            let id = |m: &Value| m["clientId"].as_str().unwrap_or_default().to_string();
+            match (v["type"].as_str(), v["action"].as_str()) {
+                (Some("message"), _) => self.messages.push(v.clone()),
+                (Some("presence"), Some("sync")) => {
+                    self.present = v["members"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(id)
+                        .collect();
+                }
+                (Some("presence"), Some("join")) => {
+                    self.present.insert(id(&v["member"]));
+                }
+                (Some("presence"), Some("leave")) => {
+                    self.present.remove(&id(&v["member"]));
+                }
+                _ => {}
+            }
         }
         e
+    }
+
+    /// Reads until the presence this client sees satisfies `pred`.
+    pub async fn until_present(&mut self, what: &str, pred: impl Fn(&BTreeSet<String>) -> bool) {
+        while !pred(&self.present) {
+            match self.recv().await {
+                Event::Closed(c) => panic!("socket closed ({c:?}) while waiting for {what}"),
+                Event::Frame(v) if v["type"] == "presence" || v["type"] == "message" => {}
+                other => self.backlog.push_back(other),
+            }
+        }
     }
 
     /// The next event not consumed yet.
@@ -163,6 +193,24 @@ impl RoomClient {
             match self.recv().await {
                 Event::Frame(v) if pred(&v) => return v,
                 Event::Closed(c) => panic!("socket closed ({c:?}) while waiting for {what}"),
+                other => self.backlog.push_back(other),
+            }
+        }
+    }
+
+    /// Like `next_where`, but a close is an answer too: `Err(code)`.
+    pub async fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Result<Value, Option<u16>> {
+        let found = self
+            .backlog
+            .iter()
+            .position(|e| matches!(e, Event::Frame(v) if pred(v)));
+        if let Some(Event::Frame(v)) = found.and_then(|i| self.backlog.remove(i)) {
+            return Ok(v);
+        }
+        loop {
+            match self.recv().await {
+                Event::Frame(v) if pred(&v) => return Ok(v),
+                Event::Closed(c) => return Err(c.map(|c| c.0)),
                 other => self.backlog.push_back(other),
             }
         }

@@ -283,19 +283,22 @@ impl Hub {
 
     /// Closes every client with `code` and lets go of the owner.
     pub fn close(self: &Arc<Self>, code: u16, reason: &str) {
-        let (members, up) = {
+        let up = {
             let mut st = self.state.lock();
             if st.closed {
                 return;
             }
             st.closed = true;
-            (std::mem::take(&mut st.members), st.up.take())
+            // Kicked before the lock is let go: a session that finds the hub without an
+            // owner has already been given this code.
+            for m in st.members.values() {
+                m.kick.kick(code, reason);
+            }
+            st.members.clear();
+            st.up.take()
         };
         self.forget();
         self.ready.send_replace(Ready::Gone(None));
-        for m in members.values() {
-            m.kick.kick(code, reason);
-        }
         if let Some(up) = up {
             release(up);
         }

@@ -162,6 +162,7 @@ pub async fn serve(
         // A client that left by itself gets a normal close; a kicked one already got its code.
         match end {
             Ended::TooBig => kick.kick(CLOSE_TOO_BIG, "The frame is too large."),
+            Ended::OwnerGone => kick.kick(close::RECONNECT, "The room's owner changed; reconnect."),
             Ended::Closed => kick.kick(1000, ""),
         }
         let _ = writer.await;
@@ -198,7 +199,7 @@ impl Client<'_> {
                                 reference,
                             };
                             if !self.hub.up(up).await {
-                                return Ended::Closed;
+                                return Ended::OwnerGone;
                             }
                         }
                         Err(r) => self.tell(error_frame(r.error, &r.message, reference.as_deref())),
@@ -210,7 +211,7 @@ impl Client<'_> {
                         state,
                     };
                     if !self.hub.up(up).await {
-                        return Ended::Closed;
+                        return Ended::OwnerGone;
                     }
                 }
                 Ok(ClientFrame::Leave) => return Ended::Closed,
@@ -241,6 +242,8 @@ enum Ended {
     Closed,
     /// A frame over the size limit: not read, the socket closes with 1009.
     TooBig,
+    /// The room's owner went away under a request: the client should reconnect.
+    OwnerGone,
 }
 
 /// The next text frame, skipping pings.
