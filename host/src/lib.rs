@@ -162,6 +162,13 @@ impl Server {
         let app = api::router(state, config.body_limit);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = config.shutdown_grace;
+        // Small frames (room messages, node-to-node links, realtime events) go out at once
+        // instead of waiting for the peer's delayed ACK (Nagle), as Go's servers do by default.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             // Realtime streams never end by themselves: close them so draining can finish.
