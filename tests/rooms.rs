@@ -91,8 +91,13 @@ async fn messages_are_stamped_in_one_order_acknowledged_and_presence_is_shared()
         assert_eq!(mine.len(), 5);
         assert_eq!(mine[0]["sender"]["clientId"], json!(c.client_id));
     }
-    assert_eq!(a.messages[0]["sender"]["userId"], json!(alice_id));
-    assert_eq!(a.messages[0]["sender"]["collectionName"], "users");
+    let from_a = a
+        .messages
+        .iter()
+        .find(|m| m["payload"]["from"] == "a")
+        .expect("a message from a");
+    assert_eq!(from_a["sender"]["userId"], json!(alice_id));
+    assert_eq!(from_a["sender"]["collectionName"], "users");
     let mut acks = Vec::new();
     while acks.len() < 5 {
         acks.push(a.next_type("ack").await);
@@ -270,6 +275,9 @@ async fn bad_frames_and_oversized_payloads_are_refused_and_lose_nothing() {
         assert_eq!(e["code"], code, "{frame}: {e}");
         assert!(!e["message"].as_str().unwrap_or_default().is_empty());
     }
+    let state = json!({"type": "presence.set", "state": {"name": "n".repeat(2000)}});
+    c.send_raw(&state.to_string()).await;
+    assert_eq!(c.next_type("error").await["code"], "payload_too_large");
     // Over --room-max-payload, under the frame limit: refused with its ref, socket kept.
     let big = "x".repeat(2000);
     c.send(json!({"text": big}), "big").await;
@@ -393,6 +401,11 @@ async fn a_reconnecting_client_recovers_exactly_what_it_missed_or_is_told_it_can
     // From the start while the history still starts at 1 would work; here 1 and 2 are gone.
     let c = RoomClient::join(&node, "docs", &doc, json!({"token": token, "offset": 0})).await;
     assert_eq!(c.joined["recovered"], false);
+
+    // A graceful stop closes room sockets with 1001 ("going away": reconnect).
+    let mut node = node;
+    assert!(node.terminate().success());
+    assert_eq!(a.closed().await, Some(1001));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

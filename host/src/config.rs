@@ -221,7 +221,7 @@ pub struct ServeArgs {
         help_heading = "Rooms"
     )]
     pub room_history: usize,
-    /// Largest room message payload (and presence state), in bytes of JSON.
+    /// Largest room message payload, in bytes of JSON (a presence state: at most 4096).
     #[arg(long, env = "SYNCBASE_ROOM_MAX_PAYLOAD", default_value_t = 64 * 1024, help_heading = "Rooms")]
     pub room_max_payload: usize,
     /// Frames queued per room client before it is dropped as too slow (close 4008).

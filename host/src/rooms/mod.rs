@@ -60,7 +60,7 @@ pub use session::serve as serve_client;
 pub struct RoomOptions {
     /// Messages of history kept per room.
     pub history: usize,
-    /// Largest payload of a `send` (and presence state), in bytes of JSON.
+    /// Largest payload of a `send`, in bytes of JSON (presence states: `protocol::MAX_PRESENCE`).
     pub max_payload: usize,
     /// Frames queued per client before it is dropped as too slow.
     pub client_buffer: usize,

@@ -33,6 +33,10 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
 }
 
+/// Largest presence state, in bytes of JSON: every joiner receives every member's state in
+/// one `sync` frame, so it stays small whatever `--room-max-payload` allows.
+pub const MAX_PRESENCE: usize = 4096;
+
 /// Longest client-chosen `ref` (echoed in the `ack` or `error` of a `send`), in bytes.
 pub const MAX_REF: usize = 128;
 
@@ -163,8 +167,10 @@ pub fn compact(raw: &RawValue) -> Box<RawValue> {
 }
 
 impl ClientFrame {
-    /// Parses one text frame; `max_payload` bounds a `send` payload and a presence state.
+    /// Parses one text frame; `max_payload` bounds a `send` payload (and a presence state,
+    /// up to `MAX_PRESENCE`).
     pub fn parse(text: &str, max_payload: usize) -> Result<ClientFrame, FrameError> {
+        let max_presence = max_payload.min(MAX_PRESENCE);
         let raw: RawFrame = serde_json::from_str(text)
             .map_err(|e| FrameError::bad(format!("Frames must be JSON objects: {e}.")))?;
         match raw.kind.as_deref() {
@@ -177,7 +183,9 @@ impl ClientFrame {
                     }),
                 };
                 let presence = match raw.presence {
-                    Some(p) if p.get() != "null" => Some(object(p, "presence state", max_payload)?),
+                    Some(p) if p.get() != "null" => {
+                        Some(object(p, "presence state", max_presence)?)
+                    }
                     _ => None,
                 };
                 Ok(ClientFrame::Join {
@@ -208,7 +216,7 @@ impl ClientFrame {
                     .state
                     .ok_or_else(|| FrameError::bad("presence.set needs a state object."))?;
                 Ok(ClientFrame::PresenceSet {
-                    state: object(state, "presence state", max_payload)?,
+                    state: object(state, "presence state", max_presence)?,
                 })
             }
             Some("leave") => Ok(ClientFrame::Leave),
