@@ -9,7 +9,9 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod filter;
+pub mod mail;
 pub mod nats;
+pub mod oauth2;
 pub mod plugins;
 pub mod realtime;
 pub mod records;
@@ -119,6 +121,9 @@ impl Server {
             plugins,
             sync,
             rooms,
+            mailer: mail::Mailer::new(store.clone()),
+            resend: Arc::new(Default::default()),
+            http: oauth2::http_client(),
         };
         Ok(Server {
             config,
@@ -155,6 +160,9 @@ impl Server {
         let rooms = state.rooms.clone();
         let replication = state.sync.clone();
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
+        // Queued mails survive a stop in the outbox; the next start resumes them.
+        let mailer = tokio::spawn(state.mailer.clone().run());
+        let auth_cleanup = tokio::spawn(clean_expired_auth_rows(store.clone()));
         // With replication the outbound filters run where changes are captured for the log.
         let outbound = replication
             .is_none()
@@ -192,6 +200,8 @@ impl Server {
         drop(stop_rx);
         invalidator.abort();
         fanout.abort();
+        mailer.abort();
+        auth_cleanup.abort();
         if let Some(outbound) = outbound {
             outbound.abort();
         }
@@ -217,6 +227,24 @@ async fn invalidate_auth_cache(store: Store, cache: Arc<access::AuthCache>) {
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.clear(),
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Deletes expired OTPs and MFA sessions every hour, as PocketBase's cleanup crons do (an
+/// expired one is refused anyway; this keeps the tables small). On a cluster every node runs
+/// it; deleting a row another node already deleted is harmless.
+async fn clean_expired_auth_rows(store: Store) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let result = store
+            .write(|ctx| store::auth_rows::delete_expired(ctx, chrono::Utc::now()))
+            .await;
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired OTPs and MFA sessions removed"),
+            Err(e) => tracing::warn!(error = %e, "could not remove expired OTPs and MFA sessions"),
         }
     }
 }

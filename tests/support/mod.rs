@@ -2,6 +2,8 @@
 //! superuser, and drives it over HTTP. Every test reads like the scenario it checks.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -17,11 +17,25 @@ use crate::replication::{CollectionRef, EventKind};
 use crate::store::Collection;
 use crate::store::collections as ops;
 
-/// A collection as served: everything but the token signing secret.
+/// A collection as served: everything but the token signing secrets and the OAuth2 providers'
+/// client secrets (PocketBase hides them the same way).
 pub fn present(c: &Collection) -> Value {
     let mut v = serde_json::to_value(c).unwrap_or_else(|_| json!({}));
-    if let Some(tok) = v.get_mut("authToken").and_then(Value::as_object_mut) {
-        tok.remove("secret");
+    for key in [
+        "authToken",
+        "passwordResetToken",
+        "emailChangeToken",
+        "verificationToken",
+        "fileToken",
+    ] {
+        if let Some(tok) = v.get_mut(key).and_then(Value::as_object_mut) {
+            tok.remove("secret");
+        }
+    }
+    if let Some(Value::Array(providers)) = v.pointer_mut("/oauth2/providers") {
+        for p in providers.iter_mut().filter_map(Value::as_object_mut) {
+            p.remove("clientSecret");
+        }
     }
     v
 }

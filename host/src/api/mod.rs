@@ -2,6 +2,10 @@
 //! this module knows nothing of wasmtime or NATS.
 
 pub mod auth;
+pub mod auth_email;
+pub mod auth_flow;
+pub mod auth_oauth2;
+pub mod auth_otp;
 pub mod batch;
 pub mod collections;
 pub mod error;
@@ -38,6 +42,12 @@ pub struct AppState {
     pub sync: Option<crate::sync::Sync>,
     /// Websocket rooms.
     pub rooms: crate::rooms::Rooms,
+    /// The node's mail outbox and sender.
+    pub mailer: crate::mail::Mailer,
+    /// Recent verification / password-reset requests (PocketBase's resend guard).
+    pub resend: Arc<auth_flow::ResendLimiter>,
+    /// HTTP client for OAuth2 providers.
+    pub http: reqwest::Client,
 }
 
 /// Builds the router with a request body limit of `body_limit` bytes.
@@ -77,6 +87,48 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             "/api/collections/{collection}/auth-methods",
             get(auth::methods),
         )
+        .route(
+            "/api/collections/{collection}/request-verification",
+            post(auth_email::request_verification),
+        )
+        .route(
+            "/api/collections/{collection}/confirm-verification",
+            post(auth_email::confirm_verification),
+        )
+        .route(
+            "/api/collections/{collection}/request-password-reset",
+            post(auth_email::request_password_reset),
+        )
+        .route(
+            "/api/collections/{collection}/confirm-password-reset",
+            post(auth_email::confirm_password_reset),
+        )
+        .route(
+            "/api/collections/{collection}/request-email-change",
+            post(auth_email::request_email_change),
+        )
+        .route(
+            "/api/collections/{collection}/confirm-email-change",
+            post(auth_email::confirm_email_change),
+        )
+        .route(
+            "/api/collections/{collection}/request-otp",
+            post(auth_otp::request_otp),
+        )
+        .route(
+            "/api/collections/{collection}/auth-with-otp",
+            post(auth_otp::auth_with_otp),
+        )
+        .route(
+            "/api/collections/{collection}/auth-with-oauth2",
+            post(auth_oauth2::auth_with_oauth2),
+        )
+        .route(
+            "/api/oauth2-redirect",
+            get(auth_oauth2::redirect).post(auth_oauth2::redirect),
+        )
+        .route("/api/settings/test/email", post(settings::test_email))
+        .route("/api/mails", get(settings::mail_outbox))
         .route(
             "/api/realtime",
             get(realtime::connect).post(realtime::subscribe),

@@ -284,7 +284,11 @@ pub async fn view(
 
 /// Hashes a new password off the async runtime and off the writer thread.
 async fn hash_password(c: &Collection, input: &Record) -> ApiResult<Option<String>> {
-    if !c.is_auth() {
+    // Auth collections, and the system `_otps` (its one-time passwords are hashed too).
+    if !c
+        .field("password")
+        .is_some_and(|f| matches!(f.kind, crate::store::FieldKind::Password(_)))
+    {
         return Ok(None);
     }
     let Some(Value::String(pw)) = input.get("password") else {

@@ -103,6 +103,26 @@ pub fn now_string() -> String {
     super::coerce::format_date(&chrono::Utc::now())
 }
 
+/// `dt` in the stored date layout.
+pub fn format_date(dt: &chrono::DateTime<chrono::Utc>) -> String {
+    super::coerce::format_date(dt)
+}
+
+/// Whether `s` is a URL as the `url` field accepts it.
+pub fn is_url(s: &str) -> bool {
+    super::formats::is_url(s)
+}
+
+/// Whether `s` is an email address as the `email` field accepts it.
+pub fn is_email(s: &str) -> bool {
+    super::formats::is_email(s)
+}
+
+/// A stored date (`YYYY-MM-DD HH:MM:SS.mmmZ`, or the other forms dates are accepted in).
+pub fn parse_date(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    super::coerce::parse_date(&Value::String(s.to_string()))
+}
+
 /// The stored zero value of a field: "" / 0 / false / [] / null.
 pub fn empty_value(field: &Field) -> Value {
     if field.is_multiple() {

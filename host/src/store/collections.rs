@@ -50,7 +50,15 @@ pub fn from_input(
         if k == "id" && base.is_some() {
             continue;
         }
-        merged.insert(k.clone(), v.clone());
+        match merged.get_mut(k) {
+            // Option objects (`oauth2`, `otp`, a template…) merge key by key, as PocketBase
+            // decodes a body into the stored collection: `{"otp": {"enabled": true}}` keeps
+            // the OTP duration and template, `{"oauth2": {...}}` the mapped fields.
+            Some(current @ Value::Object(_)) if v.is_object() => merge_objects(current, v),
+            _ => {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
     }
     let kind = merged
         .get("type")
@@ -85,12 +93,23 @@ pub fn from_input(
                 }
             }
         }
-        // The token secret is never accepted from clients on update; keep the stored one.
-        if let (Some(b), Some(Value::Object(tok))) = (
-            base.and_then(|b| b.auth.as_ref()),
-            merged.get_mut("authToken"),
-        ) {
-            tok.insert("secret".into(), json!(b.auth_token.secret));
+        // Clients never see the stored secrets, so they never send them back: keep them.
+        if let Some(b) = base.and_then(|b| b.auth.as_ref()) {
+            let kinds = [
+                ("authToken", TokenKind::Auth),
+                ("passwordResetToken", TokenKind::PasswordReset),
+                ("emailChangeToken", TokenKind::EmailChange),
+                ("verificationToken", TokenKind::Verification),
+                ("fileToken", TokenKind::File),
+            ];
+            for (key, kind) in kinds {
+                if let Some(Value::Object(tok)) = merged.get_mut(key) {
+                    let sent = tok.get("secret").and_then(Value::as_str).unwrap_or("");
+                    if sent.is_empty() || kind == TokenKind::Auth {
+                        tok.insert("secret".into(), json!(b.secret(kind)));
+                    }
+                }
+            }
         }
     }
     // Null field options mean "unset": drop them so every type's defaults apply (a field whose
@@ -109,7 +128,29 @@ pub fn from_input(
     if c.kind != CollectionType::Auth {
         c.auth = None;
     }
+    if let (Some(opts), Some(old)) = (c.auth.as_mut(), base.and_then(|b| b.auth.as_ref())) {
+        opts.keep_secrets_of(old);
+    }
     Ok(c)
+}
+
+/// Deep-merges object `patch` into object `base` (anything but an object replaces).
+fn merge_objects(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                match b.get_mut(k) {
+                    Some(existing @ Value::Object(_)) if v.is_object() => {
+                        merge_objects(existing, v)
+                    }
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
 }
 
 /// Fills ids, system fields and timestamps, then validates `c` against `schema`.
@@ -255,6 +296,9 @@ fn normalize_and_validate(
     if !index_errors.is_empty() {
         errors.insert("indexes".into(), Value::Object(index_errors));
     }
+    if let Some(opts) = &c.auth {
+        errors.extend(opts.validate(crate::oauth2::known));
+    }
     if errors.is_empty() {
         validate_rules(schema, c, &mut errors);
     }
@@ -349,7 +393,12 @@ fn validate_rules(schema: &Schema, c: &Collection, errors: &mut Map<String, Valu
         ("updateRule", &c.update_rule),
         ("deleteRule", &c.delete_rule),
     ];
-    for (key, rule) in rules {
+    let mfa_rule = c
+        .auth
+        .as_ref()
+        .map(|a| a.mfa.rule.clone())
+        .filter(|r| !r.trim().is_empty());
+    for (key, rule) in rules.into_iter().chain([("mfa", &mfa_rule)]) {
         let Some(rule) = rule else { continue };
         let q = filter::Query {
             lookup: &lookup,
@@ -360,13 +409,13 @@ fn validate_rules(schema: &Schema, c: &Collection, errors: &mut Map<String, Valu
             now: chrono::Utc::now(),
         };
         if let Err(e) = filter::filter_sql(rule, &q) {
-            errors.insert(
-                key.into(),
-                err(
-                    "validation_invalid_rule",
-                    &format!("Invalid rule. Raw error: {e}."),
-                ),
+            let e = err(
+                "validation_invalid_rule",
+                &format!("Invalid rule. Raw error: {e}."),
             );
+            // The MFA rule lives inside the `mfa` options.
+            let e = if key == "mfa" { json!({"rule": e}) } else { e };
+            errors.insert(key.into(), e);
         }
     }
 }

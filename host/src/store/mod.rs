@@ -6,10 +6,13 @@
 //! together share one SQLite transaction (group commit). Readers run on blocking threads and see
 //! only committed data.
 
+mod auth_options;
+pub mod auth_rows;
 pub mod collections;
 mod ddl;
 mod error;
 pub mod expand;
+pub mod mails;
 mod readers;
 pub mod records;
 pub mod schema;
@@ -29,7 +32,7 @@ pub use error::StoreError;
 pub use readers::ReadConn;
 pub use records::Record;
 pub use schema::{Collection, Field, FieldKind};
-pub use system::Schema;
+pub use system::{EXTERNAL_AUTHS, MFAS, OTPS, Schema};
 pub use writer::WriteCtx;
 
 /// What happened to a record, as published on the change feed after commit.
@@ -159,6 +162,7 @@ impl Store {
         let conn = system::open_connection(&path, false)?;
         let schema = system::bootstrap(&conn)?;
         sync::create_tables(&conn)?;
+        mails::create_table(&conn)?;
         if let Some(hooks) = &sync {
             hooks.clock.resume(sync::max_hlc(&conn)?);
         }

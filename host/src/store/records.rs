@@ -401,6 +401,18 @@ pub fn update(
     if let (Some(_), Some(hash)) = (&prepared.password, password_hash) {
         rec.insert("password".into(), Value::String(hash));
     }
+    let verified = |r: &Record| r.get("verified") == Some(&Value::Bool(true));
+    if c.is_auth() && !verified(&current) && verified(&rec) {
+        // As PocketBase: proving the address ends every OAuth2 link made before (someone may
+        // have pre-created the account and linked their own provider), and with any link
+        // gone, the sessions that came with it.
+        if super::auth_rows::delete_for(ctx, super::system::EXTERNAL_AUTHS, &c.id, id)? > 0 {
+            rec.insert(
+                "tokenKey".into(),
+                Value::String(super::schema::random_string(50, super::schema::ALNUM)),
+            );
+        }
+    }
     update_row(ctx.conn, &c, id, &rec)?;
     ctx.changes.push(Change {
         op: Op::Update,
@@ -506,7 +518,7 @@ pub fn delete(ctx: &mut WriteCtx, coll: &str, id: &str) -> Result<Record, StoreE
     delete_inner(ctx, &c, id, 0)
 }
 
-fn delete_inner(
+pub(super) fn delete_inner(
     ctx: &mut WriteCtx,
     c: &Arc<Collection>,
     id: &str,
@@ -526,6 +538,16 @@ fn delete_inner(
         record: rec.clone(),
         before: Some(rec.clone()),
     });
+    if c.is_auth() {
+        // An auth record takes its OAuth2 links, OTPs and MFA sessions with it.
+        for sys in [
+            super::system::EXTERNAL_AUTHS,
+            super::system::OTPS,
+            super::system::MFAS,
+        ] {
+            super::auth_rows::delete_for(ctx, sys, &c.id, id)?;
+        }
+    }
     for (rc, fields) in ctx.schema.referencing(&c.id) {
         for f in fields {
             let FieldKind::Relation(opts) = &f.kind else {

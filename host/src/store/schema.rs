@@ -7,6 +7,8 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+pub use super::auth_options::*;
+
 /// Kind of collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -77,50 +79,6 @@ impl SqlMemo {
 
     pub fn upsert(&self, build: impl FnOnce() -> String) -> &str {
         self.upsert.get_or_init(build)
-    }
-}
-
-/// Options carried by auth collections only.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthOptions {
-    pub auth_token: TokenConfig,
-    pub password_auth: PasswordAuth,
-    #[serde(default)]
-    pub auth_rule: Option<String>,
-    #[serde(default)]
-    pub manage_rule: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TokenConfig {
-    /// Collection-wide signing secret, combined with each record's tokenKey.
-    pub secret: String,
-    /// Token lifetime in seconds.
-    pub duration: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PasswordAuth {
-    pub enabled: bool,
-    pub identity_fields: Vec<String>,
-}
-
-impl Default for AuthOptions {
-    fn default() -> Self {
-        AuthOptions {
-            auth_token: TokenConfig {
-                secret: random_string(50, ALNUM),
-                duration: 604_800,
-            },
-            password_auth: PasswordAuth {
-                enabled: true,
-                identity_fields: vec!["email".into()],
-            },
-            auth_rule: Some(String::new()),
-            manage_rule: None,
-        }
     }
 }
 
