@@ -14,7 +14,8 @@ use axum::extract::ws::Utf8Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::owner::{self, Claim, OwnerHandle, PortId};
+use super::claim::{self, Claim};
+use super::owner::{self, OwnerHandle, PortId};
 use super::protocol::{Down, Up, close};
 use super::{RoomError, RoomKey, Rooms, link};
 
@@ -126,7 +127,7 @@ impl Hub {
             if self.state.lock().closed {
                 return;
             }
-            let attempt = match owner::claim(&rooms, &self.key, &collection).await {
+            let attempt = match claim::claim(&rooms, &self.key, &collection).await {
                 Ok(Claim::Mine(owner)) => {
                     let (tx, rx) = mpsc::channel(port_capacity(&rooms));
                     owner

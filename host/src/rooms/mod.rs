@@ -27,6 +27,7 @@
 //!
 //! Never reaches into `api/`; rules come from `access/`, NATS from `replication/`.
 
+mod claim;
 mod filter;
 mod history;
 mod hub;
