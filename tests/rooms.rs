@@ -331,6 +331,29 @@ async fn bad_frames_and_oversized_payloads_are_refused_and_lose_nothing() {
         .await
         .expect("link request");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    // Room flags are checked before anything starts.
+    for (flags, says) in [
+        (
+            ["--room-lease-ms", "200"],
+            "--room-lease-ms must be at least 1000",
+        ),
+        (
+            ["--advertise-url", "ftp://example.com"],
+            "is not an http:// URL",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = std::process::Command::new(support::bin())
+            .args(["serve", "--http", "127.0.0.1:0", "--dir"])
+            .arg(tmp.path())
+            .args(flags)
+            .output()
+            .expect("run syncbase");
+        assert!(!out.status.success(), "{flags:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{flags:?}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
