@@ -127,6 +127,15 @@ async fn clients_on_three_nodes_see_one_order_and_one_presence() {
         cl.until_present("six members", |p| *p == ids).await;
     }
 
+    // A quiet room stays joined: links are kept alive by pings, not by traffic (a link
+    // silent for a lease TTL counts as dead and would send everyone reconnecting).
+    tokio::time::sleep(Duration::from_millis(LEASE_MS * 2)).await;
+    assert_eq!(
+        rooms_status(&b).await["linksIn"],
+        2,
+        "the links outlived a quiet spell"
+    );
+
     // Every client sends ten messages, interleaved: one order, seen by all six.
     for i in 0..10 {
         for (k, cl) in clients.iter_mut().enumerate() {
