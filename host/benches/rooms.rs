@@ -21,6 +21,10 @@
 //! from its position after the close that says "reconnect") until a message is acknowledged
 //! under a new epoch. Kill → that ack, against the lease TTL (`LEASE_MS`); then X restarts.
 //!
+//! Floor: before the nodes start, the raw JetStream publish→delivered latency on the same
+//! cluster (R3, one 200-byte message at a time, `support/floor.rs`): a stamped message costs
+//! one such append before anyone sees it.
+//!
 //! Ratios: proxied p99 / direct p99 (goal ≤ 2), failover / lease TTL (goal ≤ 2). The bench
 //! process reads every socket on `CLIENT_THREADS` threads (default 1), so it takes as little
 //! of the machine as possible from the servers. Env: `CLIENTS` (1000), `MESSAGES` (500),
@@ -28,6 +32,8 @@
 //! `SETUP_CONCURRENCY` (4), `CLIENT_THREADS` (1), `SYNCBASE_BIN`. Needs about
 //! 2 x CLIENTS file descriptors.
 
+#[path = "support/floor.rs"]
+mod floor;
 #[path = "../../tests/nats_support/mod.rs"]
 mod nats_support;
 mod support;
@@ -551,6 +557,23 @@ async fn failover(cfg: &Config, nodes: &mut [Node], victim: usize) -> Result<Dur
 
 async fn run(cfg: Config) -> Result<()> {
     let cluster = nats_support::Cluster::start(3).await;
+    let floor = floor::measure(
+        &cluster,
+        &floor::FloorOptions {
+            payload: bytes::Bytes::from(vec![b'x'; 200]),
+            latency_msgs: 500,
+            msgs: 5000,
+            in_flight: 256,
+            replicas: 3,
+        },
+    )
+    .await;
+    let floor_figures = (
+        floor.latency(0.5).as_secs_f64() * 1000.0,
+        floor.latency(0.99).as_secs_f64() * 1000.0,
+        floor.drain_rate,
+    );
+    eprintln!("floor: pipelined publish {:.0} msgs/s", floor.publish_rate);
     let root = tempfile::Builder::new()
         .prefix("sb-bench-rooms-")
         .tempdir()?;
@@ -589,13 +612,19 @@ async fn run(cfg: Config) -> Result<()> {
         eprintln!("failover round {round}: {t:?}");
         failovers.push(t.as_secs_f64() * 1000.0);
     }
-    report(&cfg, &direct, &proxied, &failovers);
+    report(&cfg, &direct, &proxied, &failovers, floor_figures);
     drop(nodes);
     cluster.shutdown().await;
     Ok(())
 }
 
-fn report(cfg: &Config, direct: &Figures, proxied: &Figures, failovers: &[f64]) {
+fn report(
+    cfg: &Config,
+    direct: &Figures,
+    proxied: &Figures,
+    failovers: &[f64],
+    floor: (f64, f64, f64),
+) {
     println!();
     println!(
         "Rooms: one room, {} clients; latency = send -> LAST client, {} messages at {}/s; throughput = {} messages, window {}",
@@ -632,6 +661,14 @@ fn report(cfg: &Config, direct: &Figures, proxied: &Figures, failovers: &[f64]) 
     );
     let goal = proxied.p99_ms / direct.p99_ms;
     println!();
+    println!(
+        "JetStream floor (R3, 200 B): publish -> delivered one at a time p50 {:.2} ms, p99 {:.2} ms (direct p50 / floor p50 = {:.1}); pipelined publish + delivery {:.0} msgs/s (direct messages/s / floor = {:.3})",
+        floor.0,
+        floor.1,
+        direct.p50_ms / floor.0,
+        floor.2,
+        direct.msgs_per_s / floor.2
+    );
     println!(
         "proxied p99 / direct p99 = {goal:.2} (goal <= 2: {})",
         if goal <= 2.0 { "met" } else { "NOT met" }
