@@ -158,7 +158,7 @@ async fn messages_are_stamped_in_one_order_acknowledged_and_presence_is_shared()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_needs_the_view_rule_and_sending_the_update_rule() {
-    let node = Node::start().await;
+    let node = Node::start_with(&["--room-recheck", "1"]).await;
     let (alice_id, alice) = support::user(&node, "alice@example.com").await;
     let (_, bob) = support::user(&node, "bob@example.com").await;
     node.create_collection(json!({
@@ -212,6 +212,27 @@ async fn joining_needs_the_view_rule_and_sending_the_update_rule() {
         "Bob's refused message was never stamped"
     );
     assert_eq!(b.messages[0]["offset"], 1);
+
+    // Alice makes the note private: Bob, who may no longer view it, is removed (the view rule
+    // is checked again every --room-recheck seconds); Alice stays.
+    let (code, body) = node
+        .patch(
+            &format!("/api/collections/notes/records/{public}"),
+            json!({"public": false}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(b.next_type("error").await["code"], "forbidden");
+    assert_eq!(b.closed().await, Some(4403));
+    a.send(json!({"t": "still here"}), 3).await;
+    a.next_where("the ack of ref 3", |v| v["type"] == "ack" && v["ref"] == 3)
+        .await;
+    // The record is deleted: its room's members are told it is gone.
+    let (code, _) = node
+        .delete(&format!("/api/collections/notes/records/{public}"))
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    assert_eq!(a.closed().await, Some(4404));
 
     // Superusers always: the vault's null rules refuse users, not them.
     let mut c = RoomClient::try_join(&node, "vault", vault, json!({"token": alice})).await;

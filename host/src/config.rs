@@ -257,6 +257,15 @@ pub struct ServeArgs {
         help_heading = "Rooms"
     )]
     pub room_write_timeout: u64,
+    /// Seconds between checks of a room member's view rule: a member whose access was
+    /// withdrawn (or whose record was deleted) is removed within this long.
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_RECHECK",
+        default_value_t = 30,
+        help_heading = "Rooms"
+    )]
+    pub room_recheck: u64,
     /// URL other nodes reach this node's HTTP server at, for room links
     /// [default: http://<--http address>, 127.0.0.1 when that is 0.0.0.0].
     #[arg(long, env = "SYNCBASE_ADVERTISE_URL", help_heading = "Rooms")]
@@ -532,6 +541,7 @@ fn room_options(a: &ServeArgs) -> Result<RoomOptions, ConfigError> {
         lease_ttl: std::time::Duration::from_millis(a.room_lease_ms),
         idle: std::time::Duration::from_secs(a.room_idle.max(1)),
         write_timeout: std::time::Duration::from_secs(a.room_write_timeout.max(1)),
+        recheck: std::time::Duration::from_secs(a.room_recheck.max(1)),
         advertise_url: a
             .advertise_url
             .as_ref()

@@ -71,6 +71,8 @@ pub struct RoomOptions {
     pub idle: Duration,
     /// Longest a write to a socket may take before the peer is dropped.
     pub write_timeout: Duration,
+    /// How often a member's view rule is checked again (access withdrawn → removed).
+    pub recheck: Duration,
     /// The URL other nodes reach this node's HTTP server at (advertised in leases).
     pub advertise_url: Option<String>,
 }
@@ -84,6 +86,7 @@ impl Default for RoomOptions {
             lease_ttl: Duration::from_secs(5),
             idle: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
+            recheck: Duration::from_secs(30),
             advertise_url: None,
         }
     }

@@ -163,6 +163,7 @@ pub async fn serve(
         match end {
             Ended::TooBig => kick.kick(CLOSE_TOO_BIG, "The frame is too large."),
             Ended::OwnerGone => kick.kick(close::RECONNECT, "The room's owner changed; reconnect."),
+            Ended::Refused(code) => kick.kick(code, "You may no longer view this room's record."),
             Ended::Closed => kick.kick(1000, ""),
         }
         let _ = writer.await;
@@ -183,10 +184,20 @@ impl Client<'_> {
     /// Reads the client's frames until it leaves or its socket ends.
     async fn read(&self, stream: &mut SplitStream<WebSocket>) -> Ended {
         let max = self.rooms.inner.opts.max_payload;
+        // The view rule is checked again now and then: a member whose access was withdrawn
+        // (or whose record was deleted) is removed within this period.
+        let mut recheck = tokio::time::interval(self.rooms.inner.opts.recheck);
+        recheck.reset();
         loop {
-            let text = match next_text(stream).await {
-                Ok(t) => t,
-                Err(end) => return end,
+            let text = tokio::select! {
+                t = next_text(stream) => match t {
+                    Ok(t) => t,
+                    Err(end) => return end,
+                },
+                _ = recheck.tick() => match self.still_allowed().await {
+                    Some(refused) => return refused,
+                    None => continue,
+                },
             };
             match ClientFrame::parse(&text, max) {
                 Ok(ClientFrame::Send { payload, reference }) => {
@@ -225,6 +236,21 @@ impl Client<'_> {
         }
     }
 
+    /// `None` while the view rule still lets this client in; otherwise how the socket ends
+    /// (after an error frame saying why). A failed check (database busy) is not a refusal.
+    async fn still_allowed(&self) -> Option<Ended> {
+        let store = &self.rooms.inner.store;
+        match rules::view(store, self.auth, &self.key.collection, &self.key.record).await {
+            Ok(_) => None,
+            Err(r) if r.code == close::UNAVAILABLE => None,
+            Err(r) => {
+                tracing::info!(room = %self.key.token(), code = r.code, "room member no longer allowed; removing it");
+                self.tell(error_frame(r.error, &r.message, None));
+                Some(Ended::Refused(r.code))
+            }
+        }
+    }
+
     /// Queues a frame of the session's own (an error); a client too slow to take it is
     /// being dropped anyway.
     fn tell(&self, frame: Arc<str>) {
@@ -244,6 +270,8 @@ enum Ended {
     TooBig,
     /// The room's owner went away under a request: the client should reconnect.
     OwnerGone,
+    /// The view rule no longer lets the client in (or the record is gone): this code.
+    Refused(u16),
 }
 
 /// The next text frame, skipping pings.
