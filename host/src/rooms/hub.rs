@@ -377,7 +377,9 @@ impl Rooms {
                     }
                 }
                 Ok(Err(Some(e))) => return Err(e),
-                Ok(Err(None)) => {}
+                // The hub closed as we came (its owner just ended): a moment for the room to
+                // settle before looking again, rather than spinning.
+                Ok(Err(None)) => tokio::time::sleep(Duration::from_millis(50)).await,
                 Err(_) => return Err(RoomError::Unavailable),
             }
             if Instant::now() >= deadline {
