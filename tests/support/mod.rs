@@ -129,6 +129,21 @@ impl Node {
         &self.dir
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to the server process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("running");
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{sig} {pid} failed");
+    }
+
     /// Sends a request as the superuser.
     pub async fn call(
         &self,

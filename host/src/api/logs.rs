@@ -97,10 +97,8 @@ pub async fn log_requests(State(st): State<AppState>, mut req: Request, next: Ne
         token: super::extract::token_in(headers),
         user_ip: if settings.log_ip {
             // The guard's reading of `trustedProxy`, so logs and rate limits agree on the IP.
-            peer.map(|ip| {
-                st.guard.client_ip(headers, ip)
-            })
-            .unwrap_or_default()
+            peer.map(|ip| st.guard.client_ip(headers, ip))
+                .unwrap_or_default()
         } else {
             String::new()
         },
