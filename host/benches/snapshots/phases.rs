@@ -156,7 +156,16 @@ pub async fn run(
     let work = root.join("floor");
     std::fs::create_dir_all(&work)?;
     let archive = work.join("snapshot.zip");
-    let log = cluster.log(&[0, 1, 2], 3).await;
+    // The nodes' log (their `--cluster`), not the test cluster's default one.
+    let conn = syncbase::replication::ConnectOptions {
+        urls: (0..3).map(|i| cluster.url(i)).collect(),
+        ..Default::default()
+    };
+    let log = syncbase::replication::Log::connect(
+        &conn,
+        &syncbase::replication::StreamOptions::new(crate::node::CLUSTER),
+    )
+    .await?;
     let bucket = syncbase::replication::SnapshotStore::open(&log, Duration::from_secs(30)).await?;
     bucket
         .get(&name, &archive, &syncbase::replication::Progress::new())

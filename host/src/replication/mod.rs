@@ -66,6 +66,7 @@ pub mod event;
 pub mod hlc;
 pub mod log;
 pub mod objects;
+pub mod rooms;
 pub mod snapshots;
 
 pub use consumer::{ConsumerOptions, Delivery, EventConsumer};
@@ -76,4 +77,5 @@ pub use log::{
     StreamPeer, StreamState, connect,
 };
 pub use objects::{PluginObjects, sha256_hex};
+pub use rooms::{Appended, HistoryEntry, LeaseEntry, RoomLog, RoomLogOptions};
 pub use snapshots::{Progress, SnapshotStore, Stored, StreamUsage};

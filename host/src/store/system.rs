@@ -210,6 +210,7 @@ pub fn auth_system_collections(now: &str) -> Vec<Collection> {
                 update_rule: None,
                 delete_rule: delete.then(|| owner.into()),
                 auth: None,
+                view_query: None,
                 created: now.into(),
                 updated: now.into(),
                 sql: Default::default(),
@@ -384,6 +385,7 @@ pub(crate) fn default_superusers(now: &str) -> Collection {
         }),
         created: now.into(),
         updated: now.into(),
+        view_query: None,
         sql: Default::default(),
     }
 }
@@ -423,6 +425,7 @@ fn default_users(now: &str) -> Collection {
         }),
         created: now.into(),
         updated: now.into(),
+        view_query: None,
         sql: Default::default(),
     }
 }

@@ -538,7 +538,8 @@ pub fn table_hashes(
 ) -> Result<BTreeMap<String, String>, StoreError> {
     let mut out = BTreeMap::new();
     for c in schema.all() {
-        if c.name == LOCAL_ONLY {
+        // A view holds nothing of its own: its rows follow from the tables hashed here.
+        if c.name == LOCAL_ONLY || c.is_view() {
             continue;
         }
         out.insert(c.name.clone(), hash_table(conn, &c)?.0);
