@@ -67,11 +67,6 @@ impl Node {
         node
     }
 
-    /// The process id of the node.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     async fn spawn_command(mut cmd: Command, dir: &Path, flags: &[&str]) -> Node {
         cmd.args(["serve", "--http", "127.0.0.1:0", "--dir"])
             .arg(dir)
