@@ -537,8 +537,10 @@ fn swap_file(
         *conn = super::system::open_connection(&path, false)?;
         conn.wal_hook(Some(note_wal_pages));
         *checkpointer = Checkpointer::start(&path)?;
+        // As `Store::open_with` does: the file may come from an older version.
         let loaded = super::system::bootstrap(conn)?;
         super::sync::create_tables(conn)?;
+        super::mails::create_table(conn)?;
         if let Some(hooks) = sync {
             hooks.clock.resume(super::sync::max_hlc(conn)?);
         }
