@@ -13,6 +13,7 @@ pub mod mail;
 pub mod nats;
 pub mod oauth2;
 pub mod plugins;
+pub mod pocketbase;
 pub mod realtime;
 pub mod records;
 pub mod replication;

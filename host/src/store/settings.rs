@@ -44,9 +44,14 @@ pub fn merge(base: &mut Value, patch: &Value) {
 
 /// The current settings.
 pub fn load(conn: &Connection) -> Result<Value, StoreError> {
+    load_in(conn, "main")
+}
+
+/// The settings stored in attached database `db` (`main` for the connection's own).
+pub fn load_in(conn: &Connection, db: &str) -> Result<Value, StoreError> {
     let stored: Option<String> = conn
         .query_row(
-            "SELECT value FROM _params WHERE key = ?1",
+            &format!("SELECT value FROM {db}._params WHERE key = ?1"),
             params![KEY],
             |r| r.get(0),
         )
