@@ -256,6 +256,10 @@ pub struct ServeArgs {
     /// Capacity of the writer's job queue (requests waiting to write).
     #[arg(long, env = "SYNCBASE_WRITE_QUEUE", default_value_t = 1024)]
     pub write_queue: usize,
+    /// Request log entries queued for the log writer; when it falls this far behind, entries
+    /// are dropped instead of slowing requests.
+    #[arg(long, env = "SYNCBASE_LOG_QUEUE", default_value_t = 8192)]
+    pub log_queue: usize,
     /// Realtime messages buffered per client before a slow client is dropped.
     #[arg(long, env = "SYNCBASE_REALTIME_BUFFER", default_value_t = 512)]
     pub realtime_buffer: usize,
@@ -274,6 +278,8 @@ pub struct ServeArgs {
     /// Seconds that in-flight requests get to finish on shutdown.
     #[arg(long, env = "SYNCBASE_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
     /// Replicate through an existing NATS cluster: comma-separated server URLs
     /// (e.g. nats://h1:4222,nats://h2:4222). Without --nats or --sync the node runs alone.
@@ -361,6 +367,26 @@ pub struct ServeArgs {
     pub test_faults: Option<PathBuf>,
 }
 
+/// Bounds on what one client can make a node hold (see README "Security").
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Concurrent HTTP connections served; beyond, requests get 503 (health checks still
+    /// answer). Lowered at start to fit the open-file limit.
+    #[arg(long, env = "SYNCBASE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds a write may wait for a client that does not read (e.g. a stuck realtime
+    /// consumer) before its connection is closed.
+    #[arg(long, env = "SYNCBASE_WRITE_TIMEOUT", default_value_t = 30)]
+    pub write_timeout: u64,
+    /// Bytes of record data the outbound log (`GET /api/plugins/outbound`) keeps at most.
+    #[arg(long, env = "SYNCBASE_OUTBOUND_LOG_BYTES", default_value_t = crate::plugins::OUTBOUND_BYTES)]
+    pub outbound_log_bytes: usize,
+    /// Cost one realtime client's subscriptions may add up to: each topic costs 1, plus the
+    /// terms of its filter and its expand paths. Beyond, the subscription request fails.
+    #[arg(long, env = "SYNCBASE_REALTIME_CLIENT_COST", default_value_t = crate::realtime::CLIENT_COST)]
+    pub realtime_client_cost: usize,
+}
+
 /// The validated configuration of a server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -368,6 +394,8 @@ pub struct Config {
     pub dir: PathBuf,
     pub body_limit: usize,
     pub store: StoreOptions,
+    /// Capacity of the request log queue (`store::logs`).
+    pub log_queue: usize,
     pub shutdown_grace: std::time::Duration,
     pub realtime: RealtimeOptions,
     pub node_id: String,
@@ -376,6 +404,10 @@ pub struct Config {
     pub sync: Option<crate::sync::SyncConfig>,
     /// The chaos harness's fault control file (`crate::testhooks`).
     pub test_faults: Option<PathBuf>,
+    /// Connection cap and write timeout of the HTTP listener.
+    pub net: crate::net::NetOptions,
+    /// Byte bound of the outbound log.
+    pub outbound_log_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -509,6 +541,7 @@ impl Config {
             http,
             dir: a.dir.clone(),
             body_limit: a.body_limit,
+            log_queue: a.log_queue.max(1),
             store: StoreOptions {
                 readers: a.readers,
                 write_queue: a.write_queue,
@@ -518,6 +551,7 @@ impl Config {
             realtime: RealtimeOptions {
                 client_buffer: a.realtime_buffer.max(1),
                 idle_timeout: std::time::Duration::from_secs(a.realtime_idle.max(1)),
+                client_cost: a.limits.realtime_client_cost.max(1),
             },
             node_id: a.node_id.clone(),
             test_faults: a.test_faults.clone(),
@@ -526,6 +560,11 @@ impl Config {
                 memory_cap: a.plugin_memory_mb.max(1) << 20,
                 ..RuntimeConfig::default()
             },
+            net: crate::net::NetOptions {
+                max_connections: a.limits.max_connections.max(1),
+                write_timeout: std::time::Duration::from_secs(a.limits.write_timeout.max(1)),
+            },
+            outbound_log_bytes: a.limits.outbound_log_bytes,
         })
     }
 
@@ -535,6 +574,7 @@ impl Config {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir: dir.into(),
             body_limit: 32 * 1024 * 1024,
+            log_queue: 8192,
             store: StoreOptions::default(),
             shutdown_grace: std::time::Duration::from_secs(10),
             realtime: RealtimeOptions::default(),
@@ -542,6 +582,8 @@ impl Config {
             plugins: RuntimeConfig::default(),
             sync: None,
             test_faults: None,
+            net: crate::net::NetOptions::default(),
+            outbound_log_bytes: crate::plugins::OUTBOUND_BYTES,
         }
     }
 }

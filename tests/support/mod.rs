@@ -47,7 +47,32 @@ impl Node {
 
     /// Starts a node on an existing data directory.
     pub async fn spawn(dir: &Path, flags: &[&str]) -> Node {
-        let mut cmd = Command::new(bin());
+        Node::spawn_command(Command::new(bin()), dir, flags).await
+    }
+
+    /// Starts a fresh node whose soft open-file limit starts at `soft` (the hard limit is
+    /// left as it is), as a service manager with a low default would start it.
+    pub async fn start_with_soft_nofile(soft: u64, flags: &[&str]) -> Node {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        upsert_superuser(&dir, EMAIL, PASSWORD);
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            &format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""),
+            bin(),
+        ]);
+        let mut node = Node::spawn_command(cmd, &dir, flags).await;
+        node._tmp = Some(tmp);
+        node
+    }
+
+    /// The process id of the node.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    async fn spawn_command(mut cmd: Command, dir: &Path, flags: &[&str]) -> Node {
         cmd.args(["serve", "--http", "127.0.0.1:0", "--dir"])
             .arg(dir)
             .args(flags)
@@ -85,6 +110,19 @@ impl Node {
             node.token = body["token"].as_str().unwrap_or_default().to_string();
         }
         node
+    }
+
+    /// A handle on a node this harness did not start (no process, no data dir of its own),
+    /// calling it with `token`.
+    pub fn attach(url: &str, token: &str) -> Node {
+        Node {
+            url: url.to_string(),
+            token: token.to_string(),
+            client: reqwest::Client::new(),
+            child: None,
+            dir: PathBuf::new(),
+            _tmp: None,
+        }
     }
 
     pub fn dir(&self) -> &Path {

@@ -61,7 +61,7 @@ pub fn import_collections(
                     .unwrap_or_default();
                 out.notes.push(Note::new(
                     &row.name,
-                    format!("view collection not carried: Syncbase has no view collections (its query: {query})"),
+                    format!("view collection not carried: the import does not create views yet; recreate it in Syncbase with its query: {query}"),
                 ));
                 continue;
             }

@@ -257,6 +257,16 @@ fn plan_export(src: &SbSource, notes: &mut Vec<Note>) -> ExportPlan {
             "queued mails are not exported: PocketBase sends mail at once and keeps no queue",
         ),
     ];
+    for c in src.collections.iter().filter(|c| c.is_view()) {
+        let query = c.view_query.as_deref().unwrap_or_default();
+        notes.push(Note::new(
+            &c.name,
+            format!(
+                "view collection not exported: the export does not write views yet; recreate it \
+                 in PocketBase with its query: {query}"
+            ),
+        ));
+    }
     for (n, subject, why) in bookkeeping {
         if n > 0 {
             notes.push(Note::new(subject, format!("{n}: {why}")));

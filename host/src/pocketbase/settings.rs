@@ -1,6 +1,6 @@
 //! PocketBase's application settings (`_params.settings`) on their way into Syncbase: read as
 //! stored, decrypted when PocketBase ran with an encryption key, and checked for sections that
-//! Syncbase keeps but does not act on.
+//! Syncbase keeps but does not act on (S3, scheduled backups).
 
 use serde_json::Value;
 
@@ -20,19 +20,13 @@ pub enum SettingsError {
 
 /// Settings sections Syncbase stores (and serves back) but does not act on, with what a
 /// non-default value there means.
-const INERT: [(&str, &str); 6] = [
+const INERT: [(&str, &str); 3] = [
     (
         "s3",
         "S3 file storage is not used: Syncbase has no file fields yet",
     ),
     ("backups.cron", "scheduled backups are not run"),
     ("backups.s3", "backups are not uploaded to S3"),
-    ("rateLimits", "rate limits are not enforced"),
-    (
-        "trustedProxy",
-        "proxy headers are not read for client addresses",
-    ),
-    ("superuserIPs", "superuser access is not limited by IP"),
 ];
 
 /// The key PocketBase encrypted its settings with: the environment variable named by
@@ -107,13 +101,7 @@ fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 /// Whether a section holds something other than PocketBase's default.
 fn is_set(path: &str, v: &Value) -> bool {
     match path {
-        "s3" | "backups.s3" | "rateLimits" => {
-            v.get("enabled").and_then(Value::as_bool) == Some(true)
-        }
-        "trustedProxy" => v
-            .get("headers")
-            .and_then(Value::as_array)
-            .is_some_and(|h| !h.is_empty()),
+        "s3" | "backups.s3" => v.get("enabled").and_then(Value::as_bool) == Some(true),
         _ => match v {
             Value::String(s) => !s.is_empty(),
             Value::Array(a) => !a.is_empty(),
@@ -167,18 +155,15 @@ mod tests {
         let stored =
             json!({"meta": {"appName": "Mine"}, "rateLimits": {"enabled": true, "rules": []},
                             "s3": {"enabled": false}, "superuserIPs": ["10.0.0.1"],
-                            "backups": {"cron": "0 0 * * *", "s3": {"enabled": false}}})
+                            "backups": {"cron": "0 0 * * *", "s3": {"enabled": true}}})
             .to_string();
         let (value, notes) = read(Some(&stored), None).expect("read");
         assert_eq!(value.expect("settings")["meta"]["appName"], "Mine");
         let subjects: Vec<&str> = notes.iter().map(|n| n.subject.as_str()).collect();
         assert_eq!(
             subjects,
-            [
-                "settings.backups.cron",
-                "settings.rateLimits",
-                "settings.superuserIPs"
-            ]
+            // Rate limits and superuser IPs are enforced by Syncbase: not named.
+            ["settings.backups.cron", "settings.backups.s3"]
         );
     }
 

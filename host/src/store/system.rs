@@ -209,6 +209,7 @@ pub fn auth_system_collections(now: &str) -> Vec<Collection> {
                 update_rule: None,
                 delete_rule: delete.then(|| owner.into()),
                 auth: None,
+                view_query: None,
                 created: now.into(),
                 updated: now.into(),
                 sql: Default::default(),
@@ -388,6 +389,7 @@ fn default_superusers(now: &str) -> Collection {
         }),
         created: now.into(),
         updated: now.into(),
+        view_query: None,
         sql: Default::default(),
     }
 }
@@ -427,6 +429,7 @@ fn default_users(now: &str) -> Collection {
         }),
         created: now.into(),
         updated: now.into(),
+        view_query: None,
         sql: Default::default(),
     }
 }
