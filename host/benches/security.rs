@@ -401,7 +401,7 @@ async fn outbound_memory(sb_bin: &Path) -> Result<()> {
         "{:<34} {:>14} {:>14} {:>14}",
         "outbound log", "RSS before MiB", "RSS after MiB", "growth MiB"
     );
-    let unbounded = (records * (mb + 1) << 21).to_string();
+    let unbounded = ((records * (mb + 1)) << 21).to_string();
     let body_limit = ((mb + 2) << 20).to_string();
     let mut growth = Vec::new();
     for (label, bytes) in [

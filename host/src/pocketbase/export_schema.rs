@@ -177,6 +177,7 @@ mod tests {
             update_rule: None,
             delete_rule: None,
             auth: None,
+            view_query: None,
             created: "c".into(),
             updated: "u".into(),
             sql: Default::default(),
