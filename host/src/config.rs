@@ -9,6 +9,7 @@ use syncbase_plugin_build::{Lang, World};
 
 use crate::plugins::RuntimeConfig;
 use crate::realtime::RealtimeOptions;
+use crate::rooms::RoomOptions;
 use crate::store::StoreOptions;
 
 /// Syncbase: PocketBase's API over SQLite, built to replicate across nodes.
@@ -281,6 +282,64 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
 
+    /// Messages of history each websocket room keeps (clients recover missed ones from it).
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_HISTORY",
+        default_value_t = 100,
+        help_heading = "Rooms"
+    )]
+    pub room_history: usize,
+    /// Largest room message payload, in bytes of JSON (a presence state: at most 4096).
+    #[arg(long, env = "SYNCBASE_ROOM_MAX_PAYLOAD", default_value_t = 64 * 1024, help_heading = "Rooms")]
+    pub room_max_payload: usize,
+    /// Frames queued per room client before it is dropped as too slow (close 4008).
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_CLIENT_BUFFER",
+        default_value_t = 256,
+        help_heading = "Rooms"
+    )]
+    pub room_client_buffer: usize,
+    /// Milliseconds a room owner's lease lives without renewal (replicating nodes). A dead
+    /// owner's rooms move to another node after about this long.
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_LEASE_MS",
+        default_value_t = 5000,
+        help_heading = "Rooms"
+    )]
+    pub room_lease_ms: u64,
+    /// Seconds an owner keeps a room nobody is in (and, on a single node, its history).
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_IDLE",
+        default_value_t = 60,
+        help_heading = "Rooms"
+    )]
+    pub room_idle: u64,
+    /// Seconds a write to a room socket may take before the peer is dropped.
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_WRITE_TIMEOUT",
+        default_value_t = 10,
+        help_heading = "Rooms"
+    )]
+    pub room_write_timeout: u64,
+    /// Seconds between checks of a room member's view rule: a member whose access was
+    /// withdrawn (or whose record was deleted) is removed within this long.
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_RECHECK",
+        default_value_t = 30,
+        help_heading = "Rooms"
+    )]
+    pub room_recheck: u64,
+    /// URL other nodes reach this node's HTTP server at, for room links
+    /// [default: http://<--http address>, 127.0.0.1 when that is 0.0.0.0].
+    #[arg(long, env = "SYNCBASE_ADVERTISE_URL", help_heading = "Rooms")]
+    pub advertise_url: Option<String>,
+
     /// Replicate through an existing NATS cluster: comma-separated server URLs
     /// (e.g. nats://h1:4222,nats://h2:4222). Without --nats or --sync the node runs alone.
     #[arg(
@@ -408,6 +467,8 @@ pub struct Config {
     pub net: crate::net::NetOptions,
     /// Byte bound of the outbound log.
     pub outbound_log_bytes: usize,
+    /// Websocket rooms.
+    pub rooms: RoomOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -426,6 +487,10 @@ pub enum ConfigError {
     BadCluster(String),
     #[error("{0} needs --sync")]
     NeedsSync(&'static str),
+    #[error("--room-lease-ms must be at least 1000")]
+    LeaseTooShort,
+    #[error("--advertise-url {0:?} is not an http:// URL")]
+    BadAdvertiseUrl(String),
 }
 
 /// Parses a listen address the way PocketBase (Go's `net.Listen`) reads `--http`: `host:port`,
@@ -536,7 +601,9 @@ impl Config {
             return Err(ConfigError::Zero("write-queue"));
         }
         let sync = sync_config(a)?;
+        let rooms = room_options(a)?;
         Ok(Config {
+            rooms,
             sync,
             http,
             dir: a.dir.clone(),
@@ -584,8 +651,34 @@ impl Config {
             test_faults: None,
             net: crate::net::NetOptions::default(),
             outbound_log_bytes: crate::plugins::OUTBOUND_BYTES,
+            rooms: RoomOptions::default(),
         }
     }
+}
+
+fn room_options(a: &ServeArgs) -> Result<RoomOptions, ConfigError> {
+    if a.room_lease_ms < 1000 {
+        return Err(ConfigError::LeaseTooShort);
+    }
+    if let Some(u) = &a.advertise_url {
+        let ok = url::Url::parse(u).is_ok_and(|p| p.scheme() == "http" && p.host().is_some());
+        if !ok {
+            return Err(ConfigError::BadAdvertiseUrl(u.clone()));
+        }
+    }
+    Ok(RoomOptions {
+        history: a.room_history,
+        max_payload: a.room_max_payload.max(16),
+        client_buffer: a.room_client_buffer.max(1),
+        lease_ttl: std::time::Duration::from_millis(a.room_lease_ms),
+        idle: std::time::Duration::from_secs(a.room_idle.max(1)),
+        write_timeout: std::time::Duration::from_secs(a.room_write_timeout.max(1)),
+        recheck: std::time::Duration::from_secs(a.room_recheck.max(1)),
+        advertise_url: a
+            .advertise_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string()),
+    })
 }
 
 #[cfg(test)]

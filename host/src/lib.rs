@@ -20,6 +20,7 @@ pub mod pocketbase;
 pub mod realtime;
 pub mod records;
 pub mod replication;
+pub mod rooms;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
@@ -140,13 +141,25 @@ impl Server {
             store::logs::LogSettings::from_settings(&settings.to_json()),
         )?;
         let crons = builtin_crons(&store, &logs);
+        let auth_cache: Arc<access::AuthCache> = Arc::new(Default::default());
+        let bound = listener.local_addr().unwrap_or(config.http);
+        let rooms = rooms::Rooms::new(
+            config.rooms.clone(),
+            &config.node_id,
+            bound,
+            store.clone(),
+            auth_cache.clone(),
+            plugins.clone(),
+            sync.as_ref().map(|s| s.log_watch()),
+        );
         let state = api::AppState {
             store: store.clone(),
-            auth_cache: Arc::new(Default::default()),
+            auth_cache,
             hub,
             plugins,
             sync,
             guard: Arc::new(api::guard::Guard::new(&settings)),
+            rooms,
             mailer: mail::Mailer::new(store.clone()),
             resend: Arc::new(Default::default()),
             http: oauth2::http_client(),
@@ -183,6 +196,7 @@ impl Server {
             state,
         } = self;
         let hub = state.hub.clone();
+        let rooms = state.rooms.clone();
         let replication = state.sync.clone();
         let logs = state.logs.clone();
         let scheduler = tokio::spawn(state.crons.clone().run_scheduler());
@@ -203,6 +217,8 @@ impl Server {
             shutdown.await;
             // Realtime streams never end by themselves: close them so draining can finish.
             hub.drop_all();
+            // Room sockets too; owned rooms' leases are given up so other nodes take over.
+            rooms.shutdown(std::time::Duration::from_secs(2)).await;
             let _ = stop_tx.send(true);
         });
         let mut stop_rx2 = stop_rx.clone();

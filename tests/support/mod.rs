@@ -67,11 +67,6 @@ impl Node {
         node
     }
 
-    /// The process id of the node.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     async fn spawn_command(mut cmd: Command, dir: &Path, flags: &[&str]) -> Node {
         cmd.args(["serve", "--http", "127.0.0.1:0", "--dir"])
             .arg(dir)
@@ -127,6 +122,21 @@ impl Node {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to the server process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("running");
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{sig} {pid} failed");
     }
 
     /// Sends a request as the superuser.

@@ -16,6 +16,7 @@ pub mod logs;
 pub mod plugins;
 pub mod realtime;
 pub mod records;
+pub mod rooms;
 pub mod settings;
 pub mod sql;
 pub mod sync;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub sync: Option<crate::sync::Sync>,
     /// Connection cap, client IPs, rate limits and the password gate.
     pub guard: Arc<guard::Guard>,
+    /// Websocket rooms.
+    pub rooms: crate::rooms::Rooms,
     /// The node's mail outbox and sender.
     pub mailer: crate::mail::Mailer,
     /// Recent verification / password-reset requests (PocketBase's resend guard).
@@ -185,6 +188,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/_", get(crate::dashboard::redirect))
         .route("/_/", get(crate::dashboard::index))
         .route("/_/{*path}", get(crate::dashboard::file))
+        .route("/api/rooms/{collection}/{id}", get(rooms::join))
+        .route("/api/rooms/{collection}/{id}/link", get(rooms::link))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
