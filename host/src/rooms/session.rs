@@ -360,6 +360,16 @@ async fn write(
             }
         }
     }
+    // Frames queued before the kick (the error frame that says why) go out before the close,
+    // a few at most and within a short bound: a client dropped for being slow gets no more.
+    let _ = tokio::time::timeout(write_timeout.min(Duration::from_secs(1)), async {
+        for _ in 0..16 {
+            let Ok(f) = rx.try_recv() else { break };
+            sink.feed(Message::Text(f)).await?;
+        }
+        sink.flush().await
+    })
+    .await;
     let (code, reason) = kick.reason().unwrap_or((1000, String::new()));
     let _ = tokio::time::timeout(write_timeout, sink.send(close_msg(code, &reason))).await;
 }

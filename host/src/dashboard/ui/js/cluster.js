@@ -154,12 +154,12 @@ function bindings(status) {
 }
 
 function snapshots(status) {
-  const list = status.snapshots?.items || status.snapshots;
+  const list = status.snapshots?.kept;
   if (!Array.isArray(list) || !list.length) return null;
   return h('div', { class: 'card', attrs: { 'data-testid': 'snapshots' } }, h('h3', { text: `Snapshots (${list.length})` }),
     h('table', { class: 'data' },
-      h('thead', {}, h('tr', {}, ['Stream seq', 'Size', 'Taken by', 'When'].map((t) => h('th', { text: t })))),
-      h('tbody', {}, list.map((s) => h('tr', {}, h('td', { text: s.seq ?? s.streamSeq ?? '—' }), h('td', { text: formatBytes(s.bytes ?? s.size) }), h('td', { text: s.node ?? s.origin ?? '—' }), h('td', { text: s.created ?? s.takenAt ?? '—' }))))));
+      h('thead', {}, h('tr', {}, ['Stream seq', 'Kind', 'Size', 'Taken by', 'When'].map((t) => h('th', { text: t })))),
+      h('tbody', {}, list.map((s) => h('tr', {}, h('td', { text: s.seq }), h('td', { text: s.kind }), h('td', { text: formatBytes(s.size) }), h('td', { text: s.node }), h('td', { text: s.created }))))));
 }
 
 function render(root, status, addNodeCard) {
