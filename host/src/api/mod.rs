@@ -10,6 +10,7 @@ pub mod batch;
 pub mod collections;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod plugins;
 pub mod realtime;
 pub mod records;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post, put};
 use serde_json::json;
 
 use crate::access::AuthCache;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub plugins: Plugins,
     /// Replication, on a node that replicates.
     pub sync: Option<crate::sync::Sync>,
+    /// File storage (uploads, downloads, thumbs).
+    pub files: crate::files::Files,
     /// The node's mail outbox and sender.
     pub mailer: crate::mail::Mailer,
     /// Recent verification / password-reset requests (PocketBase's resend guard).
@@ -62,15 +65,21 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
                 .patch(collections::update)
                 .delete(collections::delete),
         )
+        // Record writes carry files: their body limit is the collection's (`RecordInput`).
         .route(
             "/api/collections/{collection}/records",
-            get(records::list).post(records::create),
+            get(records::list).merge(post(records::create).layer(DefaultBodyLimit::disable())),
         )
         .route(
             "/api/collections/{collection}/records/{id}",
             get(records::view)
-                .patch(records::update)
-                .delete(records::delete),
+                .delete(records::delete)
+                .merge(patch(records::update).layer(DefaultBodyLimit::disable())),
+        )
+        .route("/api/files/token", post(files::file_token))
+        .route(
+            "/api/files/{collection}/{record}/{filename}",
+            get(files::download),
         )
         .route(
             "/api/collections/{collection}/auth-with-password",

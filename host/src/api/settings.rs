@@ -21,6 +21,9 @@ fn present(mut s: Value) -> Value {
     if let Some(smtp) = s.get_mut("smtp").and_then(Value::as_object_mut) {
         smtp.remove("password");
     }
+    if let Some(s3) = s.get_mut("s3").and_then(Value::as_object_mut) {
+        s3.remove("secret");
+    }
     s
 }
 
@@ -52,6 +55,10 @@ pub async fn update(
         .store
         .write(move |ctx| settings::update(ctx.conn, &patch))
         .await?;
+    // File storage follows the `s3` section from the next upload on.
+    if let Err(e) = st.files.configure(&s) {
+        return Err(ApiError::bad_request(format!("Invalid s3 settings: {e}.")));
+    }
     if mail_changed {
         // Mails that failed under the old settings get a fresh round of attempts now.
         st.mailer.retry_all().await?;

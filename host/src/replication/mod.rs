@@ -63,12 +63,14 @@
 
 pub mod consumer;
 pub mod event;
+pub mod files;
 pub mod hlc;
 pub mod log;
 pub mod objects;
 
 pub use consumer::{ConsumerOptions, Delivery, EventConsumer};
-pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind};
+pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind, FileRef};
+pub use files::FileObjects;
 pub use hlc::{Clock, Hlc};
 pub use log::{
     ConnectOptions, Log, LogError, Outgoing, PipelineError, Published, StreamOptions, StreamState,

@@ -49,6 +49,11 @@ struct Fold<'a, 'c> {
     /// Whether the change feed has listeners for this batch's record changes (auth
     /// collections' changes are announced regardless: the token cache needs them).
     announce: bool,
+    /// Records with file fields this batch touched: their unreferenced files are swept at
+    /// its end.
+    file_keys: Vec<(Arc<Collection>, String)>,
+    /// The batch's last stream position (where files it leaves unreferenced became orphans).
+    last_seq: u64,
 }
 
 /// Applies a batch of stream events in order, in the caller's transaction; stores the last
@@ -72,6 +77,8 @@ pub(crate) fn apply(
         reverted: BTreeMap::new(),
         shown: HashMap::new(),
         announce: hooks.listeners.begin_fold(),
+        file_keys: Vec::new(),
+        last_seq: batch.iter().map(|d| d.seq).max().unwrap_or(0),
     };
     let schema_at_start = fold.ctx.schema.clone();
     for d in batch {
@@ -134,6 +141,7 @@ pub(crate) fn apply(
         }
     }
     fold.relay()?;
+    fold.sweep_files()?;
     fold.announce()?;
     let conn = fold.ctx.conn;
     if report.last_seq > 0 {
@@ -406,6 +414,15 @@ impl Fold<'_, '_> {
                 ))
             })?;
         let rid = event.record_id.clone().unwrap_or_default();
+        if c.has_files() {
+            // The bytes of every file the event names were fetched before the batch (see
+            // `sync::prepare_files`): they are this node's now, referenced or not; the sweep
+            // at the end of the batch drops what the outcome does not reference.
+            for f in &event.files {
+                super::super::files::add(self.conn(), &c.id, &rid, f)?;
+            }
+            self.file_keys.push((c.clone(), rid.clone()));
+        }
         // Copied only when an inbound filter rewrites it.
         let mut event = std::borrow::Cow::Borrowed(event);
         match self.hooks.policy.inbound(&c, &event)? {
@@ -646,6 +663,7 @@ impl Fold<'_, '_> {
         ddl::alter_table(self.conn(), &old, &c)?;
         system::save_collection(self.conn(), &c)?;
         let new = install(self.ctx, c);
+        super::super::files::sweep_collection(self.conn(), &new, Some(self.last_seq))?;
         // Rows remembered for the change feed now belong to the new shape.
         for (coll, _) in self.shown.values_mut() {
             if coll.id == new.id {
@@ -664,6 +682,8 @@ impl Fold<'_, '_> {
             .ok_or_else(|| StoreError::BadRequest(format!("unknown collection {id}")))?;
         ddl::drop_table(self.conn(), &c)?;
         system::delete_collection_row(self.conn(), &c.id)?;
+        super::super::files::drop_collection(self.conn(), &c.id, Some(self.last_seq))?;
+        self.file_keys.retain(|(fc, _)| fc.id != c.id);
         for table in ["_sync_shadow", "_sync_versions", "_sync_pending"] {
             self.conn()
                 .execute(&format!("DELETE FROM {table} WHERE coll = ?1"), [&c.id])?;
@@ -673,6 +693,16 @@ impl Fold<'_, '_> {
         let mut s = (*self.ctx.schema).clone();
         s.remove(&c.id);
         self.ctx.schema = Arc::new(s);
+        Ok(())
+    }
+
+    /// Drops the files no row references any more from the records this batch touched.
+    fn sweep_files(&mut self) -> Result<(), StoreError> {
+        let keys = std::mem::take(&mut self.file_keys);
+        for (c, rid) in keys {
+            let c = self.ctx.schema.get(&c.id).cloned().unwrap_or(c);
+            super::super::files::sweep(self.conn(), &c, &rid, Some(self.last_seq))?;
+        }
         Ok(())
     }
 
