@@ -21,6 +21,7 @@ pub mod shutdown;
 pub mod store;
 pub mod superuser;
 pub mod sync;
+pub mod testhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub enum Error {
     Bindings(String),
     #[error("file storage: {0}")]
     Files(#[from] files::FileError),
+    #[error("{0}")]
+    Log(#[from] replication::LogError),
 }
 
 /// A bound, not yet serving, server.
@@ -71,6 +74,16 @@ impl Server {
             let bin = nats::binary::find(opts.binary.as_deref())?;
             nats::binary::check_version(&bin).await?;
         }
+        // A NATS cluster that refuses our credentials or certificates is a configuration error:
+        // say so and stop, rather than serve while retrying forever. Servers that are merely
+        // down are not: the node starts and its writes wait in the outbox.
+        if let Some(sync::SyncConfig {
+            source: sync::Source::External(conn),
+            ..
+        }) = &config.sync
+        {
+            sync::Sync::check_access(conn).await?;
+        }
         let plugins = plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
         let hooks = config
             .sync
@@ -82,6 +95,9 @@ impl Server {
         if let Err(e) = files.configure(&settings) {
             // The API still serves; uploads fail until the settings are fixed.
             tracing::error!(error = %e, "the s3 settings do not make a storage");
+        }
+        if let Some(path) = &config.test_faults {
+            testhooks::spawn(path.clone(), store.clone());
         }
         let listener = TcpListener::bind(config.http)
             .await
@@ -101,6 +117,7 @@ impl Server {
             sync::Sync::restore_bindings(&store, &plugins)
                 .await
                 .map_err(Error::Bindings)?;
+            sync::Sync::seed_users(&store).await?;
         }
         let sync = match (&config.sync, hooks) {
             (Some(cfg), Some(hooks)) => Some(sync::Sync::start(

@@ -6,6 +6,10 @@ use syncbase::config::{Cli, Command, Config, SuperuserCommand};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Becomes the embedded nats-server: no runtime, no logging of its own.
+    if let Command::NatsExec { parent, program } = &cli.command {
+        return Err(syncbase::nats::exec_with_parent_death(*parent, program).into());
+    }
     // The server logs at info; the CLI's commands print their own results, so only warnings.
     let default_level = match cli.command {
         Command::Serve(_) => "info",
@@ -46,6 +50,7 @@ fn main() -> anyhow::Result<()> {
                 println!("{out}");
                 Ok(())
             }
+            Command::NatsExec { .. } => unreachable!("handled before the runtime starts"),
             Command::Superuser {
                 action:
                     SuperuserCommand::Upsert {

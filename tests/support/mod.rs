@@ -385,14 +385,23 @@ pub async fn user(node: &Node, email: &str) -> (String, String) {
             json!({"email": email, "password": "secret123", "passwordConfirm": "secret123"}),
         )
         .await;
-    let (s, auth) = node
-        .call_as(
-            "",
-            Method::POST,
-            "/api/collections/users/auth-with-password",
-            Some(json!({"identity": email, "password": "secret123"})),
-        )
-        .await;
+    // A replicating node answers 503 until it has folded the cluster's users collection.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (s, auth) = loop {
+        let (s, auth) = node
+            .call_as(
+                "",
+                Method::POST,
+                "/api/collections/users/auth-with-password",
+                Some(json!({"identity": email, "password": "secret123"})),
+            )
+            .await;
+        if s != StatusCode::SERVICE_UNAVAILABLE || Instant::now() >= deadline {
+            break (s, auth);
+        }
+        // Poll interval of the deadline-bounded wait.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(s, StatusCode::OK, "{auth}");
     (
         rec["id"].as_str().expect("id").to_string(),

@@ -32,6 +32,24 @@ fn auth_collection(schema: &Schema, name: &str) -> ApiResult<std::sync::Arc<Coll
     Ok(c)
 }
 
+/// On a replicating node that has not folded the cluster's `users` seed yet, the bootstrap
+/// `users` collection still has this node's own token secret, which the seed will replace:
+/// a token issued now would stop working moments later. Refuse with 503 until the seed is in.
+pub(super) async fn seed_folded(st: &AppState, c: &Collection) -> ApiResult<()> {
+    let Some(sync) = &st.sync else {
+        return Ok(());
+    };
+    if c.id != crate::store::BOOTSTRAP_USERS_ID || sync.users_seeded().await {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "This node has not received the cluster's users collection from the replication log yet \
+         (is NATS reachable?); logins to users are refused until it has, so tokens stay valid \
+         on every node. Try again in a moment.",
+    ))
+}
+
 /// Issues an auth token for `rec`, signed with its tokenKey plus the collection secret.
 pub fn issue_token(c: &Collection, rec: &Record) -> String {
     let mut extra = serde_json::Map::new();
@@ -49,6 +67,7 @@ pub async fn with_password(
 ) -> ApiResult<Response> {
     let schema = st.store.schema();
     let c = auth_collection(&schema, &coll)?;
+    seed_folded(&st, &c).await?;
     let opts = c.auth.clone().unwrap_or_default();
     let failed = || ApiError::bad_request("Failed to authenticate.");
     if !opts.password_auth.enabled {
@@ -137,6 +156,7 @@ pub async fn refresh(
 ) -> ApiResult<Json<Value>> {
     let schema = st.store.schema();
     let c = auth_collection(&schema, &coll)?;
+    seed_folded(&st, &c).await?;
     let Auth::Record { collection, record } = &auth else {
         return Err(ApiError::unauthorized());
     };

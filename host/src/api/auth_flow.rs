@@ -266,6 +266,7 @@ pub async fn respond(
     method: &str,
     meta: Option<Value>,
 ) -> ApiResult<Response> {
+    super::auth::seed_folded(st, c).await?;
     let opts = c.auth.clone().unwrap_or_default();
     let allowed = match &opts.auth_rule {
         None => false,

@@ -73,6 +73,9 @@ fn wait_error(e: WaitError) -> ApiError {
             StatusCode::CONFLICT,
             format!("The cluster did not apply the write: {reason}"),
         ),
+        e @ WaitError::Unavailable { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         other => ApiError::new(StatusCode::GATEWAY_TIMEOUT, other.to_string()),
     }
 }

@@ -33,7 +33,7 @@ pub use error::StoreError;
 pub use readers::ReadConn;
 pub use records::Record;
 pub use schema::{Collection, Field, FieldKind};
-pub use system::{EXTERNAL_AUTHS, MFAS, OTPS, Schema};
+pub use system::{BOOTSTRAP_USERS_ID, EXTERNAL_AUTHS, MFAS, OTPS, Schema};
 pub use writer::WriteCtx;
 
 /// What happened to a record, as published on the change feed after commit.
@@ -268,6 +268,22 @@ impl Store {
     /// Path of the SQLite database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Caps the database at its current size plus `slack` pages (`None` lifts the cap): the
+    /// chaos harness's full disk (`crate::testhooks`). Writes that need more room fail with
+    /// SQLite's "database or disk is full".
+    pub async fn cap_pages(&self, slack: Option<u64>) -> Result<(), StoreError> {
+        self.write(move |ctx| {
+            ctx.capture = false;
+            let pages: u64 = ctx.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            // SQLite's own ceiling when no cap is wanted.
+            let cap = slack.map_or(4_294_967_294, |s| pages + s);
+            ctx.conn
+                .query_row(&format!("PRAGMA max_page_count = {cap}"), [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Stops the writer after the queued jobs and checkpoints the WAL into the main file.

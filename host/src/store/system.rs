@@ -381,8 +381,11 @@ fn default_superusers(now: &str) -> Collection {
     }
 }
 
+/// The id of the `users` collection every node bootstraps (PocketBase's).
+pub const BOOTSTRAP_USERS_ID: &str = "_pb_users_auth_";
+
 fn default_users(now: &str) -> Collection {
-    let id = "_pb_users_auth_".to_string();
+    let id = BOOTSTRAP_USERS_ID.to_string();
     let mut fields = auth_system_fields();
     fields.push(Field::new(
         "name",

@@ -31,7 +31,16 @@ pub async fn hashes(sync: &Sync) -> Value {
 /// The status document (superuser only).
 pub async fn status_json(sync: &Sync) -> Value {
     let local = local(sync).await;
-    let stream_seq = sync.stream_last_seq().await;
+    let state = sync.stream_state().await;
+    // The state just asked (or, when JetStream did not answer, the last sequence seen).
+    let stream_seq = sync.counters().stream_last_seq.load(Ordering::Relaxed);
+    let stream = state.map(|s| {
+        json!({
+            "replicas": s.replicas,
+            "leader": s.leader,
+            "servers": s.servers.iter().map(|p| json!({"name": p.name, "current": p.current})).collect::<Vec<_>>(),
+        })
+    });
     let dead = sync
         .store()
         .read_raw(|c| dead_letters(c, 100))
@@ -41,15 +50,23 @@ pub async fn status_json(sync: &Sync) -> Value {
     let bindings: Value =
         serde_json::from_str(&sync.plugins().runtime.bindings().to_json()).unwrap_or_default();
     let c = sync.counters();
+    let last_error = sync.last_error();
     json!({
         "nodeId": sync.node_id(),
         "mode": sync.mode(),
         "cluster": sync.config().cluster,
         "nats": {
             "connected": sync.connected(),
-            "lastError": sync.last_error(),
+            "lastError": last_error.as_ref().map(|e| e.message.clone()),
+            "lastErrorAt": last_error.as_ref().map(|e| {
+                chrono::DateTime::<chrono::Utc>::from(e.at)
+                    .format("%Y-%m-%d %H:%M:%S%.3fZ")
+                    .to_string()
+            }),
+            "lastErrorIn": last_error.as_ref().map(|e| e.part.name()),
         },
         "streamSeq": stream_seq,
+        "stream": stream,
         "appliedSeq": local.applied_seq,
         "lag": stream_seq.saturating_sub(local.applied_seq),
         "outboxBacklog": local.outbox_backlog,

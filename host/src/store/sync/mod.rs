@@ -488,6 +488,34 @@ pub fn local_status(conn: &Connection) -> Result<LocalStatus, StoreError> {
     })
 }
 
+/// Whether this node should put its `users` seed in the outbox now: not if it did before or
+/// has folded one already. Claims it (in the caller's transaction) when it returns true.
+pub fn claim_seed(conn: &Connection) -> Result<bool, StoreError> {
+    let done: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM _sync_state WHERE key IN ('users_seeded', 'seed_enqueued'))",
+        [],
+        |r| r.get(0),
+    )?;
+    if done {
+        return Ok(false);
+    }
+    conn.execute(
+        "INSERT INTO _sync_state (key, value) VALUES ('seed_enqueued', 1)",
+        [],
+    )?;
+    Ok(true)
+}
+
+/// Whether this node has folded the cluster's `users` seed (the first `users` definition in
+/// the log, whose token secret every node shares).
+pub fn users_seeded(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM _sync_state WHERE key = 'users_seeded')",
+        [],
+        |r| r.get::<_, bool>(0),
+    )?)
+}
+
 pub fn applied_seq(conn: &Connection) -> Result<u64, StoreError> {
     Ok(conn
         .query_row(
