@@ -245,7 +245,7 @@ impl Sync {
         let all = self
             .inner
             .store
-            .read(|c, schema| crate::store::files::referenced_all(c, schema))
+            .read(crate::store::files::referenced_all)
             .await
             .map_err(|e| e.to_string())?;
         let storage = self.inner.files.storage();
