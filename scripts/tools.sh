@@ -131,3 +131,32 @@ cargo_target_dir() {
   cargo metadata --format-version 1 --no-deps \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }
+
+# Headless Chromium for the dashboard's browser tests (tests/dashboard): Debian's `chromium`
+# package, or any build named by CHROMIUM_BIN. Installing it needs root; without root this
+# prints the command to run and fails.
+ensure_chromium() {
+  local want="${CHROMIUM_BIN:-/usr/bin/chromium}"
+  if [[ -x "$want" ]]; then
+    return 0
+  fi
+  if [[ "$(id -u)" == 0 ]]; then
+    echo "installing chromium (Debian package) for the dashboard tests" >&2
+    apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >&2
+    [[ -x "$want" ]] && return 0
+  fi
+  echo "The dashboard tests need Chromium at $want. Install it with:" >&2
+  echo "  sudo apt-get install -y chromium      (or set CHROMIUM_BIN to a Chromium binary)" >&2
+  return 1
+}
+
+# The dashboard tests' npm dependencies (playwright-core, which drives the system Chromium and
+# downloads no browser), reinstalled when package-lock.json changes.
+ensure_dashboard_deps() {
+  local dir="$repo_root/tests/dashboard"
+  if [[ ! -f "$dir/node_modules/.package-lock.json" \
+     || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+    (cd "$dir" && npm ci --no-audit --no-fund)
+  fi
+}

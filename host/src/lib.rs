@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod files;
 pub mod filter;
 pub mod mail;

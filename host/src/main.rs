@@ -1,5 +1,7 @@
 //! The `syncbase` binary: parse the CLI, set up tracing, run the command.
 
+use std::io::Write as _;
+
 use anyhow::Context;
 use clap::Parser;
 use syncbase::config::{Cli, Command, Config, SuperuserCommand};
@@ -30,12 +32,31 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => {
                 let config = Config::from_args(&args)?;
                 let server = syncbase::Server::bind(config).await?;
-                println!("Server started at http://{}", server.local_addr());
-                if !syncbase::superuser::exists(server.store()).await.unwrap_or(true) {
-                    eprintln!(
-                        "No superuser yet: create one with `syncbase superuser upsert EMAIL PASSWORD --dir {}`",
-                        args.dir.display()
-                    );
+                let addr = server.local_addr();
+                println!("Server started at http://{addr}");
+                // Links must be reachable from this machine's browser: a wildcard bind
+                // address becomes loopback.
+                let mut shown = addr;
+                if shown.ip().is_unspecified() {
+                    shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                // Everything after the first line may meet a closed pipe (a supervisor that
+                // read only the address): never let that kill the server.
+                let mut out = std::io::stdout();
+                let _ = writeln!(out, "├─ REST API:  http://{shown}/api/");
+                let _ = writeln!(out, "└─ Dashboard: http://{shown}/_/");
+                match syncbase::superuser::install_link(server.store(), &format!("http://{shown}"))
+                    .await
+                {
+                    Ok(Some(link)) => {
+                        let _ = writeln!(
+                            out,
+                            "\n(!) No superuser yet. Open this link in a browser (valid 30 minutes) to create the first one:\n{link}\n(or run: syncbase superuser upsert EMAIL PASSWORD --dir {})\n",
+                            args.dir.display()
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not prepare the install link"),
                 }
                 server.serve(syncbase::shutdown::signal()).await?;
                 Ok(())

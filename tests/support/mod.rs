@@ -87,6 +87,19 @@ impl Node {
         node
     }
 
+    /// A handle on a node this harness did not start (no process, no data dir of its own),
+    /// calling it with `token`.
+    pub fn attach(url: &str, token: &str) -> Node {
+        Node {
+            url: url.to_string(),
+            token: token.to_string(),
+            client: reqwest::Client::new(),
+            child: None,
+            dir: PathBuf::new(),
+            _tmp: None,
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -155,6 +155,25 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /api/collections/meta/validate`: checks a draft collection (the body, as it would be
+/// sent to create or update) and answers 204, or 400 with PocketBase's error data (e.g.
+/// `data.listRule` for a rule that does not parse). Nothing is written. Syncbase's own
+/// endpoint: the dashboard checks API rules through it while they are typed.
+pub async fn validate(
+    State(st): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<StatusCode> {
+    auth.require_superuser()?;
+    let schema = st.store.schema();
+    let action = match body.get("id").and_then(Value::as_str) {
+        Some(id) if schema.get(id).is_some_and(|c| c.id == id) => "Failed to update collection.",
+        _ => "Failed to create collection.",
+    };
+    ops::check(&schema, &body).map_err(|e| ApiError::from_store(e, action))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn import(
     State(st): State<AppState>,
     auth: Auth,

@@ -60,6 +60,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         )
         .route("/api/collections/import", put(collections::import))
         .route(
+            "/api/collections/meta/validate",
+            post(collections::validate),
+        )
+        .route(
             "/api/collections/{collection}",
             get(collections::view)
                 .patch(collections::update)
@@ -156,8 +160,12 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         )
         .route("/api/settings", get(settings::get).patch(settings::update))
         .route("/api/sync/status", get(sync::status))
+        .route("/api/sync/dead-letters/{seq}", get(sync::dead_letter))
         .route("/metrics", get(sync::metrics))
         .route("/api/realtime/ws", get(realtime::websocket))
+        .route("/_", get(crate::dashboard::redirect))
+        .route("/_/", get(crate::dashboard::index))
+        .route("/_/{*path}", get(crate::dashboard::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

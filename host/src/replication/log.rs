@@ -440,10 +440,41 @@ impl Log {
             first_seq: info.state.first_sequence,
             last_seq: info.state.last_sequence,
             messages: info.state.messages,
+            bytes: info.state.bytes,
             replicas: info.config.num_replicas,
             leader,
             servers,
         })
+    }
+
+    /// Every node's durable consumer (`node_<id>`) on the stream, with the last sequence the
+    /// node acknowledged: nodes ack after their fold commits, so this is how far each one has
+    /// applied the log, as the servers see it (a stopped node keeps its last position).
+    pub async fn node_positions(&self) -> Result<Vec<NodePosition>, LogError> {
+        use futures::TryStreamExt;
+        let fail = |e: &dyn std::fmt::Display| LogError::Stream {
+            stream: self.stream_name.clone(),
+            message: e.to_string(),
+        };
+        let stream = self
+            .js
+            .get_stream(&self.stream_name)
+            .await
+            .map_err(|e| fail(&e))?;
+        let mut consumers = stream.consumers();
+        let mut out = Vec::new();
+        while let Some(info) = consumers.try_next().await.map_err(|e| fail(&e))? {
+            if let Some(node) = info.name.strip_prefix("node_") {
+                out.push(NodePosition {
+                    node_id: node.to_string(),
+                    acked_seq: info.ack_floor.stream_sequence,
+                    pending: info.num_pending,
+                    waiting: info.num_waiting,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        Ok(out)
     }
 
     /// Raises the replicas of the stream and of the plugin bucket towards three as the NATS
@@ -585,12 +616,26 @@ impl Log {
     }
 }
 
+/// One node's place in the log, from its durable consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePosition {
+    pub node_id: String,
+    /// Last stream sequence the node acknowledged (it acks after applying).
+    pub acked_seq: u64,
+    /// Stream messages not yet delivered to it.
+    pub pending: u64,
+    /// Pull requests it has waiting: more than zero while it is connected and idle.
+    pub waiting: usize,
+}
+
 /// A snapshot of the stream's state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StreamState {
     pub first_seq: u64,
     pub last_seq: u64,
     pub messages: u64,
+    /// Stored size of the stream's messages.
+    pub bytes: u64,
     pub replicas: usize,
     /// The server holding the stream's leader (clustered servers only).
     pub leader: Option<String>,

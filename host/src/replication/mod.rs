@@ -73,7 +73,7 @@ pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind, FileRef};
 pub use files::FileObjects;
 pub use hlc::{Clock, Hlc};
 pub use log::{
-    ConnectOptions, Log, LogError, Outgoing, PipelineError, Published, StreamOptions, StreamPeer,
-    StreamState, connect,
+    ConnectOptions, Log, LogError, NodePosition, Outgoing, PipelineError, Published, StreamOptions,
+    StreamPeer, StreamState, connect,
 };
 pub use objects::{PluginObjects, sha256_hex};

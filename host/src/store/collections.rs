@@ -434,7 +434,9 @@ fn validate_fields(schema: &Schema, old: Option<&Collection>, c: &Collection) ->
                     field_errors.insert(key, e);
                 }
             }
-            FieldKind::Password(_) if !c.is_auth() => {
+            // System collections keep theirs (`_otps` is a base collection with a password),
+            // so an exported schema imports back unchanged.
+            FieldKind::Password(_) if !c.is_auth() && !c.system => {
                 field_errors.insert(
                     key,
                     err(
@@ -624,6 +626,24 @@ pub fn update(
     // A removed file field (or fewer files allowed) leaves files no row references.
     super::files::sweep_collection(ctx.conn, &c, None)?;
     Ok(install(ctx, c))
+}
+
+/// Validates a draft collection against `schema` without writing anything: as an update of
+/// the collection its `id` names, else as a create. The dashboard's live check of rules,
+/// fields and indexes while a collection is edited; pure (no DDL, no connection), so it is
+/// cheap enough to run on every pause in typing.
+pub fn check(schema: &Schema, input: &Value) -> Result<Collection, StoreError> {
+    let old = input
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| schema.get(id).filter(|c| c.id == id))
+        .cloned();
+    let action = if old.is_some() { "update" } else { "create" };
+    let mut c = from_input(input, old.as_deref(), action)?;
+    let now = crate::records::validate::now_string();
+    // Without a connection, a clash with a non-collection table is left to the real save.
+    normalize_and_validate(schema, old.as_deref(), &mut c, &now, &|_| false)?;
+    Ok(c)
 }
 
 /// Deletes a collection and its table; refused for system collections and collections that

@@ -13,6 +13,7 @@ mod ddl;
 mod error;
 pub mod expand;
 pub mod files;
+pub mod installer;
 pub mod mails;
 mod readers;
 pub mod records;

@@ -433,12 +433,18 @@ pub fn create_with(
         let rid = rec.get("id").and_then(Value::as_str).unwrap_or_default();
         add_files(ctx, &c, rid, &new_files, uploads)?;
     }
+    let first_superuser = c.name == "_superusers"
+        && rec.get("email").and_then(Value::as_str) != Some(super::installer::INSTALLER_EMAIL);
     ctx.changes.push(Change {
         op: Op::Create,
         collection: c,
         record: rec.clone(),
         before: None,
     });
+    if first_superuser {
+        // A real superuser retires the first-run placeholder and with it the install link.
+        super::installer::remove(ctx)?;
+    }
     Ok(rec)
 }
 

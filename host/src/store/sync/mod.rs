@@ -642,6 +642,33 @@ pub fn dead_letters(conn: &Connection, limit: usize) -> Result<Vec<DeadLetter>, 
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// One dead letter with the event it could not apply (its encoded bytes), for the detail view.
+pub fn dead_letter(
+    conn: &Connection,
+    seq: u64,
+) -> Result<Option<(DeadLetter, Vec<u8>)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq, event_id, origin, kind, collection, record_id, reason, payload
+             FROM _sync_dead WHERE seq = ?1",
+        )?
+        .query_row([seq as i64], |r| {
+            Ok((
+                DeadLetter {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    event_id: r.get(1)?,
+                    origin: r.get(2)?,
+                    kind: r.get(3)?,
+                    collection: r.get(4)?,
+                    record_id: r.get(5)?,
+                    reason: r.get(6)?,
+                },
+                r.get(7)?,
+            ))
+        })
+        .optional()?)
+}
+
 /// Why this node's event (by outbox sequence) became a dead letter, if it did.
 pub fn own_failure(conn: &Connection, event_id: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
