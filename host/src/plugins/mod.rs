@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-pub use outbound::{OutboundEvent, OutboundLog, run_outbound};
+pub use outbound::{OUTBOUND_BYTES, OUTBOUND_ENTRIES, OutboundEvent, OutboundLog, run_outbound};
 use syncbase_plugin_runtime::types::{
     Change as WitChange, Direction, Op as WitOp, Resolution, Version,
 };
@@ -38,7 +38,7 @@ impl Plugins {
         let runtime = PluginRuntime::open(dir.join("plugins"), config)?;
         Ok(Plugins {
             runtime: Arc::new(runtime),
-            outbound: Arc::new(OutboundLog::new(1000)),
+            outbound: Arc::new(OutboundLog::new(OUTBOUND_ENTRIES, OUTBOUND_BYTES)),
             node_id: node_id.into(),
         })
     }

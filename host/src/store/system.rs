@@ -203,6 +203,7 @@ pub fn auth_system_collections(now: &str) -> Vec<Collection> {
                 update_rule: None,
                 delete_rule: delete.then(|| owner.into()),
                 auth: None,
+                view_query: None,
                 created: now.into(),
                 updated: now.into(),
                 sql: Default::default(),
@@ -377,6 +378,7 @@ fn default_superusers(now: &str) -> Collection {
         }),
         created: now.into(),
         updated: now.into(),
+        view_query: None,
         sql: Default::default(),
     }
 }
@@ -433,6 +435,7 @@ fn default_users(now: &str) -> Collection {
         }),
         created: now.into(),
         updated: now.into(),
+        view_query: None,
         sql: Default::default(),
     }
 }
