@@ -348,10 +348,17 @@ async fn multipart<S: Send + Sync>(
             }
             continue;
         }
-        let text = field.text().await.map_err(multipart_error)?;
-        if let Some(s) = sink.as_deref_mut() {
-            s.spend(text.len())?;
+        // Read chunk by chunk against the record's budget: a record write has no
+        // `DefaultBodyLimit` (its files may exceed it), so an endless value must be cut here.
+        let mut field = field;
+        let mut buf = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if let Some(s) = sink.as_deref_mut() {
+                s.spend(chunk.len())?;
+            }
+            buf.extend_from_slice(&chunk);
         }
+        let text = String::from_utf8_lossy(&buf).into_owned();
         if name == "@jsonPayload" {
             match serde_json::from_str::<Value>(&text) {
                 Ok(Value::Object(obj)) => json_payload.extend(obj),

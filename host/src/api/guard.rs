@@ -132,12 +132,14 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
 /// first). Bodies without a declared length are cut at the limit while being read
 /// (`DefaultBodyLimit`), with the same answer.
 ///
-/// Record creates and updates are left to their extractor (`extract::RecordInput`), which
-/// applies the collection's own limit the same way: `limit` plus what its file fields may carry.
-pub async fn body_limit(limit: usize, req: Request, next: Next) -> Response {
-    if is_record_write(req.method(), req.uri().path()) {
-        return next.run(req).await;
-    }
+/// A record create or update may be larger: its limit is the collection's, `limit` plus what
+/// its file fields may carry (`extract::record_body_limit`, which `RecordInput` applies again
+/// while reading).
+pub async fn body_limit(st: AppState, limit: usize, req: Request, next: Next) -> Response {
+    let limit = match record_write_collection(req.method(), req.uri().path()) {
+        Some(c) => super::extract::record_body_limit(limit, st.store.schema().get(c).map(|c| &**c)),
+        None => limit,
+    };
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -154,18 +156,14 @@ pub async fn body_limit(limit: usize, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// `POST /api/collections/{c}/records` or `PATCH /api/collections/{c}/records/{id}`.
-fn is_record_write(method: &axum::http::Method, path: &str) -> bool {
-    let Some(rest) = path.strip_prefix("/api/collections/") else {
-        return false;
-    };
-    let parts: Vec<&str> = rest.split('/').collect();
-    match parts.as_slice() {
-        [c, "records"] => !c.is_empty() && method == axum::http::Method::POST,
-        [c, "records", id] => {
-            !c.is_empty() && !id.is_empty() && method == axum::http::Method::PATCH
-        }
-        _ => false,
+/// The collection of `POST /api/collections/{c}/records` or
+/// `PATCH /api/collections/{c}/records/{id}`.
+fn record_write_collection<'a>(method: &Method, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix("/api/collections/")?;
+    match rest.split('/').collect::<Vec<_>>().as_slice() {
+        [c, "records"] if !c.is_empty() && method == Method::POST => Some(c),
+        [c, "records", id] if !c.is_empty() && !id.is_empty() && method == Method::PATCH => Some(c),
+        _ => None,
     }
 }
 

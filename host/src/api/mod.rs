@@ -202,8 +202,9 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            guard::body_limit(body_limit, req, next)
+        .layer(axum::middleware::from_fn({
+            let st = state.clone();
+            move |req, next| guard::body_limit(st.clone(), body_limit, req, next)
         }))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
