@@ -33,6 +33,16 @@ pub enum Command {
         #[command(subcommand)]
         action: SuperuserCommand,
     },
+    /// Import another server's data directory into a new Syncbase data directory.
+    Import {
+        #[command(subcommand)]
+        source: ImportCommand,
+    },
+    /// Export a Syncbase data directory for another server.
+    Export {
+        #[command(subcommand)]
+        target: ExportCommand,
+    },
     /// Internal: runs PROGRAM so that it receives SIGTERM when process PARENT dies (how a node
     /// starts its embedded nats-server).
     #[command(hide = true)]
@@ -55,6 +65,50 @@ pub enum SuperuserCommand {
         /// Data directory holding the SQLite database.
         #[arg(long, env = "SYNCBASE_DIR", default_value = "./sb_data")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import a PocketBase (0.23 or newer) data directory: collections, records, users with
+    /// their passwords and tokens, settings. PocketBase's files are only read. Run it while
+    /// PocketBase is stopped (or it reads one consistent moment of it). What cannot be carried
+    /// is listed at the end.
+    Pocketbase {
+        /// PocketBase's data directory (the pb_data folder holding data.db).
+        pb_data: PathBuf,
+        /// The Syncbase data directory to create.
+        #[arg(long, env = "SYNCBASE_DIR", default_value = "./sb_data")]
+        dir: PathBuf,
+        /// Replace the database of a data directory that is not empty.
+        #[arg(long)]
+        force: bool,
+        /// The environment variable holding the key PocketBase's settings were encrypted with
+        /// (as given to PocketBase's --encryptionEnv).
+        #[arg(long)]
+        encryption_env: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Export as a PocketBase 0.40 data directory (serve it with `pocketbase serve --dir OUT`).
+    /// What PocketBase cannot represent is listed at the end.
+    Pocketbase {
+        /// The PocketBase data directory to create (a pb_data folder).
+        out: PathBuf,
+        /// The Syncbase data directory to export (only read).
+        #[arg(long, env = "SYNCBASE_DIR", default_value = "./sb_data")]
+        dir: PathBuf,
+        /// Replace the database of an output directory that is not empty.
+        #[arg(long)]
+        force: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -17,6 +17,7 @@ pub mod nats;
 pub mod net;
 pub mod oauth2;
 pub mod plugins;
+pub mod pocketbase;
 pub mod realtime;
 pub mod records;
 pub mod replication;

@@ -81,9 +81,29 @@ pub fn create_table(conn: &Connection, c: &Collection) -> Result<(), StoreError>
     if c.is_view() {
         return super::views::create(conn, c);
     }
+    create_table_bare(conn, c)?;
+    create_indexes(conn, c)
+}
+
+/// The collection's table without its indexes: a bulk load builds them after the rows are in.
+pub fn create_table_bare(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
     let cols: Vec<String> = c.fields.iter().map(column_sql).collect();
     conn.execute_batch(&format!("CREATE TABLE {} ({})", c.table(), cols.join(", ")))?;
-    create_indexes(conn, c)
+    Ok(())
+}
+
+/// Creates index `sql` (one of a collection's `indexes`) on `table`, whatever table the
+/// definition names (it may predate a rename).
+pub fn create_index(conn: &Connection, table: &str, sql: &str) -> Result<(), StoreError> {
+    let info = parse_index(sql).ok_or_else(|| {
+        StoreError::field(
+            "indexes",
+            "validation_invalid_index",
+            "Invalid index expression.",
+        )
+    })?;
+    conn.execute_batch(&retarget_index(sql, &info, table))?;
+    Ok(())
 }
 
 pub fn drop_table(conn: &Connection, c: &Collection) -> Result<(), StoreError> {

@@ -16,6 +16,7 @@ pub mod files;
 pub mod installer;
 pub mod logs;
 pub mod mails;
+pub mod pocketbase;
 mod readers;
 pub mod records;
 pub mod schema;
@@ -33,11 +34,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::broadcast;
 
+pub use ddl::{IndexInfo, parse_index};
 pub use error::StoreError;
 pub use readers::ReadConn;
 pub use records::Record;
 pub use schema::{Collection, Field, FieldKind};
-pub use system::{BOOTSTRAP_USERS_ID, EXTERNAL_AUTHS, MFAS, OTPS, Schema};
+pub use system::{BOOTSTRAP_USERS_ID, EXTERNAL_AUTHS, MFAS, OTPS, Schema, auth_system_collections};
 pub use writer::WriteCtx;
 
 /// What happened to a record, as published on the change feed after commit.

@@ -18,9 +18,14 @@ pub fn defaults() -> Value {
 
 /// The current settings, typed.
 pub fn load_settings(conn: &Connection) -> Result<Settings, StoreError> {
+    load_settings_in(conn, "main")
+}
+
+/// The settings stored in attached database `db` (`main` for the connection's own), typed.
+pub fn load_settings_in(conn: &Connection, db: &str) -> Result<Settings, StoreError> {
     let stored: Option<String> = conn
         .query_row(
-            "SELECT value FROM _params WHERE key = ?1",
+            &format!("SELECT value FROM {db}._params WHERE key = ?1"),
             params![KEY],
             |r| r.get(0),
         )
@@ -32,6 +37,11 @@ pub fn load_settings(conn: &Connection) -> Result<Settings, StoreError> {
 /// The current settings document (secrets included: never hand it to a client as is).
 pub fn load(conn: &Connection) -> Result<Value, StoreError> {
     Ok(load_settings(conn)?.to_json())
+}
+
+/// The settings document stored in attached database `db` (secrets included).
+pub fn load_in(conn: &Connection, db: &str) -> Result<Value, StoreError> {
+    Ok(load_settings_in(conn, db)?.to_json())
 }
 
 /// Binds a patch onto the current settings as PocketBase does, validates and stores the
