@@ -723,7 +723,7 @@ pub(crate) mod tests {
     #[test]
     fn errors_name_what_is_wrong() {
         assert_eq!(Event::decode(&[]), Err(DecodeError::Empty));
-        for v in [0u8, 2, 255] {
+        for v in [0u8, 3, 255] {
             let err = Event::decode(&[v, 1, 2, 3]).expect_err("version");
             assert_eq!(err, DecodeError::UnknownVersion(v));
             assert!(err.to_string().contains("version"), "{err}");
