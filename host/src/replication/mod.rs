@@ -68,6 +68,7 @@ pub mod hlc;
 pub mod log;
 pub mod objects;
 pub mod rooms;
+pub mod snapshots;
 
 pub use consumer::{ConsumerOptions, Delivery, EventConsumer};
 pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind, FileRef};
@@ -79,3 +80,4 @@ pub use log::{
 };
 pub use objects::{PluginObjects, sha256_hex};
 pub use rooms::{Appended, HistoryEntry, LeaseEntry, RoomLog, RoomLogOptions};
+pub use snapshots::{Progress, SnapshotStore, Stored, StreamUsage};
