@@ -34,6 +34,19 @@ ensure_python_tools() {
   nats-server --version >/dev/null
 }
 
+# moto's S3 server (tests/files_s3.rs starts it for the S3 storage test): moto itself plus the
+# web framework its server mode runs on, not the `server` extra's every-AWS-service toolchain.
+MOTO_VERSION=5.2.6
+moto_dir="$repo_root/target/tools/moto"
+export SYNCBASE_MOTO_DIR="$moto_dir"
+ensure_moto() {
+  if ! PYTHONPATH="$moto_dir" python3 -c "import moto, flask, flask_cors; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null; then
+    echo "installing moto $MOTO_VERSION into $moto_dir" >&2
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --upgrade \
+      --target "$moto_dir" "moto==$MOTO_VERSION" flask flask-cors
+  fi
+}
+
 # componentize-py (Python plugins, plugins/python) from PyPI into target/tools/pip.
 ensure_componentize_py() {
   if ! PYTHONPATH="$tools_dir" python3 -c 'import componentize_py' 2>/dev/null; then

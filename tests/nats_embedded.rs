@@ -28,6 +28,7 @@ fn event(n: u64) -> Event {
         base: None,
         schema_version: 1,
         plugin_version: 0,
+        files: Vec::new(),
     }
 }
 

@@ -539,6 +539,7 @@ async fn a_late_second_users_seed_changes_nothing() {
         base: None,
         schema_version: 0,
         plugin_version: 0,
+        files: Vec::new(),
     };
     let log = cluster.log(&[0, 1, 2], 3).await;
     log.publish(&seed).await.expect("publish the late seed");

@@ -38,6 +38,7 @@ fn event(origin: &str, n: u64) -> Event {
         base: None,
         schema_version: 1,
         plugin_version: 0,
+        files: Vec::new(),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod cron;
 pub mod dashboard;
+pub mod files;
 pub mod filter;
 pub mod mail;
 pub mod nats;
@@ -55,6 +56,8 @@ pub enum Error {
     Nats(#[from] nats::NatsError),
     #[error("could not restore the replicated plugin bindings: {0}")]
     Bindings(String),
+    #[error("file storage: {0}")]
+    Files(#[from] files::FileError),
     #[error("refusing to go on: {0}")]
     Replication(String),
     #[error("{0}")]
@@ -103,6 +106,12 @@ impl Server {
             .as_ref()
             .map(|cfg| sync::Sync::hooks(cfg, &plugins));
         let store = Store::open_with(&config.dir, &config.store, hooks.clone())?;
+        let files = files::Files::open(&config.dir, config.body_limit)?;
+        let settings = store.read(|c, _| store::settings::load(c)).await?;
+        if let Err(e) = files.configure(&settings) {
+            // The API still serves; uploads fail until the settings are fixed.
+            tracing::error!(error = %e, "the s3 settings do not make a storage");
+        }
         if let Some(path) = &config.test_faults {
             testhooks::spawn(path.clone(), store.clone());
         }
@@ -132,6 +141,7 @@ impl Server {
                 hooks,
                 store.clone(),
                 plugins.clone(),
+                files.clone(),
             )),
             _ => None,
         };
@@ -166,6 +176,7 @@ impl Server {
             hub,
             plugins,
             sync,
+            files,
             backups,
             guard: Arc::new(api::guard::Guard::new(&settings)),
             rooms,
@@ -213,6 +224,7 @@ impl Server {
         // Queued mails survive a stop in the outbox; the next start resumes them.
         let mailer = tokio::spawn(state.mailer.clone().run());
         let auth_cleanup = tokio::spawn(clean_expired_auth_rows(store.clone()));
+        let janitor = tokio::spawn(files::janitor::run(state.files.clone(), store.clone()));
         // With replication the outbound filters run where changes are captured for the log.
         let outbound = replication
             .is_none()
@@ -261,6 +273,7 @@ impl Server {
         fanout.abort();
         mailer.abort();
         auth_cleanup.abort();
+        janitor.abort();
         if let Some(outbound) = outbound {
             outbound.abort();
         }

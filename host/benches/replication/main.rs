@@ -317,6 +317,7 @@ fn representative_event() -> Event {
         base: None,
         schema_version: 0,
         plugin_version: 0,
+        files: Vec::new(),
     }
 }
 

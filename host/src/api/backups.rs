@@ -1,5 +1,5 @@
-//! PocketBase's backups API, as `pb.backups.*` in the JS SDK calls it, and the file token its
-//! downloads need (`POST /api/files/token`, `pb.files.getToken()`).
+//! PocketBase's backups API, as `pb.backups.*` in the JS SDK calls it; its downloads take the
+//! file token of `POST /api/files/token` (api/files.rs, `pb.files.getToken()`).
 //!
 //! - `GET /api/backups` → `[{key, size, modified}]`; `POST /api/backups {name?}` → 204;
 //!   `POST /api/backups/upload` (multipart `file`, no body limit) → 204;
@@ -23,13 +23,10 @@ use tokio::io::AsyncWriteExt;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
-use crate::access::{Auth, authenticate_file};
-use crate::auth::jwt;
+use crate::access::Auth;
 use crate::snapshot::SnapshotError;
 use crate::snapshot::backups::{default_name, valid_name};
-
-/// Lifetime of a file token, as PocketBase's default.
-const FILE_TOKEN_SECONDS: i64 = 180;
+use crate::store::schema::TokenKind;
 
 fn backup_error(e: SnapshotError, action: &str) -> ApiError {
     match e {
@@ -45,30 +42,6 @@ fn backup_error(e: SnapshotError, action: &str) -> ApiError {
 fn name_error(message: &str) -> ApiError {
     ApiError::bad_request("An error occurred while validating the submitted data.")
         .with_data(json!({"name": {"code": "validation_backup_name_exists", "message": message}}))
-}
-
-/// `POST /api/files/token`: a short-lived token for protected files and backup downloads.
-pub async fn file_token(auth: Auth) -> ApiResult<Json<Value>> {
-    let Auth::Record { collection, record } = &auth else {
-        return Err(ApiError::unauthorized());
-    };
-    let opts = collection.auth.clone().unwrap_or_default();
-    let token_key = record
-        .get("tokenKey")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let claims = jwt::Claims {
-        id: auth.id().unwrap_or_default().to_string(),
-        kind: "file".into(),
-        collection_id: collection.id.clone(),
-        refreshable: false,
-        exp: chrono::Utc::now().timestamp() + FILE_TOKEN_SECONDS,
-    };
-    let token = jwt::sign(
-        &claims,
-        format!("{token_key}{}", opts.auth_token.secret).as_bytes(),
-    );
-    Ok(Json(json!({"token": token})))
 }
 
 /// `GET /api/backups`.
@@ -221,9 +194,10 @@ pub async fn download(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let token = q.get("token").map(String::as_str).unwrap_or_default();
-    let allowed = authenticate_file(&st.store, token)
+    // The file token of `POST /api/files/token` (api/files.rs), signed as PocketBase signs it.
+    let allowed = super::auth_flow::record_by_token(&st, token, TokenKind::File)
         .await
-        .is_some_and(|a| a.is_superuser());
+        .is_some_and(|(c, _, _)| c.name == "_superusers");
     if !allowed {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

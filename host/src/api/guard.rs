@@ -131,7 +131,15 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
 /// reads it (a multipart upload would otherwise be refused by whatever its parser meets
 /// first). Bodies without a declared length are cut at the limit while being read
 /// (`DefaultBodyLimit`), with the same answer.
-pub async fn body_limit(limit: usize, req: Request, next: Next) -> Response {
+///
+/// A record create or update may be larger: its limit is the collection's, `limit` plus what
+/// its file fields may carry (`extract::record_body_limit`, which `RecordInput` applies again
+/// while reading).
+pub async fn body_limit(st: AppState, limit: usize, req: Request, next: Next) -> Response {
+    let limit = match record_write_collection(req.method(), req.uri().path()) {
+        Some(c) => super::extract::record_body_limit(limit, st.store.schema().get(c).map(|c| &**c)),
+        None => limit,
+    };
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -146,6 +154,17 @@ pub async fn body_limit(limit: usize, req: Request, next: Next) -> Response {
         return res;
     }
     next.run(req).await
+}
+
+/// The collection of `POST /api/collections/{c}/records` or
+/// `PATCH /api/collections/{c}/records/{id}`.
+fn record_write_collection<'a>(method: &Method, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix("/api/collections/")?;
+    match rest.split('/').collect::<Vec<_>>().as_slice() {
+        [c, "records"] if !c.is_empty() && method == Method::POST => Some(c),
+        [c, "records", id] if !c.is_empty() && !id.is_empty() && method == Method::PATCH => Some(c),
+        _ => None,
+    }
 }
 
 /// PocketBase's `RealIP`: the last (or, with `useLeftmostIP`, the first) valid address in the

@@ -12,6 +12,7 @@ pub mod collections;
 pub mod crons;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod guard;
 pub mod logs;
 pub mod plugins;
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use serde_json::json;
 
 use crate::access::AuthCache;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub plugins: Plugins,
     /// Replication, on a node that replicates.
     pub sync: Option<crate::sync::Sync>,
+    /// File storage (uploads, downloads, thumbs).
+    pub files: crate::files::Files,
     /// Backups (`/api/backups`): local files, or the cluster's snapshot bucket.
     pub backups: Arc<crate::snapshot::backups::Backups>,
     /// Connection cap, client IPs, rate limits and the password gate.
@@ -95,15 +98,21 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
                 .patch(collections::update)
                 .delete(collections::delete),
         )
+        // Record writes carry files: their body limit is the collection's (`RecordInput`).
         .route(
             "/api/collections/{collection}/records",
-            get(records::list).post(records::create),
+            get(records::list).merge(post(records::create).layer(DefaultBodyLimit::disable())),
         )
         .route(
             "/api/collections/{collection}/records/{id}",
             get(records::view)
-                .patch(records::update)
-                .delete(records::delete),
+                .delete(records::delete)
+                .merge(patch(records::update).layer(DefaultBodyLimit::disable())),
+        )
+        .route("/api/files/token", post(files::file_token))
+        .route(
+            "/api/files/{collection}/{record}/{filename}",
+            get(files::download),
         )
         .route(
             "/api/collections/{collection}/auth-with-password",
@@ -189,7 +198,6 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             get(backups::download).delete(backups::delete),
         )
         .route("/api/backups/{key}/restore", post(backups::restore))
-        .route("/api/files/token", post(backups::file_token))
         .route("/api/logs", get(logs::list).delete(logs::clear))
         .route("/api/logs/stats", get(logs::stats))
         .route("/api/logs/{id}", get(logs::view))
@@ -214,8 +222,9 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            guard::body_limit(body_limit, req, next)
+        .layer(axum::middleware::from_fn({
+            let st = state.clone();
+            move |req, next| guard::body_limit(st.clone(), body_limit, req, next)
         }))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::busy;
 use super::error::{ApiError, ApiResult};
-use super::extract::Input;
+use super::extract::RecordInput;
 use super::guard::ClientIp;
 use crate::access::Auth;
 use crate::access::expand::expand_visible;
@@ -421,6 +421,8 @@ pub struct WriteOp {
     update: Gate,
     delete: Gate,
     request: Value,
+    /// Files uploaded with the write, already in storage under the record's id.
+    pub uploads: Vec<validate::UploadInfo>,
 }
 
 /// Prepares a write: resolves the collection, refuses forbidden operations with 403, hashes a
@@ -503,6 +505,7 @@ pub async fn prepare_op(
         update,
         delete,
         request,
+        uploads: Vec::new(),
     })
 }
 
@@ -556,7 +559,14 @@ pub fn run_op(ctx: &mut WriteCtx, op: &WriteOp) -> Result<Option<Record>, StoreE
             if matches!(op.create, Gate::Forbidden) {
                 return Err(StoreError::Forbidden);
             }
-            let rec = records::create(ctx, &cid, &op.input, op.hash.clone(), op.access)?;
+            let rec = records::create_with(
+                ctx,
+                &cid,
+                &op.input,
+                &op.uploads,
+                op.hash.clone(),
+                op.access,
+            )?;
             let new_id = rec
                 .get("id")
                 .and_then(Value::as_str)
@@ -574,7 +584,16 @@ pub fn run_op(ctx: &mut WriteCtx, op: &WriteOp) -> Result<Option<Record>, StoreE
         OpKind::Update | OpKind::Upsert => {
             let id = id.ok_or(StoreError::NotFound)?;
             pass(ctx, op, &op.update, &id, StoreError::NotFound)?;
-            records::update(ctx, &cid, &id, &op.input, op.hash.clone(), op.access).map(Some)
+            records::update_with(
+                ctx,
+                &cid,
+                &id,
+                &op.input,
+                &op.uploads,
+                op.hash.clone(),
+                op.access,
+            )
+            .map(Some)
         }
         OpKind::Delete => {
             let id = id.ok_or(StoreError::NotFound)?;
@@ -616,9 +635,23 @@ pub async fn create(
     headers: HeaderMap,
     Path(coll): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    Input(input): Input,
+    RecordInput { record, uploads }: RecordInput,
 ) -> ApiResult<Response> {
-    let op = prepare_op(
+    let mut input = record;
+    if !uploads.is_empty()
+        && input
+            .get("id")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        // Files are stored under the record's id before the row is written, so a new record
+        // gets its id now.
+        input.insert(
+            "id".into(),
+            Value::String(crate::store::schema::new_record_id()),
+        );
+    }
+    let mut op = prepare_op(
         &st,
         &ip,
         &auth,
@@ -631,7 +664,15 @@ pub async fn create(
         input,
     )
     .await?;
-    let (c, rec) = write_one(&st, op, "Failed to create record.", &q).await?;
+    let rid = op
+        .input
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let stored = super::files::store_uploads(&st, &mut op, &auth, &rid, uploads).await?;
+    let result = write_one(&st, op, "Failed to create record.", &q).await;
+    let (c, rec) = super::files::settle(&st, stored, result).await?;
     respond_record(&st, c, rec.unwrap_or_default(), auth, method, headers, q).await
 }
 
@@ -645,9 +686,9 @@ pub async fn update(
     headers: HeaderMap,
     Path((coll, id)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
-    Input(input): Input,
+    RecordInput { record, uploads }: RecordInput,
 ) -> ApiResult<Response> {
-    let op = prepare_op(
+    let mut op = prepare_op(
         &st,
         &ip,
         &auth,
@@ -656,11 +697,13 @@ pub async fn update(
         &q,
         OpKind::Update,
         &coll,
-        Some(id),
-        input,
+        Some(id.clone()),
+        record,
     )
     .await?;
-    let (c, rec) = write_one(&st, op, "Failed to update record.", &q).await?;
+    let stored = super::files::store_uploads(&st, &mut op, &auth, &id, uploads).await?;
+    let result = write_one(&st, op, "Failed to update record.", &q).await;
+    let (c, rec) = super::files::settle(&st, stored, result).await?;
     respond_record(&st, c, rec.unwrap_or_default(), auth, method, headers, q).await
 }
 
@@ -686,7 +729,10 @@ pub async fn delete(
         Record::new(),
     )
     .await?;
-    write_one(&st, op, "Failed to delete record.", &q).await?;
+    let (c, _) = write_one(&st, op, "Failed to delete record.", &q).await?;
+    if c.has_files() {
+        st.files.trashed();
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -51,6 +51,10 @@ pub async fn update(
         .await?;
     st.guard.settings_changed(&s);
     apply(&st, &s).await;
+    // File storage follows the `s3` section from the next upload on.
+    if let Err(e) = st.files.configure(&s.to_json()) {
+        return Err(ApiError::bad_request(format!("Invalid s3 settings: {e}.")));
+    }
     if mail_changed {
         // Mails that failed under the old settings get a fresh round of attempts now.
         st.mailer.retry_all().await?;

@@ -237,9 +237,11 @@ fn convert_field(
         out.left_behind.push((coll.to_string(), name.to_string()));
         None
     };
-    if !syncbase_has_type(kind) {
+    // File fields exist now, but the import copies no bytes from pb_data/storage (nor makes the
+    // `_files` rows a served file needs), so carrying the field would name files no node holds.
+    if kind == "file" || !syncbase_has_type(kind) {
         let why = if kind == "file" {
-            "file field not carried: Syncbase has no file fields yet (the files in pb_data/storage stay there)".to_string()
+            "file field not carried: the import does not copy uploaded files yet (the files in pb_data/storage stay there)".to_string()
         } else {
             format!("{kind} field not carried: Syncbase has no such field type")
         };

@@ -376,7 +376,7 @@ fn source_files(pb_data: &Path) -> Vec<Note> {
         notes.push(Note::new(
             "pb_data/storage",
             format!(
-                "{files} uploaded files ({}) not copied: Syncbase has no file fields yet",
+                "{files} uploaded files ({}) not copied: the import does not copy uploaded files yet",
                 human_bytes(bytes)
             ),
         ));

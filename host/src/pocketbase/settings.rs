@@ -23,7 +23,7 @@ pub enum SettingsError {
 const INERT: [(&str, &str); 3] = [
     (
         "s3",
-        "S3 file storage is not used: Syncbase has no file fields yet",
+        "S3 file storage is not used: the import does not copy uploaded files yet",
     ),
     ("backups.cron", "scheduled backups are not run"),
     ("backups.s3", "backups are not uploaded to S3"),

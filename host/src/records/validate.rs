@@ -21,7 +21,7 @@ use super::coerce::{
     to_float, to_string_list, to_text, unique_nonempty,
 };
 use super::{checks, coerce};
-use crate::store::schema::{self, ALNUM, Collection, Field, FieldKind};
+use crate::store::schema::{self, ALNUM, Collection, Field, FieldKind, FileOptions};
 
 /// A record's values: field name -> normalized stored value.
 pub type Record = Map<String, Value>;
@@ -79,6 +79,25 @@ pub struct Prepared {
     /// (field name, target collection id, ids) of every non-empty relation, for the caller to
     /// check that the records exist (PocketBase checks all of them, changed or not).
     pub relations: Relations,
+    /// The uploads the stored record keeps (by stored name), for the caller to store.
+    pub new_files: Vec<String>,
+}
+
+/// A file received with the input (its bytes are the caller's business), as validation sees
+/// it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadInfo {
+    /// The form key it came under: `field`, `field+` or `+field`.
+    pub key: String,
+    /// The name it will be stored under.
+    pub name: String,
+    /// The client's name (for error messages).
+    pub original_name: String,
+    pub size: u64,
+    /// The type detected from its content.
+    pub mime: String,
+    /// Of the bytes (not checked here; the store records it).
+    pub sha256: String,
 }
 
 /// (field name, target collection id, ids) of relations whose records must exist.
@@ -200,12 +219,23 @@ pub fn prepare_create_checked(
     now: &str,
     access: Access,
 ) -> Result<Prepared, Rejected> {
+    prepare_create_with(coll, input, &[], now, access)
+}
+
+/// [`prepare_create_checked`] with uploaded files.
+pub fn prepare_create_with(
+    coll: &Collection,
+    input: &Record,
+    uploads: &[UploadInfo],
+    now: &str,
+    access: Access,
+) -> Result<Prepared, Rejected> {
     let record = coll
         .fields
         .iter()
         .map(|f| (f.name.clone(), empty_value(f)))
         .collect();
-    Draft::new(coll, None, record).run(input, now, access)
+    Draft::new(coll, None, record).run(input, uploads, now, access)
 }
 
 /// Applies `input` (plain values first, then modifiers in input order) to `current`, sets the
@@ -228,6 +258,18 @@ pub fn prepare_update_checked(
     now: &str,
     access: Access,
 ) -> Result<Prepared, Rejected> {
+    prepare_update_with(coll, current, input, &[], now, access)
+}
+
+/// [`prepare_update_checked`] with uploaded files.
+pub fn prepare_update_with(
+    coll: &Collection,
+    current: &Record,
+    input: &Record,
+    uploads: &[UploadInfo],
+    now: &str,
+    access: Access,
+) -> Result<Prepared, Rejected> {
     let record = coll
         .fields
         .iter()
@@ -241,7 +283,7 @@ pub fn prepare_update_checked(
             )
         })
         .collect();
-    Draft::new(coll, Some(current), record).run(input, now, access)
+    Draft::new(coll, Some(current), record).run(input, uploads, now, access)
 }
 
 /// What an input key asks for.
@@ -265,7 +307,12 @@ enum Op {
 /// Resolves an input key to its field and operation; `None` for keys PocketBase ignores
 /// (unknown names, modifiers a type does not support, autodates).
 fn resolve_key<'c>(coll: &'c Collection, key: &str) -> Option<(&'c Field, Op)> {
-    let listish = |f: &Field| matches!(f.kind, FieldKind::Select(_) | FieldKind::Relation(_));
+    let listish = |f: &Field| {
+        matches!(
+            f.kind,
+            FieldKind::Select(_) | FieldKind::Relation(_) | FieldKind::File(_)
+        )
+    };
     let numeric = |f: &Field| matches!(f.kind, FieldKind::Number(_));
     let (field, op) = if let Some(field) = coll.field(key) {
         (field, Op::Set)
@@ -304,6 +351,8 @@ struct Draft<'a> {
     json_inputs: BTreeMap<String, JsonInput>,
     /// Number fields whose value is NaN or infinite (stored as 0, reported as not a number).
     bad_numbers: BTreeSet<String>,
+    /// Uploads by stored name.
+    uploads: BTreeMap<String, UploadInfo>,
 }
 
 impl<'a> Draft<'a> {
@@ -315,6 +364,7 @@ impl<'a> Draft<'a> {
             plain_passwords: BTreeMap::new(),
             json_inputs: BTreeMap::new(),
             bad_numbers: BTreeSet::new(),
+            uploads: BTreeMap::new(),
         }
     }
 
@@ -322,8 +372,15 @@ impl<'a> Draft<'a> {
         self.original.is_none()
     }
 
-    fn run(mut self, input: &Record, now: &str, access: Access) -> Result<Prepared, Rejected> {
+    fn run(
+        mut self,
+        input: &Record,
+        uploads: &[UploadInfo],
+        now: &str,
+        access: Access,
+    ) -> Result<Prepared, Rejected> {
         self.apply_input(input);
+        self.apply_uploads(input, uploads);
         if self.is_new() {
             self.autogenerate_empty_text();
         }
@@ -347,12 +404,153 @@ impl<'a> Draft<'a> {
         self.refresh_token_key();
         let password = self.new_password();
         let relations = self.relations();
+        let kept: BTreeSet<String> = self.coll.file_names(&self.record).into_iter().collect();
+        let new_files = self
+            .uploads
+            .keys()
+            .filter(|n| kept.contains(*n))
+            .cloned()
+            .collect();
         Ok(Prepared {
             record: self.record,
             password,
             old_password: form.old_password,
             relations,
+            new_files,
         })
+    }
+
+    /// Uploaded files join their field after the input's own values, as PocketBase merges
+    /// them: under the plain key they replace the field's files (keeping only the names the
+    /// input lists under the same key), under `field+` / `+field` they are appended /
+    /// prepended.
+    fn apply_uploads(&mut self, input: &Record, uploads: &[UploadInfo]) {
+        let mut keys: Vec<&str> = Vec::new();
+        for u in uploads {
+            if !keys.contains(&u.key.as_str()) {
+                keys.push(&u.key);
+            }
+        }
+        for key in keys {
+            let Some((field, op)) = resolve_key(self.coll, key) else {
+                continue;
+            };
+            if !matches!(field.kind, FieldKind::File(_)) {
+                continue;
+            }
+            let names: Vec<String> = uploads
+                .iter()
+                .filter(|u| u.key == key)
+                .map(|u| u.name.clone())
+                .collect();
+            for u in uploads.iter().filter(|u| u.key == key) {
+                self.uploads.insert(u.name.clone(), u.clone());
+            }
+            let current = self
+                .record
+                .get(&field.name)
+                .map(to_string_list)
+                .unwrap_or_default();
+            let list = match op {
+                Op::Set => {
+                    let mut listed = input.get(key).map(to_string_list).unwrap_or_default();
+                    listed.extend(names);
+                    listed
+                }
+                Op::Prepend => names.into_iter().chain(current).collect(),
+                _ => current.into_iter().chain(names).collect(),
+            };
+            self.set_list(field, unique_nonempty(list));
+        }
+    }
+
+    /// PocketBase's file field rules: names the record did not have are refused unless
+    /// uploaded now; then the count, and each upload's name, size and type.
+    fn check_file(
+        &self,
+        field: &Field,
+        opts: &FileOptions,
+        names: &[String],
+    ) -> Option<FieldError> {
+        if names.is_empty() {
+            return field.required.then(checks::required);
+        }
+        let old: Vec<String> = self
+            .original
+            .and_then(|o| o.get(&field.name))
+            .map(to_string_list)
+            .unwrap_or_default();
+        let invalid: Vec<String> = names
+            .iter()
+            .filter(|n| !self.uploads.contains_key(*n) && !old.contains(n))
+            .map(|n| n.chars().take(250).collect())
+            .collect();
+        if !invalid.is_empty() {
+            return Some(
+                FieldError::new(
+                    "validation_invalid_file",
+                    format!("Invalid new files: [{}].", invalid.join(" ")),
+                )
+                .with_params(serde_json::json!({ "invalidFiles": invalid })),
+            );
+        }
+        let max_select = opts.max_select();
+        if names.len() as i64 > max_select {
+            return Some(
+                FieldError::new(
+                    "validation_too_many_files",
+                    format!("The maximum allowed files is {max_select}"),
+                )
+                .with_params(serde_json::json!({ "maxSelect": max_select })),
+            );
+        }
+        for u in names.iter().filter_map(|n| self.uploads.get(n)) {
+            let len = u.name.chars().count();
+            if !(1..=crate::files::name::MAX_NAME_LEN).contains(&len) {
+                return Some(
+                    FieldError::new(
+                        "validation_length_out_of_range",
+                        "The length must be between 1 and 150.",
+                    )
+                    .with_params(serde_json::json!({"min": 1, "max": 150})),
+                );
+            }
+            if !crate::files::name::is_valid_stored(&u.name) {
+                return Some(FieldError::new(
+                    "validation_match_invalid",
+                    "Must be in a valid format.",
+                ));
+            }
+            let original: String = u.original_name.chars().take(300).collect();
+            if u.size as i64 > opts.max_size() {
+                return Some(
+                    FieldError::new(
+                        "validation_file_size_limit",
+                        format!(
+                            "Failed to upload {original} - the maximum allowed file size is {} bytes.",
+                            opts.max_size()
+                        ),
+                    )
+                    .with_params(serde_json::json!({"file": original, "maxSize": opts.max_size()})),
+                );
+            }
+            if !opts.mime_types.is_empty()
+                && !opts
+                    .mime_types
+                    .iter()
+                    .any(|t| crate::files::sniff::mime_is(&u.mime, t))
+            {
+                return Some(FieldError::new(
+                    "validation_invalid_mime_type",
+                    format!(
+                        "{:?} mime type must be one of: {}.",
+                        u.name,
+                        opts.mime_types.join(", ")
+                    ),
+                ));
+            }
+        }
+        None
     }
 
     /// Plain values first, then modifiers in the order they appear in the input (PocketBase
@@ -384,7 +582,7 @@ impl<'a> Draft<'a> {
                 self.record.insert(name, Value::String(date_text(raw)));
             }
             FieldKind::Autodate(_) => {}
-            FieldKind::Select(_) | FieldKind::Relation(_) => {
+            FieldKind::Select(_) | FieldKind::Relation(_) | FieldKind::File(_) => {
                 self.set_list(field, to_string_list(raw))
             }
             FieldKind::Json(_) => {
@@ -601,6 +799,7 @@ impl<'a> Draft<'a> {
                 let (lon, lat) = coerce::geo_point(&value);
                 checks::check_geo_point(req, lon, lat)
             }
+            FieldKind::File(opts) => self.check_file(field, opts, &to_string_list(&value)),
         }
     }
 

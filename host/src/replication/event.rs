@@ -34,8 +34,26 @@ use serde_json::{Map, Value};
 
 use super::hlc::Hlc;
 
-/// The format version written by [`Event::encode`].
+/// The format version written by [`Event::encode`] for events without file references;
+/// events that reference files are written as version 2 (version 1 followed by the
+/// references), so nodes that never see files never need to read version 2.
 pub const FORMAT_VERSION: u8 = 1;
+
+/// The format version of events that reference stored files.
+pub const FILES_FORMAT_VERSION: u8 = 2;
+
+/// A stored file a record event references: the bytes travel by `sha256` through the
+/// cluster's file bucket, never inside the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// The stored name (as in the record's file field).
+    pub name: String,
+    /// Lowercase hex sha256 of the bytes: the object's name in the bucket.
+    pub sha256: String,
+    pub size: u64,
+    /// The type detected when the file was uploaded.
+    pub mime: String,
+}
 
 /// Longest accepted event id (it is also the `Nats-Msg-Id` header value).
 pub const MAX_ID_LEN: usize = 64;
@@ -169,6 +187,9 @@ pub struct Event {
     pub schema_version: u64,
     /// The version of the collection's plugin binding the writer had.
     pub plugin_version: u64,
+    /// The stored files the record data names (every one, not only new uploads), so a node
+    /// can fetch what it lacks before it applies the event.
+    pub files: Vec<FileRef>,
 }
 
 /// Why bytes are not a valid event.
@@ -243,7 +264,11 @@ impl Event {
                 + data.as_ref().map_or(0, Vec::len)
                 + before.as_ref().map_or(0, Vec::len),
         );
-        out.push(FORMAT_VERSION);
+        out.push(if self.files.is_empty() {
+            FORMAT_VERSION
+        } else {
+            FILES_FORMAT_VERSION
+        });
         out.push(self.kind as u8);
         put_bytes(&mut out, self.id.as_str().as_bytes());
         put_bytes(&mut out, self.origin.as_bytes());
@@ -256,6 +281,15 @@ impl Event {
         put_varint(&mut out, self.plugin_version);
         put_opt(&mut out, data.as_deref());
         put_opt(&mut out, before.as_deref());
+        if !self.files.is_empty() {
+            put_varint(&mut out, self.files.len() as u64);
+            for f in &self.files {
+                put_bytes(&mut out, f.name.as_bytes());
+                put_bytes(&mut out, f.sha256.as_bytes());
+                put_varint(&mut out, f.size);
+                put_bytes(&mut out, f.mime.as_bytes());
+            }
+        }
         out
     }
 
@@ -263,7 +297,8 @@ impl Event {
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
         match version {
-            1 => decode_v1(rest),
+            1 => decode_v1(rest, false),
+            2 => decode_v1(rest, true),
             other => Err(DecodeError::UnknownVersion(other)),
         }
     }
@@ -274,7 +309,8 @@ fn json_text(map: &Map<String, Value>) -> Vec<u8> {
     serde_json::to_vec(map).unwrap_or_else(|_| b"{}".to_vec())
 }
 
-fn decode_v1(bytes: &[u8]) -> Result<Event, DecodeError> {
+/// Version 1, and with `files` version 2 (version 1 followed by the file references).
+fn decode_v1(bytes: &[u8], files: bool) -> Result<Event, DecodeError> {
     let mut r = Reader { bytes };
     let kind_byte = r.byte("kind")?;
     let kind = EventKind::from_u8(kind_byte).ok_or(DecodeError::UnknownKind(kind_byte))?;
@@ -294,6 +330,7 @@ fn decode_v1(bytes: &[u8]) -> Result<Event, DecodeError> {
     let plugin_version = r.varint("plugin version")?;
     let data = r.opt("data", |r| r.json("data"))?;
     let before = r.opt("before", |r| r.json("before"))?;
+    let files = if files { r.files()? } else { Vec::new() };
     if !r.bytes.is_empty() {
         return Err(DecodeError::TrailingBytes(r.bytes.len()));
     }
@@ -312,6 +349,7 @@ fn decode_v1(bytes: &[u8]) -> Result<Event, DecodeError> {
         base,
         schema_version,
         plugin_version,
+        files,
     })
 }
 
@@ -404,6 +442,36 @@ impl<'a> Reader<'a> {
             field,
             message: json_error_without_values(&e),
         })
+    }
+
+    fn files(&mut self) -> Result<Vec<FileRef>, DecodeError> {
+        let n = self.varint("files")?;
+        // Each reference takes at least four bytes: a count beyond that is damage, refused
+        // before anything is allocated for it.
+        if n > (self.bytes.len() / 4) as u64 {
+            return Err(DecodeError::Truncated("files"));
+        }
+        let mut out = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let name = self.str("file name")?;
+            let sha256 = self.str("file sha256")?;
+            if sha256.len() != 64
+                || !sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return Err(DecodeError::EmptyField("file sha256"));
+            }
+            let size = self.varint("file size")?;
+            let mime = self.str("file type")?;
+            out.push(FileRef {
+                name,
+                sha256,
+                size,
+                mime,
+            });
+        }
+        Ok(out)
     }
 
     fn opt<T>(
@@ -501,6 +569,14 @@ pub(crate) mod tests {
                 rng.random_range(0..300)
             },
             plugin_version: rng.random_range(0..1 << 20),
+            files: (0..rng.random_range(0..3))
+                .map(|_| FileRef {
+                    name: gen_string(rng, 20),
+                    sha256: super::super::objects::sha256_hex(gen_string(rng, 8).as_bytes()),
+                    size: rng.random(),
+                    mime: gen_string(rng, 12),
+                })
+                .collect(),
         }
     }
 
@@ -535,7 +611,38 @@ pub(crate) mod tests {
             base: Some(EventId::random()),
             schema_version: 7,
             plugin_version: 2,
+            files: Vec::new(),
         }
+    }
+
+    #[test]
+    fn file_references_round_trip_as_version_2() {
+        let mut event = auth_record_event();
+        event.files = vec![FileRef {
+            name: "avatar_abcdefghij.png".into(),
+            sha256: super::super::objects::sha256_hex(b"png bytes"),
+            size: 9,
+            mime: "image/png".into(),
+        }];
+        let bytes = event.encode();
+        assert_eq!(bytes[0], FILES_FORMAT_VERSION);
+        assert_eq!(Event::decode(&bytes).expect("decode"), event);
+        // A damaged count or digest is an error, not a panic or a huge allocation.
+        let mut bad = bytes.clone();
+        let at = bad.len()
+            - event.files[0].mime.len()
+            - 1
+            - 1
+            - 64
+            - 1
+            - event.files[0].name.len()
+            - 1
+            - 1;
+        bad[at] = 0x7f;
+        assert!(Event::decode(&bad).is_err());
+        let mut wrong_sha = event.clone();
+        wrong_sha.files[0].sha256 = "X".repeat(64);
+        assert!(Event::decode(&wrong_sha.encode()).is_err());
     }
 
     #[test]
@@ -616,7 +723,7 @@ pub(crate) mod tests {
     #[test]
     fn errors_name_what_is_wrong() {
         assert_eq!(Event::decode(&[]), Err(DecodeError::Empty));
-        for v in [0u8, 2, 255] {
+        for v in [0u8, 3, 255] {
             let err = Event::decode(&[v, 1, 2, 3]).expect_err("version");
             assert_eq!(err, DecodeError::UnknownVersion(v));
             assert!(err.to_string().contains("version"), "{err}");

@@ -609,6 +609,11 @@ impl Log {
     pub async fn plugin_objects(&self) -> Result<PluginObjects, LogError> {
         PluginObjects::open(self).await
     }
+
+    /// The cluster's bucket of record files.
+    pub async fn file_objects(&self) -> Result<super::FileObjects, LogError> {
+        super::FileObjects::open(self).await
+    }
 }
 
 /// One node's place in the log, from its durable consumer.

@@ -63,6 +63,7 @@
 
 pub mod consumer;
 pub mod event;
+pub mod files;
 pub mod hlc;
 pub mod log;
 pub mod objects;
@@ -70,7 +71,8 @@ pub mod rooms;
 pub mod snapshots;
 
 pub use consumer::{ConsumerOptions, Delivery, EventConsumer};
-pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind};
+pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind, FileRef};
+pub use files::FileObjects;
 pub use hlc::{Clock, Hlc};
 pub use log::{
     ConnectOptions, Log, LogError, NodePosition, Outgoing, PipelineError, Published, StreamOptions,

@@ -447,6 +447,11 @@ fn validate_fields(schema: &Schema, old: Option<&Collection>, c: &Collection) ->
             FieldKind::Select(s) if s.values.is_empty() => {
                 field_errors.insert(key, json!({"values": {"code": "validation_required", "message": "Cannot be blank."}}));
             }
+            FieldKind::File(o) => {
+                if let Some(e) = file_options_error(o) {
+                    field_errors.insert(key, e);
+                }
+            }
             // System collections keep theirs (`_otps` is a base collection with a password),
             // so an exported schema imports back unchanged; a view may show an auth
             // collection's (hidden) password column, as in PocketBase.
@@ -463,6 +468,35 @@ fn validate_fields(schema: &Schema, old: Option<&Collection>, c: &Collection) ->
         }
     }
     (!field_errors.is_empty()).then_some(Value::Object(field_errors))
+}
+
+/// PocketBase's checks of a file field's options: sizes and counts not negative, thumbs in a
+/// format it can generate (`WxH`, `WxHt`, `WxHb`, `WxHf`, with one side possibly 0).
+fn file_options_error(o: &super::schema::FileOptions) -> Option<Value> {
+    let min = |name: &str| {
+        json!({name: {"code": "validation_min_greater_equal_than_required",
+            "message": "Must be no less than 0.", "params": {"threshold": 0}}})
+    };
+    if o.max_select < 0 {
+        return Some(min("maxSelect"));
+    }
+    if o.max_size < 0 {
+        return Some(min("maxSize"));
+    }
+    let mut thumbs = Map::new();
+    for (i, t) in o.thumbs.iter().enumerate() {
+        let e = match crate::files::ThumbSize::parse(t) {
+            None => {
+                json!({"code": "validation_match_invalid", "message": "Must be in a valid format."})
+            }
+            Some(size) if size.width == 0 && size.height == 0 => {
+                json!({"code": "validation_not_in_invalid", "message": "Must not be in list."})
+            }
+            Some(_) => continue,
+        };
+        thumbs.insert(i.to_string(), e);
+    }
+    (!thumbs.is_empty()).then(|| json!({ "thumbs": thumbs }))
 }
 
 /// Gives every field an id, keeps the `id` field first and an auth collection's system fields.
@@ -642,6 +676,8 @@ pub fn update(
     ddl::alter_table(ctx.conn, &old, &c)
         .map_err(|e| raw_db_error("Failed to update collection.", e))?;
     system::save_collection(ctx.conn, &c)?;
+    // A removed file field (or fewer files allowed) leaves files no row references.
+    super::files::sweep_collection(ctx.conn, &c, None)?;
     let c = install(ctx, c);
     refresh_views(ctx, &c)?;
     Ok(c)
@@ -750,6 +786,7 @@ pub fn delete(ctx: &mut WriteCtx, id_or_name: &str) -> Result<Arc<Collection>, S
     }
     ddl::drop_table(ctx.conn, &c)?;
     system::delete_collection_row(ctx.conn, &c.id)?;
+    super::files::drop_collection(ctx.conn, &c.id, None)?;
     let mut s = (*ctx.schema).clone();
     s.remove(&c.id);
     ctx.schema = Arc::new(s);

@@ -12,6 +12,7 @@ pub mod collections;
 mod ddl;
 mod error;
 pub mod expand;
+pub mod files;
 pub mod installer;
 pub mod logs;
 pub mod mails;
@@ -192,6 +193,7 @@ impl Store {
         let conn = system::open_connection(&path, false)?;
         let schema = system::bootstrap(&conn)?;
         sync::create_tables(&conn)?;
+        files::create_tables(&conn)?;
         mails::create_table(&conn)?;
         if let Some(hooks) = &sync {
             hooks.clock.resume(sync::max_hlc(&conn)?);

@@ -12,7 +12,7 @@ use super::schema::{Collection, FieldKind, push_ident, quote_ident};
 use super::values::{from_sql, param, to_sql};
 use super::{Change, Op, StoreError, WriteCtx, ddl};
 use crate::filter::SqlParam;
-use crate::records::validate::{self, Access, FieldError, FieldErrors, Prepared};
+use crate::records::validate::{self, Access, FieldError, FieldErrors, Prepared, UploadInfo};
 
 /// A record: field name → value, in the collection's field order.
 pub type Record = serde_json::Map<String, Value>;
@@ -394,16 +394,53 @@ pub fn create(
     password_hash: Option<String>,
     access: Access,
 ) -> Result<Record, StoreError> {
+    create_with(ctx, coll, input, &[], password_hash, access)
+}
+
+/// Records the uploads a written record keeps in `_files` (their bytes are in storage).
+fn add_files(
+    ctx: &WriteCtx,
+    c: &Collection,
+    rid: &str,
+    new_files: &[String],
+    uploads: &[UploadInfo],
+) -> Result<(), StoreError> {
+    for u in uploads.iter().filter(|u| new_files.contains(&u.name)) {
+        let f = super::files::FileRef {
+            name: u.name.clone(),
+            sha256: u.sha256.clone(),
+            size: u.size,
+            mime: u.mime.clone(),
+        };
+        super::files::add(ctx.conn, &c.id, rid, &f)?;
+    }
+    Ok(())
+}
+
+/// [`create`] with uploaded files, already in storage under the record's id.
+pub fn create_with(
+    ctx: &mut WriteCtx,
+    coll: &str,
+    input: &Record,
+    uploads: &[UploadInfo],
+    password_hash: Option<String>,
+    access: Access,
+) -> Result<Record, StoreError> {
     let c = collection(ctx, coll)?;
     let now = validate::now_string();
-    let prepared =
-        validate::prepare_create_checked(&c, input, &now, access).map_err(|r| rejected(ctx, r))?;
+    let prepared = validate::prepare_create_with(&c, input, uploads, &now, access)
+        .map_err(|r| rejected(ctx, r))?;
     check_relations(ctx, &prepared)?;
+    let new_files = prepared.new_files.clone();
     let mut rec = prepared.record;
     if let (Some(_), Some(hash)) = (&prepared.password, password_hash) {
         rec.insert("password".into(), Value::String(hash));
     }
     insert_row(ctx.conn, &c, &rec)?;
+    if !uploads.is_empty() {
+        let rid = rec.get("id").and_then(Value::as_str).unwrap_or_default();
+        add_files(ctx, &c, rid, &new_files, uploads)?;
+    }
     let first_superuser = c.name == "_superusers"
         && rec.get("email").and_then(Value::as_str) != Some(super::installer::INSTALLER_EMAIL);
     ctx.changes.push(Change {
@@ -430,12 +467,26 @@ pub fn update(
     password_hash: Option<String>,
     access: Access,
 ) -> Result<Record, StoreError> {
+    update_with(ctx, coll, id, input, &[], password_hash, access)
+}
+
+/// [`update`] with uploaded files, already in storage under the record's id.
+pub fn update_with(
+    ctx: &mut WriteCtx,
+    coll: &str,
+    id: &str,
+    input: &Record,
+    uploads: &[UploadInfo],
+    password_hash: Option<String>,
+    access: Access,
+) -> Result<Record, StoreError> {
     let c = collection(ctx, coll)?;
     let current = get(ctx.conn, &c, id)?.ok_or(StoreError::NotFound)?;
     let now = validate::now_string();
-    let prepared = validate::prepare_update_checked(&c, &current, input, &now, access)
+    let prepared = validate::prepare_update_with(&c, &current, input, uploads, &now, access)
         .map_err(|r| rejected(ctx, r))?;
     check_relations(ctx, &prepared)?;
+    let new_files = prepared.new_files.clone();
     let mut rec = prepared.record;
     // A new password also gets a new tokenKey from validation, revoking older tokens.
     if let (Some(_), Some(hash)) = (&prepared.password, password_hash) {
@@ -454,6 +505,9 @@ pub fn update(
         }
     }
     update_row(ctx.conn, &c, id, &rec)?;
+    if !uploads.is_empty() {
+        add_files(ctx, &c, id, &new_files, uploads)?;
+    }
     ctx.changes.push(Change {
         op: Op::Update,
         collection: c,

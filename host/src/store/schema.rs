@@ -127,6 +127,8 @@ pub enum FieldKind {
     /// GPS coordinates, stored as the JSON object `{"lon": x, "lat": y}`.
     #[serde(rename = "geoPoint")]
     GeoPoint(Empty),
+    /// Uploaded files: the column holds their names, the bytes live in file storage.
+    File(FileOptions),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -201,6 +203,47 @@ pub struct RelationOptions {
     pub max_select: i64,
 }
 
+/// A `file` field's options, as PocketBase's `FileField`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FileOptions {
+    /// Largest accepted file in bytes; 0 means PocketBase's default of 5 MiB.
+    pub max_size: i64,
+    /// More than 1 makes the field hold a list of files.
+    pub max_select: i64,
+    /// Accepted MIME types (empty: any).
+    pub mime_types: Vec<String>,
+    /// Thumb sizes served for images besides the default `100x100`.
+    pub thumbs: Vec<String>,
+    /// Files downloadable only with a file token (and the collection's view rule).
+    pub protected: bool,
+}
+
+/// PocketBase's default largest file: 5 MiB.
+pub const DEFAULT_FILE_MAX_SIZE: i64 = 5 << 20;
+
+impl FileOptions {
+    /// The largest accepted file in bytes.
+    pub fn max_size(&self) -> i64 {
+        if self.max_size <= 0 {
+            DEFAULT_FILE_MAX_SIZE
+        } else {
+            self.max_size
+        }
+    }
+
+    /// The most files the field holds.
+    pub fn max_select(&self) -> i64 {
+        self.max_select.max(1)
+    }
+
+    /// What the field adds to a record write's body limit (PocketBase's
+    /// `CalculateMaxBodySize`): every file at its largest.
+    pub fn max_body(&self) -> i64 {
+        self.max_size().saturating_mul(self.max_select())
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PasswordOptions {
@@ -227,6 +270,7 @@ impl FieldKind {
             FieldKind::Relation(_) => "relation",
             FieldKind::Password(_) => "password",
             FieldKind::GeoPoint(_) => "geoPoint",
+            FieldKind::File(_) => "file",
         }
     }
 }
@@ -237,6 +281,7 @@ impl Field {
         match &self.kind {
             FieldKind::Select(o) => o.max_select > 1,
             FieldKind::Relation(o) => o.max_select > 1,
+            FieldKind::File(o) => o.max_select > 1,
             _ => false,
         }
     }
@@ -302,6 +347,37 @@ impl Collection {
 
     pub fn is_auth(&self) -> bool {
         self.kind == CollectionType::Auth
+    }
+
+    /// The collection's file fields.
+    pub fn file_fields(&self) -> impl Iterator<Item = (&Field, &FileOptions)> {
+        self.fields.iter().filter_map(|f| match &f.kind {
+            FieldKind::File(o) => Some((f, o)),
+            _ => None,
+        })
+    }
+
+    pub fn has_files(&self) -> bool {
+        self.file_fields().next().is_some()
+    }
+
+    /// Every file name a stored record of this collection references, field by field.
+    pub fn file_names(&self, rec: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (f, _) in self.file_fields() {
+            match rec.get(&f.name) {
+                Some(serde_json::Value::String(s)) if !s.is_empty() => out.push(s.clone()),
+                Some(serde_json::Value::Array(items)) => out.extend(
+                    items
+                        .iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from),
+                ),
+                _ => {}
+            }
+        }
+        out
     }
 
     /// A view collection: its table is an SQL view, its records read-only.

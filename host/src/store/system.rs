@@ -414,6 +414,23 @@ fn default_users(now: &str) -> Collection {
             ..TextOptions::default()
         }),
     ));
+    // PocketBase's `users` has an avatar: one image.
+    fields.push(Field::new(
+        "avatar",
+        FieldKind::File(super::schema::FileOptions {
+            max_select: 1,
+            mime_types: [
+                "image/jpeg",
+                "image/png",
+                "image/svg+xml",
+                "image/gif",
+                "image/webp",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..Default::default()
+        }),
+    ));
     fields.extend(autodate_fields());
     let owner = Some("id = @request.auth.id".to_string());
     Collection {

@@ -48,6 +48,9 @@ impl WriteCtx<'_> {
     /// calls it itself when it needs the sequences (write concern). No-op without replication.
     pub fn capture(&mut self) -> Result<Vec<u64>, StoreError> {
         let Some(hooks) = self.sync.filter(|_| self.capture) else {
+            if self.capture {
+                self.sweep_files()?;
+            }
             self.captured = self.changes.len();
             return Ok(Vec::new());
         };
@@ -57,9 +60,26 @@ impl WriteCtx<'_> {
             &self.changes[self.captured..],
             &mut self.fresh,
         )?;
+        // After the overlay's shadow and pending rows exist: they reference files too.
+        self.sweep_files()?;
         self.captured = self.changes.len();
         self.outbox.extend(&seqs);
         Ok(seqs)
+    }
+
+    /// Moves the files that the job's changed records no longer reference to the trash.
+    fn sweep_files(&mut self) -> Result<(), StoreError> {
+        for change in &self.changes[self.captured..] {
+            if change.collection.has_files() {
+                let rid = change
+                    .record
+                    .get("id")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default();
+                super::files::sweep(self.conn, &change.collection, rid, None)?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether this node replicates.

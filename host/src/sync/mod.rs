@@ -15,6 +15,7 @@
 //!                                                                  (?sync=applied waits here)
 //! ```
 
+mod files;
 mod health;
 mod policy;
 mod snapshots;
@@ -94,6 +95,8 @@ struct Inner {
     plugins: Plugins,
     log: watch::Sender<Option<Log>>,
     objects: watch::Sender<Option<PluginObjects>>,
+    file_objects: watch::Sender<Option<crate::replication::FileObjects>>,
+    files: crate::files::Files,
     embedded: tokio::sync::Mutex<Option<EmbeddedNats>>,
     /// Largest outbox sequence JetStream acknowledged.
     published: watch::Sender<u64>,
@@ -217,9 +220,11 @@ impl Sync {
         hooks: Arc<SyncHooks>,
         store: Store,
         plugins: Plugins,
+        files: crate::files::Files,
     ) -> Sync {
         let (log, _) = watch::channel(None);
         let (objects, _) = watch::channel(None);
+        let (file_objects, _) = watch::channel(None);
         let (published, _) = watch::channel(0);
         let (applied_own, _) = watch::channel(0);
         let (tip, _) = watch::channel(0);
@@ -237,6 +242,8 @@ impl Sync {
                 plugins,
                 log,
                 objects,
+                file_objects,
+                files,
                 embedded: tokio::sync::Mutex::new(None),
                 published,
                 applied_own,
@@ -261,6 +268,8 @@ impl Sync {
         tokio::spawn(async move { s.publish_loop().await });
         let s = sync.clone();
         tokio::spawn(async move { s.apply_loop().await });
+        let s = sync.clone();
+        tokio::spawn(async move { s.gc_loop().await });
         sync
     }
 
@@ -374,6 +383,19 @@ impl Sync {
         };
         self.inner.health.ok(Part::Objects);
         self.inner.objects.send_replace(Some(objects));
+        // Record files: the publisher and the fold wait on this bucket only when an event
+        // names files (`Sync::file_objects`), so a file-less log runs without it.
+        let file_objects = loop {
+            match log.file_objects().await {
+                Ok(o) => break o,
+                Err(e) => {
+                    self.set_error(Part::Objects, &e);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        self.inner.health.ok(Part::Objects);
+        self.inner.file_objects.send_replace(Some(file_objects));
         // The snapshot bucket and claims: the fold's bootstrap check waits for them.
         let bucket = loop {
             match crate::replication::SnapshotStore::open(&log, cfg.claim_ttl).await {
@@ -465,6 +487,17 @@ impl Sync {
                 })
                 .collect();
             let all = outgoing.len() == seqs.len();
+            // The bucket holds the bytes of every file an event names before the event is in
+            // the log.
+            if let Err(e) = self.push_files(&outgoing).await {
+                tracing::warn!(error = %e, "putting files in the bucket failed; the outbox keeps the events");
+                self.set_error(Part::Objects, &e);
+                in_sync = false;
+                upto = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
             let (acked, error) = match log.publish_pipelined(outgoing, 256).await {
                 Ok(acks) => (acks, None),
                 Err(e) => (e.acked, Some(e.error)),
@@ -575,7 +608,24 @@ impl Sync {
                 }
                 let Some(batch) = batch else { continue };
                 self.prepare_plugins(&batch).await;
-                folding = Some(Box::pin(self.fold(batch)));
+                let fetched = self.prepare_files(&batch).await;
+                let files = self.inner.files.clone();
+                let schema = self.inner.store.schema();
+                let trashed = batch.iter().any(|d| {
+                    d.event.as_ref().is_ok_and(|e| {
+                        !e.kind.is_record()
+                            || schema.get(&e.collection.id).is_some_and(|c| c.has_files())
+                    })
+                });
+                folding = Some(Box::pin(async move {
+                    let folded = self.fold(batch).await;
+                    // Committed: the fetched files are referenced (or trashed) now.
+                    drop(fetched);
+                    if trashed {
+                        files.trashed();
+                    }
+                    folded
+                }));
             }
         }
     }

@@ -96,6 +96,15 @@ impl Sync {
                     if let Some(own) = report.own_applied {
                         self.inner.applied_own.send_modify(|p| *p = (*p).max(own));
                     }
+                    // The snapshot's `_files` rows name bytes this node may never have had:
+                    // fetch them from the file bucket before consuming on.
+                    match self.fetch_missing_files().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(files = n, "fetched the files the snapshot names"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "fetching the files the snapshot names failed")
+                        }
+                    }
                     return;
                 }
                 Err(BootstrapError::Retry(e)) => {

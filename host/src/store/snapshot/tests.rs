@@ -73,6 +73,7 @@ fn event(kind: EventKind, c: CollectionRef, rid: Option<&str>, data: serde_json:
         base: None,
         schema_version: 0,
         plugin_version: 0,
+        files: Vec::new(),
     }
 }
 

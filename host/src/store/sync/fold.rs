@@ -55,6 +55,11 @@ struct Fold<'a, 'c> {
     /// Whether the change feed has listeners for this batch's record changes (auth
     /// collections' changes are announced regardless: the token cache needs them).
     announce: bool,
+    /// Records with file fields this batch touched: their unreferenced files are swept at
+    /// its end.
+    file_keys: Vec<(Arc<Collection>, String)>,
+    /// The batch's last stream position (where files it leaves unreferenced became orphans).
+    last_seq: u64,
     /// The snapshot policy's figures, carried through the batch.
     tracker: Tracker,
     /// Payload size of the event being folded (the content size its version stands for).
@@ -85,6 +90,8 @@ pub(crate) fn apply(
         reverted: BTreeMap::new(),
         shown: HashMap::new(),
         announce: hooks.listeners.begin_fold(),
+        file_keys: Vec::new(),
+        last_seq: batch.iter().map(|d| d.seq).max().unwrap_or(0),
         tracker,
         payload_len: 0,
     };
@@ -104,6 +111,7 @@ pub(crate) fn apply(
         }
     }
     fold.relay()?;
+    fold.sweep_files()?;
     fold.announce()?;
     fold.tracker.store(fold.ctx.conn)?;
     let conn = fold.ctx.conn;
@@ -442,6 +450,15 @@ impl Fold<'_, '_> {
                 ))
             })?;
         let rid = event.record_id.clone().unwrap_or_default();
+        if c.has_files() {
+            // The bytes of every file the event names were fetched before the batch (see
+            // `sync::prepare_files`): they are this node's now, referenced or not; the sweep
+            // at the end of the batch drops what the outcome does not reference.
+            for f in &event.files {
+                super::super::files::add(self.conn(), &c.id, &rid, f)?;
+            }
+            self.file_keys.push((c.clone(), rid.clone()));
+        }
         // Copied only when an inbound filter rewrites it.
         let mut event = std::borrow::Cow::Borrowed(event);
         match self.hooks.policy.inbound(&c, &event)? {
@@ -704,6 +721,7 @@ impl Fold<'_, '_> {
             views::check(self.conn(), &c).map_err(StoreError::BadRequest)?;
         }
         let new = install(self.ctx, c);
+        super::super::files::sweep_collection(self.conn(), &new, Some(self.last_seq))?;
         refresh_views(self.ctx, &new)?;
         // Rows remembered for the change feed now belong to the new shape.
         for (coll, _) in self.shown.values_mut() {
@@ -723,6 +741,8 @@ impl Fold<'_, '_> {
             .ok_or_else(|| StoreError::BadRequest(format!("unknown collection {id}")))?;
         ddl::drop_table(self.conn(), &c)?;
         system::delete_collection_row(self.conn(), &c.id)?;
+        super::super::files::drop_collection(self.conn(), &c.id, Some(self.last_seq))?;
+        self.file_keys.retain(|(fc, _)| fc.id != c.id);
         let gone: i64 = self
             .conn()
             .prepare_cached("SELECT coalesce(sum(bytes), 0) FROM _sync_versions WHERE coll = ?1")?
@@ -738,6 +758,16 @@ impl Fold<'_, '_> {
         s.remove(&c.id);
         self.ctx.schema = Arc::new(s);
         check_views_after_delete(self.conn(), &self.ctx.schema, &c)
+    }
+
+    /// Drops the files no row references any more from the records this batch touched.
+    fn sweep_files(&mut self) -> Result<(), StoreError> {
+        let keys = std::mem::take(&mut self.file_keys);
+        for (c, rid) in keys {
+            let c = self.ctx.schema.get(&c.id).cloned().unwrap_or(c);
+            super::super::files::sweep(self.conn(), &c, &rid, Some(self.last_seq))?;
+        }
+        Ok(())
     }
 
     /// Lays this node's still-pending writes over the keys reverted in this batch.

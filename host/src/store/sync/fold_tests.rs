@@ -65,6 +65,7 @@ fn binding_event() -> Event {
         base: None,
         schema_version: 0,
         plugin_version: 0,
+        files: Vec::new(),
     }
 }
 

@@ -358,6 +358,7 @@ pub(crate) fn capture(
             base,
             schema_version: 0,
             plugin_version: 0,
+            files: Vec::new(),
         };
         match hooks.policy.outbound(c, &event)? {
             Filtered::Keep => {}
@@ -368,6 +369,14 @@ pub(crate) fn capture(
                     event.data = Some(rec);
                 }
             }
+        }
+        if c.has_files()
+            && change.op != Op::Delete
+            && let Some(data) = &event.data
+        {
+            // Every file the published record names, by name and sha256: the bytes go to the
+            // bucket when the event is published, never inside it.
+            event.files = super::files::refs(conn, &c.id, &rid, &c.file_names(data))?;
         }
         conn.prepare_cached(
             "INSERT OR IGNORE INTO _sync_shadow (coll, rid, data) VALUES (?1, ?2, ?3)",
@@ -435,6 +444,7 @@ pub fn schema_event(hooks: &SyncHooks, kind: EventKind, c: CollectionRef, data: 
         base: None,
         schema_version: 0,
         plugin_version: 0,
+        files: Vec::new(),
     }
 }
 
