@@ -1,7 +1,7 @@
 //! Request logs and the cron jobs that look after them, on the real binary: the log cleanup
 //! job deletes entries older than `logs.maxDays` (run on demand through `/api/crons`), logs
 //! survive a restart in `auxiliary.db`, the `logs.*` settings shape what is stored, and the
-//! stats group entries by hour.
+//! stats group entries by hour; the `backups.cron` setting schedules automatic backups.
 
 mod support;
 
@@ -156,4 +156,91 @@ async fn settings_decide_what_each_entry_holds() {
     assert!(logs(&node, "").await.is_empty());
     let (_, settings) = node.get("/api/settings").await;
     assert_eq!(settings["logs"]["maxDays"], 5);
+}
+
+/// The automatic backups a node has, newest first by name.
+async fn auto_backups(node: &Node) -> Vec<String> {
+    let (code, list) = node.get("/api/backups").await;
+    assert_eq!(code, StatusCode::OK, "{list}");
+    let mut keys: Vec<String> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|b| b["key"].as_str())
+        .filter(|k| k.starts_with("@auto_pb_backup_"))
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    keys.reverse();
+    keys
+}
+
+/// Runs the backup job now and waits until its backup is listed (it runs in the background).
+async fn run_auto_backup(node: &Node, before: &[String]) -> Vec<String> {
+    let (code, body) = node.post("/api/crons/__pbAutoBackup__", json!({})).await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = auto_backups(node).await;
+        if now.iter().any(|k| !before.contains(k)) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "no new automatic backup: {now:?}");
+        // Poll interval of the deadline-bounded wait above.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn backups_cron_schedules_automatic_backups_that_keep_cron_max_keep() {
+    let node = Node::start().await;
+    let (code, jobs) = node.get("/api/crons").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(!jobs.to_string().contains("__pbAutoBackup__"), "{jobs}");
+    let (code, body) = node
+        .patch(
+            "/api/settings",
+            json!({"backups": {"cron": "0 3 * * *", "cronMaxKeep": 2}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (_, jobs) = node.get("/api/crons").await;
+    assert!(
+        jobs.as_array()
+            .expect("jobs")
+            .contains(&json!({"id": "__pbAutoBackup__", "expression": "0 3 * * *"})),
+        "{jobs}"
+    );
+    node.create_collection(json!({"name": "notes", "fields": [{"name": "t", "type": "text"}]}))
+        .await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let now = run_auto_backup(&node, &seen).await;
+        let new: Vec<String> = now.into_iter().filter(|k| !seen.contains(k)).collect();
+        seen.extend(new);
+    }
+    // Three runs, two kept: the oldest automatic backup is deleted after the third is made.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let kept = loop {
+        let kept = auto_backups(&node).await;
+        if kept.len() <= 2 {
+            break kept;
+        }
+        assert!(Instant::now() < deadline, "never pruned: {kept:?}");
+        // Poll interval of the deadline-bounded wait above.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(!kept.contains(&seen[0]), "the oldest went: {kept:?} of {seen:?}");
+    // An automatic backup downloads and deletes like any other.
+    let (code, _) = node.delete(&format!("/api/backups/{}", kept[0])).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    assert_eq!(auto_backups(&node).await, vec![kept[1].clone()]);
+    // An empty expression removes the job.
+    let (code, _) = node
+        .patch("/api/settings", json!({"backups": {"cron": ""}}))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (_, jobs) = node.get("/api/crons").await;
+    assert!(!jobs.to_string().contains("__pbAutoBackup__"), "{jobs}");
 }

@@ -186,6 +186,7 @@ impl Server {
             logs,
             crons,
         };
+        api::backups::schedule(&state, &settings);
         let mut config = config;
         config.net.max_connections = net::fit_connections(config.net.max_connections, open_files);
         Ok(Server {

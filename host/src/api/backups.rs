@@ -25,8 +25,89 @@ use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
 use crate::access::Auth;
 use crate::snapshot::SnapshotError;
-use crate::snapshot::backups::{default_name, valid_name};
+use crate::snapshot::backups::{AUTO_PREFIX, Backups, auto_name, default_name, valid_name};
 use crate::store::schema::TokenKind;
+
+/// PocketBase's job id for the `backups.cron` setting.
+const AUTO_JOB: &str = "__pbAutoBackup__";
+
+/// PocketBase's automatic backups: a non-empty `backups.cron` schedules `__pbAutoBackup__`
+/// (listed and run through `/api/crons` like the built-in jobs), which makes
+/// `@auto_pb_backup_<app>_<time>.zip` and then deletes the oldest automatic backups beyond
+/// `backups.cronMaxKeep`; an empty one removes the job. Called at start and after every
+/// settings change. Settings are per node: on a cluster, set it on the node that should make
+/// them (the backups land in the cluster's bucket).
+pub fn schedule(st: &AppState, s: &crate::settings::Settings) {
+    let cron = s.backups.cron.trim();
+    if cron.is_empty() {
+        st.crons.remove(AUTO_JOB);
+        return;
+    }
+    let (backups, store) = (st.backups.clone(), st.store.clone());
+    let added = st.crons.add(AUTO_JOB, cron, move || {
+        let (backups, store) = (backups.clone(), store.clone());
+        async move { auto_backup(&backups, &store).await }
+    });
+    if let Err(e) = added {
+        // Settings validation refuses a bad expression; one stored before that is reported.
+        tracing::warn!(error = %e, cron, "backups.cron is not a valid cron expression; no automatic backups");
+        st.crons.remove(AUTO_JOB);
+    }
+}
+
+/// One run of the automatic backup job.
+async fn auto_backup(backups: &Backups, store: &crate::store::Store) {
+    let settings = match store
+        .read(|c, _| crate::store::settings::load_settings(c))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "automatic backup: cannot read the settings");
+            return;
+        }
+    };
+    // Two runs within one second would share PocketBase's name: the second gets a suffix.
+    let base = auto_name(&settings.meta.app_name);
+    let mut name = base.clone();
+    for n in 2..100 {
+        if !backups.exists(&name).await.unwrap_or(false) {
+            break;
+        }
+        name = format!("{}_{n}.zip", base.trim_end_matches(".zip"));
+    }
+    let created = match backups.begin(&name) {
+        Ok(slot) => {
+            let r = backups.create(&name).await;
+            drop(slot);
+            r
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = created {
+        tracing::error!(error = %e, name, "automatic backup failed");
+        return;
+    }
+    tracing::info!(name, "automatic backup created");
+    let keep = usize::try_from(settings.backups.cron_max_keep.max(1)).unwrap_or(1);
+    let mut autos: Vec<_> = match backups.list().await {
+        Ok(l) => l
+            .into_iter()
+            .filter(|b| b.key.starts_with(AUTO_PREFIX))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "automatic backup: cannot list backups to prune");
+            return;
+        }
+    };
+    // Newest first (the names carry the time too, for equal modification times).
+    autos.sort_by(|a, b| b.modified.cmp(&a.modified).then(b.key.cmp(&a.key)));
+    for old in autos.iter().skip(keep) {
+        if let Err(e) = backups.delete(&old.key).await {
+            tracing::warn!(error = %e, key = old.key, "automatic backup: cannot delete an old one");
+        }
+    }
+}
 
 fn backup_error(e: SnapshotError, action: &str) -> ApiError {
     match e {

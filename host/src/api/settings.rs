@@ -183,8 +183,9 @@ pub async fn mail_outbox(State(st): State<AppState>, auth: Auth) -> ApiResult<Js
     })))
 }
 
-/// Hands the settings the request logger reads to it (at start and after every change; the
-/// client IP it logs comes from the guard, which reads `trustedProxy`).
+/// Hands the settings the request logger reads to it and (re)schedules automatic backups
+/// (after every change; the client IP it logs comes from the guard, which reads
+/// `trustedProxy`).
 pub async fn apply(st: &AppState, s: &crate::settings::Settings) {
     if let Err(e) = st
         .logs
@@ -193,4 +194,5 @@ pub async fn apply(st: &AppState, s: &crate::settings::Settings) {
     {
         tracing::warn!(error = %e, "could not apply the new log settings");
     }
+    super::backups::schedule(st, s);
 }

@@ -67,6 +67,20 @@ pub fn valid_name(name: &str) -> bool {
         })
 }
 
+/// Whether `key` names a stored backup: a name PocketBase accepts, or an automatic backup's
+/// (`@auto_pb_backup_...`, which only the backup cron makes).
+fn valid_key(key: &str) -> bool {
+    valid_name(key.strip_prefix('@').unwrap_or(key))
+}
+
+/// The prefix of the backups the `backups.cron` setting makes (PocketBase's).
+pub const AUTO_PREFIX: &str = "@auto_pb_backup_";
+
+/// An automatic backup's name: `@auto_pb_backup_<app name in snake case>_<UTC time>.zip`.
+pub fn auto_name(app_name: &str) -> String {
+    format!("@auto_{}", default_name(app_name))
+}
+
 /// PocketBase's default name: `pb_backup_<app name in snake case>_<UTC yyyymmddhhmmss>.zip`.
 pub fn default_name(app_name: &str) -> String {
     let mut snake = String::new();
@@ -149,7 +163,7 @@ impl Backups {
     }
 
     fn local(&self, key: &str) -> Result<PathBuf, SnapshotError> {
-        if !valid_name(key) {
+        if !valid_key(key) {
             return Err(SnapshotError::NotFound(format!("backup {key:?}")));
         }
         Ok(self.dir.join(key))
@@ -181,7 +195,7 @@ impl Backups {
         };
         while let Some(entry) = entries.next_entry().await.map_err(io)? {
             let key = entry.file_name().to_string_lossy().to_string();
-            if !valid_name(&key) {
+            if !valid_key(&key) {
                 continue;
             }
             let meta = entry.metadata().await.map_err(io)?;
@@ -200,7 +214,7 @@ impl Backups {
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, SnapshotError> {
-        if !valid_name(key) {
+        if !valid_key(key) {
             return Ok(false);
         }
         if self.cluster.is_some() {
@@ -296,7 +310,7 @@ impl Backups {
     ) -> Result<(u64, Pin<Box<dyn AsyncRead + Send>>), SnapshotError> {
         let missing = || SnapshotError::NotFound(format!("backup {key:?}"));
         if self.cluster.is_some() {
-            if !valid_name(key) {
+            if !valid_key(key) {
                 return Err(missing());
             }
             return self
