@@ -85,10 +85,10 @@ async fn auto_backup(backups: &Backups, store: &crate::store::Store) {
         Err(e) => Err(e),
     };
     if let Err(e) = created {
-        tracing::error!(error = %e, name, "automatic backup failed");
+        tracing::error!(error = %e, name = %name, "automatic backup failed");
         return;
     }
-    tracing::info!(name, "automatic backup created");
+    tracing::info!(name = %name, "automatic backup created");
     let keep = usize::try_from(settings.backups.cron_max_keep.max(1)).unwrap_or(1);
     let mut autos: Vec<_> = match backups.list().await {
         Ok(l) => l
@@ -104,7 +104,7 @@ async fn auto_backup(backups: &Backups, store: &crate::store::Store) {
     autos.sort_by(|a, b| b.modified.cmp(&a.modified).then(b.key.cmp(&a.key)));
     for old in autos.iter().skip(keep) {
         if let Err(e) = backups.delete(&old.key).await {
-            tracing::warn!(error = %e, key = old.key, "automatic backup: cannot delete an old one");
+            tracing::warn!(error = %e, key = %old.key, "automatic backup: cannot delete an old one");
         }
     }
 }
