@@ -90,6 +90,9 @@ impl Server {
             sync::Sync::restore_bindings(&store, &plugins)
                 .await
                 .map_err(Error::Bindings)?;
+        } else {
+            // Bindings are keyed by collection id; older ones named the collection.
+            plugins.reconcile(store.schema()).await?;
         }
         let sync = match (&config.sync, hooks) {
             (Some(cfg), Some(hooks)) => Some(sync::Sync::start(

@@ -423,6 +423,11 @@ impl Log {
     pub async fn plugin_objects(&self) -> Result<PluginObjects, LogError> {
         PluginObjects::open(self).await
     }
+
+    /// The cluster's presence bucket (nodes and the plugins each has compiled).
+    pub async fn presence(&self, ttl: Duration) -> Result<super::presence::Presence, LogError> {
+        super::presence::Presence::open(self, ttl).await
+    }
 }
 
 /// A snapshot of the stream's state.

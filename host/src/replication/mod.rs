@@ -66,6 +66,7 @@ pub mod event;
 pub mod hlc;
 pub mod log;
 pub mod objects;
+pub mod presence;
 
 pub use consumer::{ConsumerOptions, Delivery, EventConsumer};
 pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind};
@@ -75,3 +76,4 @@ pub use log::{
     connect,
 };
 pub use objects::{PluginObjects, sha256_hex};
+pub use presence::{NodeState, Presence};

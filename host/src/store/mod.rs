@@ -10,6 +10,7 @@ pub mod collections;
 mod ddl;
 mod error;
 pub mod expand;
+pub mod merged;
 mod readers;
 pub mod records;
 pub mod schema;

@@ -15,6 +15,7 @@
 //!                                                                  (?sync=applied waits here)
 //! ```
 
+mod plugins;
 mod policy;
 mod status;
 
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
+pub use plugins::{ClusterPlugins, NotReady};
 pub use policy::{PluginPolicy, binding_data};
 pub use status::{hashes, metrics_text, status_json};
 
@@ -60,6 +62,8 @@ pub struct SyncConfig {
     pub apply_batch: usize,
     /// How long `?sync=published|applied` waits before answering 504.
     pub wait_timeout: Duration,
+    /// How long a bind waits for every node to have the plugin compiled.
+    pub plugin_ready_timeout: Duration,
 }
 
 /// Counters for status and metrics.
@@ -99,6 +103,8 @@ struct Inner {
     counters: Counters,
     started: Instant,
     stop: Notify,
+    /// Prefetching, presence and readiness of plugins (`plugins.rs`).
+    cluster_plugins: ClusterPlugins,
 }
 
 /// Why a write concern was not met.
@@ -139,6 +145,8 @@ impl Sync {
             Some(t) => crate::plugins::BindingTable::from_json(&t).map_err(|e| e.to_string())?,
             None => crate::plugins::BindingTable::default(),
         };
+        // Tables folded before bindings were keyed by collection id name collections.
+        let (table, _) = crate::plugins::reconcile_bindings(table, &store.schema());
         plugins
             .blocking(move |rt| rt.apply_bindings(table))
             .await
@@ -172,6 +180,7 @@ impl Sync {
                 counters: Counters::default(),
                 started: Instant::now(),
                 stop: Notify::new(),
+                cluster_plugins: ClusterPlugins::default(),
             }),
         };
         let s = sync.clone();
@@ -180,6 +189,8 @@ impl Sync {
         tokio::spawn(async move { s.publish_loop().await });
         let s = sync.clone();
         tokio::spawn(async move { s.apply_loop().await });
+        let s = sync.clone();
+        tokio::spawn(async move { s.plugin_loop().await });
         sync
     }
 
@@ -519,55 +530,6 @@ impl Sync {
         }
     }
 
-    /// Makes sure the bytes of plugins bound in this batch are in the local registry before
-    /// the fold reaches their binding event: a node never resolves with the wrong policy.
-    async fn prepare_plugins(&self, batch: &[Delivery]) {
-        for d in batch {
-            let Ok(event) = &d.event else { continue };
-            if event.kind != crate::replication::EventKind::PluginBinding {
-                continue;
-            }
-            let Some((name, sha)) = policy::binding_plugin(event) else {
-                continue;
-            };
-            if self
-                .inner
-                .plugins
-                .runtime
-                .list()
-                .iter()
-                .any(|p| p.version.sha256 == sha)
-            {
-                continue;
-            }
-            let objects = self.objects().await;
-            let mut delay = Duration::from_millis(100);
-            let bytes = loop {
-                match objects.get(&sha).await {
-                    Ok(Some(b)) => break b,
-                    Ok(None) => {
-                        tracing::warn!(%sha, "plugin bytes not in the object store yet; waiting")
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, %sha, "fetching plugin bytes failed; retrying")
-                    }
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            };
-            let name = name.to_string();
-            if let Err(e) = self
-                .inner
-                .plugins
-                .blocking(move |rt| rt.upload(&name, &bytes))
-                .await
-            {
-                // The binding event will fail identically everywhere: the bytes are the same.
-                tracing::warn!(error = %e, %sha, "replicated plugin does not load");
-            }
-        }
-    }
-
     async fn fold(&self, mut batch: Vec<Delivery>) {
         // The events move to the writer (the deliveries stay here for their acks); the batch
         // is shared, not copied, with each attempt.
@@ -623,6 +585,12 @@ impl Sync {
                 }
             }
         };
+        if report.registry_changed {
+            // Before anyone waiting for this fold is answered: the runtime lists what the log
+            // registered (and forgets what it deleted); the prefetch task fetches the bytes.
+            self.sync_registry().await;
+            self.plugins_changed();
+        }
         let c = &self.inner.counters;
         c.applied.fetch_add(report.applied, Ordering::Relaxed);
         c.duplicates.fetch_add(report.duplicates, Ordering::Relaxed);
