@@ -114,19 +114,21 @@ impl Sync {
         }
     }
 
-    /// The folded registry's versions, as the runtime stores them.
-    async fn folded_registry(&self) -> Option<Vec<PluginVersion>> {
+    /// The folded registry's versions, as the runtime stores them, and the deleted ones.
+    async fn folded_registry(&self) -> Option<(Vec<PluginVersion>, Vec<(String, u32)>)> {
+        use crate::store::sync::plugins::{deleted, registry};
         match self
             .inner
             .store
-            .read_raw(crate::store::sync::plugins::registry)
+            .read_raw(|c| Ok((registry(c)?, deleted(c)?)))
             .await
         {
-            Ok(rows) => Some(
+            Ok((rows, deleted)) => Some((
                 rows.into_iter()
                     .filter_map(|v| serde_json::from_value(v).ok())
                     .collect(),
-            ),
+                deleted,
+            )),
             Err(e) => {
                 tracing::warn!(error = %e, "reading the plugin registry failed");
                 None
@@ -134,24 +136,23 @@ impl Sync {
         }
     }
 
-    /// Makes the runtime's registry the folded one: versions registered by the log appear
-    /// (their bytes follow), versions deleted by it go.
+    /// Makes the runtime's registry follow the folded one: versions registered by the log
+    /// appear (their bytes follow), versions deleted by it go.
     pub(super) async fn sync_registry(&self) {
-        let Some(rows) = self.folded_registry().await else {
+        let Some((rows, deleted)) = self.folded_registry().await else {
             return;
         };
         let result = self
             .inner
             .plugins
             .blocking(move |rt| {
-                let keep: BTreeSet<(String, u32)> =
-                    rows.iter().map(|m| (m.name.clone(), m.version)).collect();
                 for meta in rows {
                     rt.register(meta)?;
                 }
+                let gone: BTreeSet<(String, u32)> = deleted.into_iter().collect();
                 for info in rt.list() {
                     let v = &info.version;
-                    if !keep.contains(&(v.name.clone(), v.version)) && info.bindings.is_empty() {
+                    if gone.contains(&(v.name.clone(), v.version)) && info.bindings.is_empty() {
                         rt.delete(&v.name, Some(v.version))?;
                     }
                 }

@@ -6,7 +6,9 @@
 //! position, on every node alike.
 //!
 //! Rows hold metadata only; the bytes are in the Object Store by sha256, and each node's
-//! plugin runtime keeps its own copy and compiled code (`sync::plugins` brings them there).
+//! plugin runtime keeps its own copy and compiled code (`sync::plugins` brings them there). A
+//! deleted version keeps its row, marked deleted: its number is never given again, and nodes
+//! know to drop it (and only it: versions a node uploaded before it joined a cluster stay).
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -21,6 +23,7 @@ pub(crate) fn create_table(conn: &Connection) -> Result<(), StoreError> {
              version INTEGER NOT NULL,
              sha256  TEXT NOT NULL,
              meta    TEXT NOT NULL,
+             deleted INTEGER NOT NULL DEFAULT 0,
              PRIMARY KEY (name, version)
          ) WITHOUT ROWID;",
     )?;
@@ -43,11 +46,11 @@ fn sha_ok(sha: &str) -> bool {
     sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// The latest version of `name`: `(version, sha256, canonical digest)`.
+/// The latest version of `name` not deleted: `(version, sha256, canonical digest)`.
 fn latest(conn: &Connection, name: &str) -> Result<Option<(u32, String, String)>, StoreError> {
     let row: Option<(i64, String, String)> = conn
         .prepare_cached(
-            "SELECT version, sha256, meta FROM _sync_plugins WHERE name = ?1
+            "SELECT version, sha256, meta FROM _sync_plugins WHERE name = ?1 AND deleted = 0
              ORDER BY version DESC LIMIT 1",
         )?
         .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -110,14 +113,16 @@ fn upload(
         .get("canonical")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let next = match latest(conn, name)? {
-        Some((_, s, c)) if s == sha || (!c.is_empty() && c == canonical) => {
-            // The same content again (e.g. two nodes took the same push): nothing new.
-            return Ok(Ok(Applied::Unchanged));
-        }
-        Some((v, _, _)) => v + 1,
-        None => 1,
-    };
+    if let Some((_, s, c)) = latest(conn, name)?
+        && (s == sha || (!c.is_empty() && c == canonical))
+    {
+        // The same content again (e.g. two nodes took the same push): nothing new.
+        return Ok(Ok(Applied::Unchanged));
+    }
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT max(version) FROM _sync_plugins WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))?;
+    let next = last.map_or(1, |v| v as u32 + 1);
     let mut meta = data.clone();
     meta.remove("op");
     meta.insert("version".into(), Value::from(next));
@@ -164,15 +169,31 @@ fn delete(
         }
     }
     for v in versions {
-        conn.prepare_cached("DELETE FROM _sync_plugins WHERE name = ?1 AND version = ?2")?
-            .execute(params![name, v])?;
+        conn.prepare_cached(
+            "UPDATE _sync_plugins SET deleted = 1 WHERE name = ?1 AND version = ?2",
+        )?
+        .execute(params![name, v])?;
     }
     Ok(Ok(Applied::Deleted))
 }
 
+/// The versions deleted by the log: `(name, version)`.
+pub fn deleted(conn: &Connection) -> Result<Vec<(String, u32)>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT name, version FROM _sync_plugins WHERE deleted = 1")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    Ok(rows
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .map(|(n, v)| (n, v as u32))
+        .collect())
+}
+
 /// Every registered version's metadata (a `PluginVersion` as JSON), by name then version.
 pub fn registry(conn: &Connection) -> Result<Vec<Value>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT meta FROM _sync_plugins ORDER BY name, version")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT meta FROM _sync_plugins WHERE deleted = 0 ORDER BY name, version",
+    )?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for text in rows {
