@@ -93,7 +93,7 @@ pub async fn upload(st: &AppState, sync: &Sync, name: String, bytes: Bytes) -> A
     if let Some(l) = latest(&st.plugins.runtime)
         && PluginRuntime::is_unchanged(&l, &report.sha256, &report.canonical)
     {
-        return Ok(version_json(&l, l.sha256 != report.sha256));
+        return Ok(version_json(&l, true));
     }
     objects(sync).await?.put(&bytes).await.map_err(|e| {
         ApiError::new(
@@ -142,6 +142,24 @@ pub async fn delete(st: &AppState, sync: &Sync, name: &str, version: Option<u32>
         return Err(plugin_error(PluginError::NotFound {
             name: name.to_string(),
             version,
+        }));
+    }
+    // Bound here is bound everywhere (bindings are folded): refuse without a log event. The
+    // fold checks again at the event's position, for a bind racing this delete.
+    if let Some(used) = versions
+        .iter()
+        .filter(|p| version.is_none_or(|v| p.version.version == v))
+        .find(|p| !p.bindings.is_empty())
+    {
+        let targets: Vec<String> = used
+            .bindings
+            .iter()
+            .map(|b| format!("{} ({:?})", b.target, b.state).to_lowercase())
+            .collect();
+        return Err(plugin_error(PluginError::InUse {
+            plugin: name.to_string(),
+            version: used.version.version,
+            targets: targets.join(", "),
         }));
     }
     let mut data = json!({"op": "delete", "name": name});
