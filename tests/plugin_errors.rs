@@ -205,3 +205,35 @@ async fn the_dry_run_and_the_node_log_show_the_exception() {
     // No colour codes: the log is a file, not a terminal.
     assert!(!node.log().contains('\u{1b}'), "ANSI escapes in a log file");
 }
+
+#[tokio::test]
+async fn logs_can_be_json_lines() {
+    let node = Node::start_logged(&["--log-format", "json"]).await;
+    // Something to log at info level: a plugin upload.
+    let push = Command::new(bin())
+        .args(["plugin", "push"])
+        .arg(support::shipped_component("lww"))
+        .args(["--url", &node.url, "--token", &node.token])
+        .output()
+        .expect("push");
+    assert!(push.status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let log = node.log();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.iter().any(|l| l.contains("plugin uploaded")) {
+            for line in lines {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                assert!(v["level"].is_string() && v["fields"].is_object(), "{v}");
+            }
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing logged:\n{log}"
+        );
+        // Poll interval of a deadline-bounded wait for the node to write its log.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

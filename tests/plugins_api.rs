@@ -559,3 +559,33 @@ async fn a_dry_run_names_the_real_input_problem_and_checks_a_merge_against_the_s
         "{out}"
     );
 }
+
+#[test]
+fn only_the_commands_that_reach_a_node_list_the_node_flags() {
+    let help = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("plugin")
+            .args(args)
+            .arg("--help")
+            .output()
+            .expect("help");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for offline in ["new", "build", "test"] {
+        let text = help(&[offline]);
+        for flag in ["--url", "--token", "--email", "--password"] {
+            assert!(
+                !text.contains(flag),
+                "plugin {offline} --help lists {flag}:\n{text}"
+            );
+        }
+    }
+    for online in ["push", "bind", "ls", "resolve", "delete"] {
+        let text = help(&[online]);
+        assert!(
+            text.contains("--url") && text.contains("--token"),
+            "plugin {online}:\n{text}"
+        );
+    }
+}

@@ -331,6 +331,22 @@ mod tests {
     }
 
     #[test]
+    fn projects_ignore_what_builds_and_python_write() {
+        for lang in Lang::ALL {
+            let files = render("p", lang, World::Filter);
+            let ignore = files
+                .iter()
+                .find(|(p, _)| p == Path::new(".gitignore"))
+                .map(|(_, t)| t.clone())
+                .unwrap_or_default();
+            assert!(ignore.contains("/.syncbase"), "{lang}: {ignore}");
+            if lang == Lang::Python {
+                assert!(ignore.contains("__pycache__/"), "{ignore}");
+            }
+        }
+    }
+
+    #[test]
     fn scaffolding_never_overwrites_a_file() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("twice");
