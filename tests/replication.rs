@@ -33,6 +33,27 @@ async fn three_nodes_on_a_nats_cluster_replicate_schema_records_and_realtime() {
         on_b["id"], body["id"],
         "collections keep their ids everywhere"
     );
+    // Ids are derived as PocketBase derives them (`pbc_` + CRC-32 of type and name), so the
+    // same definition made on two nodes at once names the same collection: one create wins in
+    // the log, the other is refused, and every node ends with that one id.
+    assert_eq!(body["id"], "pbc_1125843985");
+    let twice = json!({"name": "twice", "fields": [{"name": "t", "type": "text"}]});
+    let (on_b, on_c) = tokio::join!(
+        b.post("/api/collections", twice.clone()),
+        c.post("/api/collections", twice)
+    );
+    let mut codes = [on_b.0, on_c.0];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [StatusCode::OK, StatusCode::BAD_REQUEST],
+        "{on_b:?} {on_c:?}"
+    );
+    for node in [&a, &b, &c] {
+        wait_collection(node, "twice").await;
+        let (_, got) = node.get("/api/collections/twice").await;
+        assert_eq!(got["id"], "pbc_3285240512");
+    }
 
     // Realtime on B sees A's write, from B's own applied log.
     let (_, user_token) = support::user(&b, "rt@example.com").await;

@@ -20,7 +20,18 @@ use replication_support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_during_a_nats_outage_succeed_locally_and_replicate_in_order_later() {
     let mut cluster = Cluster::start(1).await;
-    let a = external_node(&cluster, 0, "a").await;
+    let url = cluster.url(0);
+    let a = Node::start_with(&[
+        "--nats",
+        &url,
+        "--node-id",
+        "a",
+        "--cluster",
+        "t",
+        "--sync-timeout",
+        "30",
+    ])
+    .await;
     let b = external_node(&cluster, 0, "b").await;
     let (code, body) = a.post("/api/collections", posts_def()).await;
     assert_eq!(code, StatusCode::OK, "{body}");
@@ -47,18 +58,42 @@ async fn writes_during_a_nats_outage_succeed_locally_and_replicate_in_order_late
     assert_eq!(records(&a, "posts").await.len(), 20);
     let s = status(&a).await;
     assert_eq!(s["outboxBacklog"], 20, "{s}");
-    // Waiting for publication times out with a clear answer instead of hanging.
+    // Waiting for publication while the log is unavailable answers 503 at once (not 504 after
+    // --sync-timeout, 30 s here), saying the write is kept and will be published.
     let (code, body) = a
         .post(
             "/api/collections/posts/records?sync=published",
             json!({"title": "waits"}),
         )
         .await;
-    assert_eq!(code, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("committed on this node") && message.contains("unavailable"),
+        "{message}"
+    );
     ids.push(String::new());
+    // Status names the error and when it happened.
+    let s = status(&a).await;
+    assert!(s["nats"]["lastError"].is_string(), "{s}");
+    assert!(s["nats"]["lastErrorAt"].is_string(), "{s}");
 
     cluster.restart(0).await;
     quiesce(&[&a, &b], 60).await;
+    // Recovered: the error is gone once the parts that failed work again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(&a).await;
+        if s["nats"]["lastError"].is_null() && s["nats"]["lastErrorAt"].is_null() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old error stays: {s}"
+        );
+        // Poll interval of the deadline-bounded wait.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let on_b = same_everywhere(&[&a, &b], "posts").await;
     assert_eq!(on_b.len(), 21);
     // In order: B folded A's offline writes in the order A made them.
@@ -478,4 +513,50 @@ async fn a_policy_swap_under_load_switches_at_its_log_position_on_every_node() {
         all[&id]["likes"], likes,
         "the nodes' fold differs from replaying the log with the swap at its position"
     );
+}
+
+/// The fold and the publisher need only the stream; the plugin bucket matters only for
+/// binding events. A NATS account that allows one stream (the log) and not a second one (the
+/// plugin bucket) must not keep the log from working: nodes replicate, and status names the
+/// bucket's failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_works_while_the_plugin_bucket_cannot_be_opened() {
+    let server = nats_support::ConfiguredServer::start(
+        r#"accounts { APP: { jetstream: { max_streams: 1 }, users: [{ user: "a", password: "pw-for-a" }] } }"#,
+    )
+    .await;
+    let url = server.url("nats");
+    let flags = |id: &'static str| {
+        [
+            "--nats",
+            &url,
+            "--node-id",
+            id,
+            "--cluster",
+            "t",
+            "--nats-user",
+            "a",
+            "--nats-password",
+            "pw-for-a",
+        ]
+        .map(str::to_string)
+    };
+    let a_flags = flags("a");
+    let b_flags = flags("b");
+    let a = Node::start_with(&a_flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let b = Node::start_with(&b_flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (code, body) = a.post("/api/collections", posts_def()).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    wait_collection(&b, "posts").await;
+    let (code, rec) = b
+        .post(
+            "/api/collections/posts/records?sync=applied",
+            json!({"title": "no bucket needed"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    quiesce(&[&a, &b], 60).await;
+    assert_eq!(same_everywhere(&[&a, &b], "posts").await.len(), 1);
+    let s = status(&a).await;
+    assert_eq!(s["nats"]["lastErrorIn"], "objects", "{s}");
 }

@@ -48,6 +48,15 @@ pub enum Command {
         #[command(subcommand)]
         action: SuperuserCommand,
     },
+    /// Internal: runs PROGRAM so that it receives SIGTERM when process PARENT dies (how a node
+    /// starts its embedded nats-server).
+    #[command(hide = true)]
+    NatsExec {
+        #[arg(long)]
+        parent: u32,
+        #[arg(last = true, required = true)]
+        program: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -390,6 +399,10 @@ pub struct ServeArgs {
         help_heading = "Replication"
     )]
     pub sync_timeout: u64,
+    /// Test hook for the chaos harness: a JSON file polled for injected faults (clock skew,
+    /// a full disk). Never set it in production.
+    #[arg(long, env = "SYNCBASE_TEST_FAULTS", hide = true)]
+    pub test_faults: Option<PathBuf>,
 }
 
 /// The validated configuration of a server.
@@ -405,15 +418,17 @@ pub struct Config {
     pub plugins: RuntimeConfig,
     /// Replication, when --nats or --sync is given.
     pub sync: Option<crate::sync::SyncConfig>,
+    /// The chaos harness's fault control file (`crate::testhooks`).
+    pub test_faults: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("--http {0:?} is not a socket address like 127.0.0.1:8090")]
+    #[error("--http {0:?} is not an address like 127.0.0.1:8090 or :8090")]
     BadAddress(String),
     #[error("--{0} must be at least 1")]
     Zero(&'static str),
-    #[error("--{flag} {value:?} is not a socket address like 127.0.0.1:4222")]
+    #[error("--{flag} {value:?} is not an address like 127.0.0.1:4222 or :4222")]
     BadListen { flag: &'static str, value: String },
     #[error("--nats and --sync are exclusive: join an existing NATS cluster, or embed one")]
     BothModes,
@@ -423,6 +438,25 @@ pub enum ConfigError {
     BadCluster(String),
     #[error("{0} needs --sync")]
     NeedsSync(&'static str),
+}
+
+/// Parses a listen address the way PocketBase (Go's `net.Listen`) reads `--http`: `host:port`,
+/// or `:port` for every interface; `localhost` is loopback.
+pub fn parse_listen(value: &str) -> Option<SocketAddr> {
+    let value = value.trim();
+    if let Some(port) = value.strip_prefix(':') {
+        return port
+            .parse::<u16>()
+            .ok()
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p)));
+    }
+    if let Some(port) = value.strip_prefix("localhost:") {
+        return port
+            .parse::<u16>()
+            .ok()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+    }
+    value.parse().ok()
 }
 
 fn name_ok(s: &str, max: usize) -> bool {
@@ -459,7 +493,7 @@ fn sync_config(a: &ServeArgs) -> Result<Option<crate::sync::SyncConfig>, ConfigE
         return Err(ConfigError::BadCluster(a.cluster.clone()));
     }
     let listen = |flag: &'static str, v: &str| -> Result<SocketAddr, ConfigError> {
-        v.parse().map_err(|_| ConfigError::BadListen {
+        parse_listen(v).ok_or_else(|| ConfigError::BadListen {
             flag,
             value: v.to_string(),
         })
@@ -471,6 +505,9 @@ fn sync_config(a: &ServeArgs) -> Result<Option<crate::sync::SyncConfig>, ConfigE
             listen("nats-listen", &a.nats_listen)?,
         );
         opts.binary = a.nats_server_bin.clone();
+        // The child dies with this process (kill -9 included) when started through our own
+        // binary's `nats-exec`.
+        opts.exec_wrapper = std::env::current_exe().ok();
         if let Some(cl) = &a.cluster_listen {
             opts.cluster = Some(ClusterOptions {
                 name: a.cluster.clone(),
@@ -504,10 +541,7 @@ fn sync_config(a: &ServeArgs) -> Result<Option<crate::sync::SyncConfig>, ConfigE
 
 impl Config {
     pub fn from_args(a: &ServeArgs) -> Result<Config, ConfigError> {
-        let http = a
-            .http
-            .parse()
-            .map_err(|_| ConfigError::BadAddress(a.http.clone()))?;
+        let http = parse_listen(&a.http).ok_or_else(|| ConfigError::BadAddress(a.http.clone()))?;
         if a.readers == 0 {
             return Err(ConfigError::Zero("readers"));
         }
@@ -531,6 +565,7 @@ impl Config {
                 idle_timeout: std::time::Duration::from_secs(a.realtime_idle.max(1)),
             },
             node_id: a.node_id.clone(),
+            test_faults: a.test_faults.clone(),
             plugins: RuntimeConfig {
                 fuel_per_call: a.plugin_fuel.max(1),
                 memory_cap: a.plugin_memory_mb.max(1) << 20,
@@ -552,6 +587,38 @@ impl Config {
             node_id: "n1".into(),
             plugins: RuntimeConfig::default(),
             sync: None,
+            test_faults: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_read_like_pocketbase() {
+        let at = |s: &str| parse_listen(s).map(|a| a.to_string());
+        assert_eq!(at(":8091").as_deref(), Some("0.0.0.0:8091"));
+        assert_eq!(at("127.0.0.1:8090").as_deref(), Some("127.0.0.1:8090"));
+        assert_eq!(at("localhost:8092").as_deref(), Some("127.0.0.1:8092"));
+        assert_eq!(at("[::1]:8093").as_deref(), Some("[::1]:8093"));
+        for bad in ["", ":", ":http", "8090", "host:8090", ":99999"] {
+            assert_eq!(parse_listen(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_http_address_names_both_accepted_forms() {
+        let cli = Cli::parse_from(["syncbase", "serve", "--http", "nope"]);
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let err = Config::from_args(&args).expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("127.0.0.1:8090") && text.contains(":8090"),
+            "{text}"
+        );
     }
 }

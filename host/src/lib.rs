@@ -8,8 +8,11 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod filter;
+pub mod mail;
 pub mod nats;
+pub mod oauth2;
 pub mod plugins;
 pub mod realtime;
 pub mod records;
@@ -18,6 +21,7 @@ pub mod shutdown;
 pub mod store;
 pub mod superuser;
 pub mod sync;
+pub mod testhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,6 +49,8 @@ pub enum Error {
     Nats(#[from] nats::NatsError),
     #[error("could not restore the replicated plugin bindings: {0}")]
     Bindings(String),
+    #[error("{0}")]
+    Log(#[from] replication::LogError),
 }
 
 /// A bound, not yet serving, server.
@@ -66,12 +72,25 @@ impl Server {
             let bin = nats::binary::find(opts.binary.as_deref())?;
             nats::binary::check_version(&bin).await?;
         }
+        // A NATS cluster that refuses our credentials or certificates is a configuration error:
+        // say so and stop, rather than serve while retrying forever. Servers that are merely
+        // down are not: the node starts and its writes wait in the outbox.
+        if let Some(sync::SyncConfig {
+            source: sync::Source::External(conn),
+            ..
+        }) = &config.sync
+        {
+            sync::Sync::check_access(conn).await?;
+        }
         let plugins = plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
         let hooks = config
             .sync
             .as_ref()
             .map(|cfg| sync::Sync::hooks(cfg, &plugins));
         let store = Store::open_with(&config.dir, &config.store, hooks.clone())?;
+        if let Some(path) = &config.test_faults {
+            testhooks::spawn(path.clone(), store.clone());
+        }
         let listener = TcpListener::bind(config.http)
             .await
             .map_err(|source| Error::Bind {
@@ -90,6 +109,7 @@ impl Server {
             sync::Sync::restore_bindings(&store, &plugins)
                 .await
                 .map_err(Error::Bindings)?;
+            sync::Sync::seed_users(&store).await?;
         } else {
             // Bindings are keyed by collection id; older ones named the collection.
             plugins.reconcile(store.schema()).await?;
@@ -109,6 +129,9 @@ impl Server {
             hub,
             plugins,
             sync,
+            mailer: mail::Mailer::new(store.clone()),
+            resend: Arc::new(Default::default()),
+            http: oauth2::http_client(),
         };
         Ok(Server {
             config,
@@ -144,6 +167,9 @@ impl Server {
         let hub = state.hub.clone();
         let replication = state.sync.clone();
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
+        // Queued mails survive a stop in the outbox; the next start resumes them.
+        let mailer = tokio::spawn(state.mailer.clone().run());
+        let auth_cleanup = tokio::spawn(clean_expired_auth_rows(store.clone()));
         // With replication the outbound filters run where changes are captured for the log.
         let outbound = replication
             .is_none()
@@ -172,6 +198,8 @@ impl Server {
         drop(stop_rx);
         invalidator.abort();
         fanout.abort();
+        mailer.abort();
+        auth_cleanup.abort();
         if let Some(outbound) = outbound {
             outbound.abort();
         }
@@ -197,6 +225,24 @@ async fn invalidate_auth_cache(store: Store, cache: Arc<access::AuthCache>) {
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.clear(),
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Deletes expired OTPs and MFA sessions every hour, as PocketBase's cleanup crons do (an
+/// expired one is refused anyway; this keeps the tables small). On a cluster every node runs
+/// it; deleting a row another node already deleted is harmless.
+async fn clean_expired_auth_rows(store: Store) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let result = store
+            .write(|ctx| store::auth_rows::delete_expired(ctx, chrono::Utc::now()))
+            .await;
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired OTPs and MFA sessions removed"),
+            Err(e) => tracing::warn!(error = %e, "could not remove expired OTPs and MFA sessions"),
         }
     }
 }

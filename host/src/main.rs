@@ -1,5 +1,7 @@
 //! The `syncbase` binary: parse the CLI, set up tracing, run the command.
 
+use std::io::Write as _;
+
 use anyhow::Context;
 use clap::Parser;
 use std::io::IsTerminal;
@@ -8,6 +10,10 @@ use syncbase::config::{Cli, Command, Config, LogFormat, SuperuserCommand};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Becomes the embedded nats-server: no runtime, no logging of its own.
+    if let Command::NatsExec { parent, program } = &cli.command {
+        return Err(syncbase::nats::exec_with_parent_death(*parent, program).into());
+    }
     // The server logs at info; the CLI's commands print their own results, so only warnings.
     let default_level = match cli.command {
         Command::Serve(_) => "info",
@@ -31,12 +37,31 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => {
                 let config = Config::from_args(&args)?;
                 let server = syncbase::Server::bind(config).await?;
-                println!("Server started at http://{}", server.local_addr());
-                if !syncbase::superuser::exists(server.store()).await.unwrap_or(true) {
-                    eprintln!(
-                        "No superuser yet: create one with `syncbase superuser upsert EMAIL PASSWORD --dir {}`",
-                        args.dir.display()
-                    );
+                let addr = server.local_addr();
+                println!("Server started at http://{addr}");
+                // Links must be reachable from this machine's browser: a wildcard bind
+                // address becomes loopback.
+                let mut shown = addr;
+                if shown.ip().is_unspecified() {
+                    shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                // Everything after the first line may meet a closed pipe (a supervisor that
+                // read only the address): never let that kill the server.
+                let mut out = std::io::stdout();
+                let _ = writeln!(out, "├─ REST API:  http://{shown}/api/");
+                let _ = writeln!(out, "└─ Dashboard: http://{shown}/_/");
+                match syncbase::superuser::install_link(server.store(), &format!("http://{shown}"))
+                    .await
+                {
+                    Ok(Some(link)) => {
+                        let _ = writeln!(
+                            out,
+                            "\n(!) No superuser yet. Open this link in a browser (valid 30 minutes) to create the first one:\n{link}\n(or run: syncbase superuser upsert EMAIL PASSWORD --dir {})\n",
+                            args.dir.display()
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not prepare the install link"),
                 }
                 server.serve(syncbase::shutdown::signal()).await?;
                 Ok(())
@@ -51,6 +76,7 @@ fn main() -> anyhow::Result<()> {
                 println!("{out}");
                 Ok(())
             }
+            Command::NatsExec { .. } => unreachable!("handled before the runtime starts"),
             Command::Superuser {
                 action:
                     SuperuserCommand::Upsert {

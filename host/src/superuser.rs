@@ -5,25 +5,52 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::auth::password;
-use crate::store::schema::{ALNUM, new_record_id, random_string};
-use crate::store::{Store, StoreError, StoreOptions, records};
+use crate::store::schema::{ALNUM, TokenKind, new_record_id, random_string};
+use crate::store::{Store, StoreError, StoreOptions, installer, records};
 
-/// True when at least one superuser exists.
+/// True when at least one superuser exists (the first-run placeholder does not count).
 pub async fn exists(store: &Store) -> Result<bool, StoreError> {
-    store
-        .read(|conn, schema| {
-            let c = schema
-                .get("_superusers")
-                .cloned()
-                .ok_or(StoreError::NotFound)?;
-            let q = records::ListQuery {
-                where_sql: "1=1".into(),
-                limit: 1,
-                ..Default::default()
-            };
-            Ok(!records::list(conn, &c, &q)?.0.is_empty())
+    store.read(installer::has_real_superuser).await
+}
+
+/// How long the install link works (PocketBase's static installer token lives as long).
+const INSTALL_TOKEN_SECS: i64 = 30 * 60;
+
+/// The first-run link (`{base}/_/#/pbinstall/{token}`) while the node has no superuser of its
+/// own, else `None`. The token is a non-refreshable superuser token of the installer
+/// placeholder, valid 30 minutes; creating the first superuser deletes the placeholder, so
+/// the link works until then at most.
+pub async fn install_link(store: &Store, base: &str) -> Result<Option<String>, StoreError> {
+    let found = store
+        .write(|ctx| {
+            let rec = installer::find_or_create(ctx)?;
+            let c = ctx.schema.get("_superusers").cloned();
+            Ok(rec.zip(c))
         })
-        .await
+        .await?;
+    let Some((rec, c)) = found else {
+        return Ok(None);
+    };
+    let text = |k: &str| {
+        rec.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let opts = c.auth.clone().unwrap_or_default();
+    let claims = crate::auth::jwt::Claims {
+        id: text("id"),
+        kind: "auth".into(),
+        collection_id: c.id.clone(),
+        refreshable: false,
+        exp: chrono::Utc::now().timestamp() + INSTALL_TOKEN_SECS,
+    };
+    let key = format!("{}{}", text("tokenKey"), opts.secret(TokenKind::Auth));
+    let token = crate::auth::jwt::sign(&claims, key.as_bytes());
+    Ok(Some(format!(
+        "{}/_/#/pbinstall/{token}",
+        base.trim_end_matches('/')
+    )))
 }
 
 /// Creates the superuser `email`, or sets its password; returns true when it was created.
@@ -81,6 +108,9 @@ pub async fn upsert(dir: &Path, email: &str, pass: &str) -> Result<bool, StoreEr
                 }
             };
             records::put_raw(ctx, "_superusers", &rec)?;
+            if created && email != installer::INSTALLER_EMAIL {
+                installer::remove(ctx)?;
+            }
             Ok(created)
         })
         .await?;

@@ -95,6 +95,7 @@ export async function startServer(which, { serveArgs = [] } = {}) {
     const parsed = new URL(started);
     const url = `http://127.0.0.1:${parsed.port && parsed.port !== '0' ? parsed.port : port}`;
     await waitForHealth(url, STARTUP_DEADLINE_MS);
+    if (extra.length) await waitForUsersSeed(url, STARTUP_DEADLINE_MS);
     return { url, kind, stop };
   } catch (err) {
     await stop();
@@ -156,6 +157,27 @@ async function waitForHealth(url, deadlineMs) {
     await new Promise((r) => setTimeout(r, 50)); // poll interval, not synchronisation
   }
   throw new Error(`${url}/api/health not healthy within ${deadlineMs} ms (last: ${last})`);
+}
+
+/**
+ * A replicating node refuses logins to `users` (503) until it has folded the cluster's users
+ * collection from the log; wait for that the way a client would: a login attempt with no
+ * valid credentials answers 400 once the node is ready.
+ */
+async function waitForUsersSeed(url, deadlineMs) {
+  const deadline = Date.now() + deadlineMs;
+  let last;
+  while (Date.now() < deadline) {
+    const res = await fetch(`${url}/api/collections/users/auth-with-password`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ identity: 'nobody@example.com', password: 'not-a-password' }),
+    });
+    if (res.status !== 503) return;
+    last = await res.text();
+    await new Promise((r) => setTimeout(r, 50)); // poll interval, not synchronisation
+  }
+  throw new Error(`${url} never received its users collection (last: ${last})`);
 }
 
 async function killChild(child) {

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use syncbase::nats::{ClusterOptions, EmbeddedNats, EmbeddedOptions};
 use syncbase::replication::{ConnectOptions, Log, StreamOptions};
@@ -144,5 +144,63 @@ impl Cluster {
         for i in 0..self.servers.len() {
             self.stop(i).await;
         }
+    }
+}
+
+/// A `nats-server` started from a config file with JetStream and the given extra
+/// configuration (TLS, authorization, accounts), killed on drop.
+pub struct ConfiguredServer {
+    url_port: u16,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl ConfiguredServer {
+    pub async fn start(extra: &str) -> ConfiguredServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let q = |p: &std::path::Path| serde_json::Value::from(p.to_string_lossy()).to_string();
+        let config = format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: {} }}\n{extra}\n",
+            q(&dir.path().join("js"))
+        );
+        let conf = dir.path().join("server.conf");
+        std::fs::write(&conf, config).expect("config");
+        let bin = syncbase::nats::binary::find(None).expect("nats-server on PATH");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
+        let child = tokio::process::Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nats-server");
+        let mut child = child;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(st)) = child.try_wait() {
+                let log =
+                    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                panic!("nats-server exited ({st}): {}", tail.join("\n"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start: {}",
+                std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+            );
+            // Poll interval of the deadline-bounded start-up wait.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ConfiguredServer {
+            url_port: port,
+            _child: child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.url_port)
     }
 }

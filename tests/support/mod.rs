@@ -2,6 +2,8 @@
 //! superuser, and drives it over HTTP. Every test reads like the scenario it checks.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -104,6 +106,19 @@ impl Node {
             node.token = body["token"].as_str().unwrap_or_default().to_string();
         }
         node
+    }
+
+    /// A handle on a node this harness did not start (no process, no data dir of its own),
+    /// calling it with `token`.
+    pub fn attach(url: &str, token: &str) -> Node {
+        Node {
+            url: url.to_string(),
+            token: token.to_string(),
+            client: reqwest::Client::new(),
+            child: None,
+            dir: PathBuf::new(),
+            _tmp: None,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -404,14 +419,23 @@ pub async fn user(node: &Node, email: &str) -> (String, String) {
             json!({"email": email, "password": "secret123", "passwordConfirm": "secret123"}),
         )
         .await;
-    let (s, auth) = node
-        .call_as(
-            "",
-            Method::POST,
-            "/api/collections/users/auth-with-password",
-            Some(json!({"identity": email, "password": "secret123"})),
-        )
-        .await;
+    // A replicating node answers 503 until it has folded the cluster's users collection.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (s, auth) = loop {
+        let (s, auth) = node
+            .call_as(
+                "",
+                Method::POST,
+                "/api/collections/users/auth-with-password",
+                Some(json!({"identity": email, "password": "secret123"})),
+            )
+            .await;
+        if s != StatusCode::SERVICE_UNAVAILABLE || Instant::now() >= deadline {
+            break (s, auth);
+        }
+        // Poll interval of the deadline-bounded wait.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(s, StatusCode::OK, "{auth}");
     (
         rec["id"].as_str().expect("id").to_string(),

@@ -3,6 +3,8 @@
 //! API, realtime delivery and rooms, so none of them reaches into another for it. Knows
 //! nothing of HTTP frameworks, wasmtime or NATS.
 
+mod excerpt;
+pub mod expand;
 pub mod present;
 mod principal;
 pub mod rules;

@@ -48,7 +48,7 @@ pub fn rule_condition(
     rule: &str,
     request: &Value,
 ) -> Result<Option<(String, Vec<SqlParam>)>, FilterError> {
-    if rule.trim().is_empty() {
+    if filter::is_blank(rule) {
         return Ok(None);
     }
     let q = filter::Query {

@@ -135,6 +135,15 @@ pub async fn sync(remote: &Remote, cmd: &SyncCommand) -> Result<String, AdminErr
             )
         },
     );
+    if v["nats"]["connected"] == true
+        && let Some(e) = v["nats"]["lastError"].as_str()
+    {
+        out += &format!(
+            "last error ({}, at {}): {e}\n",
+            v["nats"]["lastErrorIn"].as_str().unwrap_or("?"),
+            v["nats"]["lastErrorAt"].as_str().unwrap_or("?")
+        );
+    }
     out += &format!(
         "stream seq {}  applied {}  lag {}  outbox backlog {}  pending overlay {}  dead letters {}\n",
         n("streamSeq"),

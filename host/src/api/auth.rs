@@ -1,21 +1,25 @@
 //! Auth endpoints of auth collections: `auth-with-password`, `auth-refresh`, `auth-methods`.
+//! The other sign-in flows (OTP, OAuth2) and the email flows have their own modules; all of
+//! them end in `auth_flow::respond`.
 
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth_flow::{Call, identity_condition, respond};
 use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
 use super::records::collection;
 use crate::access::Auth;
 use crate::access::present;
-use crate::access::rules::{request_info, rule_condition};
-use crate::auth::{jwt, password};
-use crate::store::schema::quote_ident;
+use crate::auth::password;
+use crate::oauth2::{Provider, s256_challenge};
+use crate::store::schema::{ALNUM, TokenKind, random_string};
 use crate::store::{Collection, Record, Schema, StoreError, records};
 
 fn auth_collection(schema: &Schema, name: &str) -> ApiResult<std::sync::Arc<Collection>> {
@@ -28,28 +32,29 @@ fn auth_collection(schema: &Schema, name: &str) -> ApiResult<std::sync::Arc<Coll
     Ok(c)
 }
 
-/// Issues a token for `rec`, signed with its tokenKey plus the collection secret.
-pub fn issue_token(c: &Collection, rec: &Record) -> String {
-    let opts = c.auth.clone().unwrap_or_default();
-    let token_key = rec
-        .get("tokenKey")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let claims = jwt::Claims {
-        id: rec
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        kind: "auth".into(),
-        collection_id: c.id.clone(),
-        refreshable: true,
-        exp: chrono::Utc::now().timestamp() + opts.auth_token.duration,
+/// On a replicating node that has not folded the cluster's `users` seed yet, the bootstrap
+/// `users` collection still has this node's own token secret, which the seed will replace:
+/// a token issued now would stop working moments later. Refuse with 503 until the seed is in.
+pub(super) async fn seed_folded(st: &AppState, c: &Collection) -> ApiResult<()> {
+    let Some(sync) = &st.sync else {
+        return Ok(());
     };
-    jwt::sign(
-        &claims,
-        format!("{token_key}{}", opts.auth_token.secret).as_bytes(),
-    )
+    if c.id != crate::store::BOOTSTRAP_USERS_ID || sync.users_seeded().await {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "This node has not received the cluster's users collection from the replication log yet \
+         (is NATS reachable?); logins to users are refused until it has, so tokens stay valid \
+         on every node. Try again in a moment.",
+    ))
+}
+
+/// Issues an auth token for `rec`, signed with its tokenKey plus the collection secret.
+pub fn issue_token(c: &Collection, rec: &Record) -> String {
+    let mut extra = serde_json::Map::new();
+    extra.insert("refreshable".into(), json!(true));
+    super::auth_flow::issue(c, rec, TokenKind::Auth, extra)
 }
 
 pub async fn with_password(
@@ -57,10 +62,12 @@ pub async fn with_password(
     method: Method,
     headers: HeaderMap,
     Path(coll): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let schema = st.store.schema();
     let c = auth_collection(&schema, &coll)?;
+    seed_folded(&st, &c).await?;
     let opts = c.auth.clone().unwrap_or_default();
     let failed = || ApiError::bad_request("Failed to authenticate.");
     if !opts.password_auth.enabled {
@@ -102,9 +109,8 @@ pub async fn with_password(
                 if c2.field(f).is_none() {
                     continue;
                 }
-                let collate = if f == "email" { " COLLATE NOCASE" } else { "" };
                 let q = records::ListQuery {
-                    where_sql: format!("{}.{} = ?{collate}", c2.table(), quote_ident(f)),
+                    where_sql: identity_condition(&c2, f),
                     params: vec![crate::filter::SqlParam::Text(identity.clone())],
                     limit: 1,
                     ..Default::default()
@@ -133,38 +139,14 @@ pub async fn with_password(
     if !ok {
         return Err(failed());
     }
-    let auth = Auth::Record {
-        collection: c.clone(),
-        record: rec.clone(),
+    let body = body.as_object().cloned().unwrap_or_default();
+    let call = Call {
+        method: &method,
+        headers: &headers,
+        query: &query,
+        body: &body,
     };
-    match &opts.auth_rule {
-        None if c.name != "_superusers" => return Err(failed()),
-        Some(rule) if !rule.trim().is_empty() => {
-            let request = request_info(&auth, &method, &HashMap::new(), &headers, None);
-            let (c3, rule, id) = (
-                c.clone(),
-                rule.clone(),
-                auth.id().unwrap_or_default().to_string(),
-            );
-            let ok = st
-                .store
-                .read(
-                    move |conn, schema| match rule_condition(schema, &c3, &rule, &request)? {
-                        None => Ok(true),
-                        Some((sql, params)) => records::matches(conn, &c3, &id, &sql, &params),
-                    },
-                )
-                .await?;
-            if !ok {
-                return Err(failed());
-            }
-        }
-        _ => {}
-    }
-    let token = issue_token(&c, &rec);
-    Ok(Json(
-        json!({"token": token, "record": present::record(&schema, &c, rec, &auth)}),
-    ))
+    respond(&st, &call, &c, rec, "password", None).await
 }
 
 pub async fn refresh(
@@ -174,6 +156,7 @@ pub async fn refresh(
 ) -> ApiResult<Json<Value>> {
     let schema = st.store.schema();
     let c = auth_collection(&schema, &coll)?;
+    seed_folded(&st, &c).await?;
     let Auth::Record { collection, record } = &auth else {
         return Err(ApiError::unauthorized());
     };
@@ -197,6 +180,9 @@ pub async fn refresh(
     ))
 }
 
+/// What a client may sign in with, in PocketBase's shape (legacy keys included): password
+/// identity fields, OTP and MFA durations, and each OAuth2 provider with a fresh `state`, a
+/// PKCE verifier and challenge, and its authorization URL.
 pub async fn methods(
     State(st): State<AppState>,
     Path(coll): Path<String>,
@@ -204,10 +190,47 @@ pub async fn methods(
     let schema = st.store.schema();
     let c = auth_collection(&schema, &coll)?;
     let opts = c.auth.clone().unwrap_or_default();
+    let mut providers = Vec::new();
+    if opts.oauth2.enabled {
+        for cfg in &opts.oauth2.providers {
+            let Ok(p) = Provider::from_config(cfg) else {
+                continue;
+            };
+            let state = random_string(30, ALNUM);
+            let (verifier, challenge) = if p.pkce {
+                let v = random_string(43, ALNUM);
+                let ch = s256_challenge(&v);
+                (v, ch)
+            } else {
+                (String::new(), String::new())
+            };
+            let url = p.authorization_url(&state, p.pkce.then_some(challenge.as_str()));
+            providers.push(json!({
+                "name": cfg.name,
+                "displayName": p.display_name,
+                "state": state,
+                "authURL": url,
+                "authUrl": url,
+                "codeVerifier": verifier,
+                "codeChallenge": challenge,
+                "codeChallengeMethod": if p.pkce { "S256" } else { "" },
+            }));
+        }
+    }
+    let password = opts.password_auth.enabled;
+    let fields = if password {
+        opts.password_auth.identity_fields.clone()
+    } else {
+        Vec::new()
+    };
+    let legacy: Vec<Value> = providers.clone();
     Ok(Json(json!({
-        "password": {"enabled": opts.password_auth.enabled, "identityFields": opts.password_auth.identity_fields},
-        "oauth2": {"enabled": false, "providers": []},
-        "mfa": {"enabled": false, "duration": 0},
-        "otp": {"enabled": false, "duration": 0},
+        "password": {"identityFields": fields, "enabled": password},
+        "oauth2": {"providers": providers, "enabled": opts.oauth2.enabled},
+        "mfa": {"enabled": opts.mfa.enabled, "duration": if opts.mfa.enabled { opts.mfa.duration } else { 0 }},
+        "otp": {"enabled": opts.otp.enabled, "duration": if opts.otp.enabled { opts.otp.duration } else { 0 }},
+        "authProviders": if opts.oauth2.enabled { Value::Array(legacy) } else { Value::Null },
+        "usernamePassword": password && fields.iter().any(|f| f == "username"),
+        "emailPassword": password && fields.iter().any(|f| f == "email"),
     })))
 }

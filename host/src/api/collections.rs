@@ -17,11 +17,25 @@ use crate::replication::{CollectionRef, EventKind};
 use crate::store::Collection;
 use crate::store::collections as ops;
 
-/// A collection as served: everything but the token signing secret.
+/// A collection as served: everything but the token signing secrets and the OAuth2 providers'
+/// client secrets (PocketBase hides them the same way).
 pub fn present(c: &Collection) -> Value {
     let mut v = serde_json::to_value(c).unwrap_or_else(|_| json!({}));
-    if let Some(tok) = v.get_mut("authToken").and_then(Value::as_object_mut) {
-        tok.remove("secret");
+    for key in [
+        "authToken",
+        "passwordResetToken",
+        "emailChangeToken",
+        "verificationToken",
+        "fileToken",
+    ] {
+        if let Some(tok) = v.get_mut(key).and_then(Value::as_object_mut) {
+            tok.remove("secret");
+        }
+    }
+    if let Some(Value::Array(providers)) = v.pointer_mut("/oauth2/providers") {
+        for p in providers.iter_mut().filter_map(Value::as_object_mut) {
+            p.remove("clientSecret");
+        }
     }
     v
 }
@@ -138,6 +152,25 @@ pub async fn delete(
         describe,
     )
     .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/collections/meta/validate`: checks a draft collection (the body, as it would be
+/// sent to create or update) and answers 204, or 400 with PocketBase's error data (e.g.
+/// `data.listRule` for a rule that does not parse). Nothing is written. Syncbase's own
+/// endpoint: the dashboard checks API rules through it while they are typed.
+pub async fn validate(
+    State(st): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<StatusCode> {
+    auth.require_superuser()?;
+    let schema = st.store.schema();
+    let action = match body.get("id").and_then(Value::as_str) {
+        Some(id) if schema.get(id).is_some_and(|c| c.id == id) => "Failed to update collection.",
+        _ => "Failed to create collection.",
+    };
+    ops::check(&schema, &body).map_err(|e| ApiError::from_store(e, action))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

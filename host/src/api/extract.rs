@@ -48,37 +48,46 @@ impl FromRequest<AppState> for Input {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Input, ApiError> {
-        let ctype = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if ctype.starts_with("multipart/form-data") {
-            return multipart(req, state).await.map(Input);
+        read_input(req, state).await.map(Input)
+    }
+}
+
+/// Reads a record-shaped body: multipart form, url-encoded form or a JSON object (anything
+/// else is JSON). Independent of the state, so it can be exercised on its own.
+pub(crate) async fn read_input<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<Record, ApiError> {
+    let ctype = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ctype.starts_with("multipart/form-data") {
+        return multipart(req, state).await;
+    }
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(body_rejection)?;
+    if ctype.starts_with("application/x-www-form-urlencoded") {
+        let mut form = FormValues::default();
+        for (k, v) in url::form_urlencoded::parse(&bytes) {
+            form.push(k.into_owned(), v.into_owned());
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
-        if ctype.starts_with("application/x-www-form-urlencoded") {
-            let mut form = FormValues::default();
-            for (k, v) in url::form_urlencoded::parse(&bytes) {
-                form.push(k.into_owned(), v.into_owned());
-            }
-            return Ok(Input(form.into_record()));
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Input(Map::new()));
-        }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(m)) => Ok(Input(m)),
-            Ok(_) => Err(ApiError::bad_request(
-                "The request body must be a JSON object.",
-            )),
-            Err(e) => Err(ApiError::bad_request(format!(
-                "Failed to load the submitted data due to invalid formatting: {e}."
-            ))),
-        }
+        return Ok(form.into_record());
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request(
+            "The request body must be a JSON object.",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "Failed to load the submitted data due to invalid formatting: {e}."
+        ))),
     }
 }
 
@@ -137,7 +146,7 @@ impl FormValues {
     }
 }
 
-async fn multipart(req: Request, state: &AppState) -> Result<Record, ApiError> {
+async fn multipart<S: Send + Sync>(req: Request, state: &S) -> Result<Record, ApiError> {
     let mut mp = Multipart::from_request(req, state)
         .await
         .map_err(|e| ApiError::bad_request(format!("Invalid multipart body: {e}.")))?;
@@ -189,3 +198,7 @@ async fn multipart(req: Request, state: &AppState) -> Result<Record, ApiError> {
     map.extend(json_payload);
     Ok(map)
 }
+
+#[cfg(test)]
+#[path = "extract_fuzz.rs"]
+mod fuzz;

@@ -2,6 +2,10 @@
 //! this module knows nothing of wasmtime or NATS.
 
 pub mod auth;
+pub mod auth_email;
+pub mod auth_flow;
+pub mod auth_oauth2;
+pub mod auth_otp;
 pub mod batch;
 pub mod collections;
 pub mod error;
@@ -35,6 +39,12 @@ pub struct AppState {
     pub plugins: Plugins,
     /// Replication, on a node that replicates.
     pub sync: Option<crate::sync::Sync>,
+    /// The node's mail outbox and sender.
+    pub mailer: crate::mail::Mailer,
+    /// Recent verification / password-reset requests (PocketBase's resend guard).
+    pub resend: Arc<auth_flow::ResendLimiter>,
+    /// HTTP client for OAuth2 providers.
+    pub http: reqwest::Client,
 }
 
 /// Builds the router with a request body limit of `body_limit` bytes.
@@ -46,6 +56,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             get(collections::list).post(collections::create),
         )
         .route("/api/collections/import", put(collections::import))
+        .route(
+            "/api/collections/meta/validate",
+            post(collections::validate),
+        )
         .route(
             "/api/collections/{collection}",
             get(collections::view)
@@ -75,6 +89,48 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             get(auth::methods),
         )
         .route(
+            "/api/collections/{collection}/request-verification",
+            post(auth_email::request_verification),
+        )
+        .route(
+            "/api/collections/{collection}/confirm-verification",
+            post(auth_email::confirm_verification),
+        )
+        .route(
+            "/api/collections/{collection}/request-password-reset",
+            post(auth_email::request_password_reset),
+        )
+        .route(
+            "/api/collections/{collection}/confirm-password-reset",
+            post(auth_email::confirm_password_reset),
+        )
+        .route(
+            "/api/collections/{collection}/request-email-change",
+            post(auth_email::request_email_change),
+        )
+        .route(
+            "/api/collections/{collection}/confirm-email-change",
+            post(auth_email::confirm_email_change),
+        )
+        .route(
+            "/api/collections/{collection}/request-otp",
+            post(auth_otp::request_otp),
+        )
+        .route(
+            "/api/collections/{collection}/auth-with-otp",
+            post(auth_otp::auth_with_otp),
+        )
+        .route(
+            "/api/collections/{collection}/auth-with-oauth2",
+            post(auth_oauth2::auth_with_oauth2),
+        )
+        .route(
+            "/api/oauth2-redirect",
+            get(auth_oauth2::redirect).post(auth_oauth2::redirect),
+        )
+        .route("/api/settings/test/email", post(settings::test_email))
+        .route("/api/mails", get(settings::mail_outbox))
+        .route(
             "/api/realtime",
             get(realtime::connect).post(realtime::subscribe),
         )
@@ -95,8 +151,12 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         )
         .route("/api/settings", get(settings::get).patch(settings::update))
         .route("/api/sync/status", get(sync::status))
+        .route("/api/sync/dead-letters/{seq}", get(sync::dead_letter))
         .route("/metrics", get(sync::metrics))
         .route("/api/realtime/ws", get(realtime::websocket))
+        .route("/_", get(crate::dashboard::redirect))
+        .route("/_/", get(crate::dashboard::index))
+        .route("/_/{*path}", get(crate::dashboard::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

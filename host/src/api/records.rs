@@ -15,13 +15,14 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::Input;
 use crate::access::Auth;
+use crate::access::expand::expand_visible;
 use crate::access::present::{self, FieldsPicker};
 use crate::access::rules::{allowed, request_info, rule_condition};
 use crate::auth::password;
 use crate::filter;
 use crate::records::validate::{self, Access};
 use crate::store::records::{self, ListQuery};
-use crate::store::{Collection, Record, Schema, StoreError, WriteCtx, expand};
+use crate::store::{Collection, Record, Schema, StoreError, WriteCtx};
 
 /// Longest filter accepted, as PocketBase.
 pub const MAX_FILTER_LEN: usize = 3500;
@@ -35,74 +36,68 @@ pub fn collection(schema: &Schema, name: &str) -> ApiResult<Arc<Collection>> {
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Missing collection context."))
 }
 
-fn truthy(v: Option<&String>) -> bool {
-    matches!(
-        v.map(String::as_str),
-        Some("1" | "true" | "t" | "TRUE" | "True")
-    )
+/// Go's `strconv.ParseBool`, which PocketBase reads `skipTotal` with.
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
 }
 
-/// Expanded relations whose collection has a `None` view rule are hidden from everyone but
-/// superusers; expression rules are checked per record by `check_expanded`.
-fn expand_visibility(auth: &Auth) -> impl Fn(&Collection, &Record) -> bool {
-    let superuser = auth.is_superuser();
-    move |c: &Collection, _: &Record| superuser || c.view_rule.is_some()
-}
+/// Identifiers only superusers may use in a list's `filter` or `sort`. PocketBase looks for
+/// them in the raw text before parsing anything (inside string literals too), so a guest's
+/// `sort=@collection...` is a 403, not a 400.
+const SUPERUSER_ONLY_FIELDS: [&str; 2] = ["@collection.", "@request."];
 
-/// Removes expanded records whose view rule (an expression) the caller does not satisfy.
-fn check_expanded(
-    conn: &crate::store::ReadConn,
-    schema: &Schema,
-    request: &Value,
-    auth: &Auth,
-    v: &mut Value,
-) -> Result<(), StoreError> {
+fn check_superuser_only_fields(auth: &Auth, q: &HashMap<String, String>) -> ApiResult<()> {
     if auth.is_superuser() {
         return Ok(());
     }
-    let Some(Value::Object(exp)) = v.get_mut("expand") else {
-        return Ok(());
-    };
-    for (_, item) in exp.iter_mut() {
-        let was_array = item.is_array();
-        let mut list: Vec<Value> = match item.take() {
-            Value::Array(a) => a,
-            other => vec![other],
-        };
-        let mut kept = Vec::new();
-        for mut rec in list.drain(..) {
-            let cid = rec
-                .get("collectionId")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let id = rec
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let Some(c) = schema.get(&cid) else { continue };
-            let ok = match &c.view_rule {
-                None => false,
-                Some(r) if r.trim().is_empty() => true,
-                Some(r) => match rule_condition(schema, c, r, request)? {
-                    None => true,
-                    Some((sql, params)) => records::matches(conn, c, &id, &sql, &params)?,
-                },
-            };
-            if ok {
-                check_expanded(conn, schema, request, auth, &mut rec)?;
-                kept.push(rec);
-            }
+    for param in ["filter", "sort"] {
+        let Some(v) = q.get(param) else { continue };
+        if let Some(field) = SUPERUSER_ONLY_FIELDS.iter().find(|f| v.contains(*f)) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("Only superusers can filter by {field}"),
+            ));
         }
-        *item = if was_array {
-            Value::Array(kept)
-        } else {
-            kept.pop().unwrap_or(Value::Null)
-        };
     }
-    exp.retain(|_, v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
     Ok(())
+}
+
+/// `page`, `perPage` and `skipTotal`, parsed as PocketBase parses them (Go's `Atoi` and
+/// `ParseBool`): a value that does not parse is a 400; an empty one is ignored; a page below 1
+/// is page 1, a perPage below 1 the default, above the maximum the maximum.
+fn paging(q: &HashMap<String, String>) -> ApiResult<(i64, i64, bool)> {
+    let bad = |name: &str, v: &str| {
+        ApiError::bad_request(format!("Invalid {name} value {v:?}.")).with_data(json!({}))
+    };
+    let int = |name: &str| -> ApiResult<Option<i64>> {
+        match q.get(name).map(String::as_str) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| bad(name, v)),
+        }
+    };
+    let skip_total = match q.get("skipTotal").map(String::as_str) {
+        None | Some("") => false,
+        Some(v) => parse_go_bool(v).ok_or_else(|| bad("skipTotal", v))?,
+    };
+    let page = int("page")?.filter(|p| *p > 0).unwrap_or(1);
+    let per_page = match int("perPage")? {
+        Some(n) if n > 0 => n.min(MAX_PER_PAGE),
+        _ => DEFAULT_PER_PAGE,
+    };
+    Ok((page, per_page, skip_total))
+}
+
+/// The `fields` parameter's picker; an invalid modifier is a 400, as in PocketBase.
+fn fields_picker(q: &HashMap<String, String>) -> ApiResult<Option<FieldsPicker>> {
+    let Some(spec) = q.get("fields") else {
+        return Ok(None);
+    };
+    FieldsPicker::parse_checked(spec)
+        .map_err(|e| ApiError::bad_request(format!("Invalid fields parameter: {e}.")))
 }
 
 /// Shows records to the caller: expand, visibility, then the fields picker.
@@ -115,20 +110,13 @@ fn show(
     request: &Value,
     q: &HashMap<String, String>,
 ) -> Result<Vec<Value>, StoreError> {
-    if let Some(paths) = q.get("expand").filter(|e| !e.trim().is_empty()) {
-        let vis = expand_visibility(auth);
-        expand::expand(conn, schema, c, &mut recs, paths, &vis)?;
-        // Asked-for expansions show as `expand: {}` even when nothing was related.
-        for r in recs.iter_mut() {
-            r.entry("expand")
-                .or_insert_with(|| Value::Object(Default::default()));
-        }
+    if let Some(paths) = q.get("expand").filter(|e| !e.is_empty()) {
+        expand_visible(conn, schema, c, &mut recs, paths, auth, request)?;
     }
-    let picker = q.get("fields").and_then(|f| FieldsPicker::parse(f));
+    let picker = fields_picker(q).map_err(|e| StoreError::BadRequest(e.message))?;
     let mut out = Vec::with_capacity(recs.len());
     for r in recs {
         let mut v = present::record(schema, c, r, auth);
-        check_expanded(conn, schema, request, auth, &mut v)?;
         if let Some(p) = &picker {
             v = p.apply(v);
         }
@@ -137,19 +125,19 @@ fn show(
     Ok(out)
 }
 
-/// Parses a filter or rule; blank (or comment-only) text is no condition at all.
-fn parse_nonblank(src: &str) -> Result<Option<filter::Expr>, filter::FilterError> {
-    let meaningful = src.lines().any(|l| {
-        let l = l.trim();
-        !l.is_empty() && !l.starts_with("//")
-    });
-    if meaningful {
-        filter::parse(src).map(Some)
-    } else {
+/// Parses a filter or rule; only the empty string is no condition at all (blank or
+/// comment-only text is refused, as in PocketBase).
+fn parse_nonempty(src: &str) -> Result<Option<filter::Expr>, filter::FilterError> {
+    if src.is_empty() {
         Ok(None)
+    } else {
+        filter::parse(src).map(Some)
     }
 }
 
+/// `GET /api/collections/{c}/records`. Errors come in PocketBase's order: missing collection
+/// (404), superusers-only list (403), `@request`/`@collection` in a guest's filter or sort
+/// (403), then bad paging values, filter and sort (400).
 pub async fn list(
     State(st): State<AppState>,
     auth: Auth,
@@ -161,22 +149,14 @@ pub async fn list(
     let schema = st.store.schema();
     let c = collection(&schema, &coll)?;
     let rule = allowed(&auth, &c.list_rule)?.map(String::from);
+    check_superuser_only_fields(&auth, &q)?;
+    let (page, per_page, skip_total) = paging(&q)?;
     let filter_src = q.get("filter").cloned().unwrap_or_default();
     if filter_src.len() > MAX_FILTER_LEN {
         return Err(ApiError::bad_request(format!(
             "The filter is too long (max {MAX_FILTER_LEN} characters)."
         )));
     }
-    let page = q
-        .get("page")
-        .and_then(|p| p.parse::<i64>().ok())
-        .filter(|p| *p > 0)
-        .unwrap_or(1);
-    let per_page = match q.get("perPage").and_then(|p| p.parse::<i64>().ok()) {
-        Some(n) if n > 0 => n.min(MAX_PER_PAGE),
-        _ => DEFAULT_PER_PAGE,
-    };
-    let skip_total = truthy(q.get("skipTotal"));
     let request = request_info(&auth, &method, &q, &headers, None);
     let counts = st.store.counts();
     let result = st
@@ -196,34 +176,32 @@ pub async fn list(
                 allow_hidden: true,
                 ..fq
             };
-            let filter_expr = parse_nonblank(&filter_src)?;
             let rule_expr = match rule.as_deref() {
-                Some(r) => parse_nonblank(r)?,
+                Some(r) if filter::is_blank(r) => None,
+                Some(r) => parse_nonempty(r)?,
                 None => None,
             };
+            let filter_expr = parse_nonempty(&filter_src)?;
             let mut parts = Vec::new();
-            if let Some(f) = &filter_expr {
-                parts.push((f, &fq));
-            }
             if let Some(r) = &rule_expr {
                 parts.push((r, &rq));
             }
-            let (where_sql, params) = if parts.is_empty() {
-                ("1=1".to_string(), Vec::new())
-            } else {
-                filter::combined_sql(&parts)?
-            };
+            if let Some(f) = &filter_expr {
+                parts.push((f, &fq));
+            }
             let sort = q.get("sort").map(String::as_str).unwrap_or("");
-            let order_sql = if sort.trim().is_empty() {
+            let sql = filter::list_sql(&parts, sort, &fq)?;
+            let order_sql = if sql.order_sql.is_empty() {
                 format!("{}.rowid ASC", c.table())
             } else {
-                filter::sort_sql(sort, &fq)?
+                sql.order_sql
             };
             let lq = ListQuery {
                 count_cache: Some(counts),
-                where_sql,
-                params,
+                where_sql: sql.where_sql,
+                params: sql.params,
                 order_sql,
+                order_params: sql.order_params,
                 limit: per_page,
                 offset: (page - 1).saturating_mul(per_page),
                 count: !skip_total,
@@ -284,7 +262,11 @@ pub async fn view(
 
 /// Hashes a new password off the async runtime and off the writer thread.
 async fn hash_password(c: &Collection, input: &Record) -> ApiResult<Option<String>> {
-    if !c.is_auth() {
+    // Auth collections, and the system `_otps` (its one-time passwords are hashed too).
+    if !c
+        .field("password")
+        .is_some_and(|f| matches!(f.kind, crate::store::FieldKind::Password(_)))
+    {
         return Ok(None);
     }
     let Some(Value::String(pw)) = input.get("password") else {
@@ -351,6 +333,31 @@ async fn check_old_password(
         Err(ApiError::bad_request("Failed to update record.")
             .with_data(serde_json::to_value(validate::invalid_old_password()).unwrap_or_default()))
     }
+}
+
+/// A non-superuser's input without the hidden fields (and their modifiers, `f+`, `f:autogenerate`,
+/// ...): PocketBase keeps those fields' current values, so only superusers set them. The auth
+/// `password` is the exception.
+fn without_hidden_fields(c: &Collection, mut input: Record) -> Record {
+    let field_of = |key: &str| {
+        c.field(key)
+            .or_else(|| key.strip_prefix('+').and_then(|k| c.field(k)))
+            .or_else(|| key.strip_suffix(['+', '-']).and_then(|k| c.field(k)))
+            .or_else(|| key.strip_suffix(":autogenerate").and_then(|k| c.field(k)))
+    };
+    input.retain(|key, _| {
+        field_of(key).is_none_or(|f| !f.hidden || (c.is_auth() && f.name == "password"))
+    });
+    input
+}
+
+/// bcrypt cannot hash more than 72 bytes.
+fn password_too_long(c: &Collection, input: &Record) -> bool {
+    c.is_auth()
+        && input
+            .get("password")
+            .and_then(Value::as_str)
+            .is_some_and(|p| p.len() > 72)
 }
 
 /// What a write does.
@@ -424,6 +431,16 @@ pub async fn prepare_op(
     };
     if needed.iter().any(|g| matches!(g, Gate::Forbidden)) {
         return Err(ApiError::forbidden());
+    }
+    let input = if auth.is_superuser() {
+        input
+    } else {
+        without_hidden_fields(&c, input)
+    };
+    if kind == OpKind::Create && !auth.is_superuser() && password_too_long(&c, &input) {
+        // PocketBase exports a non-superuser's new record for its create-rule check before
+        // validating it, and bcrypt's refusal there fails the request with no field errors.
+        return Err(ApiError::bad_request("Failed to create record."));
     }
     let access = access_of(auth);
     if access == Access::Regular && matches!(kind, OpKind::Update | OpKind::Upsert) {
@@ -652,7 +669,7 @@ pub async fn respond_record(
     if !needs_reader {
         let schema = st.store.schema();
         let mut v = present::record(&schema, &c, rec, &auth);
-        if let Some(p) = q.get("fields").and_then(|f| FieldsPicker::parse(f)) {
+        if let Some(p) = fields_picker(&q)? {
             v = p.apply(v);
         }
         return Ok(Json(v).into_response());

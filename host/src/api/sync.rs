@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -35,6 +35,57 @@ pub async fn status(
     if q.get("hashes").is_some_and(|v| v != "0" && v != "false") {
         out["tableHashes"] = crate::sync::hashes(sync).await;
     }
+    Ok(Json(out))
+}
+
+/// `GET /api/sync/dead-letters/{seq}` (superuser): one event this node could not apply, the
+/// reason, and the event as JSON (password hashes and token keys masked). For the dashboard's
+/// dead-letter detail.
+pub async fn dead_letter(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(seq): Path<u64>,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let Some(sync) = &st.sync else {
+        return Err(ApiError::not_found());
+    };
+    let found = sync
+        .store()
+        .read_raw(move |c| crate::store::sync::dead_letter(c, seq))
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to read the dead letter."))?;
+    let (letter, payload) = found.ok_or_else(ApiError::not_found)?;
+    let event = match crate::replication::Event::decode(&payload) {
+        Ok(e) => {
+            let mask = |m: Option<serde_json::Map<String, Value>>| {
+                m.map(|mut m| {
+                    for k in ["password", "tokenKey"] {
+                        if m.contains_key(k) {
+                            m.insert(k.into(), json!("(hidden)"));
+                        }
+                    }
+                    m
+                })
+            };
+            json!({
+                "id": e.id.to_string(),
+                "kind": format!("{:?}", e.kind),
+                "origin": e.origin,
+                "hlc": e.hlc.0,
+                "collection": {"id": e.collection.id, "name": e.collection.name},
+                "recordId": e.record_id,
+                "base": e.base.map(|b| b.to_string()),
+                "schemaVersion": e.schema_version,
+                "pluginVersion": e.plugin_version,
+                "data": mask(e.data),
+                "before": mask(e.before),
+            })
+        }
+        Err(e) => json!({"error": format!("undecodable event: {e}")}),
+    };
+    let mut out = serde_json::to_value(letter).unwrap_or_default();
+    out["event"] = event;
     Ok(Json(out))
 }
 
@@ -79,6 +130,9 @@ fn wait_error(e: WaitError) -> ApiError {
             StatusCode::CONFLICT,
             format!("The cluster did not apply the write: {reason}"),
         ),
+        e @ WaitError::Unavailable { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         other => ApiError::new(StatusCode::GATEWAY_TIMEOUT, other.to_string()),
     }
 }

@@ -8,6 +8,12 @@ pub fn hash(password: &str) -> String {
     bcrypt::hash(password, COST).unwrap_or_default()
 }
 
+/// A hash with an explicit cost (PocketBase hashes one-time passwords with cost 8: they live
+/// minutes, and every sign-in checks one).
+pub fn hash_with_cost(password: &str, cost: u32) -> String {
+    bcrypt::hash(password, cost).unwrap_or_default()
+}
+
 pub fn verify(password: &str, hash: &str) -> bool {
     !hash.is_empty() && bcrypt::verify(password, hash).unwrap_or(false)
 }

@@ -41,8 +41,7 @@ pub enum Operand {
     Null,
     /// One of the datetime macros (`@now`, `@todayStart`, ...).
     Macro(Macro),
-    /// A function call such as `geoDistance(a, b, c, d)`. Parsed so that the error is precise;
-    /// no function is supported by the translator yet.
+    /// A function call: `geoDistance(lonA, latA, lonB, latB)` or `strftime(format, ...)`.
     Call {
         name: String,
         args: Vec<Operand>,

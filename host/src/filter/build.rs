@@ -5,9 +5,9 @@
 //! LIKE contains-match with `\` as escape, and non-`?` operators on multi-valued paths also
 //! require, through a `NOT EXISTS` over the path's values, that every value matches.
 
-use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, Timelike, Utc};
-
-use super::ast::{Cmp, Comparison, Expr, Macro, Op, Operand};
+use super::ast::{Cmp, Comparison, Expr, Op, Operand};
+use super::functions::{geo_distance, macro_value, strftime};
+use super::list_rules::list_rule_conditions;
 use super::resolve::Resolver;
 use super::sql::{Emptiness, Frag, MultiSub, Resolved};
 use super::{FilterError, Query, SqlParam};
@@ -15,12 +15,28 @@ use super::{FilterError, Query, SqlParam};
 /// PocketBase's limit on comparisons in one filter.
 const MAX_COMPARISONS: usize = 200;
 
-/// Translates expressions that apply together (ANDed), sharing one set of joins. Top-level
-/// `&&` operands that need no join stay outside the join scope so that simple comparisons
-/// keep using indexes.
-pub(super) fn translate_all(parts: &[(&Expr, &Query)]) -> Result<Frag, FilterError> {
-    let Some((_, first)) = parts.first() else {
-        return Ok(Frag::raw("1=1"));
+/// A filter and a sort translated together: a WHERE fragment and an ORDER BY body.
+pub(super) struct Translated {
+    pub filter: Frag,
+    pub order: Frag,
+}
+
+/// Translates expressions that apply together (ANDed), sharing one set of joins, and the sort.
+/// Top-level `&&` operands that need no join stay outside the join scope so that simple
+/// comparisons keep using indexes. For a non-superuser (`!allow_hidden`) every collection the
+/// filter or the sort joins also has its listRule checked on the joined row
+/// (`list_rules.rs`); a sort over a relation therefore drops the rows whose related record the
+/// caller may not list, as in PocketBase.
+pub(super) fn translate_all<'q, 'a>(
+    parts: &[(&Expr, &'q Query<'a>)],
+    sort: Option<(&str, &'q Query<'a>)>,
+) -> Result<Translated, FilterError> {
+    let first = parts.first().map(|(_, q)| *q).or(sort.map(|(_, q)| q));
+    let Some(first) = first else {
+        return Ok(Translated {
+            filter: Frag::raw("1=1"),
+            order: Frag::default(),
+        });
     };
     let mut res = Resolver::new(first);
     let mut outer = Vec::new();
@@ -51,6 +67,11 @@ pub(super) fn translate_all(parts: &[(&Expr, &Query)]) -> Result<Frag, FilterErr
             }
         }
     }
+    let order = match sort {
+        Some((src, q)) => super::sort::order_by(&mut res, src, q)?,
+        None => Frag::default(),
+    };
+    inner.extend(list_rule_conditions(&mut res)?);
     if !inner.is_empty() {
         // One row of `(SELECT 1)` LEFT JOINed to every registered join: the conditions hold
         // when some combination of joined rows satisfies all of them, which is what
@@ -62,7 +83,12 @@ pub(super) fn translate_all(parts: &[(&Expr, &Query)]) -> Result<Frag, FilterErr
         }
         outer.push(ex.s(" WHERE ").f(&Frag::join(&inner, " AND ")).s(")"));
     }
-    Ok(Frag::join(&outer, " AND "))
+    let filter = if outer.is_empty() {
+        Frag::raw("1=1")
+    } else {
+        Frag::join(&outer, " AND ")
+    };
+    Ok(Translated { filter, order })
 }
 
 fn comparisons(e: &Expr) -> usize {
@@ -72,7 +98,7 @@ fn comparisons(e: &Expr) -> usize {
     }
 }
 
-fn node(res: &mut Resolver, e: &Expr) -> Result<(Frag, bool), FilterError> {
+pub(super) fn node(res: &mut Resolver, e: &Expr) -> Result<(Frag, bool), FilterError> {
     let (items, sep) = match e {
         Expr::Compare(c) => return compare(res, c),
         Expr::And(items) => (items, " AND "),
@@ -97,7 +123,7 @@ fn compare(res: &mut Resolver, c: &Comparison) -> Result<(Frag, bool), FilterErr
     ))
 }
 
-fn operand(res: &mut Resolver, o: &Operand) -> Result<Resolved, FilterError> {
+pub(super) fn operand(res: &mut Resolver, o: &Operand) -> Result<Resolved, FilterError> {
     Ok(match o {
         Operand::Field { name, .. } => res.resolve(name)?,
         Operand::Text(s) => Resolved::literal(SqlParam::Text(s.clone())),
@@ -106,6 +132,7 @@ fn operand(res: &mut Resolver, o: &Operand) -> Result<Resolved, FilterError> {
         Operand::Null => Resolved::null(),
         Operand::Macro(m) => Resolved::literal(macro_value(*m, res.q.now)?),
         Operand::Call { name, args, .. } if name == "strftime" => strftime(res, args)?,
+        Operand::Call { name, args, .. } if name == "geoDistance" => geo_distance(res, args)?,
         Operand::Call { name, .. } => {
             return Err(FilterError::Invalid(format!(
                 "unsupported function \"{name}\""
@@ -319,88 +346,4 @@ fn many_vs_many(
         .s(&format!(") {ra} WHERE NOT ("))
         .f(&inner)
         .s("))")
-}
-
-/// `strftime(format[, time-value[, modifier...]])`: SQLite's `strftime`, with the '' / NULL
-/// normalisation of `=` always applied to its result. A multi-valued time value keeps its
-/// "all values" semantics.
-fn strftime(res: &mut Resolver, args: &[Operand]) -> Result<Resolved, FilterError> {
-    let invalid = |m: &str| FilterError::Invalid(format!("strftime: {m}"));
-    if args.is_empty() || args.len() > 10 {
-        return Err(invalid("expects 1 to 10 arguments"));
-    }
-    let Operand::Text(format) = &args[0] else {
-        return Err(invalid("the first argument must be a format string"));
-    };
-    let format = Frag::param(SqlParam::Text(format.clone()));
-    let mut modifiers = Frag::default();
-    for m in args.iter().skip(2) {
-        let Operand::Text(m) = m else {
-            return Err(invalid("modifiers must be strings"));
-        };
-        modifiers = modifiers.s(", ").f(&Frag::param(SqlParam::Text(m.clone())));
-    }
-    let call = |value: Option<&Frag>| {
-        let f = Frag::raw("strftime(").f(&format);
-        match value {
-            Some(v) => f.s(", ").f(v).f(&modifiers).s(")"),
-            None => f.s(")"),
-        }
-    };
-    let Some(time) = args.get(1) else {
-        return Ok(Resolved::plain(call(None), Emptiness::Unknown));
-    };
-    if matches!(time, Operand::Call { .. }) {
-        return Err(invalid("the time value must be a field, string or number"));
-    }
-    let time = operand(res, time)?;
-    let mut r = Resolved::plain(call(Some(&time.ident)), Emptiness::Unknown);
-    r.uses_join = time.uses_join;
-    r.multi = time.multi.map(|m| MultiSub {
-        value: call(Some(&m.value)),
-        from: m.from,
-    });
-    Ok(r)
-}
-
-/// PocketBase's datetime text: `YYYY-MM-DD HH:MM:SS.mmmZ`.
-fn format_date(d: NaiveDateTime) -> String {
-    d.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string()
-}
-
-fn macro_value(m: Macro, now: DateTime<Utc>) -> Result<SqlParam, FilterError> {
-    let bad = || FilterError::Invalid("date out of range".into());
-    let day_start = |d: NaiveDate| d.and_hms_milli_opt(0, 0, 0, 0).ok_or_else(bad);
-    let day_end = |d: NaiveDate| d.and_hms_milli_opt(23, 59, 59, 999).ok_or_else(bad);
-    let today = now.date_naive();
-    let month_start = NaiveDate::from_ymd_opt(today.year(), today.month(), 1).ok_or_else(bad)?;
-    let int = |v: u32| Ok(SqlParam::Int(i64::from(v)));
-    let date = |d: Result<NaiveDateTime, FilterError>| Ok(SqlParam::Text(format_date(d?)));
-    match m {
-        Macro::Now => date(Ok(now.naive_utc())),
-        Macro::Second => int(now.second()),
-        Macro::Minute => int(now.minute()),
-        Macro::Hour => int(now.hour()),
-        Macro::Day => int(now.day()),
-        Macro::Month => int(now.month()),
-        Macro::Year => Ok(SqlParam::Int(i64::from(now.year()))),
-        Macro::Weekday => int(now.weekday().num_days_from_sunday()),
-        Macro::Yesterday => date(Ok((now - chrono::Duration::days(1)).naive_utc())),
-        Macro::Tomorrow => date(Ok((now + chrono::Duration::days(1)).naive_utc())),
-        Macro::TodayStart => date(day_start(today)),
-        Macro::TodayEnd => date(day_end(today)),
-        Macro::MonthStart => date(day_start(month_start)),
-        Macro::MonthEnd => {
-            let last = month_start
-                .checked_add_months(Months::new(1))
-                .and_then(|d| d.pred_opt());
-            date(day_end(last.ok_or_else(bad)?))
-        }
-        Macro::YearStart => date(day_start(
-            NaiveDate::from_ymd_opt(today.year(), 1, 1).ok_or_else(bad)?,
-        )),
-        Macro::YearEnd => date(day_end(
-            NaiveDate::from_ymd_opt(today.year(), 12, 31).ok_or_else(bad)?,
-        )),
-    }
 }

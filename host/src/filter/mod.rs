@@ -17,17 +17,23 @@
 //!
 //! The outer query must refer to the queried collection's table by its own name
 //! (`collection.table()`, not an alias), as the generated SQL does. A collection's rule and the
-//! client's filter should go through [`combined_sql`] together, as PocketBase shares the joins
-//! between them.
+//! client's filter and sort should go through [`list_sql`] (or [`combined_sql`]) together, as
+//! PocketBase shares the joins between them.
 //!
-//! Deliberate differences from PocketBase: an unknown or misplaced modifier (`title:each`,
-//! `title:isset`) is an error instead of being ignored; `@request`/`@collection` are refused as
-//! identifiers only, not when they merely appear inside a string literal; a submitted
-//! `@request.body.x:each` on the right of `~` works instead of failing in SQL; sorting by a
-//! multi-valued path uses its smallest (ascending) or largest (descending) value.
+//! For a non-superuser (`allow_hidden == false`) every collection a filter or sort joins has its
+//! listRule applied to the joined row (`list_rules.rs`), as PocketBase does: a related record
+//! the caller may not list can neither match nor order anything, and a collection only
+//! superusers may list cannot be joined at all.
+//!
+//! Deliberate differences from PocketBase: sorting by a multi-valued path uses its smallest
+//! (ascending) or largest (descending) value (PocketBase sorts by whichever joined row SQLite
+//! meets first); parentheses nest at most 64 deep; a submitted `@request.body.x:each` on the
+//! right of `~` works instead of failing in SQL.
 
 mod ast;
 mod build;
+mod functions;
+mod list_rules;
 mod parser;
 mod request;
 mod resolve;
@@ -56,8 +62,7 @@ pub enum FilterError {
     /// A field path that does not exist (the identifier as written).
     #[error("unknown field \"{0}\"")]
     UnknownField(String),
-    /// `@request.*` / `@collection.*` where not allowed, or a hidden field for a caller that
-    /// may not filter on it.
+    /// `@request.*` / `@collection.*` where not allowed.
     #[error("forbidden filter: {0}")]
     Forbidden(String),
     /// Anything else: bad modifier, too long, too many sort fields, ...
@@ -95,23 +100,25 @@ pub struct Query<'a> {
     /// False for client-supplied filters of non-superusers: any `@request.*` or
     /// `@collection.*` is then [`FilterError::Forbidden`].
     pub allow_request_refs: bool,
-    /// False for non-superusers: hidden fields (and password fields) are
-    /// [`FilterError::Forbidden`], and `email` of auth records only matches public emails.
-    /// Paths under `@request.*` and `@collection.*` may always use hidden fields, as in
-    /// PocketBase (they only appear in rules).
+    /// False for non-superusers' filters and sorts: hidden fields (and password fields) are
+    /// [`FilterError::Invalid`] (a 400, as in PocketBase), `email` of auth records only
+    /// matches public emails, and every joined collection's listRule must hold for the joined
+    /// row (a `None` listRule refuses the join). Paths under `@request.*` and `@collection.*`
+    /// may always use hidden fields, as in PocketBase (they only appear in rules).
     pub allow_hidden: bool,
     /// The time datetime macros (`@now`, `@todayStart`, ...) are computed from.
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
-/// Parses a filter expression.
+/// True for text with nothing but whitespace and comments. PocketBase refuses such rules when a
+/// collection is saved; one stored earlier reads as no condition.
+pub fn is_blank(src: &str) -> bool {
+    parser::is_blank(src)
+}
+
+/// Parses a filter expression (no length limit: that applies to clients' filters only, see
+/// [`MAX_FILTER_LEN`], while PocketBase accepts longer rules).
 pub fn parse(src: &str) -> Result<Expr, FilterError> {
-    if src.len() > MAX_FILTER_LEN {
-        return Err(FilterError::Invalid(format!(
-            "filter is too long ({} bytes, at most {MAX_FILTER_LEN})",
-            src.len()
-        )));
-    }
     parser::parse(src)
 }
 
@@ -126,21 +133,51 @@ pub fn to_sql(expr: &Expr, q: &Query) -> Result<(String, Vec<SqlParam>), FilterE
 /// in the rule and `editors.age ?> 3` in the filter must hold for the same editor. Each part
 /// has its own [`Query`] (its own access flags) over the same collection. No parts is `1=1`.
 pub fn combined_sql(parts: &[(&Expr, &Query)]) -> Result<(String, Vec<SqlParam>), FilterError> {
-    let frag = build::translate_all(parts)?;
-    Ok((frag.sql, frag.params))
+    let t = build::translate_all(parts, None)?;
+    Ok((t.filter.sql, t.filter.params))
 }
 
-/// Parses and translates a filter. An empty, blank or comment-only filter is `("1=1", [])`.
+/// Parses and translates a filter. Only the empty string is "no filter" (`("1=1", [])`); blank
+/// or comment-only text is an error, as in PocketBase.
 pub fn filter_sql(src: &str, q: &Query) -> Result<(String, Vec<SqlParam>), FilterError> {
-    if src.len() <= MAX_FILTER_LEN && parser::is_blank(src) {
+    if src.is_empty() {
         return Ok(("1=1".into(), Vec::new()));
     }
     to_sql(&parse(src)?, q)
 }
 
+/// A list query's WHERE condition and ORDER BY body, each with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListSql {
+    pub where_sql: String,
+    pub params: Vec<SqlParam>,
+    /// Empty when there is no sort.
+    pub order_sql: String,
+    pub order_params: Vec<SqlParam>,
+}
+
+/// Translates a list query: filter parts as [`combined_sql`], and the sort expression
+/// (`"-created,title"`, see [`sort_sql`]) resolved in `sort_q`. They are translated together
+/// because for a non-superuser the collections a sort joins have their listRules applied to
+/// the rows, as PocketBase does.
+pub fn list_sql(
+    parts: &[(&Expr, &Query)],
+    sort: &str,
+    sort_q: &Query,
+) -> Result<ListSql, FilterError> {
+    let t = build::translate_all(parts, Some((sort, sort_q)))?;
+    Ok(ListSql {
+        where_sql: t.filter.sql,
+        params: t.filter.params,
+        order_sql: t.order.sql,
+        order_params: t.order.params,
+    })
+}
+
 /// Translates a sort expression (`"-created,title"`) into an ORDER BY body such as
-/// ``"`posts`.`created` DESC, `posts`.`title` ASC"``; empty input gives an empty string.
-/// At most [`MAX_SORT_FIELDS`] entries; `@random` and `@rowid` are supported.
-pub fn sort_sql(src: &str, q: &Query) -> Result<String, FilterError> {
-    sort::sort_sql(src, q)
+/// ``"`posts`.`created` DESC, `posts`.`title` ASC"`` and its parameters; empty input gives an
+/// empty string. At most [`MAX_SORT_FIELDS`] entries; `@random` and `@rowid` are supported.
+pub fn sort_sql(src: &str, q: &Query) -> Result<(String, Vec<SqlParam>), FilterError> {
+    let t = build::translate_all(&[], Some((src, q)))?;
+    Ok((t.order.sql, t.order.params))
 }

@@ -207,7 +207,7 @@ impl<'a> Resolver<'_, 'a> {
         let mut run = self.start(name, true, true);
         run.coll = coll;
         run.key = "@request.auth".into();
-        run.alias = self.join("@request.auth", Frag::raw(coll.table()), |a| {
+        run.alias = self.join("@request.auth", Frag::raw(coll.table()), Some(coll), |a| {
             Some(Frag::raw(format!("{a}.`id` = ")).f(&id))
         })?;
         run.uses_join = true;
@@ -278,6 +278,7 @@ impl<'a> Resolver<'_, 'a> {
         let je = self.join(
             &format!("@request.body.{}:each", field.name),
             table.clone(),
+            None,
             |_| None,
         )?;
         let mut run = self.start(name, true, true);
@@ -356,7 +357,7 @@ impl<'a> Resolver<'_, 'a> {
         let key = format!("@request.body.{}", field.name);
         let mut run = self.start(name, true, true);
         run.coll = rel;
-        run.alias = self.join(&key, Frag::raw(rel.table()), |a| {
+        run.alias = self.join(&key, Frag::raw(rel.table()), Some(rel), |a| {
             Some(Frag::raw(format!("{a}.`id` IN (")).f(&list).s(")"))
         })?;
         run.key = key;

@@ -30,11 +30,15 @@ pub(super) enum Modifier {
     Changed,
 }
 
-/// Splits `name:modifier`.
+/// Splits `name:modifier`. As in PocketBase, only a name with exactly one `:` has a modifier
+/// (`a:b:c` is looked up whole, and so never found).
 pub(super) fn split_modifier(segment: &str) -> Result<(&str, Option<Modifier>), FilterError> {
     let Some((name, m)) = segment.split_once(':') else {
         return Ok((segment, None));
     };
+    if m.contains(':') {
+        return Ok((segment, None));
+    }
     let modifier = match m {
         "each" => Modifier::Each,
         "length" => Modifier::Length,
@@ -61,14 +65,31 @@ fn is_multi_valuer(f: &Field) -> bool {
     matches!(f.kind, FieldKind::Select(_) | FieldKind::Relation(_))
 }
 
+/// JSON fields, and geoPoint fields (a JSON object `{lon, lat}`), are read by JSON path.
+fn is_json_like(f: &Field) -> bool {
+    matches!(f.kind, FieldKind::Json(_) | FieldKind::GeoPoint(_))
+}
+
+/// A hidden field in a caller's filter: PocketBase answers 400, like any invalid filter.
+fn not_filterable(name: &str) -> FilterError {
+    FilterError::Invalid(format!("field \"{name}\" is not filterable"))
+}
+
 /// Collects the joins of one filter (or sort field) and resolves its identifiers.
 pub(super) struct Resolver<'q, 'a> {
     pub q: &'q Query<'a>,
-    /// The quoted base table name, as the outer query refers to it.
+    /// How the SQL refers to the queried row: the collection's quoted table name for the outer
+    /// query, or a join's alias when a related collection's listRule is resolved for that join.
     pub base: String,
+    /// The quoted table of the queried collection (the `FROM` of multi-match subqueries).
+    base_table: String,
     pub joins: Vec<Join>,
     join_keys: HashMap<String, usize>,
-    seq: usize,
+    pub seq: usize,
+    /// Joined collections whose listRule must hold for the joined row (`alias`, collection):
+    /// registered for every join made while resolving a non-superuser's filter or sort
+    /// (`!allow_hidden`), as PocketBase's `registerRuleJoin`.
+    pub rule_joins: Vec<(String, &'a Collection)>,
 }
 
 /// The multi-match subquery being built alongside the main joins.
@@ -102,9 +123,22 @@ impl<'q, 'a> Resolver<'q, 'a> {
         Resolver {
             q,
             base: q.collection.table(),
+            base_table: q.collection.table(),
             joins: Vec::new(),
             join_keys: HashMap::new(),
             seq: 0,
+            rule_joins: Vec::new(),
+        }
+    }
+
+    /// A resolver for `q.collection`'s rows as they appear under `alias` in another query
+    /// (a related collection's listRule, checked against the joined row). Its aliases continue
+    /// from `seq` so they never clash with the outer query's.
+    pub fn nested(q: &'q Query<'a>, alias: String, seq: usize) -> Self {
+        Resolver {
+            base: alias,
+            seq,
+            ..Resolver::new(q)
         }
     }
 
@@ -117,28 +151,46 @@ impl<'q, 'a> Resolver<'q, 'a> {
     /// Registers a main-scope join under `key` (or reuses the one already there) and returns
     /// its alias. `on` builds the ON clause from the new alias. A key reused for a different
     /// table is an error (only possible with two `@collection` references sharing an alias).
+    /// `coll` is the joined collection, if the table is one: for a non-superuser's filter its
+    /// listRule must then hold for the joined row (a `None` rule refuses the join outright).
     pub fn join(
         &mut self,
         key: &str,
         table: Frag,
+        coll: Option<&'a Collection>,
         on: impl FnOnce(&str) -> Option<Frag>,
     ) -> Result<String, FilterError> {
-        if let Some(&i) = self.join_keys.get(key) {
+        let alias = if let Some(&i) = self.join_keys.get(key) {
             if self.joins[i].table != table {
                 return Err(FilterError::Invalid(format!(
                     "\"{key}\" refers to two different collections"
                 )));
             }
-            return Ok(self.joins[i].alias.clone());
+            self.joins[i].alias.clone()
+        } else {
+            let alias = self.fresh("fj");
+            let on = on(&alias);
+            self.join_keys.insert(key.to_string(), self.joins.len());
+            self.joins.push(Join {
+                table,
+                alias: alias.clone(),
+                on,
+            });
+            alias
+        };
+        if let Some(c) = coll
+            && !self.q.allow_hidden
+        {
+            if c.list_rule.is_none() {
+                return Err(FilterError::Invalid(format!(
+                    "the fields of \"{}\" can only be filtered by superusers",
+                    c.name
+                )));
+            }
+            if !self.rule_joins.iter().any(|(a, _)| *a == alias) {
+                self.rule_joins.push((alias.clone(), c));
+            }
         }
-        let alias = self.fresh("fj");
-        let on = on(&alias);
-        self.join_keys.insert(key.to_string(), self.joins.len());
-        self.joins.push(Join {
-            table,
-            alias: alias.clone(),
-            on,
-        });
         Ok(alias)
     }
 
@@ -214,7 +266,12 @@ impl<'q, 'a> Resolver<'q, 'a> {
             Some(a) => format!("@collection:{a}"),
             None => format!("@collection.{}", coll.name),
         };
-        run.alias = self.join(&run.key.clone(), Frag::raw(coll.table()), |_| None)?;
+        run.alias = self.join(
+            &run.key.clone(),
+            Frag::raw(coll.table()),
+            Some(coll),
+            |_| None,
+        )?;
         run.uses_join = true;
         run.with_multi = true;
         let mm_alias = self.fresh("mj");
@@ -234,23 +291,17 @@ impl<'q, 'a> Resolver<'q, 'a> {
             if i == total - 1 {
                 return self.last(run, prop);
             }
-            if prop.contains(':') {
-                return Err(FilterError::Invalid(format!(
-                    "modifiers are only allowed on the last segment of \"{}\"",
-                    run.name
-                )));
-            }
+            // A modifier before the last segment (`author:each.name`) names no field, as in
+            // PocketBase: it fails like any unknown name (NULL under `@request.*`).
             let field = run.coll.field(prop);
             if let Some(f) = field
                 && is_hidden(f)
                 && !run.allow_hidden
             {
-                return Err(FilterError::Forbidden(format!(
-                    "field \"{prop}\" is not filterable"
-                )));
+                return Err(not_filterable(prop));
             }
             if let Some(f) = field
-                && matches!(f.kind, FieldKind::Json(_))
+                && is_json_like(f)
             {
                 return self.json_path(run, f, &props[i + 1..]);
             }
@@ -302,7 +353,7 @@ impl<'q, 'a> Resolver<'q, 'a> {
         let main_col = Frag::raw(format!("{}.{col}", run.alias));
         let new_mm = self.fresh("mj");
         let new_alias = if f.is_multiple() {
-            let je = self.join(&format!("{key}:each"), json_each(&main_col), |_| None)?;
+            let je = self.join(&format!("{key}:each"), json_each(&main_col), None, |_| None)?;
             let mm_je = self.fresh("mj");
             run.mm.joins.push(Join {
                 table: json_each(&mm_col),
@@ -315,7 +366,7 @@ impl<'q, 'a> Resolver<'q, 'a> {
                 on: Some(Frag::raw(format!("{new_mm}.`id` = {mm_je}.value"))),
             });
             run.with_multi = true;
-            self.join(&key, Frag::raw(rel.table()), |a| {
+            self.join(&key, Frag::raw(rel.table()), Some(rel), |a| {
                 Some(Frag::raw(format!("{a}.`id` = {je}.value")))
             })?
         } else {
@@ -324,7 +375,7 @@ impl<'q, 'a> Resolver<'q, 'a> {
                 alias: new_mm.clone(),
                 on: Some(Frag::raw(format!("{new_mm}.`id` = {}", mm_col.sql))),
             });
-            self.join(&key, Frag::raw(rel.table()), |a| {
+            self.join(&key, Frag::raw(rel.table()), Some(rel), |a| {
                 Some(Frag::raw(format!("{a}.`id` = {}", main_col.sql)))
             })?
         };
@@ -363,9 +414,7 @@ impl<'q, 'a> Resolver<'q, 'a> {
             return missing(run);
         }
         if is_hidden(bf) && !run.allow_hidden {
-            return Err(FilterError::Forbidden(format!(
-                "field \"{field_name}\" is not filterable"
-            )));
+            return Err(not_filterable(field_name));
         }
         // Several records may point at this one unless the field is single and unique.
         let multiple = bf.is_multiple() || !has_unique_index(back, &bf.name);
@@ -378,7 +427,7 @@ impl<'q, 'a> Resolver<'q, 'a> {
         let table = Frag::raw(back.table());
         let outer = run.alias.clone();
         let je = self.fresh("je");
-        let alias = self.join(&key, table.clone(), |a| {
+        let alias = self.join(&key, table.clone(), Some(back), |a| {
             Some(Frag::raw(if array {
                 let each = json_each(&Frag::raw(format!("{a}.{col}")));
                 format!("{outer}.`id` IN (SELECT {je}.value FROM {} {je})", each.sql)
@@ -412,7 +461,10 @@ impl<'q, 'a> Resolver<'q, 'a> {
         Ok(true)
     }
 
-    /// The remaining segments after a JSON field are a JSON path into it.
+    /// The remaining segments after a JSON (or geoPoint) field are a JSON path into it, built
+    /// as PocketBase builds it: numeric segments become `[n]`, and characters that cannot be in
+    /// a column name are dropped, so a modifier there is no modifier (`meta.a:lower` reads the
+    /// key `alower`).
     fn json_path(
         &mut self,
         run: &mut Run<'a>,
@@ -420,35 +472,20 @@ impl<'q, 'a> Resolver<'q, 'a> {
         rest: &[&str],
     ) -> Result<Resolved, FilterError> {
         let mut path = String::new();
-        let mut lower = false;
         for (j, &seg) in rest.iter().enumerate() {
-            let (seg, modifier) = split_modifier(seg)?;
-            match modifier {
-                None => {}
-                Some(Modifier::Lower) if j == rest.len() - 1 => lower = true,
-                Some(_) => {
-                    return Err(FilterError::Invalid(format!(
-                        "unsupported modifier in JSON path \"{}\"",
-                        run.name
-                    )));
-                }
-            }
-            if seg.parse::<u64>().is_ok() {
-                path.push_str(&format!("[{seg}]"));
+            let seg_clean: String = seg.chars().filter(|&c| c != ':').collect();
+            if seg.parse::<i64>().is_ok() {
+                path.push_str(&format!("[{seg_clean}]"));
             } else {
                 if j > 0 {
                     path.push('.');
                 }
-                path.push_str(seg);
+                path.push_str(&seg_clean);
             }
         }
         let col = quote_ident(&f.name);
-        let mut ident = json_extract(&format!("{}.{col}", run.alias), &path);
+        let ident = json_extract(&format!("{}.{col}", run.alias), &path);
         run.mm.value = json_extract(&format!("{}.{col}", run.mm_alias), &path);
-        if lower {
-            ident = Frag::raw("LOWER(").f(&ident).s(")");
-            run.mm.value = Frag::raw("LOWER(").f(&run.mm.value).s(")");
-        }
         let mut r = self.finish(run, ident, Emptiness::Unknown);
         r.no_coalesce = true;
         Ok(r)
@@ -464,36 +501,25 @@ impl<'q, 'a> Resolver<'q, 'a> {
             return Err(FilterError::UnknownField(run.name.clone()));
         };
         if is_hidden(field) && !run.allow_hidden {
-            return Err(FilterError::Forbidden(format!(
-                "field \"{name}\" is not filterable"
-            )));
+            return Err(not_filterable(name));
         }
         let col = quote_ident(&field.name);
         let main_col = format!("{}.{col}", run.alias);
         let mm_col = format!("{}.{col}", run.mm_alias);
+        // PocketBase applies `:each` and `:length` to multi-valued field types only and
+        // `:isset`/`:changed` to `@request.body` only; elsewhere the modifier is ignored.
+        let modifier = match modifier {
+            Some(Modifier::Length | Modifier::Each) if !is_multi_valuer(field) => None,
+            m => m,
+        };
         match modifier {
-            Some(Modifier::Length | Modifier::Each) if !is_multi_valuer(field) => {
-                Err(FilterError::Invalid(format!(
-                    "the :{} modifier needs a select or relation field, \"{name}\" is {}",
-                    if modifier == Some(Modifier::Each) {
-                        "each"
-                    } else {
-                        "length"
-                    },
-                    field.kind.type_name()
-                )))
-            }
-            Some(Modifier::Isset | Modifier::Changed) => Err(FilterError::Invalid(format!(
-                "the :isset and :changed modifiers only apply to @request.body fields, not \"{}\"",
-                run.name
-            ))),
             Some(Modifier::Length) => {
                 run.mm.value = json_array_length(&mm_col);
                 Ok(self.finish(run, json_array_length(&main_col), Emptiness::Unknown))
             }
             Some(Modifier::Each) => {
                 let key = format!("{}.{name}:each", run.key);
-                let je = self.join(&key, json_each(&Frag::raw(&main_col)), |_| None)?;
+                let je = self.join(&key, json_each(&Frag::raw(&main_col)), None, |_| None)?;
                 run.uses_join = true;
                 if field.is_multiple() {
                     run.with_multi = true;
@@ -507,7 +533,7 @@ impl<'q, 'a> Resolver<'q, 'a> {
                 run.mm.value = Frag::raw(format!("{mm_je}.value"));
                 Ok(self.finish(run, Frag::raw(format!("{je}.value")), Emptiness::Unknown))
             }
-            Some(Modifier::Lower) | None => {
+            Some(Modifier::Lower | Modifier::Isset | Modifier::Changed) | None => {
                 let lower = modifier == Some(Modifier::Lower);
                 let json = matches!(field.kind, FieldKind::Json(_));
                 let wrap = |x: String| -> Frag {
@@ -540,7 +566,7 @@ impl<'q, 'a> Resolver<'q, 'a> {
         let mut r = Resolved::plain(ident, emptiness);
         r.uses_join = run.uses_join;
         if run.with_multi {
-            let mut from = Frag::raw(format!(" FROM {} {}", self.base, run.mm.from_alias));
+            let mut from = Frag::raw(format!(" FROM {} {}", self.base_table, run.mm.from_alias));
             for j in &run.mm.joins {
                 from = from.f(&j.sql());
             }

@@ -29,6 +29,10 @@ pub struct EmbeddedOptions {
     /// failure up to `max_restart_backoff`, reset after the server has run for a minute.
     pub restart_backoff: Duration,
     pub max_restart_backoff: Duration,
+    /// The `syncbase` binary, to start the child through `syncbase nats-exec` so that it dies
+    /// with this process even on kill -9 (see [`crate::nats::exec_with_parent_death`]);
+    /// `None` starts it directly (library use, tests).
+    pub exec_wrapper: Option<PathBuf>,
 }
 
 /// Clustering by routes: the NATS half of "add to sync chain".
@@ -60,6 +64,7 @@ impl EmbeddedOptions {
             stop_timeout: Duration::from_secs(10),
             restart_backoff: Duration::from_millis(200),
             max_restart_backoff: Duration::from_secs(10),
+            exec_wrapper: None,
         }
     }
 

@@ -302,7 +302,21 @@ async fn spawn_ready(binary: &Path, opts: &EmbeddedOptions) -> Result<Child, Nat
             })
     };
     let (stdout, stderr) = (open_log()?, open_log()?);
-    let mut child = Command::new(binary)
+    let mut command = match &opts.exec_wrapper {
+        Some(wrapper) => {
+            let mut c = Command::new(wrapper);
+            c.args([
+                "nats-exec",
+                "--parent",
+                &std::process::id().to_string(),
+                "--",
+            ])
+            .arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    };
+    let mut child = command
         .arg("-c")
         .arg(opts.config_path())
         .stdin(Stdio::null())
@@ -339,6 +353,31 @@ async fn spawn_ready(binary: &Path, opts: &EmbeddedOptions) -> Result<Child, Nat
         // A short poll interval against a deadline, not a guess at how long startup takes.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `syncbase nats-exec --parent PID -- PROGRAM ARGS...`: asks the kernel to send this process
+/// SIGTERM when its parent dies (`PR_SET_PDEATHSIG`, kept across `exec`), then becomes
+/// `PROGRAM`. The node starts its `nats-server` this way, so the child stops with the node even
+/// when the node is killed with -9 and cannot stop it itself. Returns only on failure.
+pub fn exec_with_parent_death(parent: u32, program: &[std::ffi::OsString]) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let Some((bin, args)) = program.split_first() else {
+        return std::io::Error::other("nats-exec: no program given");
+    };
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+    {
+        return std::io::Error::other(format!("nats-exec: PR_SET_PDEATHSIG failed: {e}"));
+    }
+    // The parent may have died before the signal was armed: then nobody would stop us.
+    let ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
+    if ppid != parent {
+        return std::io::Error::other(format!(
+            "nats-exec: parent {parent} is gone (now {ppid}); not starting {}",
+            std::path::Path::new(bin).display()
+        ));
+    }
+    std::process::Command::new(bin).args(args).exec()
 }
 
 /// Whether the server on `addr` greets with an INFO naming `server_name`: a port held by some

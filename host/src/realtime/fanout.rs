@@ -14,7 +14,7 @@ use crate::access::Auth;
 use crate::access::present::{self, FieldsPicker};
 use crate::access::rules::{request_info, rule_condition};
 use crate::filter;
-use crate::store::{Change, ReadConn, Schema, Store, StoreError, expand, records};
+use crate::store::{Change, ReadConn, Schema, Store, StoreError, records};
 
 /// Runs until the store's change feed closes.
 pub async fn run(store: Store, hub: Arc<Hub>) {
@@ -188,11 +188,7 @@ fn render(
     }
     let mut recs = vec![change.record.clone()];
     if let Some(paths) = sub.query.get("expand").filter(|e| !e.trim().is_empty()) {
-        let superuser = auth.is_superuser();
-        let vis = move |c: &crate::store::Collection, _: &crate::store::Record| {
-            superuser || c.view_rule.is_some()
-        };
-        expand::expand(db()?, schema, c, &mut recs, paths, &vis)?;
+        crate::access::expand::expand_visible(db()?, schema, c, &mut recs, paths, auth, &request)?;
     }
     let rec = recs.pop().unwrap_or_default();
     let mut shown = present::record(schema, c, rec, auth);

@@ -244,6 +244,28 @@ impl Hub {
         Ok(())
     }
 
+    /// Sends `data` as event `topic` to client `client_id` if it subscribed to that custom
+    /// topic, then drops the subscription: one-shot topics such as the SDK's `@oauth2`, which
+    /// carries the provider's redirect to the window that started the sign-in. False when
+    /// there is no such client or subscription.
+    pub fn deliver_once(&self, client_id: &str, topic: &str, data: String) -> bool {
+        let Some(client) = self.clients.read().get(client_id).cloned() else {
+            return false;
+        };
+        {
+            let mut st = client.state.lock();
+            let before = st.subs.len();
+            st.subs.retain(|s| !(s.custom && s.topic == topic));
+            if st.subs.len() == before {
+                return false;
+            }
+        }
+        client.offer(Message {
+            event: Arc::from(topic),
+            data: Arc::from(data),
+        })
+    }
+
     /// Drops a client (its stream ends).
     pub fn disconnect(&self, client_id: &str) {
         let mut clients = self.clients.write();

@@ -392,3 +392,24 @@ pub fn check_password(
     }
     None
 }
+
+/// The geoPoint rules: the zero point ("Null Island") is blank; otherwise latitude within
+/// ±90 and longitude within ±180, latitude checked first.
+pub fn check_geo_point(required_: bool, lon: f64, lat: f64) -> Option<FieldError> {
+    if lon == 0.0 && lat == 0.0 {
+        return required_.then(required);
+    }
+    if !(-90.0..=90.0).contains(&lat) {
+        return Some(FieldError::new(
+            "validation_invalid_latitude",
+            "Latitude must be between -90 and 90 degrees.",
+        ));
+    }
+    if !(-180.0..=180.0).contains(&lon) {
+        return Some(FieldError::new(
+            "validation_invalid_longitude",
+            "Longitude must be between -180 and 180 degrees.",
+        ));
+    }
+    None
+}

@@ -74,6 +74,42 @@ pub fn number_value(f: f64) -> Value {
     Number::from_f64(f).map_or(Value::from(0), Value::Number)
 }
 
+/// A geoPoint input as `(lon, lat)`, read as PocketBase's `GeoPoint.Scan` reads it: an object
+/// (or JSON text of one) with numeric `lon`/`lat` keys; missing or null keys are 0, other keys
+/// are ignored. Anything else (an array, a number, a key that is not a number) is the zero
+/// point, which PocketBase keeps after its scan fails.
+pub fn geo_point(raw: &Value) -> (f64, f64) {
+    let parsed;
+    let obj = match raw {
+        Value::Object(m) => m,
+        Value::String(s) if !s.is_empty() => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(m)) => {
+                parsed = m;
+                &parsed
+            }
+            _ => return (0.0, 0.0),
+        },
+        _ => return (0.0, 0.0),
+    };
+    let coord = |key: &str| match obj.get(key) {
+        None | Some(Value::Null) => Some(0.0),
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(_) => None,
+    };
+    match (coord("lon"), coord("lat")) {
+        (Some(lon), Some(lat)) => (lon, lat),
+        _ => (0.0, 0.0),
+    }
+}
+
+/// A geoPoint as stored and served: `{"lon": x, "lat": y}` (in that order, as PocketBase).
+pub fn geo_value(lon: f64, lat: f64) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("lon".into(), number_value(lon));
+    m.insert("lat".into(), number_value(lat));
+    Value::Object(m)
+}
+
 /// A value as a list of distinct non-empty strings (PocketBase's `list.ToUniqueStringSlice`),
 /// the shape select and relation values are read in. A string is one item unless it holds a
 /// JSON array of strings (how multipart clients send lists); array items are read as text.

@@ -7,3 +7,4 @@ mod checks;
 mod coerce;
 mod formats;
 pub mod validate;
+pub use coerce::{geo_point, geo_value};

@@ -16,11 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::checks;
 use super::coerce::{
     JsonInput, date_text, json_input, json_stored, number_value, random_from_pattern, to_bool,
     to_float, to_string_list, to_text, unique_nonempty,
 };
+use super::{checks, coerce};
 use crate::store::schema::{self, ALNUM, Collection, Field, FieldKind};
 
 /// A record's values: field name -> normalized stored value.
@@ -78,7 +78,19 @@ pub struct Prepared {
     pub old_password: Option<String>,
     /// (field name, target collection id, ids) of every non-empty relation, for the caller to
     /// check that the records exist (PocketBase checks all of them, changed or not).
-    pub relations: Vec<(String, String, Vec<String>)>,
+    pub relations: Relations,
+}
+
+/// (field name, target collection id, ids) of relations whose records must exist.
+pub type Relations = Vec<(String, String, Vec<String>)>;
+
+/// Why validation refused a record: its field errors, and the non-empty relations of the
+/// fields without an error, which the caller must still check: PocketBase reports missing
+/// relation records beside the other field errors, not instead of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub errors: FieldErrors,
+    pub relations: Relations,
 }
 
 /// The error for a wrong `oldPassword`, under the `oldPassword` key.
@@ -103,6 +115,26 @@ pub fn now_string() -> String {
     super::coerce::format_date(&chrono::Utc::now())
 }
 
+/// `dt` in the stored date layout.
+pub fn format_date(dt: &chrono::DateTime<chrono::Utc>) -> String {
+    super::coerce::format_date(dt)
+}
+
+/// Whether `s` is a URL as the `url` field accepts it.
+pub fn is_url(s: &str) -> bool {
+    super::formats::is_url(s)
+}
+
+/// Whether `s` is an email address as the `email` field accepts it.
+pub fn is_email(s: &str) -> bool {
+    super::formats::is_email(s)
+}
+
+/// A stored date (`YYYY-MM-DD HH:MM:SS.mmmZ`, or the other forms dates are accepted in).
+pub fn parse_date(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    super::coerce::parse_date(&Value::String(s.to_string()))
+}
+
 /// The stored zero value of a field: "" / 0 / false / [] / null.
 pub fn empty_value(field: &Field) -> Value {
     if field.is_multiple() {
@@ -112,6 +144,7 @@ pub fn empty_value(field: &Field) -> Value {
         FieldKind::Number(_) => Value::from(0),
         FieldKind::Bool(_) => Value::Bool(false),
         FieldKind::Json(_) => Value::Null,
+        FieldKind::GeoPoint(_) => coerce::geo_value(0.0, 0.0),
         _ => Value::String(String::new()),
     }
 }
@@ -157,6 +190,16 @@ pub fn prepare_create_as(
     now: &str,
     access: Access,
 ) -> Result<Prepared, FieldErrors> {
+    prepare_create_checked(coll, input, now, access).map_err(|r| r.errors)
+}
+
+/// [`prepare_create_as`], with the relations still to check when it fails.
+pub fn prepare_create_checked(
+    coll: &Collection,
+    input: &Record,
+    now: &str,
+    access: Access,
+) -> Result<Prepared, Rejected> {
     let record = coll
         .fields
         .iter()
@@ -174,6 +217,17 @@ pub fn prepare_update_as(
     now: &str,
     access: Access,
 ) -> Result<Prepared, FieldErrors> {
+    prepare_update_checked(coll, current, input, now, access).map_err(|r| r.errors)
+}
+
+/// [`prepare_update_as`], with the relations still to check when it fails.
+pub fn prepare_update_checked(
+    coll: &Collection,
+    current: &Record,
+    input: &Record,
+    now: &str,
+    access: Access,
+) -> Result<Prepared, Rejected> {
     let record = coll
         .fields
         .iter()
@@ -268,7 +322,7 @@ impl<'a> Draft<'a> {
         self.original.is_none()
     }
 
-    fn run(mut self, input: &Record, now: &str, access: Access) -> Result<Prepared, FieldErrors> {
+    fn run(mut self, input: &Record, now: &str, access: Access) -> Result<Prepared, Rejected> {
         self.apply_input(input);
         if self.is_new() {
             self.autogenerate_empty_text();
@@ -276,11 +330,19 @@ impl<'a> Draft<'a> {
         self.set_autodates(now);
         let form = self.auth_form_checks(input, access);
         if !form.errors.is_empty() {
-            return Err(form.errors);
+            return Err(Rejected {
+                errors: form.errors,
+                relations: Vec::new(),
+            });
         }
         let errors = self.validate_fields();
         if !errors.is_empty() {
-            return Err(errors);
+            let relations = self
+                .relations()
+                .into_iter()
+                .filter(|(name, _, _)| !errors.contains_key(name))
+                .collect();
+            return Err(Rejected { errors, relations });
         }
         self.refresh_token_key();
         let password = self.new_password();
@@ -332,6 +394,10 @@ impl<'a> Draft<'a> {
             }
             FieldKind::Password(_) => {
                 self.plain_passwords.insert(name, to_text(raw));
+            }
+            FieldKind::GeoPoint(_) => {
+                let (lon, lat) = coerce::geo_point(raw);
+                self.record.insert(name, coerce::geo_value(lon, lat));
             }
         }
     }
@@ -531,6 +597,10 @@ impl<'a> Draft<'a> {
                 let plain = self.plain_passwords.get(name).map(String::as_str);
                 checks::check_password(opts, req, plain, &to_text(&value))
             }
+            FieldKind::GeoPoint(_) => {
+                let (lon, lat) = coerce::geo_point(&value);
+                checks::check_geo_point(req, lon, lat)
+            }
         }
     }
 
@@ -570,7 +640,7 @@ impl<'a> Draft<'a> {
             .cloned()
     }
 
-    fn relations(&self) -> Vec<(String, String, Vec<String>)> {
+    fn relations(&self) -> Relations {
         let mut out = Vec::new();
         for field in &self.coll.fields {
             if let FieldKind::Relation(opts) = &field.kind {

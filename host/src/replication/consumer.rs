@@ -18,14 +18,51 @@
 //! cumulative (`AckPolicy::All`): acking a delivery acks every one before it, so the apply path
 //! acks once per batch, not once per event. An unacknowledged window of `max_ack_pending`
 //! deliveries is the apply path's backpressure.
+//!
+//! Availability: a pull request waiting at a consumer leader that died is never answered, and
+//! nothing tells the client. Three things bound how long the fold can stall on one: the idle
+//! heartbeat (1 s, so a dead pull is noticed within 2 s), a *tip* the caller feeds with stream
+//! sequences it knows exist (its own publish acks): when the tip is ahead and nothing arrives
+//! for [`STALL`], the consumer repositions at once; and every JetStream API call of positioning
+//! is bounded ([`INFO_TIMEOUT`], [`API_TIMEOUT`]) and retried every 50-200 ms, so a consumer whose leader is
+//! being elected resumes within a fraction of a second of the election, not after a request
+//! timeout or a long backoff.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream::Stream as JsStream};
 use futures::StreamExt;
+use tokio::sync::watch;
 
 use super::event::{DecodeError, Event};
 use super::log::{Log, LogError, check_name};
+
+/// With the tip ahead of the last delivery, how long without a delivery counts as a stalled pull.
+pub const STALL: Duration = Duration::from_millis(400);
+
+/// How long without a delivery before the consumer asks the stream whether it moved on.
+pub const PROBE: Duration = Duration::from_secs(2);
+
+/// The longest one JetStream API call of positioning may take before it is retried.
+pub const API_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The consumer info request that starts every positioning: a consumer whose leader is being
+/// elected does not answer at all, so this bounds how late a retry notices the new leader.
+pub const INFO_TIMEOUT: Duration = Duration::from_millis(750);
+
+/// Bounds a JetStream API call by [`API_TIMEOUT`].
+async fn bounded<T, E: std::fmt::Display>(
+    what: &str,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(API_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {API_TIMEOUT:?}")),
+    }
+}
 
 /// How this node's consumer behaves.
 #[derive(Debug, Clone)]
@@ -51,7 +88,7 @@ impl Default for ConsumerOptions {
             ack_wait: Duration::from_secs(60),
             max_ack_pending: 20_000,
             batch: 1_000,
-            heartbeat: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(1),
         }
     }
 }
@@ -107,6 +144,8 @@ impl Delivery {
 /// The ordered, deduplicated view of this node's durable consumer.
 pub struct EventConsumer {
     stream: JsStream,
+    /// The same stream, shared with the stall probe.
+    probe: Arc<JsStream>,
     name: String,
     opts: ConsumerOptions,
     messages: Option<pull::Stream>,
@@ -117,6 +156,14 @@ pub struct EventConsumer {
     repositions: u64,
     /// Consecutive failures to reach the consumer: paces retries while a server restarts.
     failures: u32,
+    /// The highest stream sequence known to exist (see [`EventConsumer::follow_tip`]).
+    tip: Option<watch::Receiver<u64>>,
+    /// `Some(error)` while the consumer cannot deliver, `None` once it can again.
+    state: watch::Sender<Option<String>>,
+    /// Set after a gap, an error or a stall: the server's view of the consumer cannot be
+    /// trusted (a leader that was cut off may answer with a stale state), so the next
+    /// positioning recreates it instead of reusing it.
+    recreate: bool,
 }
 
 impl EventConsumer {
@@ -136,6 +183,7 @@ impl EventConsumer {
                 message: e.to_string(),
             })?;
         let mut consumer = EventConsumer {
+            probe: Arc::new(stream.clone()),
             stream,
             name,
             last_seq: 0,
@@ -144,6 +192,9 @@ impl EventConsumer {
             messages: None,
             repositions: 0,
             failures: 0,
+            tip: None,
+            state: watch::channel(None).0,
+            recreate: false,
         };
         consumer.last_seq = match consumer.opts.resume_after {
             Some(seq) => seq,
@@ -171,6 +222,58 @@ impl EventConsumer {
         self.repositions
     }
 
+    /// Whether the consumer works: `Some(error)` after a failure, `None` once it is positioned
+    /// or delivers again (for status: an error that is over is not shown).
+    pub fn state(&self) -> watch::Receiver<Option<String>> {
+        self.state.subscribe()
+    }
+
+    fn set_state(&self, error: Option<&LogError>) {
+        self.state.send_if_modified(|s| {
+            let new = error.map(ToString::to_string);
+            let changed = *s != new;
+            *s = new;
+            changed
+        });
+    }
+
+    /// Follows `tip`, the highest stream sequence the caller knows exists (e.g. its publish
+    /// acks): a pull that delivers nothing for [`STALL`] while the tip is ahead is dead (its
+    /// consumer leader is gone) and is replaced at once.
+    pub fn follow_tip(&mut self, tip: watch::Receiver<u64>) {
+        self.tip = Some(tip);
+    }
+
+    /// Resolves once the stream is known to hold events after `after` and [`STALL`] more has
+    /// passed (the caller races it against the next delivery): known from the tip at once, or
+    /// from asking the stream every [`PROBE`] without a delivery — the last resort against a
+    /// pull the servers silently stopped serving.
+    async fn stalled(stream: Arc<JsStream>, tip: Option<watch::Receiver<u64>>, after: u64) {
+        let tip_ahead = async move {
+            let Some(mut tip) = tip else {
+                return std::future::pending().await;
+            };
+            if tip.wait_for(|t| *t > after).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let probe = async move {
+            loop {
+                tokio::time::sleep(PROBE).await;
+                if let Ok(Ok(info)) = tokio::time::timeout(INFO_TIMEOUT, stream.get_info()).await
+                    && info.state.last_sequence > after
+                {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tip_ahead => {}
+            _ = probe => {}
+        }
+        tokio::time::sleep(STALL).await;
+    }
+
     /// The next event after the last one yielded, waiting for it to be published. An `Err`
     /// is transient (server restart, missed heartbeats): call again and the consumer
     /// repositions itself after the last yielded event.
@@ -178,28 +281,53 @@ impl EventConsumer {
         loop {
             if self.messages.is_none() {
                 if self.failures > 0 {
-                    // Back off between attempts (50 ms doubling to 2 s) so a caller retrying
-                    // `next` through a server restart does not spin.
-                    let ms = 50u64 << self.failures.min(6);
-                    tokio::time::sleep(Duration::from_millis(ms.min(2_000))).await;
+                    // Back off between attempts (50 ms doubling to 200 ms) so a caller retrying
+                    // `next` through a server restart does not spin, yet resumes soon after.
+                    let ms = 50u64 << self.failures.min(2);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
                 if let Err(e) = self.position().await {
                     self.failures += 1;
+                    self.set_state(Some(&e));
                     return Err(e);
                 }
+                self.set_state(None);
             }
             let Some(messages) = self.messages.as_mut() else {
                 continue;
             };
-            let message = match messages.next().await {
+            // What has arrived is taken at once; only an empty pull is watched for a stall
+            // (no timers in the catch-up path).
+            let next = match futures::FutureExt::now_or_never(messages.next()) {
+                Some(next) => next,
+                None => {
+                    let stalled =
+                        Self::stalled(self.probe.clone(), self.tip.clone(), self.last_seq);
+                    tokio::select! {
+                        next = messages.next() => next,
+                        _ = stalled => {
+                            tracing::warn!(consumer = %self.name, after = self.last_seq,
+                                "the stream holds newer events but the pull delivers none; recreating the consumer");
+                            self.messages = None;
+                            self.recreate = true;
+                            self.repositions += 1;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let message = match next {
                 Some(Ok(m)) => {
                     self.failures = 0;
                     m
                 }
                 Some(Err(e)) => {
                     self.messages = None;
+                    self.recreate = true;
                     self.failures += 1;
-                    return Err(self.err(format!("receiving: {e}")));
+                    let e = self.err(format!("receiving: {e}"));
+                    self.set_state(Some(&e));
+                    return Err(e);
                 }
                 None => {
                     self.messages = None;
@@ -217,6 +345,7 @@ impl EventConsumer {
                 tracing::warn!(consumer = %self.name, expected = self.last_cseq + 1, got = cseq, after = self.last_seq,
                     "delivery gap; repositioning the consumer to keep order");
                 self.messages = None;
+                self.recreate = true;
                 self.repositions += 1;
                 continue;
             }
@@ -260,10 +389,13 @@ impl EventConsumer {
     }
 
     async fn info(&self) -> Result<Option<jetstream::consumer::Info>, LogError> {
-        match self.stream.consumer_info(&self.name).await {
-            Ok(info) => Ok(Some(info)),
-            Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err(format!("info: {e}"))),
+        match tokio::time::timeout(INFO_TIMEOUT, self.stream.consumer_info(&self.name)).await {
+            Ok(Ok(info)) => Ok(Some(info)),
+            Ok(Err(e)) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => {
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(self.err(format!("info: {e}"))),
+            Err(_) => Err(self.err(format!("info: no answer within {INFO_TIMEOUT:?}"))),
         }
     }
 
@@ -271,25 +403,28 @@ impl EventConsumer {
     async fn position(&mut self) -> Result<(), LogError> {
         let after = self.last_seq;
         let info = self.info().await?;
-        let reusable = info.as_ref().is_some_and(|i| {
-            i.num_ack_pending == 0
-                && i.config.ack_policy == jetstream::consumer::AckPolicy::All
-                && i.ack_floor.stream_sequence == after
-                && i.delivered.stream_sequence == after
-        });
+        // Reuse only on a clean (re)start: after trouble the answer may come from a leader
+        // that was cut off and does not know what its successor delivered (seed 2044 of the
+        // chaos suite: a reused consumer whose real leader held two deliveries pending waited
+        // out ack_wait before redelivering them).
+        let reusable = !self.recreate
+            && info.as_ref().is_some_and(|i| {
+                i.num_ack_pending == 0
+                    && i.config.ack_policy == jetstream::consumer::AckPolicy::All
+                    && i.ack_floor.stream_sequence == after
+                    && i.delivered.stream_sequence == after
+            });
         let consumer: jetstream::consumer::PullConsumer =
             if let (true, Some(info)) = (reusable, &info) {
                 self.last_cseq = info.delivered.consumer_sequence;
-                self.stream
-                    .get_consumer(&self.name)
+                bounded("get", self.stream.get_consumer(&self.name))
                     .await
-                    .map_err(|e| self.err(format!("get: {e}")))?
+                    .map_err(|e| self.err(e))?
             } else {
                 if info.is_some() {
-                    self.stream
-                        .delete_consumer(&self.name)
+                    bounded("delete", self.stream.delete_consumer(&self.name))
                         .await
-                        .map_err(|e| self.err(format!("delete: {e}")))?;
+                        .map_err(|e| self.err(e))?;
                 }
                 self.last_cseq = 0;
                 let deliver_policy = if after == 0 {
@@ -309,20 +444,19 @@ impl EventConsumer {
                     replay_policy: jetstream::consumer::ReplayPolicy::Instant,
                     ..Default::default()
                 };
-                self.stream
-                    .create_consumer(config)
+                bounded("create", self.stream.create_consumer(config))
                     .await
-                    .map_err(|e| self.err(format!("create: {e}")))?
+                    .map_err(|e| self.err(e))?
             };
-        let messages = consumer
+        let pull = consumer
             .stream()
             .max_messages_per_batch(self.opts.batch)
             .heartbeat(self.opts.heartbeat)
             .expires(self.opts.heartbeat * 6)
-            .messages()
-            .await
-            .map_err(|e| self.err(format!("pull: {e}")))?;
+            .messages();
+        let messages = bounded("pull", pull).await.map_err(|e| self.err(e))?;
         self.messages = Some(messages);
+        self.recreate = false;
         Ok(())
     }
 }

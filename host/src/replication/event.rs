@@ -694,3 +694,7 @@ pub(crate) mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "event_fuzz.rs"]
+mod fuzz;

@@ -21,6 +21,9 @@ use super::consumer::{ConsumerOptions, EventConsumer};
 use super::event::{Event, EventId};
 use super::objects::PluginObjects;
 
+/// How long a publish ack or a JetStream API call may take.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How to reach NATS: `--nats URL,...` and its credential and TLS flags, or the embedded
 /// server's URL.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +71,10 @@ pub enum LogError {
     InvalidName { what: &'static str, value: String },
     #[error("could not connect to NATS at {urls}: {message}")]
     Connect { urls: String, message: String },
+    /// The servers were reached but refused us: wrong credentials or a TLS mismatch. Retrying
+    /// with the same settings cannot succeed.
+    #[error("NATS at {urls} refused the connection: {message}")]
+    Refused { urls: String, message: String },
     #[error("stream {stream}: {message}")]
     Stream { stream: String, message: String },
     #[error("stream {stream} exists with subjects {found:?}, expected [{expected:?}]")]
@@ -137,12 +144,32 @@ pub async fn connect(opts: &ConnectOptions) -> Result<async_nats::Client, LogErr
         urls: urls.clone(),
         message,
     };
+    let refused = |message: String| LogError::Refused {
+        urls: urls.clone(),
+        message,
+    };
     let mut o = async_nats::ConnectOptions::new();
     if let Some(path) = &opts.creds_file {
-        o = o
-            .credentials_file(path)
-            .await
-            .map_err(|e| fail(format!("reading credentials {}: {e}", path.display())))?;
+        o = o.credentials_file(path).await.map_err(|e| {
+            refused(format!(
+                "cannot read the credentials file {} (--nats-creds): {e}",
+                path.display()
+            ))
+        })?;
+    }
+    for (flag, file) in [
+        ("--nats-tls-ca", &opts.tls_ca),
+        ("--nats-tls-cert", &opts.tls_cert),
+        ("--nats-tls-key", &opts.tls_key),
+    ] {
+        if let Some(path) = file
+            && let Err(e) = std::fs::metadata(path)
+        {
+            return Err(refused(format!(
+                "cannot read {flag} {}: {e}",
+                path.display()
+            )));
+        }
     }
     if let (Some(user), Some(password)) = (&opts.user, &opts.password) {
         o = o.user_and_password(user.clone(), password.clone());
@@ -161,13 +188,54 @@ pub async fn connect(opts: &ConnectOptions) -> Result<async_nats::Client, LogErr
     if let Some(t) = opts.request_timeout {
         o = o.request_timeout(Some(t));
     }
+    // Reconnect quickly: attempts go round the server list, so a dead server costs one
+    // refused dial, and a node should be back within a fraction of a second of a server's
+    // return (the default backs off to 4 s).
+    o = o.reconnect_delay_callback(|attempts| {
+        Duration::from_millis((25u64 << attempts.min(4)).min(250))
+    });
+    // A server that stopped answering (paused, partitioned) is noticed by pings within ~15 s
+    // rather than the default two minutes; JetStream trouble moves the node sooner
+    // (`Log::switch_server`).
+    o = o.ping_interval(Duration::from_secs(5));
     let addrs = opts
         .urls
         .iter()
         .map(|u| u.parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(e.to_string()))?;
-    o.connect(addrs).await.map_err(|e| fail(e.to_string()))
+        .map_err(|e| refused(format!("invalid server URL: {e}")))?;
+    o.connect(addrs).await.map_err(|e| {
+        use async_nats::ConnectErrorKind as K;
+        const TLS_HINT: &str =
+            "check --nats-tls-ca (the servers' CA) and --nats-tls-cert/--nats-tls-key";
+        let hint = match e.kind() {
+            K::AuthorizationViolation | K::Authentication => {
+                "check --nats-user/--nats-password or --nats-creds"
+            }
+            K::Tls => TLS_HINT,
+            // A failed TLS handshake (an unknown CA, a refused client certificate) reaches us
+            // as an I/O error carrying the TLS library's message.
+            K::Io if is_tls_failure(&e) => TLS_HINT,
+            _ => return fail(e.to_string()),
+        };
+        refused(format!("{e} ({hint})"))
+    })
+}
+
+/// Whether an error (or one it wraps) is a TLS handshake or certificate failure.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string().to_ascii_lowercase();
+        if ["certificate", "handshake", "tls", "alert"]
+            .iter()
+            .any(|w| text.contains(w))
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// Stream, consumer and bucket names are built from user-given names: keep them to what
@@ -198,7 +266,11 @@ impl Log {
     /// `ready_timeout`) for JetStream to become available.
     pub async fn open(client: async_nats::Client, opts: &StreamOptions) -> Result<Log, LogError> {
         check_name("cluster name", &opts.cluster)?;
+        // Publish acks and API calls give up after 2 s (not 5): a stream without a leader
+        // does not answer at all, and the publisher retries (deduplicated by event id) as soon
+        // as one does.
         let js = jetstream::ContextBuilder::new()
+            .timeout(PUBLISH_TIMEOUT)
             .max_ack_inflight(65_536)
             .backpressure_on_inflight(true)
             .build(client.clone());
@@ -294,6 +366,15 @@ impl Log {
         &self.client
     }
 
+    /// Drops the current server connection and reconnects, to a server picked at random among
+    /// the least-failed: a node attached to a server that cannot reach the stream (a minority
+    /// partition, a server that lost its routes) moves to one that can.
+    pub async fn switch_server(&self) {
+        if let Err(e) = self.client.force_reconnect().await {
+            tracing::debug!(error = %e, "forced reconnect");
+        }
+    }
+
     /// Whether the connection to NATS is up right now.
     pub fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
@@ -320,24 +401,129 @@ impl Log {
         &self.js
     }
 
-    /// The stream's state: last sequence and configured replicas.
+    /// The stream's state: sequences, configured replicas and the servers holding them.
     pub async fn state(&self) -> Result<StreamState, LogError> {
         let fail = |e: &dyn std::fmt::Display| LogError::Stream {
             stream: self.stream_name.clone(),
             message: e.to_string(),
         };
-        let mut s = self
+        // `get_stream` answers with the stream's info: one request, not two.
+        let s = self
             .js
             .get_stream(&self.stream_name)
             .await
             .map_err(|e| fail(&e))?;
-        let info = s.info().await.map_err(|e| fail(&e))?;
+        let info = s.cached_info();
+        let (leader, mut servers) = match &info.cluster {
+            Some(c) => (
+                c.leader.clone(),
+                c.replicas
+                    .iter()
+                    .map(|p| StreamPeer {
+                        name: p.name.clone(),
+                        current: p.current && !p.offline,
+                    })
+                    .collect(),
+            ),
+            None => (None, Vec::new()),
+        };
+        if let Some(l) = &leader {
+            servers.insert(
+                0,
+                StreamPeer {
+                    name: l.clone(),
+                    current: true,
+                },
+            );
+        }
         Ok(StreamState {
             first_seq: info.state.first_sequence,
             last_seq: info.state.last_sequence,
             messages: info.state.messages,
+            bytes: info.state.bytes,
             replicas: info.config.num_replicas,
+            leader,
+            servers,
         })
+    }
+
+    /// Every node's durable consumer (`node_<id>`) on the stream, with the last sequence the
+    /// node acknowledged: nodes ack after their fold commits, so this is how far each one has
+    /// applied the log, as the servers see it (a stopped node keeps its last position).
+    pub async fn node_positions(&self) -> Result<Vec<NodePosition>, LogError> {
+        use futures::TryStreamExt;
+        let fail = |e: &dyn std::fmt::Display| LogError::Stream {
+            stream: self.stream_name.clone(),
+            message: e.to_string(),
+        };
+        let stream = self
+            .js
+            .get_stream(&self.stream_name)
+            .await
+            .map_err(|e| fail(&e))?;
+        let mut consumers = stream.consumers();
+        let mut out = Vec::new();
+        while let Some(info) = consumers.try_next().await.map_err(|e| fail(&e))? {
+            if let Some(node) = info.name.strip_prefix("node_") {
+                out.push(NodePosition {
+                    node_id: node.to_string(),
+                    acked_seq: info.ack_floor.stream_sequence,
+                    pending: info.num_pending,
+                    waiting: info.num_waiting,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        Ok(out)
+    }
+
+    /// Raises the replicas of the stream and of the plugin bucket towards three as the NATS
+    /// cluster grows (never lowers them): tries 3, then fewer, and keeps the first the servers
+    /// accept. A node sees only the servers that existed when it connected, so nodes that
+    /// start together would otherwise settle on 1 or 2 copies. Returns the stream's replicas.
+    pub async fn grow_replicas(&self) -> Result<usize, LogError> {
+        if self.client.server_info().cluster.is_none() {
+            // A standalone server cannot hold more than one copy.
+            return Ok(1);
+        }
+        let mut result = 1;
+        for name in [self.stream_name.clone(), self.objects_stream()] {
+            let fail = |e: &dyn std::fmt::Display| LogError::Stream {
+                stream: name.clone(),
+                message: e.to_string(),
+            };
+            let stream = match self.js.get_stream(&name).await {
+                Ok(s) => s,
+                // The plugin bucket may not exist yet.
+                Err(_) if name != self.stream_name => continue,
+                Err(e) => return Err(fail(&e)),
+            };
+            let config = stream.cached_info().config.clone();
+            let mut have = config.num_replicas;
+            for want in (have + 1..=3).rev() {
+                let mut grown = config.clone();
+                grown.num_replicas = want;
+                match self.js.update_stream(grown).await {
+                    Ok(_) => {
+                        tracing::info!(stream = %name, from = have, to = want, "stream replicas raised");
+                        have = want;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(stream = %name, want, error = %e, "replicas not raised")
+                    }
+                }
+            }
+            if name == self.stream_name {
+                result = have;
+            }
+        }
+        Ok(result)
+    }
+
+    /// The stream behind the plugin Object Store bucket.
+    fn objects_stream(&self) -> String {
+        format!("OBJ_SYNCBASE_{}_PLUGINS", self.cluster)
     }
 
     /// Publishes one event and waits for JetStream's ack.
@@ -430,13 +616,38 @@ impl Log {
     }
 }
 
+/// One node's place in the log, from its durable consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePosition {
+    pub node_id: String,
+    /// Last stream sequence the node acknowledged (it acks after applying).
+    pub acked_seq: u64,
+    /// Stream messages not yet delivered to it.
+    pub pending: u64,
+    /// Pull requests it has waiting: more than zero while it is connected and idle.
+    pub waiting: usize,
+}
+
 /// A snapshot of the stream's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StreamState {
     pub first_seq: u64,
     pub last_seq: u64,
     pub messages: u64,
+    /// Stored size of the stream's messages.
+    pub bytes: u64,
     pub replicas: usize,
+    /// The server holding the stream's leader (clustered servers only).
+    pub leader: Option<String>,
+    /// The servers holding a copy, leader first, with whether each is current.
+    pub servers: Vec<StreamPeer>,
+}
+
+/// One server holding a copy of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPeer {
+    pub name: String,
+    pub current: bool,
 }
 
 async fn await_ack(

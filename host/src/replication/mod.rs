@@ -72,8 +72,8 @@ pub use consumer::{ConsumerOptions, Delivery, EventConsumer};
 pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind};
 pub use hlc::{Clock, Hlc};
 pub use log::{
-    ConnectOptions, Log, LogError, Outgoing, PipelineError, Published, StreamOptions, StreamState,
-    connect,
+    ConnectOptions, Log, LogError, NodePosition, Outgoing, PipelineError, Published, StreamOptions,
+    StreamPeer, StreamState, connect,
 };
 pub use objects::{PluginObjects, sha256_hex};
 pub use presence::{NodeState, Presence};

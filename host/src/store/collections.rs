@@ -19,6 +19,15 @@ fn invalid(message: &str, data: Value) -> StoreError {
     }
 }
 
+/// A schema change SQLite refused after validation passed: a 400 naming SQLite's reason, as
+/// PocketBase answers (validation errors from the DDL, such as a bad index, pass through).
+fn raw_db_error(action: &str, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Sql(e) => invalid(&format!("{action} Raw error: {e}."), json!({})),
+        other => other,
+    }
+}
+
 fn err(code: &str, message: &str) -> Value {
     json!({"code": code, "message": message})
 }
@@ -50,7 +59,15 @@ pub fn from_input(
         if k == "id" && base.is_some() {
             continue;
         }
-        merged.insert(k.clone(), v.clone());
+        match merged.get_mut(k) {
+            // Option objects (`oauth2`, `otp`, a template…) merge key by key, as PocketBase
+            // decodes a body into the stored collection: `{"otp": {"enabled": true}}` keeps
+            // the OTP duration and template, `{"oauth2": {...}}` the mapped fields.
+            Some(current @ Value::Object(_)) if v.is_object() => merge_objects(current, v),
+            _ => {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
     }
     let kind = merged
         .get("type")
@@ -85,12 +102,23 @@ pub fn from_input(
                 }
             }
         }
-        // The token secret is never accepted from clients on update; keep the stored one.
-        if let (Some(b), Some(Value::Object(tok))) = (
-            base.and_then(|b| b.auth.as_ref()),
-            merged.get_mut("authToken"),
-        ) {
-            tok.insert("secret".into(), json!(b.auth_token.secret));
+        // Clients never see the stored secrets, so they never send them back: keep them.
+        if let Some(b) = base.and_then(|b| b.auth.as_ref()) {
+            let kinds = [
+                ("authToken", TokenKind::Auth),
+                ("passwordResetToken", TokenKind::PasswordReset),
+                ("emailChangeToken", TokenKind::EmailChange),
+                ("verificationToken", TokenKind::Verification),
+                ("fileToken", TokenKind::File),
+            ];
+            for (key, kind) in kinds {
+                if let Some(Value::Object(tok)) = merged.get_mut(key) {
+                    let sent = tok.get("secret").and_then(Value::as_str).unwrap_or("");
+                    if sent.is_empty() || kind == TokenKind::Auth {
+                        tok.insert("secret".into(), json!(b.secret(kind)));
+                    }
+                }
+            }
         }
     }
     // Null field options mean "unset": drop them so every type's defaults apply (a field whose
@@ -109,15 +137,104 @@ pub fn from_input(
     if c.kind != CollectionType::Auth {
         c.auth = None;
     }
+    if let (Some(opts), Some(old)) = (c.auth.as_mut(), base.and_then(|b| b.auth.as_ref())) {
+        opts.keep_secrets_of(old);
+    }
     Ok(c)
 }
 
-/// Fills ids, system fields and timestamps, then validates `c` against `schema`.
+/// Deep-merges object `patch` into object `base` (anything but an object replaces).
+fn merge_objects(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                match b.get_mut(k) {
+                    Some(existing @ Value::Object(_)) if v.is_object() => {
+                        merge_objects(existing, v)
+                    }
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
+}
+
+/// Most columns SQLite allows in a table (its default `SQLITE_MAX_COLUMN`): one per field.
+const MAX_FIELDS: usize = 2000;
+
+/// Field names that would clash with the record JSON or the filter language.
+const RESERVED_FIELD_NAMES: [&str; 7] = [
+    "null",
+    "true",
+    "false",
+    "_rowid_",
+    "collectionId",
+    "collectionName",
+    "expand",
+];
+
+/// Names no collection may take although no collection has them: SQLite reserves `sqlite_*`,
+/// and `_sync_*` is replication's (tables may appear there on any node, in any version).
+fn reserved_table_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("sqlite_") || lower.starts_with("_sync_")
+}
+
+/// The id a new collection gets: PocketBase's `pbc_<crc32(type + name)>`, with `2`, `3`, ...
+/// appended while that id is taken.
+fn new_collection_id(schema: &Schema, c: &Collection) -> String {
+    let base = collection_id(c.kind, &c.name);
+    let taken = |id: &str| schema.get(id).is_some_and(|other| other.id == id);
+    let mut id = base.clone();
+    for n in 2..1000 {
+        if !taken(&id) {
+            break;
+        }
+        id = format!("{base}{n}");
+    }
+    id
+}
+
+/// A field name's first problem, with PocketBase's code.
+fn field_name_error(name: &str) -> Option<Value> {
+    if name.is_empty() {
+        return Some(err("validation_required", "Cannot be blank."));
+    }
+    if name.len() > 100 {
+        return Some(err(
+            "validation_length_out_of_range",
+            "The length must be between 1 and 100.",
+        ));
+    }
+    if !is_valid_name(name, 100) {
+        return Some(err(
+            "validation_match_invalid",
+            "Must be in a valid format.",
+        ));
+    }
+    if RESERVED_FIELD_NAMES.contains(&name) {
+        return Some(err("validation_not_in_invalid", "Must not be in list."));
+    }
+    if name.to_ascii_lowercase().contains("_via_") {
+        return Some(err(
+            "validation_found_via",
+            "The value cannot contain \"_via_\".",
+        ));
+    }
+    None
+}
+
+/// Fills ids, system fields and timestamps, then validates `c` against `schema`. `has_table`
+/// tells whether a table or view of that name exists in the database (internal tables too).
 fn normalize_and_validate(
     schema: &Schema,
     old: Option<&Collection>,
     c: &mut Collection,
     now: &str,
+    has_table: &dyn Fn(&str) -> bool,
 ) -> Result<(), StoreError> {
     let action = if old.is_some() {
         "Failed to update collection."
@@ -125,16 +242,33 @@ fn normalize_and_validate(
         "Failed to create collection."
     };
     let mut errors = Map::new();
-    if c.id.is_empty() {
-        c.id = new_collection_id();
-    }
     c.name = c.name.trim().to_string();
+    if c.id.is_empty() {
+        c.id = new_collection_id(schema, c);
+    }
+    let renamed = old.is_none_or(|o| o.name != c.name);
     if c.name.is_empty() {
         errors.insert(
             "name".into(),
             err("validation_required", "Cannot be blank."),
         );
-    } else if !is_valid_name(&c.name) {
+    } else if c.name.len() > 255 {
+        errors.insert(
+            "name".into(),
+            err(
+                "validation_length_out_of_range",
+                "The length must be between 1 and 255.",
+            ),
+        );
+    } else if c.name.to_ascii_lowercase().contains("_via_") {
+        errors.insert(
+            "name".into(),
+            err(
+                "validation_found_via",
+                "The value cannot contain \"_via_\".",
+            ),
+        );
+    } else if !is_valid_name(&c.name, 255) {
         errors.insert(
             "name".into(),
             err("validation_match_invalid", "Must be in a valid format."),
@@ -142,11 +276,24 @@ fn normalize_and_validate(
     } else if let Some(other) = schema.get(&c.name)
         && other.id != c.id
     {
+        let (code, message) = if other.id == c.name {
+            (
+                "validation_collection_name_id_duplicate",
+                "The name must not match an existing collection id.",
+            )
+        } else {
+            (
+                "validation_collection_name_exists",
+                "Collection name must be unique (case insensitive).",
+            )
+        };
+        errors.insert("name".into(), err(code, message));
+    } else if renamed && (reserved_table_name(&c.name) || has_table(&c.name)) {
         errors.insert(
             "name".into(),
             err(
-                "validation_collection_name_exists",
-                "Collection name must be unique (case insensitive).",
+                "validation_collection_name_invalid",
+                "The name shouldn't match with an existing internal table.",
             ),
         );
     }
@@ -177,32 +324,91 @@ fn normalize_and_validate(
     }
     c.updated = now.to_string();
     complete_fields(c, old);
-    let mut field_errors = Map::new();
+    if let Some(field_errors) = validate_fields(schema, old, c) {
+        errors.insert("fields".into(), field_errors);
+    }
+    let mut index_errors = Map::new();
+    for (i, sql) in c.indexes.iter().enumerate() {
+        let ok = ddl::parse_index(sql)
+            .is_some_and(|info| info.columns.iter().all(|col| c.field(col).is_some()));
+        if !ok {
+            index_errors.insert(
+                i.to_string(),
+                err(
+                    "validation_invalid_index_expression",
+                    "Invalid CREATE INDEX expression.",
+                ),
+            );
+        }
+    }
+    if !index_errors.is_empty() {
+        errors.insert("indexes".into(), Value::Object(index_errors));
+    }
+    if let Some(opts) = &c.auth {
+        errors.extend(opts.validate(crate::oauth2::known));
+    }
+    if errors.is_empty() {
+        validate_rules(schema, c, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(action, Value::Object(errors)))
+    }
+}
+
+/// The `fields` errors, PocketBase's way: a duplicated name is reported alone (the first one);
+/// otherwise more fields than SQLite allows columns, a changed type, or each field's own
+/// problems (name, options).
+fn validate_fields(schema: &Schema, old: Option<&Collection>, c: &Collection) -> Option<Value> {
+    let mut seen = HashSet::new();
+    for (i, f) in c.fields.iter().enumerate() {
+        if !seen.insert(f.name.to_lowercase()) {
+            return Some(
+                json!({i.to_string(): {"name": {"code": "validation_duplicated_field_name",
+                "message": format!("Duplicated or invalid field name {}.", f.name),
+                "params": {"fieldName": f.name}}}}),
+            );
+        }
+    }
+    if c.fields.len() > MAX_FIELDS {
+        return Some(err(
+            "validation_too_many_fields",
+            &format!("A collection can have at most {MAX_FIELDS} fields (SQLite's column limit)."),
+        ));
+    }
     let old_fields: HashMap<&str, &Field> = old
         .map(|o| o.fields.iter().map(|f| (f.id.as_str(), f)).collect())
         .unwrap_or_default();
-    let mut names = HashSet::new();
+    let mut field_errors = Map::new();
     for (i, f) in c.fields.iter().enumerate() {
-        let key = i.to_string();
-        if !is_valid_name(&f.name) || !names.insert(f.name.to_lowercase()) {
-            field_errors.insert(
-                key.clone(),
-                json!({"name": {"code": "validation_duplicated_field_name",
-                    "message": format!("Duplicated or invalid field name {}.", f.name),
-                    "params": {"fieldName": f.name}}}),
-            );
-            continue;
-        }
         if let Some(o) = old_fields.get(f.id.as_str())
             && o.kind.type_name() != f.kind.type_name()
         {
             field_errors.insert(
-                key,
+                i.to_string(),
                 err(
                     "validation_field_type_change",
                     "Field type cannot be changed.",
                 ),
             );
+        }
+    }
+    if !field_errors.is_empty() {
+        return Some(Value::Object(field_errors));
+    }
+    for (i, f) in c.fields.iter().enumerate() {
+        let key = i.to_string();
+        if c.is_auth() && matches!(f.name.as_str(), "passwordConfirm" | "oldPassword") {
+            field_errors.insert(
+                key,
+                json!({"name": {"code": "validation_reserved_field_name",
+                    "message": "The field name is reserved and cannot be used."}}),
+            );
+            continue;
+        }
+        if let Some(e) = field_name_error(&f.name) {
+            field_errors.insert(key, json!({ "name": e }));
             continue;
         }
         match &f.kind {
@@ -223,7 +429,9 @@ fn normalize_and_validate(
             FieldKind::Select(s) if s.values.is_empty() => {
                 field_errors.insert(key, json!({"values": {"code": "validation_required", "message": "Cannot be blank."}}));
             }
-            FieldKind::Password(_) if !c.is_auth() => {
+            // System collections keep theirs (`_otps` is a base collection with a password),
+            // so an exported schema imports back unchanged.
+            FieldKind::Password(_) if !c.is_auth() && !c.system => {
                 field_errors.insert(
                     key,
                     err(
@@ -235,34 +443,7 @@ fn normalize_and_validate(
             _ => {}
         }
     }
-    if !field_errors.is_empty() {
-        errors.insert("fields".into(), Value::Object(field_errors));
-    }
-    let mut index_errors = Map::new();
-    for (i, sql) in c.indexes.iter().enumerate() {
-        let ok = ddl::parse_index(sql)
-            .is_some_and(|info| info.columns.iter().all(|col| c.field(col).is_some()));
-        if !ok {
-            index_errors.insert(
-                i.to_string(),
-                err(
-                    "validation_invalid_index_expression",
-                    "Invalid CREATE INDEX expression.",
-                ),
-            );
-        }
-    }
-    if !index_errors.is_empty() {
-        errors.insert("indexes".into(), Value::Object(index_errors));
-    }
-    if errors.is_empty() {
-        validate_rules(schema, c, &mut errors);
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(invalid(action, Value::Object(errors)))
-    }
+    (!field_errors.is_empty()).then_some(Value::Object(field_errors))
 }
 
 /// Gives every field an id, keeps the `id` field first and an auth collection's system fields.
@@ -293,19 +474,21 @@ fn complete_fields(c: &mut Collection, old: Option<&Collection>) {
                 .map(|o| o.id.clone())
                 .unwrap_or_else(|| f.default_id());
         }
+        // A clash gets PocketBase's suffixes: `text123`, `text1232`, `text1233`, ...
+        let base = f.id.clone();
+        let mut n = 2;
         while !used.insert(f.id.clone()) {
-            f.id = format!(
-                "{}{}",
-                f.kind.type_name(),
-                crc32(random_string(8, ALNUM).as_bytes())
-            );
+            f.id = format!("{base}{n}");
+            n += 1;
         }
     }
     let mut required = vec![Field::primary_id()];
     if c.is_auth() {
         required = system::auth_system_fields();
     }
-    for (pos, sys) in required.into_iter().enumerate() {
+    // Missing system fields are added as PocketBase adds them: `id` first, an auth
+    // collection's others after the submitted fields.
+    for sys in required {
         match c.fields.iter().position(|f| f.name == sys.name) {
             Some(i) => {
                 let f = &mut c.fields[i];
@@ -322,7 +505,8 @@ fn complete_fields(c: &mut Collection, old: Option<&Collection>) {
                     f.id = sys.id.clone();
                 }
             }
-            None => c.fields.insert(pos.min(c.fields.len()), sys),
+            None if sys.name == "id" => c.fields.insert(0, sys),
+            None => c.fields.push(sys),
         }
     }
     if c.is_auth() {
@@ -349,7 +533,12 @@ fn validate_rules(schema: &Schema, c: &Collection, errors: &mut Map<String, Valu
         ("updateRule", &c.update_rule),
         ("deleteRule", &c.delete_rule),
     ];
-    for (key, rule) in rules {
+    let mfa_rule = c
+        .auth
+        .as_ref()
+        .map(|a| a.mfa.rule.clone())
+        .filter(|r| !r.trim().is_empty());
+    for (key, rule) in rules.into_iter().chain([("mfa", &mfa_rule)]) {
         let Some(rule) = rule else { continue };
         let q = filter::Query {
             lookup: &lookup,
@@ -360,13 +549,13 @@ fn validate_rules(schema: &Schema, c: &Collection, errors: &mut Map<String, Valu
             now: chrono::Utc::now(),
         };
         if let Err(e) = filter::filter_sql(rule, &q) {
-            errors.insert(
-                key.into(),
-                err(
-                    "validation_invalid_rule",
-                    &format!("Invalid rule. Raw error: {e}."),
-                ),
+            let e = err(
+                "validation_invalid_rule",
+                &format!("Invalid rule. Raw error: {e}."),
             );
+            // The MFA rule lives inside the `mfa` options.
+            let e = if key == "mfa" { json!({"rule": e}) } else { e };
+            errors.insert(key.into(), e);
         }
     }
 }
@@ -375,8 +564,9 @@ fn validate_rules(schema: &Schema, c: &Collection, errors: &mut Map<String, Valu
 pub fn create(ctx: &mut WriteCtx, input: &Value) -> Result<Arc<Collection>, StoreError> {
     let mut c = from_input(input, None, "create")?;
     let now = crate::records::validate::now_string();
-    normalize_and_validate(&ctx.schema, None, &mut c, &now)?;
-    ddl::create_table(ctx.conn, &c)?;
+    let has_table = |name: &str| ddl::table_exists(ctx.conn, name);
+    normalize_and_validate(&ctx.schema, None, &mut c, &now, &has_table)?;
+    ddl::create_table(ctx.conn, &c).map_err(|e| raw_db_error("Failed to create collection.", e))?;
     system::save_collection(ctx.conn, &c)?;
     Ok(install(ctx, c))
 }
@@ -394,10 +584,30 @@ pub fn update(
         .ok_or(StoreError::NotFound)?;
     let mut c = from_input(input, Some(&old), "update")?;
     let now = crate::records::validate::now_string();
-    normalize_and_validate(&ctx.schema, Some(&old), &mut c, &now)?;
-    ddl::alter_table(ctx.conn, &old, &c)?;
+    let has_table = |name: &str| ddl::table_exists(ctx.conn, name);
+    normalize_and_validate(&ctx.schema, Some(&old), &mut c, &now, &has_table)?;
+    ddl::alter_table(ctx.conn, &old, &c)
+        .map_err(|e| raw_db_error("Failed to update collection.", e))?;
     system::save_collection(ctx.conn, &c)?;
     Ok(install(ctx, c))
+}
+
+/// Validates a draft collection against `schema` without writing anything: as an update of
+/// the collection its `id` names, else as a create. The dashboard's live check of rules,
+/// fields and indexes while a collection is edited; pure (no DDL, no connection), so it is
+/// cheap enough to run on every pause in typing.
+pub fn check(schema: &Schema, input: &Value) -> Result<Collection, StoreError> {
+    let old = input
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| schema.get(id).filter(|c| c.id == id))
+        .cloned();
+    let action = if old.is_some() { "update" } else { "create" };
+    let mut c = from_input(input, old.as_deref(), action)?;
+    let now = crate::records::validate::now_string();
+    // Without a connection, a clash with a non-collection table is left to the real save.
+    normalize_and_validate(schema, old.as_deref(), &mut c, &now, &|_| false)?;
+    Ok(c)
 }
 
 /// Deletes a collection and its table; refused for system collections and collections that

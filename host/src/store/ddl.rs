@@ -68,6 +68,15 @@ fn column_sql(f: &Field) -> String {
     format!("{} {}", quote_ident(&f.name), f.column_def())
 }
 
+/// True when a table or view of this name (any case) exists, internal ones included.
+pub fn table_exists(conn: &Connection, name: &str) -> bool {
+    conn.prepare_cached(
+        "SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND lower(name) = lower(?1)",
+    )
+    .and_then(|mut st| st.exists([name]))
+    .unwrap_or(false)
+}
+
 pub fn create_table(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
     let cols: Vec<String> = c.fields.iter().map(column_sql).collect();
     conn.execute_batch(&format!("CREATE TABLE {} ({})", c.table(), cols.join(", ")))?;

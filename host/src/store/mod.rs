@@ -6,10 +6,14 @@
 //! together share one SQLite transaction (group commit). Readers run on blocking threads and see
 //! only committed data.
 
+mod auth_options;
+pub mod auth_rows;
 pub mod collections;
 mod ddl;
 mod error;
 pub mod expand;
+pub mod installer;
+pub mod mails;
 pub mod merged;
 mod readers;
 pub mod records;
@@ -30,7 +34,7 @@ pub use error::StoreError;
 pub use readers::ReadConn;
 pub use records::Record;
 pub use schema::{Collection, Field, FieldKind};
-pub use system::Schema;
+pub use system::{BOOTSTRAP_USERS_ID, EXTERNAL_AUTHS, MFAS, OTPS, Schema};
 pub use writer::WriteCtx;
 
 /// What happened to a record, as published on the change feed after commit.
@@ -160,6 +164,7 @@ impl Store {
         let conn = system::open_connection(&path, false)?;
         let schema = system::bootstrap(&conn)?;
         sync::create_tables(&conn)?;
+        mails::create_table(&conn)?;
         if let Some(hooks) = &sync {
             hooks.clock.resume(sync::max_hlc(&conn)?);
         }
@@ -263,6 +268,22 @@ impl Store {
     /// Path of the SQLite database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Caps the database at its current size plus `slack` pages (`None` lifts the cap): the
+    /// chaos harness's full disk (`crate::testhooks`). Writes that need more room fail with
+    /// SQLite's "database or disk is full".
+    pub async fn cap_pages(&self, slack: Option<u64>) -> Result<(), StoreError> {
+        self.write(move |ctx| {
+            ctx.capture = false;
+            let pages: u64 = ctx.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            // SQLite's own ceiling when no cap is wanted.
+            let cap = slack.map_or(4_294_967_294, |s| pages + s);
+            ctx.conn
+                .query_row(&format!("PRAGMA max_page_count = {cap}"), [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Stops the writer after the queued jobs and checkpoints the WAL into the main file.

@@ -25,6 +25,8 @@ pub struct ListQuery {
     pub where_sql: String,
     pub params: Vec<SqlParam>,
     pub order_sql: String,
+    /// Parameters of `order_sql` (bound after `params`).
+    pub order_params: Vec<SqlParam>,
     pub limit: i64,
     pub offset: i64,
     pub count: bool,
@@ -122,8 +124,12 @@ pub fn list(
         q.offset
     );
     let params: Vec<SqlValue> = q.params.iter().map(param).collect();
+    let all_params = params
+        .iter()
+        .cloned()
+        .chain(q.order_params.iter().map(param));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(params.iter()), |r| row_to_record(r, c))?;
+    let rows = stmt.query_map(params_from_iter(all_params), |r| row_to_record(r, c))?;
     let mut items = Vec::new();
     for r in rows {
         items.push(r?);
@@ -313,10 +319,14 @@ fn unique_error(e: rusqlite::Error, c: &Collection) -> StoreError {
     StoreError::Validation(errs)
 }
 
-/// Checks that every related id exists in its target collection.
-fn check_relations(ctx: &WriteCtx, prepared: &Prepared) -> Result<(), StoreError> {
+/// The relation fields whose ids do not all exist in their target collection, with
+/// PocketBase's error.
+fn missing_relations(
+    ctx: &WriteCtx,
+    relations: &validate::Relations,
+) -> Result<FieldErrors, StoreError> {
     let mut errs = FieldErrors::new();
-    for (field, target, ids) in &prepared.relations {
+    for (field, target, ids) in relations {
         if ids.is_empty() {
             continue;
         }
@@ -329,11 +339,27 @@ fn check_relations(ctx: &WriteCtx, prepared: &Prepared) -> Result<(), StoreError
             errs.insert(field.clone(), missing_rel());
         }
     }
+    Ok(errs)
+}
+
+/// Checks that every related id exists in its target collection.
+fn check_relations(ctx: &WriteCtx, prepared: &Prepared) -> Result<(), StoreError> {
+    let errs = missing_relations(ctx, &prepared.relations)?;
     if errs.is_empty() {
         Ok(())
     } else {
         Err(StoreError::Validation(errs))
     }
+}
+
+/// A refused record's errors, with its missing relations beside them.
+fn rejected(ctx: &WriteCtx, r: validate::Rejected) -> StoreError {
+    let mut errors = r.errors;
+    match missing_relations(ctx, &r.relations) {
+        Ok(missing) => errors.extend(missing),
+        Err(e) => return e,
+    }
+    StoreError::Validation(errors)
 }
 
 fn missing_rel() -> FieldError {
@@ -363,19 +389,25 @@ pub fn create(
     let c = collection(ctx, coll)?;
     let now = validate::now_string();
     let prepared =
-        validate::prepare_create_as(&c, input, &now, access).map_err(StoreError::Validation)?;
+        validate::prepare_create_checked(&c, input, &now, access).map_err(|r| rejected(ctx, r))?;
     check_relations(ctx, &prepared)?;
     let mut rec = prepared.record;
     if let (Some(_), Some(hash)) = (&prepared.password, password_hash) {
         rec.insert("password".into(), Value::String(hash));
     }
     insert_row(ctx.conn, &c, &rec)?;
+    let first_superuser = c.name == "_superusers"
+        && rec.get("email").and_then(Value::as_str) != Some(super::installer::INSTALLER_EMAIL);
     ctx.changes.push(Change {
         op: Op::Create,
         collection: c,
         record: rec.clone(),
         before: None,
     });
+    if first_superuser {
+        // A real superuser retires the first-run placeholder and with it the install link.
+        super::installer::remove(ctx)?;
+    }
     Ok(rec)
 }
 
@@ -393,13 +425,25 @@ pub fn update(
     let c = collection(ctx, coll)?;
     let current = get(ctx.conn, &c, id)?.ok_or(StoreError::NotFound)?;
     let now = validate::now_string();
-    let prepared = validate::prepare_update_as(&c, &current, input, &now, access)
-        .map_err(StoreError::Validation)?;
+    let prepared = validate::prepare_update_checked(&c, &current, input, &now, access)
+        .map_err(|r| rejected(ctx, r))?;
     check_relations(ctx, &prepared)?;
     let mut rec = prepared.record;
     // A new password also gets a new tokenKey from validation, revoking older tokens.
     if let (Some(_), Some(hash)) = (&prepared.password, password_hash) {
         rec.insert("password".into(), Value::String(hash));
+    }
+    let verified = |r: &Record| r.get("verified") == Some(&Value::Bool(true));
+    if c.is_auth() && !verified(&current) && verified(&rec) {
+        // As PocketBase: proving the address ends every OAuth2 link made before (someone may
+        // have pre-created the account and linked their own provider), and with any link
+        // gone, the sessions that came with it.
+        if super::auth_rows::delete_for(ctx, super::system::EXTERNAL_AUTHS, &c.id, id)? > 0 {
+            rec.insert(
+                "tokenKey".into(),
+                Value::String(super::schema::random_string(50, super::schema::ALNUM)),
+            );
+        }
     }
     update_row(ctx.conn, &c, id, &rec)?;
     ctx.changes.push(Change {
@@ -506,7 +550,7 @@ pub fn delete(ctx: &mut WriteCtx, coll: &str, id: &str) -> Result<Record, StoreE
     delete_inner(ctx, &c, id, 0)
 }
 
-fn delete_inner(
+pub(super) fn delete_inner(
     ctx: &mut WriteCtx,
     c: &Arc<Collection>,
     id: &str,
@@ -526,6 +570,16 @@ fn delete_inner(
         record: rec.clone(),
         before: Some(rec.clone()),
     });
+    if c.is_auth() {
+        // An auth record takes its OAuth2 links, OTPs and MFA sessions with it.
+        for sys in [
+            super::system::EXTERNAL_AUTHS,
+            super::system::OTPS,
+            super::system::MFAS,
+        ] {
+            super::auth_rows::delete_for(ctx, sys, &c.id, id)?;
+        }
+    }
     for (rc, fields) in ctx.schema.referencing(&c.id) {
         for f in fields {
             let FieldKind::Relation(opts) = &f.kind else {

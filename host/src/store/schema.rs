@@ -7,6 +7,8 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+pub use super::auth_options::*;
+
 /// Kind of collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -80,50 +82,6 @@ impl SqlMemo {
     }
 }
 
-/// Options carried by auth collections only.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthOptions {
-    pub auth_token: TokenConfig,
-    pub password_auth: PasswordAuth,
-    #[serde(default)]
-    pub auth_rule: Option<String>,
-    #[serde(default)]
-    pub manage_rule: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TokenConfig {
-    /// Collection-wide signing secret, combined with each record's tokenKey.
-    pub secret: String,
-    /// Token lifetime in seconds.
-    pub duration: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PasswordAuth {
-    pub enabled: bool,
-    pub identity_fields: Vec<String>,
-}
-
-impl Default for AuthOptions {
-    fn default() -> Self {
-        AuthOptions {
-            auth_token: TokenConfig {
-                secret: random_string(50, ALNUM),
-                duration: 604_800,
-            },
-            password_auth: PasswordAuth {
-                enabled: true,
-                identity_fields: vec!["email".into()],
-            },
-            auth_rule: Some(String::new()),
-            manage_rule: None,
-        }
-    }
-}
-
 /// One field of a collection: the options common to all types plus the type's own.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Field {
@@ -161,6 +119,9 @@ pub enum FieldKind {
     Json(JsonOptions),
     Relation(RelationOptions),
     Password(PasswordOptions),
+    /// GPS coordinates, stored as the JSON object `{"lon": x, "lat": y}`.
+    #[serde(rename = "geoPoint")]
+    GeoPoint(Empty),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -260,6 +221,7 @@ impl FieldKind {
             FieldKind::Json(_) => "json",
             FieldKind::Relation(_) => "relation",
             FieldKind::Password(_) => "password",
+            FieldKind::GeoPoint(_) => "geoPoint",
         }
     }
 }
@@ -283,6 +245,7 @@ impl Field {
             FieldKind::Number(_) => "NUMERIC DEFAULT 0 NOT NULL",
             FieldKind::Bool(_) => "BOOLEAN DEFAULT FALSE NOT NULL",
             FieldKind::Json(_) => "JSON DEFAULT NULL",
+            FieldKind::GeoPoint(_) => r#"JSON DEFAULT '{"lon":0,"lat":0}' NOT NULL"#,
             FieldKind::Text(o) if o.primary_key => "TEXT PRIMARY KEY DEFAULT '' NOT NULL",
             _ => "TEXT DEFAULT '' NOT NULL",
         }
@@ -377,12 +340,16 @@ pub fn new_record_id() -> String {
     random_string(15, LOWER_ALNUM)
 }
 
-/// A new collection id in PocketBase's `pbc_<digits>` form.
-pub fn new_collection_id() -> String {
-    format!(
-        "pbc_{}",
-        rand::rng().random_range(1_000_000_000u64..9_999_999_999)
-    )
+/// A new collection's id as PocketBase derives it: `pbc_` and the CRC-32 of its type and name
+/// (`"base"` + `"posts"`). Derived, not random, so a collection created the same way has the
+/// same id everywhere; when the id is taken, `2`, `3`, ... is appended (see
+/// `store::collections`).
+pub fn collection_id(kind: CollectionType, name: &str) -> String {
+    let kind = match kind {
+        CollectionType::Base => "base",
+        CollectionType::Auth => "auth",
+    };
+    format!("pbc_{}", crc32(format!("{kind}{name}").as_bytes()))
 }
 
 /// True for a valid record id: 15 characters of `[a-z0-9]`.
@@ -393,12 +360,12 @@ pub fn is_valid_record_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// True for a valid collection or field name.
-pub fn is_valid_name(name: &str) -> bool {
+/// True for a valid collection or field name: word characters only (`^\w+$`, a leading
+/// digit included, as in PocketBase) and at most `max` bytes.
+pub fn is_valid_name(name: &str, max: usize) -> bool {
     !name.is_empty()
-        && name.len() <= 100
+        && name.len() <= max
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !name.as_bytes()[0].is_ascii_digit()
 }
 
 /// CRC-32 (IEEE), as Go's `crc32.ChecksumIEEE`.
@@ -427,6 +394,17 @@ mod tests {
         let changed = memo.clone();
         assert_eq!(changed.by_id(|| "new shape".into()), "new shape");
         assert_eq!(changed.upsert(|| "new upsert".into()), "new upsert");
+    }
+
+    #[test]
+    fn collection_ids_match_pocketbase() {
+        // Ids PocketBase 0.40.6 gave these collections.
+        assert_eq!(collection_id(CollectionType::Base, "zz"), "pbc_37379816");
+        assert_eq!(collection_id(CollectionType::Auth, "aa1"), "pbc_2108647029");
+        assert_eq!(
+            collection_id(CollectionType::Base, "ex_c"),
+            "pbc_3117152012"
+        );
     }
 
     #[test]

@@ -145,7 +145,112 @@ pub fn bootstrap(conn: &Connection) -> Result<Schema, StoreError> {
         tx.commit()?;
         schema = load_schema(conn)?;
     }
+    let missing: Vec<Collection> = auth_system_collections(&crate::records::validate::now_string())
+        .into_iter()
+        .filter(|c| schema.get(&c.id).is_none())
+        .collect();
+    if !missing.is_empty() {
+        let tx = conn.unchecked_transaction()?;
+        for c in &missing {
+            ddl::create_table(&tx, c)?;
+            save_collection(&tx, c)?;
+        }
+        tx.commit()?;
+        schema = load_schema(conn)?;
+    }
     Ok(schema)
+}
+
+/// `_otps`: one-time passwords (PocketBase's fixed collection id).
+pub const OTPS: &str = "pbc_1638494021";
+/// `_mfas`: first factors awaiting a second.
+pub const MFAS: &str = "pbc_2279338944";
+/// `_externalAuths`: OAuth2 identities linked to auth records.
+pub const EXTERNAL_AUTHS: &str = "pbc_2281828961";
+
+/// The system collections of the auth flows, as PocketBase defines them (ids, fields, rules,
+/// indexes): `_otps` (one-time passwords, hashed), `_mfas` (first factors awaiting a second)
+/// and `_externalAuths` (OAuth2 links). Every node creates the same ones at bootstrap, so
+/// their records replicate like any other collection's (an OTP requested on one node can be
+/// used on another), while the definitions never need to travel through the log.
+pub fn auth_system_collections(now: &str) -> Vec<Collection> {
+    let owner = "@request.auth.id != '' && recordRef = @request.auth.id && collectionRef = @request.auth.collectionId";
+    let text = |name: &str, hidden: bool| {
+        let mut f = Field::new(name, FieldKind::Text(TextOptions::default()));
+        f.system = true;
+        f.hidden = hidden;
+        f.required = name != "sentTo";
+        f
+    };
+    let mut autodates = autodate_fields();
+    for f in &mut autodates {
+        f.system = true;
+    }
+    let collection =
+        |id: &str, name: &str, mut fields: Vec<Field>, delete: bool, indexes: Vec<String>| {
+            fields.insert(0, Field::primary_id());
+            fields.extend(autodates.clone());
+            Collection {
+                id: id.into(),
+                name: name.into(),
+                kind: CollectionType::Base,
+                system: true,
+                fields,
+                indexes,
+                list_rule: Some(owner.into()),
+                view_rule: Some(owner.into()),
+                create_rule: None,
+                update_rule: None,
+                delete_rule: delete.then(|| owner.into()),
+                auth: None,
+                created: now.into(),
+                updated: now.into(),
+                sql: Default::default(),
+            }
+        };
+    let mut otp_password = Field::new(
+        "password",
+        FieldKind::Password(PasswordOptions {
+            min: 0,
+            max: 0,
+            pattern: String::new(),
+            cost: 8,
+        }),
+    );
+    otp_password.system = true;
+    otp_password.hidden = true;
+    otp_password.required = true;
+    vec![
+        collection(
+            OTPS,
+            "_otps",
+            vec![text("collectionRef", false), text("recordRef", false), otp_password, text("sentTo", true)],
+            false,
+            vec!["CREATE INDEX `idx_otps_collectionRef_recordRef` ON `_otps` (collectionRef, recordRef)".into()],
+        ),
+        collection(
+            MFAS,
+            "_mfas",
+            vec![text("collectionRef", false), text("recordRef", false), text("method", false)],
+            false,
+            vec!["CREATE INDEX `idx_mfas_collectionRef_recordRef` ON `_mfas` (collectionRef,recordRef)".into()],
+        ),
+        collection(
+            EXTERNAL_AUTHS,
+            "_externalAuths",
+            vec![
+                text("collectionRef", false),
+                text("recordRef", false),
+                text("provider", false),
+                text("providerId", false),
+            ],
+            true,
+            vec![
+                "CREATE UNIQUE INDEX `idx_externalAuths_record_provider` ON `_externalAuths` (collectionRef, recordRef, provider)".into(),
+                "CREATE UNIQUE INDEX `idx_externalAuths_collection_provider` ON `_externalAuths` (collectionRef, provider, providerId)".into(),
+            ],
+        ),
+    ]
 }
 
 pub fn load_schema(conn: &Connection) -> Result<Schema, StoreError> {
@@ -276,8 +381,11 @@ fn default_superusers(now: &str) -> Collection {
     }
 }
 
+/// The id of the `users` collection every node bootstraps (PocketBase's).
+pub const BOOTSTRAP_USERS_ID: &str = "_pb_users_auth_";
+
 fn default_users(now: &str) -> Collection {
-    let id = "_pb_users_auth_".to_string();
+    let id = BOOTSTRAP_USERS_ID.to_string();
     let mut fields = auth_system_fields();
     fields.push(Field::new(
         "name",
@@ -300,7 +408,12 @@ fn default_users(now: &str) -> Collection {
         create_rule: Some(String::new()),
         update_rule: owner.clone(),
         delete_rule: owner,
-        auth: Some(AuthOptions::default()),
+        auth: Some({
+            // As PocketBase's `users`: an OAuth2 sign-up fills `name` from the provider.
+            let mut opts = AuthOptions::default();
+            opts.oauth2.mapped_fields.name = "name".into();
+            opts
+        }),
         created: now.into(),
         updated: now.into(),
         sql: Default::default(),

@@ -18,6 +18,10 @@ pub fn to_sql(field: &Field, v: &Value) -> SqlValue {
     match (&field.kind, v) {
         (FieldKind::Json(_), Value::Null) => SqlValue::Null,
         (FieldKind::Json(_), v) => SqlValue::Text(v.to_string()),
+        (FieldKind::GeoPoint(_), v) => {
+            let (lon, lat) = crate::records::geo_point(v);
+            SqlValue::Text(crate::records::geo_value(lon, lat).to_string())
+        }
         (_, Value::Null) => match &field.kind {
             FieldKind::Number(_) | FieldKind::Bool(_) => SqlValue::Integer(0),
             _ => SqlValue::Text(String::new()),
@@ -64,6 +68,16 @@ pub fn from_sql(field: &Field, v: ValueRef<'_>) -> Value {
             ValueRef::Text(t) | ValueRef::Blob(t) => serde_json::from_slice(t)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(t).into_owned())),
         },
+        FieldKind::GeoPoint(_) => {
+            let raw = match v {
+                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                    serde_json::from_slice(t).unwrap_or(Value::Null)
+                }
+                _ => Value::Null,
+            };
+            let (lon, lat) = crate::records::geo_point(&raw);
+            crate::records::geo_value(lon, lat)
+        }
         _ => match v {
             ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
             ValueRef::Integer(i) => Value::String(i.to_string()),

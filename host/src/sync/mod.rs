@@ -15,6 +15,7 @@
 //!                                                                  (?sync=applied waits here)
 //! ```
 
+mod health;
 mod plugins;
 mod policy;
 mod status;
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
+pub use health::{GRACE, LastError, Part};
 pub use plugins::{ClusterPlugins, NotReady};
 pub use policy::{PluginPolicy, binding_data};
 pub use status::{hashes, metrics_text, status_json};
@@ -37,7 +39,7 @@ use crate::nats::{EmbeddedNats, EmbeddedOptions};
 use crate::plugins::Plugins;
 use crate::replication::{
     ConnectOptions, ConsumerOptions, Delivery, EventConsumer, Log, LogError, Outgoing,
-    PluginObjects, StreamOptions,
+    PluginObjects, StreamOptions, StreamState,
 };
 use crate::store::Store;
 use crate::store::sync::{Delivered, SyncHooks};
@@ -98,7 +100,12 @@ struct Inner {
     /// Largest outbox sequence of this node's own events folded.
     applied_own: watch::Sender<u64>,
     connected: AtomicBool,
-    last_error: Mutex<Option<String>>,
+    /// This node has folded the cluster's `users` seed (cached once true).
+    users_seeded: AtomicBool,
+    health: health::Health,
+    /// The highest stream sequence this node knows exists (its publish acks): the consumer
+    /// follows it to notice a pull that stopped delivering.
+    tip: watch::Sender<u64>,
     peers: Mutex<BTreeSet<String>>,
     counters: Counters,
     started: Instant,
@@ -114,16 +121,41 @@ pub enum WaitError {
     Timeout { what: &'static str, secs: u64 },
     #[error("the write committed on this node but the cluster refused it: {0}")]
     Refused(String),
+    #[error(
+        "the write committed on this node but was not {what}: the replication log is unavailable ({reason}); it is published when NATS is reachable again"
+    )]
+    Unavailable { what: &'static str, reason: String },
     #[error("replication stopped")]
     Stopped,
 }
 
 impl Sync {
+    /// Connects once to the external cluster to find out whether it accepts this node's
+    /// credentials and TLS settings: `Err` only when the servers refused them (or a file named
+    /// by a flag is unreadable); unreachable servers are left to the background retries.
+    pub async fn check_access(conn: &ConnectOptions) -> Result<(), LogError> {
+        match tokio::time::timeout(Duration::from_secs(10), crate::replication::connect(conn)).await
+        {
+            Ok(Err(e @ LogError::Refused { .. })) => Err(e),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "NATS not reachable at start; the node serves and retries");
+                Ok(())
+            }
+            Ok(Ok(client)) => {
+                let _ = client.drain().await;
+                Ok(())
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
     /// The hooks the store needs before it opens (clock, outbox wake-up, policy).
     pub fn hooks(config: &SyncConfig, plugins: &Plugins) -> Arc<SyncHooks> {
         Arc::new(SyncHooks {
             node_id: config.node_id.clone(),
-            clock: Arc::new(crate::replication::Clock::new()),
+            clock: Arc::new(crate::replication::Clock::with_wall(
+                crate::testhooks::wall_clock(),
+            )),
             outbox: Arc::new(Notify::new()),
             policy: Arc::new(PluginPolicy::new(plugins.clone())),
             fresh: Default::default(),
@@ -163,6 +195,7 @@ impl Sync {
         let (objects, _) = watch::channel(None);
         let (published, _) = watch::channel(0);
         let (applied_own, _) = watch::channel(0);
+        let (tip, _) = watch::channel(0);
         let sync = Sync {
             inner: Arc::new(Inner {
                 config,
@@ -175,7 +208,9 @@ impl Sync {
                 published,
                 applied_own,
                 connected: AtomicBool::new(false),
-                last_error: Mutex::new(None),
+                users_seeded: AtomicBool::new(false),
+                health: Default::default(),
+                tip,
                 peers: Mutex::new(BTreeSet::new()),
                 counters: Counters::default(),
                 started: Instant::now(),
@@ -210,8 +245,8 @@ impl Sync {
         &self.inner.counters
     }
 
-    fn set_error(&self, e: impl ToString) {
-        *self.inner.last_error.lock() = Some(e.to_string());
+    fn set_error(&self, part: Part, e: impl ToString) {
+        self.inner.health.fail(part, e);
     }
 
     /// The connected log, waiting for it.
@@ -250,7 +285,7 @@ impl Sync {
                         Ok(n) => break n,
                         Err(e) => {
                             tracing::error!(error = %e, "could not start the embedded nats-server");
-                            self.set_error(&e);
+                            self.set_error(Part::Connect, &e);
                             tokio::time::sleep(Duration::from_secs(2)).await;
                         }
                     }
@@ -271,30 +306,47 @@ impl Sync {
                 Ok(log) => break log,
                 Err(e) => {
                     tracing::warn!(error = %e, "replication log not reachable yet; retrying");
-                    self.set_error(&e);
+                    self.set_error(Part::Connect, &e);
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    delay = (delay * 2).min(Duration::from_millis(500));
                 }
             }
         };
         self.inner.connected.store(true, Ordering::Release);
-        *self.inner.last_error.lock() = None;
+        self.inner.health.ok(Part::Connect);
         tracing::info!(
             stream = log.stream_name(),
             replicas = log.replicas(),
             "replication log open"
         );
+        // The fold and the publisher need only the stream: they start now. The plugin bucket
+        // is needed only when a binding event names bytes this node lacks, and opening it
+        // must not hold the log back while NATS recovers.
+        self.inner.log.send_replace(Some(log.clone()));
         let objects = loop {
             match log.plugin_objects().await {
                 Ok(o) => break o,
                 Err(e) => {
-                    self.set_error(&e);
+                    self.set_error(Part::Objects, &e);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         };
-        self.inner.log.send_replace(Some(log));
+        self.inner.health.ok(Part::Objects);
         self.inner.objects.send_replace(Some(objects));
+        // Servers that join later let the log keep more copies: look now and then until it
+        // has three (a cheap stream-info request while it has fewer).
+        loop {
+            match log.grow_replicas().await {
+                Ok(n) if n >= 3 => return,
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "checking the stream's replicas"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = self.inner.stop.notified() => return,
+            }
+        }
     }
 
     /// Drains the outbox into the stream, in order, forever.
@@ -366,11 +418,16 @@ impl Sync {
                 Ok(acks) => (acks, None),
                 Err(e) => (e.acked, Some(e.error)),
             };
-            if let Some(last) = acked.last() {
+            if let Some(top) = acked.iter().map(|p| p.seq).max() {
                 self.inner
                     .counters
                     .stream_last_seq
-                    .fetch_max(last.seq, Ordering::Relaxed);
+                    .fetch_max(top, Ordering::Relaxed);
+                self.inner.tip.send_if_modified(|t| {
+                    let newer = top > *t;
+                    *t = (*t).max(top);
+                    newer
+                });
             }
             in_sync = all && error.is_none() && !more_in_table;
             if !acked.is_empty() {
@@ -388,16 +445,22 @@ impl Sync {
                 upto = None;
             }
             match error {
-                None => backoff = Duration::from_millis(50),
+                None => {
+                    backoff = Duration::from_millis(50);
+                    self.inner.health.ok(Part::Publish);
+                }
                 Some(e) => {
                     self.inner
                         .counters
                         .publish_errors
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "publishing failed; the outbox keeps the events");
-                    self.set_error(&e);
+                    self.set_error(Part::Publish, &e);
+                    self.switch_server_if_stuck(&log);
+                    // Short: a failed round already waited for its acks, and the stream
+                    // usually comes back (a new leader) within seconds.
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff = (backoff * 2).min(Duration::from_millis(400));
                 }
             }
         }
@@ -432,12 +495,13 @@ impl Sync {
                 Ok(c) => break c,
                 Err(e) => {
                     tracing::warn!(error = %e, "opening the consumer failed; retrying");
-                    self.set_error(&e);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    self.set_error(Part::Consume, &e);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
         };
-        self.seed_cluster(&log).await;
+        consumer.follow_tip(self.inner.tip.subscribe());
+        self.inner.health.watch_consumer(consumer.state());
         let max = self.inner.config.apply_batch.max(1);
         // Two batches in the pipeline: while one folds on the writer thread, the next is
         // collected from the consumer (a node catching up would otherwise leave both the
@@ -462,10 +526,14 @@ impl Sync {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "consumer error; repositioning");
-                self.set_error(&e);
+                self.set_error(Part::Consume, &e);
+                if let Some(log) = self.inner.log.borrow().clone() {
+                    self.switch_server_if_stuck(&log);
+                }
                 return None;
             }
         };
+        self.inner.health.ok(Part::Consume);
         let mut batch = vec![first];
         while batch.len() < max {
             let next = match consumer.try_next() {
@@ -488,21 +556,49 @@ impl Sync {
         Some(batch)
     }
 
-    /// On a brand-new cluster (empty stream, nothing applied), puts the bootstrap `users`
-    /// collection in the log so every node converges on one definition — its token secret
-    /// included, so a user's token works on every node. Two nodes doing it at once is
-    /// harmless: the fold applies both in order, identically everywhere.
-    async fn seed_cluster(&self, log: &Log) {
-        let applied = self.inner.counters.applied_seq.load(Ordering::Relaxed);
-        let Ok(state) = log.state().await else { return };
-        if applied > 0 || state.last_seq > 0 {
-            return;
+    /// After publishing or consuming kept failing for a few seconds, moves the connection to
+    /// another server (in the background): the current one may be cut off from the stream.
+    fn switch_server_if_stuck(&self, log: &Log) {
+        if self.inner.health.should_switch() {
+            tracing::warn!("JetStream keeps failing through this server; trying another");
+            let log = log.clone();
+            tokio::spawn(async move { log.switch_server().await });
         }
-        let result = self
+    }
+
+    /// Whether this node has folded the cluster's `users` seed. Until it has, its `users`
+    /// collection carries a token secret of its own, which the seed replaces: a token signed
+    /// with it would stop working, so logins to `users` wait for this.
+    pub async fn users_seeded(&self) -> bool {
+        if self.inner.users_seeded.load(Ordering::Acquire) {
+            return true;
+        }
+        let seeded = self
             .inner
             .store
+            .read_raw(crate::store::sync::users_seeded)
+            .await
+            .unwrap_or(false);
+        if seeded {
+            self.inner.users_seeded.store(true, Ordering::Release);
+        }
+        seeded
+    }
+
+    /// Puts this node's bootstrap `users` collection in the log, as the first event of its
+    /// outbox, unless it has done so before or has already folded a seed: the first seed in the
+    /// log wins on every node (its token secret among it) and later ones are no-ops, so every
+    /// node converges on one definition. Runs before the node serves, so nothing this node
+    /// writes can precede its seed in the log (a node whose first writes wait for NATS in the
+    /// outbox still seeds the cluster, ahead of them). A node joining a running cluster adds
+    /// one no-op seed on its first start.
+    pub async fn seed_users(store: &Store) -> Result<(), crate::store::StoreError> {
+        store
             .write(|ctx| {
-                let Some(users) = ctx.schema.get("users").cloned() else {
+                if !crate::store::sync::claim_seed(ctx.conn)? {
+                    return Ok(());
+                }
+                let Some(users) = ctx.schema.get(crate::store::BOOTSTRAP_USERS_ID).cloned() else {
                     return Ok(());
                 };
                 let hooks = ctx
@@ -524,10 +620,7 @@ impl Sync {
                 );
                 ctx.enqueue(&event).map(|_| ())
             })
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not seed the cluster's users collection");
-        }
+            .await
     }
 
     async fn fold(&self, mut batch: Vec<Delivery>) {
@@ -574,7 +667,7 @@ impl Sync {
                     // committed binding table (a binding event folded in the failed attempt
                     // must not decide the retry's earlier events).
                     tracing::error!(error = %e, "apply transaction failed; retrying the batch");
-                    self.set_error(&e);
+                    self.set_error(Part::Apply, &e);
                     if let Err(e) =
                         Self::restore_bindings(&self.inner.store, &self.inner.plugins).await
                     {
@@ -591,6 +684,7 @@ impl Sync {
             self.sync_registry().await;
             self.plugins_changed();
         }
+        self.inner.health.ok(Part::Apply);
         let c = &self.inner.counters;
         c.applied.fetch_add(report.applied, Ordering::Relaxed);
         c.duplicates.fetch_add(report.duplicates, Ordering::Relaxed);
@@ -612,47 +706,6 @@ impl Sync {
         }
     }
 
-    /// Waits until JetStream acknowledged the outbox sequence `seq`.
-    pub async fn wait_published(&self, seq: u64) -> Result<(), WaitError> {
-        self.wait(&self.inner.published, seq, "published").await
-    }
-
-    /// Waits until this node folded its own event `seq` (outbox sequence) and reports a dead
-    /// letter as a refusal.
-    pub async fn wait_applied(&self, seq: u64, event_id: Option<String>) -> Result<(), WaitError> {
-        self.wait(&self.inner.applied_own, seq, "applied").await?;
-        if let Some(id) = event_id {
-            let failure = self
-                .inner
-                .store
-                .read_raw(move |c| crate::store::sync::own_failure(c, &id))
-                .await
-                .map_err(|e| WaitError::Refused(e.to_string()))?;
-            if let Some(reason) = failure {
-                return Err(WaitError::Refused(reason));
-            }
-        }
-        Ok(())
-    }
-
-    async fn wait(
-        &self,
-        tx: &watch::Sender<u64>,
-        seq: u64,
-        what: &'static str,
-    ) -> Result<(), WaitError> {
-        let mut rx = tx.subscribe();
-        let timeout = self.inner.config.wait_timeout;
-        match tokio::time::timeout(timeout, rx.wait_for(|v| *v >= seq)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(WaitError::Stopped),
-            Err(_) => Err(WaitError::Timeout {
-                what,
-                secs: timeout.as_secs(),
-            }),
-        }
-    }
-
     /// Whether the node holds a NATS connection right now.
     pub fn connected(&self) -> bool {
         match self.inner.log.borrow().as_ref() {
@@ -663,25 +716,32 @@ impl Sync {
 
     /// The stream's last sequence, asked from JetStream (falls back to the last one seen).
     pub async fn stream_last_seq(&self) -> u64 {
-        let log = self.inner.log.borrow().clone();
-        if let Some(log) = log
-            && let Ok(Ok(state)) =
-                tokio::time::timeout(Duration::from_millis(500), log.state()).await
-        {
-            self.inner
-                .counters
-                .stream_last_seq
-                .fetch_max(state.last_seq, Ordering::Relaxed);
-        }
+        self.stream_state().await;
         self.inner.counters.stream_last_seq.load(Ordering::Relaxed)
+    }
+
+    /// The stream's state asked from JetStream now (`None` when it does not answer within
+    /// half a second).
+    pub async fn stream_state(&self) -> Option<StreamState> {
+        let log = self.inner.log.borrow().clone()?;
+        let state = tokio::time::timeout(Duration::from_millis(500), log.state())
+            .await
+            .ok()?
+            .ok()?;
+        self.inner
+            .counters
+            .stream_last_seq
+            .fetch_max(state.last_seq, Ordering::Relaxed);
+        Some(state)
     }
 
     pub fn peers(&self) -> Vec<String> {
         self.inner.peers.lock().iter().cloned().collect()
     }
 
-    pub fn last_error(&self) -> Option<String> {
-        self.inner.last_error.lock().clone()
+    /// The last replication error, until the part that failed works again.
+    pub fn last_error(&self) -> Option<LastError> {
+        self.inner.health.last_error()
     }
 
     pub fn uptime(&self) -> Duration {

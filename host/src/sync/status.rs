@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use super::Sync;
+use super::{Source, Sync};
 use crate::store::sync::{LocalStatus, dead_letters, local_status};
 
 async fn local(sync: &Sync) -> LocalStatus {
@@ -31,7 +31,21 @@ pub async fn hashes(sync: &Sync) -> Value {
 /// The status document (superuser only).
 pub async fn status_json(sync: &Sync) -> Value {
     let local = local(sync).await;
-    let stream_seq = sync.stream_last_seq().await;
+    let state = sync.stream_state().await;
+    // The state just asked (or, when JetStream did not answer, the last sequence seen).
+    let stream_seq = sync.counters().stream_last_seq.load(Ordering::Relaxed);
+    let stream = state.as_ref().map(|s| {
+        json!({
+            "name": format!("SYNCBASE_{}", sync.config().cluster),
+            "firstSeq": s.first_seq,
+            "lastSeq": s.last_seq,
+            "messages": s.messages,
+            "bytes": s.bytes,
+            "replicas": s.replicas,
+            "leader": s.leader,
+            "servers": s.servers.iter().map(|p| json!({"name": p.name, "current": p.current})).collect::<Vec<_>>(),
+        })
+    });
     let dead = sync
         .store()
         .read_raw(|c| dead_letters(c, 100))
@@ -41,15 +55,24 @@ pub async fn status_json(sync: &Sync) -> Value {
     let bindings: Value =
         serde_json::from_str(&sync.plugins().runtime.bindings().to_json()).unwrap_or_default();
     let c = sync.counters();
+    let last_error = sync.last_error();
+    let nodes = node_positions(sync, state.as_ref().map(|s| s.last_seq)).await;
     json!({
         "nodeId": sync.node_id(),
         "mode": sync.mode(),
         "cluster": sync.config().cluster,
         "nats": {
             "connected": sync.connected(),
-            "lastError": sync.last_error(),
+            "lastError": last_error.as_ref().map(|e| e.message.clone()),
+            "lastErrorAt": last_error.as_ref().map(|e| {
+                chrono::DateTime::<chrono::Utc>::from(e.at)
+                    .format("%Y-%m-%d %H:%M:%S%.3fZ")
+                    .to_string()
+            }),
+            "lastErrorIn": last_error.as_ref().map(|e| e.part.name()),
         },
         "streamSeq": stream_seq,
+        "stream": stream,
         "appliedSeq": local.applied_seq,
         "lag": stream_seq.saturating_sub(local.applied_seq),
         "outboxBacklog": local.outbox_backlog,
@@ -63,7 +86,59 @@ pub async fn status_json(sync: &Sync) -> Value {
         "applied": c.applied.load(Ordering::Relaxed),
         "duplicates": c.duplicates.load(Ordering::Relaxed),
         "uptimeSeconds": sync.uptime().as_secs(),
+        "nodes": nodes,
+        "join": join_info(sync),
     })
+}
+
+/// Each node's position in the log, from its durable consumer (`null` while JetStream does
+/// not answer within half a second: the page polling this must not hang on an outage).
+async fn node_positions(sync: &Sync, last: Option<u64>) -> Value {
+    let log = sync.inner.log.borrow().clone();
+    let Some(log) = log else {
+        return Value::Null;
+    };
+    let wait = std::time::Duration::from_millis(500);
+    match tokio::time::timeout(wait, log.node_positions()).await {
+        Ok(Ok(list)) => Value::Array(
+            list.into_iter()
+                .map(|n| {
+                    json!({
+                        "nodeId": n.node_id,
+                        "appliedSeq": n.acked_seq,
+                        "lag": last.map(|l| l.saturating_sub(n.acked_seq)),
+                        "pending": n.pending,
+                        "connected": n.waiting > 0,
+                    })
+                })
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+/// What another node needs to join this one's cluster: the addresses it must be given
+/// (`syncbase serve` flags), never credentials. The dashboard's "Add a node" builds the
+/// command from this.
+fn join_info(sync: &Sync) -> Value {
+    let cfg = sync.config();
+    match &cfg.source {
+        Source::Embedded(opts) => json!({
+            "mode": "embedded",
+            "cluster": cfg.cluster,
+            "natsListen": opts.client_listen.to_string(),
+            "clusterListen": opts.cluster.as_ref().map(|c| c.listen.to_string()),
+            "routes": opts.cluster.as_ref().map(|c| c.join.clone()).unwrap_or_default(),
+        }),
+        Source::External(opts) => json!({
+            "mode": "external",
+            "cluster": cfg.cluster,
+            "natsUrls": opts.urls,
+            "credsFile": opts.creds_file.is_some(),
+            "user": opts.user.is_some(),
+            "tls": opts.tls_ca.is_some() || opts.tls_cert.is_some(),
+        }),
+    }
 }
 
 /// Prometheus text exposition of the same figures.

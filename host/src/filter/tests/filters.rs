@@ -205,7 +205,10 @@ fn json_fields() {
             ("meta.x = 1", "p1"),
             ("meta.x > 0", "p1,p5"),
             ("meta.s = 'hi'", "p1"),
-            ("meta.s:lower = 'hi'", "p1"),
+            // In a JSON path PocketBase drops the ':' and reads the key "slower" (PocketBase: no
+            // match either).
+            ("meta.s:lower = 'hi'", ""),
+            ("meta.s = 'hi'", "p1"),
             ("meta.0 = 1", "p3"),
             ("meta.1 = 2", "p3"),
             ("meta = 'str'", "p4"),
@@ -307,6 +310,74 @@ fn collection_references() {
                 "p3",
             ),
             ("@collection.posts.views ?> views", "p1,p2,p3,p4"),
+        ],
+    );
+}
+
+#[test]
+fn modifiers_pocketbase_ignores_on_single_value_fields() {
+    let fx = Fixture::new();
+    // `:each`/`:length` on fields that hold one value, and `:isset`/`:changed` outside
+    // `@request.body`, are accepted and ignored (PocketBase 0.40.6 answers the same).
+    for (with, without) in [
+        ("title:each = 'p1'", "title = 'p1'"),
+        ("title:each ?= 'p1'", "title ?= 'p1'"),
+        ("views:length = 5.5", "views = 5.5"),
+        ("views:length > 0", "views > 0"),
+        ("title:isset = true", "title = true"),
+        ("title:isset = false", "title = false"),
+        ("title:changed = true", "title = true"),
+        ("meta:length = 2", "meta = 2"),
+        ("meta:each = 1", "meta = 1"),
+        ("meta.x:each = 1", "meta.xeach = 1"),
+        ("author.name:each = 'alice'", "author.name = 'alice'"),
+    ] {
+        assert_eq!(fx.posts(with), fx.posts(without), "{with}");
+    }
+    assert_eq!(fx.posts("views:length > 0"), "p1,p3,p5");
+    // In sort too.
+    for (with, without) in [
+        ("title:each,id", "title,id"),
+        ("-views:length,id", "-views,id"),
+        ("title:isset,id", "title,id"),
+        ("meta:length,id", "meta,id"),
+    ] {
+        assert_eq!(
+            fx.sorted("posts", with),
+            fx.sorted("posts", without),
+            "{with}"
+        );
+    }
+    // Multi-valued fields keep their meaning, and an unknown modifier is still an error.
+    assert_eq!(fx.posts("tags:length = 2"), "p1,p4");
+    assert!(matches!(
+        fx.run("posts", "title:nope = 1", Caller::Superuser),
+        Err(FilterError::Invalid(_))
+    ));
+}
+
+#[test]
+fn geo_distance_in_kilometres() {
+    let fx = Fixture::new();
+    // Paris (2.3522, 48.8566) to London (-0.1276, 51.5072) is about 344 km.
+    check(
+        &fx,
+        &[
+            (
+                "geoDistance(2.3522, 48.8566, -0.1276, 51.5072) > 340 && id = 'p1'",
+                "p1",
+            ),
+            (
+                "geoDistance(2.3522, 48.8566, -0.1276, 51.5072) < 350 && id = 'p1'",
+                "p1",
+            ),
+            ("geoDistance(0, 0, 0, 0) = 0 && id = 'p1'", "p1"),
+            // Fields as arguments: JSON paths and numbers; NULL makes the distance NULL.
+            ("geoDistance(views, 0, 0, 0) < 700", "p2,p3,p4"),
+            ("geoDistance(meta.x, 0, 0, 0) < 120", "p1"),
+            ("geoDistance(null, 0, 0, 0) < 1", ""),
+            // Through a relation: some editor's age makes the distance small enough.
+            ("geoDistance(editors.age, 0, 0, 0) < 1", "p4,p5"),
         ],
     );
 }

@@ -12,7 +12,7 @@ fn syntax_errors_through_filter_sql() {
     };
     assert_eq!(
         syntax("(title = 'p1' && views > 1))"),
-        (27, "unexpected ')' at 27".into())
+        (27, "unexpected character ')' at 27".into())
     );
     assert_eq!(
         syntax("title = 'p1' && views = 'abc"),
@@ -28,10 +28,14 @@ fn syntax_errors_through_filter_sql() {
     );
     assert_eq!(
         su("title = )").map_err(|e| e.to_string()),
-        Err("invalid filter: unexpected ')' at 8, expected a field, string or number".into())
+        Err("invalid filter: unexpected character ')' at 8".into())
     );
     assert_eq!(su(""), Ok(ALL.into()));
-    assert_eq!(su("  // nothing\n "), Ok(ALL.into()));
+    // Blank and comment-only filters are refused, as in PocketBase.
+    assert_eq!(
+        syntax("  // nothing\n "),
+        (0, "empty filter expression".into())
+    );
 }
 
 #[test]
@@ -116,9 +120,9 @@ fn sorting() {
     let q = fx.query("posts", Caller::Superuser, None);
     assert_eq!(
         sort_sql("title,-id", &q),
-        Ok("`posts`.`title` ASC, `posts`.`id` DESC".into())
+        Ok(("`posts`.`title` ASC, `posts`.`id` DESC".into(), vec![]))
     );
-    assert_eq!(sort_sql("@random", &q), Ok("RANDOM()".into()));
+    assert_eq!(sort_sql("@random", &q), Ok(("RANDOM()".into(), vec![])));
     assert_eq!(
         sort_sql("nope", &q),
         Err(FilterError::UnknownField("nope".into()))
@@ -140,6 +144,6 @@ fn sorting() {
     let client = fx.query("posts", Caller::Client, None);
     assert!(matches!(
         sort_sql("hid", &client),
-        Err(FilterError::Forbidden(_))
+        Err(FilterError::Invalid(_))
     ));
 }

@@ -180,7 +180,7 @@ fn own_written(conn: &Connection, event: &Event) -> Result<Option<Event>, StoreE
 }
 
 /// Marks the bootstrap `users` collection event a brand-new cluster gets (see
-/// `sync::Sync::seed_cluster`): only the first one in the log applies.
+/// `sync::Sync::seed_users`): only the first one in the log applies.
 pub const SEED_MARK: &str = "_syncbaseSeed";
 
 fn kind_name(k: EventKind) -> &'static str {
@@ -585,10 +585,10 @@ impl Fold<'_, '_> {
             }
             EventKind::CollectionUpdate => {
                 if data.get(SEED_MARK) == Some(&Value::Bool(true)) {
-                    // Nodes that start together on an empty stream may each seed their own
-                    // `users` collection (its token secret among it): the first seed in the
-                    // log wins everywhere, and later ones change nothing, so a token issued
-                    // after the first seed folded stays valid on every node.
+                    // Every node seeds its own `users` collection (its token secret among
+                    // it) once, as its first event: the first seed in the log wins
+                    // everywhere, and later ones change nothing, so a token issued after the
+                    // first seed folded stays valid on every node.
                     let seeded = self
                         .conn()
                         .prepare_cached(

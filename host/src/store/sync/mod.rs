@@ -497,6 +497,34 @@ pub fn local_status(conn: &Connection) -> Result<LocalStatus, StoreError> {
     })
 }
 
+/// Whether this node should put its `users` seed in the outbox now: not if it did before or
+/// has folded one already. Claims it (in the caller's transaction) when it returns true.
+pub fn claim_seed(conn: &Connection) -> Result<bool, StoreError> {
+    let done: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM _sync_state WHERE key IN ('users_seeded', 'seed_enqueued'))",
+        [],
+        |r| r.get(0),
+    )?;
+    if done {
+        return Ok(false);
+    }
+    conn.execute(
+        "INSERT INTO _sync_state (key, value) VALUES ('seed_enqueued', 1)",
+        [],
+    )?;
+    Ok(true)
+}
+
+/// Whether this node has folded the cluster's `users` seed (the first `users` definition in
+/// the log, whose token secret every node shares).
+pub fn users_seeded(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM _sync_state WHERE key = 'users_seeded')",
+        [],
+        |r| r.get::<_, bool>(0),
+    )?)
+}
+
 pub fn applied_seq(conn: &Connection) -> Result<u64, StoreError> {
     Ok(conn
         .query_row(
@@ -621,6 +649,33 @@ pub fn dead_letters(conn: &Connection, limit: usize) -> Result<Vec<DeadLetter>, 
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One dead letter with the event it could not apply (its encoded bytes), for the detail view.
+pub fn dead_letter(
+    conn: &Connection,
+    seq: u64,
+) -> Result<Option<(DeadLetter, Vec<u8>)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq, event_id, origin, kind, collection, record_id, reason, payload
+             FROM _sync_dead WHERE seq = ?1",
+        )?
+        .query_row([seq as i64], |r| {
+            Ok((
+                DeadLetter {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    event_id: r.get(1)?,
+                    origin: r.get(2)?,
+                    kind: r.get(3)?,
+                    collection: r.get(4)?,
+                    record_id: r.get(5)?,
+                    reason: r.get(6)?,
+                },
+                r.get(7)?,
+            ))
+        })
+        .optional()?)
 }
 
 /// Why this node's event (by outbox sequence) became a dead letter, if it did.

@@ -1,0 +1,264 @@
+//! Whether the log is usable right now, the last replication error (with when it happened, and
+//! gone once the part that failed works again), and the write-concern waits that depend on it.
+//!
+//! A `?sync=published|applied` write waits for the publisher or the fold; while the log is
+//! unavailable (no connection yet, connection lost, or the publisher's last attempt failed:
+//! the stream has no leader) it does not wait out `--sync-timeout`: after [`GRACE`] of
+//! unavailability it answers 503, saying the write is committed on this node and will be
+//! published when NATS is back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::{Sync, WaitError};
+
+/// How long the log may stay unavailable during a write-concern wait before it answers 503
+/// (a reconnect or a publish retry usually succeeds well within it).
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// Where in replication an error happened; a success there clears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Connect,
+    Publish,
+    Consume,
+    Apply,
+    Objects,
+}
+
+impl Part {
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Connect => "connect",
+            Part::Publish => "publish",
+            Part::Consume => "consume",
+            Part::Apply => "apply",
+            Part::Objects => "objects",
+        }
+    }
+}
+
+/// The last replication error.
+#[derive(Debug, Clone)]
+pub struct LastError {
+    pub part: Part,
+    pub message: String,
+    pub at: SystemTime,
+}
+
+/// The node's view of its log's health.
+#[derive(Default)]
+pub(super) struct Health {
+    last_error: Mutex<Option<LastError>>,
+    /// The publisher's last attempt failed (cleared by its next success).
+    publish_failing: AtomicBool,
+    /// The consumer's own state: `Some(error)` while it cannot deliver.
+    consumer: Mutex<Option<watch::Receiver<Option<String>>>>,
+    /// Since when publishing or consuming has kept failing, and when the node last switched
+    /// servers because of it.
+    trouble: Mutex<(Option<Instant>, Option<Instant>)>,
+}
+
+/// JetStream failing this long on one server makes the node try another one.
+pub const SWITCH_AFTER: Duration = Duration::from_secs(4);
+
+impl Health {
+    pub fn fail(&self, part: Part, e: impl ToString) {
+        if part == Part::Publish {
+            self.publish_failing.store(true, Ordering::Release);
+        }
+        *self.last_error.lock() = Some(LastError {
+            part,
+            message: e.to_string(),
+            at: SystemTime::now(),
+        });
+    }
+
+    /// Publishing or consuming failed: whether it has failed for [`SWITCH_AFTER`] without a
+    /// success and without a switch in that time, so the node should try another server.
+    pub fn should_switch(&self) -> bool {
+        self.should_switch_at(Instant::now())
+    }
+
+    fn should_switch_at(&self, now: Instant) -> bool {
+        let mut t = self.trouble.lock();
+        let since = *t.0.get_or_insert(now);
+        let quiet =
+            t.1.is_none_or(|last| now.duration_since(last) >= SWITCH_AFTER);
+        if now.duration_since(since) >= SWITCH_AFTER && quiet {
+            t.1 = Some(now);
+            return true;
+        }
+        false
+    }
+
+    /// `part` works again: its error, if it is the last one, is cleared.
+    pub fn ok(&self, part: Part) {
+        if matches!(part, Part::Publish | Part::Consume) {
+            self.trouble.lock().0 = None;
+        }
+        if part == Part::Publish {
+            self.publish_failing.store(false, Ordering::Release);
+        }
+        let mut last = self.last_error.lock();
+        if last.as_ref().is_some_and(|e| e.part == part) {
+            *last = None;
+        }
+    }
+
+    pub fn watch_consumer(&self, state: watch::Receiver<Option<String>>) {
+        *self.consumer.lock() = Some(state);
+    }
+
+    pub fn last_error(&self) -> Option<LastError> {
+        let last = self.last_error.lock().clone()?;
+        // A consumer error is over once the consumer delivers (or is positioned) again.
+        if last.part == Part::Consume
+            && let Some(state) = self.consumer.lock().as_ref()
+            && state.borrow().is_none()
+        {
+            return None;
+        }
+        Some(last)
+    }
+
+    pub fn publish_failing(&self) -> bool {
+        self.publish_failing.load(Ordering::Acquire)
+    }
+}
+
+impl Sync {
+    /// Why the log cannot take writes right now, or `None` when it can.
+    pub fn unavailable(&self) -> Option<String> {
+        let last = || {
+            self.inner
+                .health
+                .last_error()
+                .map(|e| e.message)
+                .unwrap_or_else(|| "not connected to NATS yet".into())
+        };
+        let log = self.inner.log.borrow().clone();
+        match log {
+            None => Some(last()),
+            Some(log) if !log.connected() => Some("the NATS connection is lost".into()),
+            Some(_) if self.inner.health.publish_failing() => Some(last()),
+            Some(_) => None,
+        }
+    }
+
+    /// Waits until JetStream acknowledged the outbox sequence `seq`.
+    pub async fn wait_published(&self, seq: u64) -> Result<(), WaitError> {
+        self.wait(&self.inner.published, seq, "published").await
+    }
+
+    /// Waits until this node folded its own event `seq` (outbox sequence) and reports a dead
+    /// letter as a refusal.
+    pub async fn wait_applied(&self, seq: u64, event_id: Option<String>) -> Result<(), WaitError> {
+        self.wait(&self.inner.applied_own, seq, "applied").await?;
+        if let Some(id) = event_id {
+            let failure = self
+                .inner
+                .store
+                .read_raw(move |c| crate::store::sync::own_failure(c, &id))
+                .await
+                .map_err(|e| WaitError::Refused(e.to_string()))?;
+            if let Some(reason) = failure {
+                return Err(WaitError::Refused(reason));
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait(
+        &self,
+        tx: &watch::Sender<u64>,
+        seq: u64,
+        what: &'static str,
+    ) -> Result<(), WaitError> {
+        let mut rx = tx.subscribe();
+        let timeout = self.inner.config.wait_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut down_since: Option<Instant> = None;
+        loop {
+            // Availability is a local flag: look at it every 100 ms while waiting.
+            let tick = Instant::now() + Duration::from_millis(100);
+            tokio::select! {
+                r = rx.wait_for(|v| *v >= seq) => {
+                    return r.map(|_| ()).map_err(|_| WaitError::Stopped);
+                }
+                _ = tokio::time::sleep_until(tick.min(deadline).into()) => {}
+            }
+            let now = Instant::now();
+            match self.unavailable() {
+                Some(reason) => {
+                    let since = *down_since.get_or_insert(now);
+                    if now.duration_since(since) >= GRACE {
+                        return Err(WaitError::Unavailable { what, reason });
+                    }
+                }
+                None => down_since = None,
+            }
+            if now >= deadline {
+                return Err(WaitError::Timeout {
+                    what,
+                    secs: timeout.as_secs(),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_is_cleared_only_by_a_success_of_the_part_that_failed() {
+        let h = Health::default();
+        h.fail(Part::Publish, "no ack");
+        assert!(h.publish_failing());
+        h.ok(Part::Apply);
+        let e = h.last_error().expect("still there");
+        assert_eq!((e.part, e.message.as_str()), (Part::Publish, "no ack"));
+        assert!(e.at <= SystemTime::now());
+        h.ok(Part::Publish);
+        assert!(h.last_error().is_none());
+        assert!(!h.publish_failing());
+    }
+
+    #[test]
+    fn a_consumer_error_is_over_once_the_consumer_works_again() {
+        let h = Health::default();
+        let (state, rx) = watch::channel(Some("missed heartbeat".to_string()));
+        h.watch_consumer(rx);
+        h.fail(Part::Consume, "missed heartbeat");
+        assert!(h.last_error().is_some());
+        state.send_replace(None);
+        assert!(
+            h.last_error().is_none(),
+            "positioned again: nothing to show"
+        );
+    }
+
+    #[test]
+    fn switching_servers_waits_for_lasting_trouble_and_then_for_the_last_switch() {
+        let h = Health::default();
+        let t0 = Instant::now();
+        assert!(!h.should_switch_at(t0), "a first failure is not enough");
+        assert!(!h.should_switch_at(t0 + SWITCH_AFTER / 2));
+        assert!(h.should_switch_at(t0 + SWITCH_AFTER));
+        assert!(
+            !h.should_switch_at(t0 + SWITCH_AFTER * 3 / 2),
+            "just switched"
+        );
+        assert!(h.should_switch_at(t0 + SWITCH_AFTER * 2));
+        // A success ends the trouble: it has to last again.
+        h.ok(Part::Publish);
+        let t1 = t0 + SWITCH_AFTER * 5;
+        assert!(!h.should_switch_at(t1));
+        assert!(h.should_switch_at(t1 + SWITCH_AFTER));
+    }
+}
