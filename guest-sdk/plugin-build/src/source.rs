@@ -39,7 +39,9 @@ fn files(dir: &Path, root: &Path, out: &mut Vec<PathBuf>) -> Result<(), BuildErr
         if name.starts_with('.') {
             continue;
         }
-        let Ok(kind) = entry.file_type() else {
+        // Through a symbolic link (a `target/` shared between projects is one): what it
+        // points at decides.
+        let Ok(kind) = std::fs::metadata(&path).map(|m| m.file_type()) else {
             continue;
         };
         if kind.is_dir() {
@@ -153,6 +155,20 @@ mod tests {
             &[],
         );
         assert_ne!(d().expect("digest"), other_toolchain.expect("digest"));
+    }
+
+    #[test]
+    fn a_linked_build_directory_is_skipped_like_a_real_one() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, shared) = (tmp.path().join("p"), tmp.path().join("shared"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::create_dir_all(&shared).expect("mkdir");
+        std::fs::write(dir.join("lib.rs"), "fn f() {}\n").expect("write");
+        std::os::unix::fs::symlink(&shared, dir.join("target")).expect("link");
+        let d = || digest(&dir, Lang::Rust, World::Resolver, "rustc", &[]).expect("digest");
+        let first = d();
+        std::fs::write(shared.join("out.rlib"), "artefact").expect("write");
+        assert_eq!(first, d(), "what a linked target/ holds does not count");
     }
 
     #[test]
