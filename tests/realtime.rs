@@ -172,6 +172,45 @@ async fn options_filter_fields_and_expand_shape_deliveries() {
     );
 }
 
+/// A client's subscriptions have a bounded cost: a thousand two-condition filters are refused
+/// with an error that says why, and the client keeps its previous subscriptions.
+#[tokio::test]
+async fn subscriptions_over_the_cost_limit_are_refused_clearly() {
+    let node = Node::start().await;
+    node.create_collection(posts_def()).await;
+    let mut sse = Sse::connect(&node).await;
+    assert_eq!(
+        sse.subscribe(&node, "", &["posts/*"]).await,
+        StatusCode::NO_CONTENT
+    );
+    let heavy: Vec<String> = (0..1000)
+        .map(|i| {
+            let opts = json!({"query": {"filter": format!("n > {i} && n < 5000")}}).to_string();
+            format!("posts/*?options={}", urlencode(&opts))
+        })
+        .collect();
+    let (s, body) = node
+        .call_as(
+            "",
+            Method::POST,
+            "/api/realtime",
+            Some(json!({"clientId": sse.client_id, "subscriptions": heavy})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cost 3000") && message.contains("limit of 2000"),
+        "{message}"
+    );
+    // Still subscribed as before.
+    let rec = node
+        .create_record("posts", json!({"title": "still here"}))
+        .await;
+    let ev = sse.next().await.expect("event");
+    assert_eq!(ev.data["record"]["id"], rec["id"]);
+}
+
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

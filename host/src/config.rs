@@ -9,6 +9,7 @@ use syncbase_plugin_build::{Lang, World};
 
 use crate::plugins::RuntimeConfig;
 use crate::realtime::RealtimeOptions;
+use crate::rooms::RoomOptions;
 use crate::store::StoreOptions;
 
 /// Syncbase: PocketBase's API over SQLite, built to replicate across nodes.
@@ -48,6 +49,16 @@ pub enum Command {
         #[command(subcommand)]
         action: SuperuserCommand,
     },
+    /// Import another server's data directory into a new Syncbase data directory.
+    Import {
+        #[command(subcommand)]
+        source: ImportCommand,
+    },
+    /// Export a Syncbase data directory for another server.
+    Export {
+        #[command(subcommand)]
+        target: ExportCommand,
+    },
     /// Internal: runs PROGRAM so that it receives SIGTERM when process PARENT dies (how a node
     /// starts its embedded nats-server).
     #[command(hide = true)]
@@ -70,6 +81,50 @@ pub enum SuperuserCommand {
         /// Data directory holding the SQLite database.
         #[arg(long, env = "SYNCBASE_DIR", default_value = "./sb_data")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import a PocketBase (0.23 or newer) data directory: collections, records, users with
+    /// their passwords and tokens, settings. PocketBase's files are only read. Run it while
+    /// PocketBase is stopped (or it reads one consistent moment of it). What cannot be carried
+    /// is listed at the end.
+    Pocketbase {
+        /// PocketBase's data directory (the pb_data folder holding data.db).
+        pb_data: PathBuf,
+        /// The Syncbase data directory to create.
+        #[arg(long, env = "SYNCBASE_DIR", default_value = "./sb_data")]
+        dir: PathBuf,
+        /// Replace the database of a data directory that is not empty.
+        #[arg(long)]
+        force: bool,
+        /// The environment variable holding the key PocketBase's settings were encrypted with
+        /// (as given to PocketBase's --encryptionEnv).
+        #[arg(long)]
+        encryption_env: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Export as a PocketBase 0.40 data directory (serve it with `pocketbase serve --dir OUT`).
+    /// What PocketBase cannot represent is listed at the end.
+    Pocketbase {
+        /// The PocketBase data directory to create (a pb_data folder).
+        out: PathBuf,
+        /// The Syncbase data directory to export (only read).
+        #[arg(long, env = "SYNCBASE_DIR", default_value = "./sb_data")]
+        dir: PathBuf,
+        /// Replace the database of an output directory that is not empty.
+        #[arg(long)]
+        force: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -292,6 +347,10 @@ pub struct ServeArgs {
     /// Capacity of the writer's job queue (requests waiting to write).
     #[arg(long, env = "SYNCBASE_WRITE_QUEUE", default_value_t = 1024)]
     pub write_queue: usize,
+    /// Request log entries queued for the log writer; when it falls this far behind, entries
+    /// are dropped instead of slowing requests.
+    #[arg(long, env = "SYNCBASE_LOG_QUEUE", default_value_t = 8192)]
+    pub log_queue: usize,
     /// Realtime messages buffered per client before a slow client is dropped.
     #[arg(long, env = "SYNCBASE_REALTIME_BUFFER", default_value_t = 512)]
     pub realtime_buffer: usize,
@@ -318,6 +377,66 @@ pub struct ServeArgs {
     /// Seconds that in-flight requests get to finish on shutdown.
     #[arg(long, env = "SYNCBASE_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// Messages of history each websocket room keeps (clients recover missed ones from it).
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_HISTORY",
+        default_value_t = 100,
+        help_heading = "Rooms"
+    )]
+    pub room_history: usize,
+    /// Largest room message payload, in bytes of JSON (a presence state: at most 4096).
+    #[arg(long, env = "SYNCBASE_ROOM_MAX_PAYLOAD", default_value_t = 64 * 1024, help_heading = "Rooms")]
+    pub room_max_payload: usize,
+    /// Frames queued per room client before it is dropped as too slow (close 4008).
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_CLIENT_BUFFER",
+        default_value_t = 256,
+        help_heading = "Rooms"
+    )]
+    pub room_client_buffer: usize,
+    /// Milliseconds a room owner's lease lives without renewal (replicating nodes). A dead
+    /// owner's rooms move to another node after about this long.
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_LEASE_MS",
+        default_value_t = 5000,
+        help_heading = "Rooms"
+    )]
+    pub room_lease_ms: u64,
+    /// Seconds an owner keeps a room nobody is in (and, on a single node, its history).
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_IDLE",
+        default_value_t = 60,
+        help_heading = "Rooms"
+    )]
+    pub room_idle: u64,
+    /// Seconds a write to a room socket may take before the peer is dropped.
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_WRITE_TIMEOUT",
+        default_value_t = 10,
+        help_heading = "Rooms"
+    )]
+    pub room_write_timeout: u64,
+    /// Seconds between checks of a room member's view rule: a member whose access was
+    /// withdrawn (or whose record was deleted) is removed within this long.
+    #[arg(
+        long,
+        env = "SYNCBASE_ROOM_RECHECK",
+        default_value_t = 30,
+        help_heading = "Rooms"
+    )]
+    pub room_recheck: u64,
+    /// URL other nodes reach this node's HTTP server at, for room links
+    /// [default: http://<--http address>, 127.0.0.1 when that is 0.0.0.0].
+    #[arg(long, env = "SYNCBASE_ADVERTISE_URL", help_heading = "Rooms")]
+    pub advertise_url: Option<String>,
 
     /// Replicate through an existing NATS cluster: comma-separated server URLs
     /// (e.g. nats://h1:4222,nats://h2:4222). Without --nats or --sync the node runs alone.
@@ -405,6 +524,26 @@ pub struct ServeArgs {
     pub test_faults: Option<PathBuf>,
 }
 
+/// Bounds on what one client can make a node hold (see README "Security").
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Concurrent HTTP connections served; beyond, requests get 503 (health checks still
+    /// answer). Lowered at start to fit the open-file limit.
+    #[arg(long, env = "SYNCBASE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds a write may wait for a client that does not read (e.g. a stuck realtime
+    /// consumer) before its connection is closed.
+    #[arg(long, env = "SYNCBASE_WRITE_TIMEOUT", default_value_t = 30)]
+    pub write_timeout: u64,
+    /// Bytes of record data the outbound log (`GET /api/plugins/outbound`) keeps at most.
+    #[arg(long, env = "SYNCBASE_OUTBOUND_LOG_BYTES", default_value_t = crate::plugins::OUTBOUND_BYTES)]
+    pub outbound_log_bytes: usize,
+    /// Cost one realtime client's subscriptions may add up to: each topic costs 1, plus the
+    /// terms of its filter and its expand paths. Beyond, the subscription request fails.
+    #[arg(long, env = "SYNCBASE_REALTIME_CLIENT_COST", default_value_t = crate::realtime::CLIENT_COST)]
+    pub realtime_client_cost: usize,
+}
+
 /// The validated configuration of a server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -412,6 +551,8 @@ pub struct Config {
     pub dir: PathBuf,
     pub body_limit: usize,
     pub store: StoreOptions,
+    /// Capacity of the request log queue (`store::logs`).
+    pub log_queue: usize,
     pub shutdown_grace: std::time::Duration,
     pub realtime: RealtimeOptions,
     pub node_id: String,
@@ -420,6 +561,12 @@ pub struct Config {
     pub sync: Option<crate::sync::SyncConfig>,
     /// The chaos harness's fault control file (`crate::testhooks`).
     pub test_faults: Option<PathBuf>,
+    /// Connection cap and write timeout of the HTTP listener.
+    pub net: crate::net::NetOptions,
+    /// Byte bound of the outbound log.
+    pub outbound_log_bytes: usize,
+    /// Websocket rooms.
+    pub rooms: RoomOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -438,6 +585,10 @@ pub enum ConfigError {
     BadCluster(String),
     #[error("{0} needs --sync")]
     NeedsSync(&'static str),
+    #[error("--room-lease-ms must be at least 1000")]
+    LeaseTooShort,
+    #[error("--advertise-url {0:?} is not an http:// URL")]
+    BadAdvertiseUrl(String),
 }
 
 /// Parses a listen address the way PocketBase (Go's `net.Listen`) reads `--http`: `host:port`,
@@ -549,11 +700,14 @@ impl Config {
             return Err(ConfigError::Zero("write-queue"));
         }
         let sync = sync_config(a)?;
+        let rooms = room_options(a)?;
         Ok(Config {
+            rooms,
             sync,
             http,
             dir: a.dir.clone(),
             body_limit: a.body_limit,
+            log_queue: a.log_queue.max(1),
             store: StoreOptions {
                 readers: a.readers,
                 write_queue: a.write_queue,
@@ -563,6 +717,7 @@ impl Config {
             realtime: RealtimeOptions {
                 client_buffer: a.realtime_buffer.max(1),
                 idle_timeout: std::time::Duration::from_secs(a.realtime_idle.max(1)),
+                client_cost: a.limits.realtime_client_cost.max(1),
             },
             node_id: a.node_id.clone(),
             test_faults: a.test_faults.clone(),
@@ -572,6 +727,11 @@ impl Config {
                 memory_budget: a.plugin_memory_budget_mb.max(1) << 20,
                 ..RuntimeConfig::default()
             },
+            net: crate::net::NetOptions {
+                max_connections: a.limits.max_connections.max(1),
+                write_timeout: std::time::Duration::from_secs(a.limits.write_timeout.max(1)),
+            },
+            outbound_log_bytes: a.limits.outbound_log_bytes,
         })
     }
 
@@ -581,6 +741,7 @@ impl Config {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir: dir.into(),
             body_limit: 32 * 1024 * 1024,
+            log_queue: 8192,
             store: StoreOptions::default(),
             shutdown_grace: std::time::Duration::from_secs(10),
             realtime: RealtimeOptions::default(),
@@ -588,8 +749,36 @@ impl Config {
             plugins: RuntimeConfig::default(),
             sync: None,
             test_faults: None,
+            net: crate::net::NetOptions::default(),
+            outbound_log_bytes: crate::plugins::OUTBOUND_BYTES,
+            rooms: RoomOptions::default(),
         }
     }
+}
+
+fn room_options(a: &ServeArgs) -> Result<RoomOptions, ConfigError> {
+    if a.room_lease_ms < 1000 {
+        return Err(ConfigError::LeaseTooShort);
+    }
+    if let Some(u) = &a.advertise_url {
+        let ok = url::Url::parse(u).is_ok_and(|p| p.scheme() == "http" && p.host().is_some());
+        if !ok {
+            return Err(ConfigError::BadAdvertiseUrl(u.clone()));
+        }
+    }
+    Ok(RoomOptions {
+        history: a.room_history,
+        max_payload: a.room_max_payload.max(16),
+        client_buffer: a.room_client_buffer.max(1),
+        lease_ttl: std::time::Duration::from_millis(a.room_lease_ms),
+        idle: std::time::Duration::from_secs(a.room_idle.max(1)),
+        write_timeout: std::time::Duration::from_secs(a.room_write_timeout.max(1)),
+        recheck: std::time::Duration::from_secs(a.room_recheck.max(1)),
+        advertise_url: a
+            .advertise_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -8,15 +8,20 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod cron;
 pub mod dashboard;
 pub mod filter;
 pub mod mail;
 pub mod nats;
+pub mod net;
 pub mod oauth2;
 pub mod plugins;
+pub mod pocketbase;
 pub mod realtime;
 pub mod records;
 pub mod replication;
+pub mod rooms;
+pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod superuser;
@@ -82,7 +87,14 @@ impl Server {
         {
             sync::Sync::check_access(conn).await?;
         }
-        let plugins = plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
+        // As Go does for PocketBase: connections are file descriptors.
+        let open_files = net::raise_open_file_limit();
+        let mut plugins =
+            plugins::Plugins::open(&config.dir, config.plugins.clone(), &config.node_id)?;
+        plugins.outbound = Arc::new(plugins::OutboundLog::new(
+            plugins::OUTBOUND_ENTRIES,
+            config.outbound_log_bytes,
+        ));
         let hooks = config
             .sync
             .as_ref()
@@ -123,16 +135,42 @@ impl Server {
             )),
             _ => None,
         };
+        let settings = store
+            .read(|conn, _| store::settings::load_settings(conn))
+            .await?;
+        let logs = store::logs::Logs::open(
+            &config.dir,
+            config.log_queue,
+            store::logs::LogSettings::from_settings(&settings.to_json()),
+        )?;
+        let crons = builtin_crons(&store, &logs);
+        let auth_cache: Arc<access::AuthCache> = Arc::new(Default::default());
+        let bound = listener.local_addr().unwrap_or(config.http);
+        let rooms = rooms::Rooms::new(
+            config.rooms.clone(),
+            &config.node_id,
+            bound,
+            store.clone(),
+            auth_cache.clone(),
+            plugins.clone(),
+            sync.as_ref().map(|s| s.log_watch()),
+        );
         let state = api::AppState {
             store: store.clone(),
-            auth_cache: Arc::new(Default::default()),
+            auth_cache,
             hub,
             plugins,
             sync,
+            guard: Arc::new(api::guard::Guard::new(&settings)),
+            rooms,
             mailer: mail::Mailer::new(store.clone()),
             resend: Arc::new(Default::default()),
             http: oauth2::http_client(),
+            logs,
+            crons,
         };
+        let mut config = config;
+        config.net.max_connections = net::fit_connections(config.net.max_connections, open_files);
         Ok(Server {
             config,
             store,
@@ -160,12 +198,11 @@ impl Server {
             listener,
             state,
         } = self;
-        let invalidator = tokio::spawn(invalidate_auth_cache(
-            store.clone(),
-            state.auth_cache.clone(),
-        ));
         let hub = state.hub.clone();
+        let rooms = state.rooms.clone();
         let replication = state.sync.clone();
+        let logs = state.logs.clone();
+        let scheduler = tokio::spawn(state.crons.clone().run_scheduler());
         let fanout = tokio::spawn(realtime::run_fanout(store.clone(), hub.clone()));
         // Queued mails survive a stop in the outbox; the next start resumes them.
         let mailer = tokio::spawn(state.mailer.clone().run());
@@ -177,10 +214,14 @@ impl Server {
         let app = api::router(state, config.body_limit);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = config.shutdown_grace;
+        let listener = net::Listener::new(listener, config.net.clone());
+        let app = app.into_make_service_with_connect_info::<net::ConnInfo>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             // Realtime streams never end by themselves: close them so draining can finish.
             hub.drop_all();
+            // Room sockets too; owned rooms' leases are given up so other nodes take over.
+            rooms.shutdown(std::time::Duration::from_secs(2)).await;
             let _ = stop_tx.send(true);
         });
         let mut stop_rx2 = stop_rx.clone();
@@ -196,7 +237,7 @@ impl Server {
             }
         };
         drop(stop_rx);
-        invalidator.abort();
+        scheduler.abort();
         fanout.abort();
         mailer.abort();
         auth_cleanup.abort();
@@ -204,6 +245,7 @@ impl Server {
             outbound.abort();
         }
         store.close().await?;
+        logs.close().await;
         tracing::info!("store closed and checkpointed");
         if let Some(sync) = replication {
             sync.stop().await;
@@ -212,21 +254,38 @@ impl Server {
     }
 }
 
-/// Empties the token cache whenever an auth record changes (password, tokenKey, deletion),
-/// so revoked tokens stop working at once.
-async fn invalidate_auth_cache(store: Store, cache: Arc<access::AuthCache>) {
-    let mut rx = store.subscribe();
-    loop {
-        match rx.recv().await {
-            Ok(batch) => {
-                if batch.iter().any(|c| c.collection.is_auth()) {
-                    cache.clear();
-                }
+/// The jobs every node runs (PocketBase's ids and schedules). Other subsystems add theirs to
+/// the returned registry before the server starts (e.g. a backup schedule).
+fn builtin_crons(store: &Store, logs: &store::logs::Logs) -> cron::Crons {
+    let crons = cron::Crons::default();
+    let (s, l) = (store.clone(), logs.clone());
+    let optimize = crons.add("__pbDBOptimize__", "0 0 * * *", move || {
+        let (s, l) = (s.clone(), l.clone());
+        async move {
+            if let Err(e) = s.optimize().await {
+                tracing::warn!(error = %e, "periodic database optimize failed");
             }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.clear(),
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            if let Err(e) = l.checkpoint().await {
+                tracing::warn!(error = %e, "periodic log database checkpoint failed");
+            }
+        }
+    });
+    let l = logs.clone();
+    let cleanup = crons.add("__pbLogsCleanup__", "0 */6 * * *", move || {
+        let l = l.clone();
+        async move {
+            match l.cleanup().await {
+                Ok(n) => tracing::debug!(deleted = n, "old request logs deleted"),
+                Err(e) => tracing::warn!(error = %e, "failed to delete old logs"),
+            }
+        }
+    });
+    for r in [optimize, cleanup] {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "a built-in cron expression is invalid");
         }
     }
+    crons
 }
 
 /// Deletes expired OTPs and MFA sessions every hour, as PocketBase's cleanup crons do (an

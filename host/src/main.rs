@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::Parser;
 use std::io::IsTerminal;
 
-use syncbase::config::{Cli, Command, Config, LogFormat, SuperuserCommand};
+use syncbase::config::{
+    Cli, Command, Config, ExportCommand, ImportCommand, LogFormat, SuperuserCommand,
+};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -76,6 +78,54 @@ fn main() -> anyhow::Result<()> {
                 println!("{out}");
                 Ok(())
             }
+            Command::Import {
+                source:
+                    ImportCommand::Pocketbase {
+                        pb_data,
+                        dir,
+                        force,
+                        encryption_env,
+                        json,
+                    },
+            } => {
+                let opts = syncbase::pocketbase::ImportOptions {
+                    pb_data,
+                    dir,
+                    force,
+                    encryption: encryption_env
+                        .as_deref()
+                        .map(syncbase::pocketbase::EncryptionKey::from_env),
+                    progress: !json,
+                };
+                let report =
+                    tokio::task::spawn_blocking(move || syncbase::pocketbase::import(&opts))
+                        .await?
+                        .context("import failed")?;
+                print_report(&report, json);
+                Ok(())
+            }
+            Command::Export {
+                target:
+                    ExportCommand::Pocketbase {
+                        out,
+                        dir,
+                        force,
+                        json,
+                    },
+            } => {
+                let opts = syncbase::pocketbase::ExportOptions {
+                    dir,
+                    out,
+                    force,
+                    progress: !json,
+                };
+                let report =
+                    tokio::task::spawn_blocking(move || syncbase::pocketbase::export(&opts))
+                        .await?
+                        .context("export failed")?;
+                print_report(&report, json);
+                Ok(())
+            }
             Command::NatsExec { .. } => unreachable!("handled before the runtime starts"),
             Command::Superuser {
                 action:
@@ -96,4 +146,13 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// An import's or export's report: text for people, or JSON (`--json`).
+fn print_report(report: &syncbase::pocketbase::Report, json: bool) {
+    if json {
+        println!("{}", syncbase::pocketbase::report_json(report));
+    } else {
+        print!("{report}");
+    }
 }

@@ -57,21 +57,23 @@ async function freePort() {
  * Starts a server (`which`: "syncbase" or "pocketbase", default env SERVER) and resolves once
  * `/api/health` answers 200. `serveArgs` are appended to the `serve` command line (flags only one
  * of the servers knows, e.g. Syncbase's `--realtime-idle`).
+ * `dataDir`: serve this data directory, which the caller owns (`stop()` leaves it; for
+ * PocketBase give each its own parent dir, where it keeps `pb_migrations`).
  * Returns `{ url, kind, stop }`; `stop()` kills the process and removes the temp dir.
  */
-export async function startServer(which, { serveArgs = [] } = {}) {
+export async function startServer(which, { serveArgs = [], dataDir: ownDir } = {}) {
   const { kind, bin } = serverKind(which);
   if (kind === 'syncbase') {
     await access(bin).catch(() => {
       throw new Error(`no syncbase binary at ${bin}: run \`cargo build -p syncbase\` or set SYNCBASE_BIN`);
     });
   }
-  const dir = await mkdtemp(path.join(os.tmpdir(), `sb-js-${kind}-`));
-  const dataDir = path.join(dir, 'data');
+  const dir = ownDir ? null : await mkdtemp(path.join(os.tmpdir(), `sb-js-${kind}-`));
+  const dataDir = ownDir ?? path.join(dir, 'data');
   let child;
   const stop = async () => {
     if (child) await killChild(child);
-    await rm(dir, { recursive: true, force: true });
+    if (dir) await rm(dir, { recursive: true, force: true });
   };
   try {
     await execFileP(bin, ['superuser', 'upsert', SUPERUSER_EMAIL, SUPERUSER_PASSWORD, '--dir', dataDir]);

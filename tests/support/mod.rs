@@ -52,7 +52,8 @@ impl Node {
         let dir = tmp.path().to_path_buf();
         upsert_superuser(&dir, EMAIL, PASSWORD);
         let log = std::fs::File::create(dir.join("node.log")).expect("log file");
-        let mut node = Node::spawn_with(&dir, flags, Stdio::from(log), "info").await;
+        let mut node =
+            Node::spawn_command(Command::new(bin()), &dir, flags, Stdio::from(log), "info").await;
         node._tmp = Some(tmp);
         node
     }
@@ -64,11 +65,33 @@ impl Node {
 
     /// Starts a node on an existing data directory.
     pub async fn spawn(dir: &Path, flags: &[&str]) -> Node {
-        Node::spawn_with(dir, flags, Stdio::inherit(), "warn").await
+        Node::spawn_command(Command::new(bin()), dir, flags, Stdio::inherit(), "warn").await
     }
 
-    async fn spawn_with(dir: &Path, flags: &[&str], stderr: Stdio, level: &str) -> Node {
-        let mut cmd = Command::new(bin());
+    /// Starts a fresh node whose soft open-file limit starts at `soft` (the hard limit is
+    /// left as it is), as a service manager with a low default would start it.
+    pub async fn start_with_soft_nofile(soft: u64, flags: &[&str]) -> Node {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        upsert_superuser(&dir, EMAIL, PASSWORD);
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            &format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""),
+            bin(),
+        ]);
+        let mut node = Node::spawn_command(cmd, &dir, flags, Stdio::inherit(), "warn").await;
+        node._tmp = Some(tmp);
+        node
+    }
+
+    async fn spawn_command(
+        mut cmd: Command,
+        dir: &Path,
+        flags: &[&str],
+        stderr: Stdio,
+        level: &str,
+    ) -> Node {
         cmd.args(["serve", "--http", "127.0.0.1:0", "--dir"])
             .arg(dir)
             .args(flags)
@@ -123,6 +146,21 @@ impl Node {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to the server process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("running");
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{sig} {pid} failed");
     }
 
     /// Sends a request as the superuser.

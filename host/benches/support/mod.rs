@@ -39,6 +39,11 @@ impl Server {
     /// Creates the bench superuser in a fresh temp dir (named `{dir_prefix}...`), starts `bin
     /// serve` there on a free 127.0.0.1 port and returns once `/api/health` answers 200.
     pub async fn start(bin: &Path, dir_prefix: &str) -> Result<Self> {
+        Server::start_with(bin, dir_prefix, &[]).await
+    }
+
+    /// Like `start`, with extra `serve` flags.
+    pub async fn start_with(bin: &Path, dir_prefix: &str, flags: &[&str]) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix(dir_prefix).tempdir()?;
         let data = dir.path().join("data");
         let status = tokio::process::Command::new(bin)
@@ -62,6 +67,7 @@ impl Server {
         let mut child = Command::new(bin)
             .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
             .arg(&data)
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path)?)
             .spawn()?;
@@ -117,6 +123,17 @@ impl Server {
             .find(|l| l.starts_with("VmHWM:"))
             .context("no VmHWM in /proc/PID/status")?;
         let kib = line.split_whitespace().nth(1).context("malformed VmHWM")?;
+        Ok(kib.parse()?)
+    }
+
+    /// Resident set size now, from `/proc/PID/status`.
+    pub fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .context("no VmRSS in /proc/PID/status")?;
+        let kib = line.split_whitespace().nth(1).context("malformed VmRSS")?;
         Ok(kib.parse()?)
     }
 

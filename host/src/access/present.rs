@@ -10,6 +10,34 @@ use super::Auth;
 use crate::store::schema::{Collection, FieldKind};
 use crate::store::{Record, Schema};
 
+/// Whether a field holds a secret: a password hash, an auth record's tokenKey, or anything the
+/// schema marks hidden. Secrets never leave the server outside the record API itself (which
+/// shows hidden non-secret fields to superusers only, as PocketBase does).
+pub fn is_secret(c: &Collection, name: &str) -> bool {
+    match c.field(name) {
+        Some(f) => {
+            f.hidden
+                || matches!(f.kind, FieldKind::Password(_))
+                || c.is_auth() && name == "tokenKey"
+        }
+        None => false,
+    }
+}
+
+/// Removes every secret field (see [`is_secret`]) from a record.
+pub fn strip_secrets(c: &Collection, rec: &mut Record) {
+    rec.retain(|k, _| !is_secret(c, k));
+}
+
+/// A record serialized without its secret fields, without copying it first.
+pub struct WithoutSecrets<'a>(pub &'a Collection, pub &'a Record);
+
+impl serde::Serialize for WithoutSecrets<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.1.iter().filter(|(k, _)| !is_secret(self.0, k)))
+    }
+}
+
 /// The record as the caller may see it.
 pub fn record(schema: &Schema, c: &Collection, mut rec: Record, viewer: &Auth) -> Value {
     let superuser = viewer.is_superuser();

@@ -14,10 +14,11 @@ use super::AppState;
 use super::auth_flow::{Call, identity_condition, respond};
 use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
+use super::guard::ClientIp;
 use super::records::collection;
 use crate::access::Auth;
 use crate::access::present;
-use crate::auth::password;
+use crate::auth::{gate, password};
 use crate::oauth2::{Provider, s256_challenge};
 use crate::store::schema::{ALNUM, TokenKind, random_string};
 use crate::store::{Collection, Record, Schema, StoreError, records};
@@ -50,6 +51,14 @@ pub(super) async fn seed_folded(st: &AppState, c: &Collection) -> ApiResult<()> 
     ))
 }
 
+/// This client already has as many password checks in flight as it may (see `auth::gate`).
+pub fn busy(_: gate::Busy) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "Too many password checks in flight for this client; try again shortly.",
+    )
+}
+
 /// Issues an auth token for `rec`, signed with its tokenKey plus the collection secret.
 pub fn issue_token(c: &Collection, rec: &Record) -> String {
     let mut extra = serde_json::Map::new();
@@ -61,6 +70,7 @@ pub async fn with_password(
     State(st): State<AppState>,
     method: Method,
     headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Path(coll): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     JsonBody(body): JsonBody,
@@ -102,6 +112,7 @@ pub async fn with_password(
     }
     let fields = opts.password_auth.identity_fields.clone();
     let c2 = c.clone();
+    let key = identity.clone();
     let found = st
         .store
         .read(move |conn, _| {
@@ -125,7 +136,11 @@ pub async fn with_password(
         .await?;
     let Some(rec) = found else {
         // Spend the same time as a real check so timing does not reveal unknown identities.
-        let _ = tokio::task::spawn_blocking(move || password::verify_dummy(&pass)).await;
+        gate::run(&st.guard.passwords, &ip, &key, move || {
+            password::verify_dummy(&pass)
+        })
+        .await
+        .map_err(busy)?;
         return Err(failed());
     };
     let hash = rec
@@ -133,14 +148,17 @@ pub async fn with_password(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pass, &hash))
-        .await
-        .unwrap_or(false);
+    let ok = gate::run(&st.guard.passwords, &ip, &key, move || {
+        password::verify(&pass, &hash)
+    })
+    .await
+    .map_err(busy)?;
     if !ok {
         return Err(failed());
     }
     let body = body.as_object().cloned().unwrap_or_default();
     let call = Call {
+        ip: &ip,
         method: &method,
         headers: &headers,
         query: &query,

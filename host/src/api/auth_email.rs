@@ -14,14 +14,16 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
+use super::auth::busy;
 use super::auth_flow::{
     auth_collection, body_text, check_email, field_error, find_by_email, invalid_form, issue,
     issue_with_email, record_by_token,
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::Input;
+use super::guard::ClientIp;
 use crate::access::Auth;
-use crate::auth::password;
+use crate::auth::{gate, password};
 use crate::mail::message::AppMeta;
 use crate::mail::{Message, templates};
 use crate::records::validate::Access;
@@ -187,6 +189,7 @@ pub async fn request_password_reset(
 
 pub async fn confirm_password_reset(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(coll): Path<String>,
     Input(body): Input,
 ) -> ApiResult<StatusCode> {
@@ -251,9 +254,12 @@ pub async fn confirm_password_reset(
     {
         input.insert("verified".into(), json!(true));
     }
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pass))
-        .await
-        .map_err(|_| ApiError::bad_request("Failed to set new password."))?;
+    let key = text(&rec, "id");
+    let hash = gate::run(&st.guard.passwords, &ip, &key, move || {
+        password::hash(&pass)
+    })
+    .await
+    .map_err(busy)?;
     update(
         &st,
         &tc,
@@ -316,6 +322,7 @@ pub async fn request_email_change(
 
 pub async fn confirm_email_change(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(coll): Path<String>,
     Input(body): Input,
 ) -> ApiResult<StatusCode> {
@@ -351,10 +358,12 @@ pub async fn confirm_email_change(
             ),
         );
     } else if let Some((_, rec, _)) = &found {
-        let (p, hash) = (pass.clone(), text(rec, "password"));
-        let ok = tokio::task::spawn_blocking(move || password::verify(&p, &hash))
-            .await
-            .unwrap_or(false);
+        let (p, hash, key) = (pass.clone(), text(rec, "password"), text(rec, "id"));
+        let ok = gate::run(&st.guard.passwords, &ip, &key, move || {
+            password::verify(&p, &hash)
+        })
+        .await
+        .map_err(busy)?;
         if !ok {
             errors.insert(
                 "password".into(),

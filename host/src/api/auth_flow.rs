@@ -214,6 +214,8 @@ impl ResendLimiter {
 
 /// The request an auth response answers (for `@request` in rules and the `mfaId`).
 pub struct Call<'a> {
+    /// The client's IP (`guard::ClientIp`), for the password gate.
+    pub ip: &'a str,
     pub method: &'a Method,
     pub headers: &'a HeaderMap,
     pub query: &'a HashMap<String, String>,

@@ -22,6 +22,7 @@ use super::auth_email::random_password;
 use super::auth_flow::{Call, auth_collection, body_text, field_error, find_by_email, respond};
 use super::error::{ApiError, ApiResult};
 use super::extract::Input;
+use super::guard::ClientIp;
 use super::records::{OpKind, prepare_op, run_op};
 use crate::access::Auth;
 use crate::oauth2::{AuthUser, Provider};
@@ -47,8 +48,11 @@ fn failed(e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("Failed to authenticate.")
 }
 
+// One extractor per request part, as axum handlers take them.
+#[allow(clippy::too_many_arguments)]
 pub async fn auth_with_oauth2(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     auth: Auth,
     method: Method,
     headers: HeaderMap,
@@ -134,6 +138,7 @@ pub async fn auth_with_oauth2(
     };
     let is_new = existing.is_none();
     let call = Call {
+        ip: &ip,
         method: &method,
         headers: &headers,
         query: &query,
@@ -265,6 +270,7 @@ async fn sign_up(
     }
     let op = prepare_op(
         st,
+        call.ip,
         auth,
         call.method,
         call.headers,

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 use super::AppState;
+use super::auth::busy;
 use super::auth_email::random_password;
 use super::auth_flow::{
     Call, auth_collection, body_text, check_email, field_error, find_by_email, invalid_form,
@@ -23,7 +24,8 @@ use super::auth_flow::{
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::Input;
-use crate::auth::password;
+use super::guard::ClientIp;
+use crate::auth::{gate, password};
 use crate::mail::message::AppMeta;
 use crate::mail::{enqueue_in, templates};
 use crate::records::validate::Access;
@@ -135,6 +137,7 @@ pub async fn request_otp(
 
 pub async fn auth_with_otp(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     method: Method,
     headers: HeaderMap,
     Path(coll): Path<String>,
@@ -198,9 +201,12 @@ pub async fn auth_with_otp(
         ));
     }
     let hash = text(&otp, "password");
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pass, &hash))
-        .await
-        .unwrap_or(false);
+    let key = text(&rec, "id");
+    let ok = gate::run(&st.guard.passwords, &ip, &key, move || {
+        password::verify(&pass, &hash)
+    })
+    .await
+    .map_err(busy)?;
     if !ok {
         return Err(invalid());
     }
@@ -234,6 +240,7 @@ pub async fn auth_with_otp(
         }
     }
     let call = Call {
+        ip: &ip,
         method: &method,
         headers: &headers,
         query: &query,

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::Input;
+use super::guard::ClientIp;
 use super::records::{OpKind, WriteOp, prepare_op, run_op};
 use crate::access::Auth;
 use crate::access::present::{self, FieldsPicker};
@@ -53,6 +54,7 @@ fn route(method: &str, url: &str) -> Option<Route> {
 
 pub async fn batch(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     auth: Auth,
     headers: HeaderMap,
     Input(body): Input,
@@ -105,9 +107,22 @@ pub async fn batch(
             }
         };
         let m = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap_or(Method::POST);
-        let op = prepare_op(&st, &auth, &m, &headers, &query, kind, &coll, id, input)
-            .await
-            .map_err(|e| failed(i, e))?;
+        // Each sub-request counts against its collection's rate limits, as in PocketBase.
+        if let Some(c) = st.store.schema().get(&coll).cloned() {
+            let (route, tag) = match kind {
+                OpKind::Create | OpKind::Upsert => ("records", "create"),
+                OpKind::Update => ("records/{id}", "update"),
+                OpKind::Delete => ("records/{id}", "delete"),
+            };
+            st.guard
+                .check_collection(&ip, &auth, &c, (&m, route), tag)
+                .map_err(|e| failed(i, e))?;
+        }
+        let op = prepare_op(
+            &st, &ip, &auth, &m, &headers, &query, kind, &coll, id, input,
+        )
+        .await
+        .map_err(|e| failed(i, e))?;
         actions.push(match kind {
             OpKind::Create | OpKind::Upsert => "Failed to create record.",
             OpKind::Update => "Failed to update record.",

@@ -14,8 +14,9 @@ use super::extract::JsonBody;
 use super::sync::schema_write;
 use crate::access::Auth;
 use crate::replication::{CollectionRef, EventKind};
-use crate::store::Collection;
 use crate::store::collections as ops;
+use crate::store::schema::CollectionType;
+use crate::store::{Collection, StoreError};
 
 /// A collection as served: everything but the token signing secrets and the OAuth2 providers'
 /// client secrets (PocketBase hides them the same way).
@@ -170,7 +171,10 @@ pub async fn validate(
         Some(id) if schema.get(id).is_some_and(|c| c.id == id) => "Failed to update collection.",
         _ => "Failed to create collection.",
     };
-    ops::check(&schema, &body).map_err(|e| ApiError::from_store(e, action))?;
+    st.store
+        .read(move |conn, schema| ops::check(conn, schema, &body))
+        .await
+        .map_err(|e| ApiError::from_store(e, action))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -211,6 +215,92 @@ pub async fn import(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/collections/{c}/truncate`: deletes every record (cascades included) in one
+/// writer job; on a replicating node each deletion replicates as a delete event.
+pub async fn truncate(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    auth.require_superuser()?;
+    let c = st
+        .store
+        .schema()
+        .get(&name)
+        .cloned()
+        .ok_or_else(ApiError::not_found)?;
+    if c.is_view() {
+        return Err(ApiError::bad_request(
+            "View collections cannot be truncated since they don't store their own records.",
+        ));
+    }
+    st.store
+        .write(move |ctx| crate::store::records::truncate(ctx, &c.id))
+        .await
+        .map_err(|e| match e {
+            StoreError::BadRequest(_) | StoreError::Validation(_) => ApiError::bad_request(
+                "Failed to truncate collection (most likely due to required cascade delete record references).",
+            ),
+            other => ApiError::from_store(other, "Failed to truncate collection."),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/collections/meta/scaffolds`: a new collection of each type with its defaults
+/// (what the dashboard starts a "new collection" form from).
+pub async fn scaffolds(State(_): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    // PocketBase names the auth indexes after a random id, the table name left empty.
+    let index_id = crate::store::schema::random_string(10, crate::store::schema::LOWER_ALNUM);
+    let [base, auth, view] = [
+        CollectionType::Base,
+        CollectionType::Auth,
+        CollectionType::View,
+    ]
+    .map(|kind| ops::scaffold(kind, &index_id));
+    Ok(Json(json!({
+        "base": present(&base),
+        "auth": present(&auth),
+        "view": present(&view),
+    })))
+}
+
+/// `POST /api/collections/meta/dry-run-view {"query": ...}` (PocketBase's experimental
+/// preview for the dashboard's view editor): the fields a view of the query would have and
+/// its first records. Runs on a reader; nothing is created.
+pub async fn dry_run_view(
+    State(st): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let query = body
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let preview = st
+        .store
+        .read(move |conn, schema| Ok(crate::store::views::preview(conn, schema, &query, 10)))
+        .await?;
+    let (fields, records) = preview.map_err(|e| {
+        ApiError::bad_request(format!("Invalid view query. Raw error: \n{}.", e.message))
+    })?;
+    let mut temp = ops::scaffold(CollectionType::View, "");
+    temp.name = format!(
+        "temp_view_{}",
+        crate::store::schema::random_string(5, crate::store::schema::ALNUM)
+    );
+    temp.id = crate::store::schema::collection_id(CollectionType::View, &temp.name);
+    temp.fields = fields;
+    let schema = st.store.schema();
+    let sample: Vec<Value> = records
+        .into_iter()
+        .map(|r| crate::access::present::record(&schema, &temp, r, &auth))
+        .collect();
+    Ok(Json(json!({"fields": temp.fields, "sample": sample})))
 }
 
 /// The event data of a collection change: the collection exactly as validated, ids included.

@@ -115,7 +115,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body =
             json!({"status": self.status.as_u16(), "message": self.message, "data": self.data});
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        // The request log records what failed (`api/logs.rs`).
+        resp.extensions_mut().insert(super::logs::LoggedError {
+            message: self.message,
+            data: self.data,
+        });
+        resp
     }
 }
 

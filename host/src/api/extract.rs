@@ -19,7 +19,12 @@ use crate::store::Record;
 
 /// The raw token of a request (with or without a `Bearer ` prefix).
 pub fn token_of(parts: &Parts) -> Option<String> {
-    let raw = parts.headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    token_in(&parts.headers)
+}
+
+/// The raw token in a request's headers.
+pub fn token_in(headers: &axum::http::HeaderMap) -> Option<String> {
+    let raw = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
     let t = raw
         .strip_prefix("Bearer ")
         .or_else(|| raw.strip_prefix("bearer "))
@@ -35,9 +40,17 @@ impl FromRequestParts<AppState> for Auth {
         let Some(token) = token_of(parts) else {
             return Ok(Auth::Guest);
         };
-        Ok(authenticate(&state.store, &state.auth_cache, &token)
+        let auth = authenticate(&state.store, &state.auth_cache, &token)
             .await
-            .unwrap_or(Auth::Guest))
+            .unwrap_or(Auth::Guest);
+        // The request log names the caller without verifying the token again.
+        if let Some(slot) = parts
+            .extensions
+            .get::<std::sync::Arc<super::logs::AuthSlot>>()
+        {
+            slot.set(&auth);
+        }
+        Ok(auth)
     }
 }
 

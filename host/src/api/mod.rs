@@ -8,12 +8,17 @@ pub mod auth_oauth2;
 pub mod auth_otp;
 pub mod batch;
 pub mod collections;
+pub mod crons;
 pub mod error;
 pub mod extract;
+pub mod guard;
+pub mod logs;
 pub mod plugins;
 pub mod realtime;
 pub mod records;
+pub mod rooms;
 pub mod settings;
+pub mod sql;
 pub mod sync;
 
 use std::sync::Arc;
@@ -21,7 +26,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use serde_json::json;
 
 use crate::access::AuthCache;
@@ -39,12 +44,20 @@ pub struct AppState {
     pub plugins: Plugins,
     /// Replication, on a node that replicates.
     pub sync: Option<crate::sync::Sync>,
+    /// Connection cap, client IPs, rate limits and the password gate.
+    pub guard: Arc<guard::Guard>,
+    /// Websocket rooms.
+    pub rooms: crate::rooms::Rooms,
     /// The node's mail outbox and sender.
     pub mailer: crate::mail::Mailer,
     /// Recent verification / password-reset requests (PocketBase's resend guard).
     pub resend: Arc<auth_flow::ResendLimiter>,
     /// HTTP client for OAuth2 providers.
     pub http: reqwest::Client,
+    /// This node's request logs (node-local, `auxiliary.db`).
+    pub logs: crate::store::logs::Logs,
+    /// This node's scheduled jobs.
+    pub crons: crate::cron::Crons,
 }
 
 /// Builds the router with a request body limit of `body_limit` bytes.
@@ -59,6 +72,18 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route(
             "/api/collections/meta/validate",
             post(collections::validate),
+        )
+        .route(
+            "/api/collections/meta/scaffolds",
+            get(collections::scaffolds),
+        )
+        .route(
+            "/api/collections/meta/dry-run-view",
+            post(collections::dry_run_view),
+        )
+        .route(
+            "/api/collections/{collection}/truncate",
+            delete(collections::truncate),
         )
         .route(
             "/api/collections/{collection}",
@@ -150,6 +175,12 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             post(plugins::dry_run_resolve),
         )
         .route("/api/settings", get(settings::get).patch(settings::update))
+        .route("/api/logs", get(logs::list).delete(logs::clear))
+        .route("/api/logs/stats", get(logs::stats))
+        .route("/api/logs/{id}", get(logs::view))
+        .route("/api/sql", post(sql::run))
+        .route("/api/crons", get(crons::list))
+        .route("/api/crons/{id}", post(crons::run))
         .route("/api/sync/status", get(sync::status))
         .route("/api/sync/dead-letters/{seq}", get(sync::dead_letter))
         .route("/metrics", get(sync::metrics))
@@ -157,9 +188,22 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/_", get(crate::dashboard::redirect))
         .route("/_/", get(crate::dashboard::index))
         .route("/_/{*path}", get(crate::dashboard::file))
+        .route("/api/rooms/{collection}/{id}", get(rooms::join))
+        .route("/api/rooms/{collection}/{id}/link", get(rooms::link))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard::body_limit(body_limit, req, next)
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            logs::log_requests,
+        ))
         .with_state(state)
 }
 

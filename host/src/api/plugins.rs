@@ -420,15 +420,28 @@ pub async fn dry_run_resolve(
     })))
 }
 
-/// `GET /api/plugins/outbound`: what the outbound stage let out most recently, and counters.
-pub async fn outbound(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+/// `GET /api/plugins/outbound[?limit=N]`: what the outbound stage let out most recently (the
+/// `N` newest events; all kept by default, none with 0), and counters.
+pub async fn outbound(
+    State(st): State<AppState>,
+    auth: Auth,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
+    let limit = match q.get("limit") {
+        None => usize::MAX,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request("`limit` must be a number."))?,
+    };
     let log = &st.plugins.outbound;
     Ok(Json(json!({
         "passed": log.passed.load(Ordering::Relaxed),
         "dropped": log.dropped.load(Ordering::Relaxed),
         "rewritten": log.rewritten.load(Ordering::Relaxed),
         "failures": log.failures.load(Ordering::Relaxed),
-        "items": log.recent(),
+        "retainedBytes": log.retained_bytes(),
+        "maxBytes": log.max_bytes(),
+        "items": log.recent(limit),
     })))
 }

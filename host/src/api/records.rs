@@ -12,13 +12,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::busy;
 use super::error::{ApiError, ApiResult};
 use super::extract::Input;
+use super::guard::ClientIp;
 use crate::access::Auth;
 use crate::access::expand::expand_visible;
 use crate::access::present::{self, FieldsPicker};
 use crate::access::rules::{allowed, request_info, rule_condition};
-use crate::auth::password;
+use crate::auth::{gate, password};
 use crate::filter;
 use crate::records::validate::{self, Access};
 use crate::store::records::{self, ListQuery};
@@ -192,7 +194,12 @@ pub async fn list(
             let sort = q.get("sort").map(String::as_str).unwrap_or("");
             let sql = filter::list_sql(&parts, sort, &fq)?;
             let order_sql = if sql.order_sql.is_empty() {
-                format!("{}.rowid ASC", c.table())
+                // A view has no rowid: its rows come in the query's own order.
+                if c.is_view() {
+                    String::new()
+                } else {
+                    format!("{}.rowid ASC", c.table())
+                }
             } else {
                 sql.order_sql
             };
@@ -261,7 +268,12 @@ pub async fn view(
 }
 
 /// Hashes a new password off the async runtime and off the writer thread.
-async fn hash_password(c: &Collection, input: &Record) -> ApiResult<Option<String>> {
+async fn hash_password(
+    st: &AppState,
+    ip: &str,
+    c: &Collection,
+    input: &Record,
+) -> ApiResult<Option<String>> {
     // Auth collections, and the system `_otps` (its one-time passwords are hashed too).
     if !c
         .field("password")
@@ -276,10 +288,16 @@ async fn hash_password(c: &Collection, input: &Record) -> ApiResult<Option<Strin
         return Ok(None);
     }
     let pw = pw.clone();
-    tokio::task::spawn_blocking(move || password::hash(&pw))
+    // Keyed by the email being set (sign-ups) so one client's burst takes turns with others.
+    let key = input
+        .get("email")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    gate::run(&st.guard.passwords, ip, &key, move || password::hash(&pw))
         .await
         .map(Some)
-        .map_err(|e| ApiError::from_store(StoreError::Internal(e.to_string()), ""))
+        .map_err(busy)
 }
 
 /// Superusers manage auth records freely; everyone else is a regular writer (cannot set
@@ -295,6 +313,7 @@ fn access_of(auth: &Auth) -> Access {
 /// Verifies a regular caller's `oldPassword` before a password change, off the writer thread.
 async fn check_old_password(
     st: &AppState,
+    ip: &str,
     c: &Arc<Collection>,
     id: &str,
     input: &Record,
@@ -324,9 +343,11 @@ async fn check_old_password(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let ok = tokio::task::spawn_blocking(move || password::verify(&old, &hash))
-        .await
-        .unwrap_or(false);
+    let ok = gate::run(&st.guard.passwords, ip, id, move || {
+        password::verify(&old, &hash)
+    })
+    .await
+    .map_err(busy)?;
     if ok {
         Ok(())
     } else {
@@ -407,6 +428,7 @@ pub struct WriteOp {
 #[allow(clippy::too_many_arguments)]
 pub async fn prepare_op(
     st: &AppState,
+    ip: &str,
     auth: &Auth,
     method: &Method,
     headers: &HeaderMap,
@@ -418,6 +440,10 @@ pub async fn prepare_op(
 ) -> ApiResult<WriteOp> {
     let schema = st.store.schema();
     let c = collection(&schema, coll)?;
+    // A view's records are computed from other collections: nothing to write, for anyone.
+    if c.is_view() {
+        return Err(ApiError::bad_request("Unsupported collection type."));
+    }
     let (create, update, delete) = (
         gate(auth, &c.create_rule),
         gate(auth, &c.update_rule),
@@ -448,13 +474,13 @@ pub async fn prepare_op(
             .clone()
             .or_else(|| input.get("id").and_then(Value::as_str).map(String::from));
         if let Some(target) = target {
-            check_old_password(st, &c, &target, &input).await?;
+            check_old_password(st, ip, &c, &target, &input).await?;
         }
     }
     let hash = if kind == OpKind::Delete {
         None
     } else {
-        hash_password(&c, &input).await?
+        hash_password(st, ip, &c, &input).await?
     };
     let body = (kind != OpKind::Delete).then_some(&input);
     // The `@request` object is only read by expression rules; skip building it otherwise.
@@ -580,8 +606,11 @@ async fn write_one(
     Ok((c, rec))
 }
 
+// One extractor per request part, as axum handlers take them.
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     auth: Auth,
     method: Method,
     headers: HeaderMap,
@@ -591,6 +620,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let op = prepare_op(
         &st,
+        &ip,
         &auth,
         &method,
         &headers,
@@ -605,8 +635,11 @@ pub async fn create(
     respond_record(&st, c, rec.unwrap_or_default(), auth, method, headers, q).await
 }
 
+// One extractor per request part, as axum handlers take them.
+#[allow(clippy::too_many_arguments)]
 pub async fn update(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     auth: Auth,
     method: Method,
     headers: HeaderMap,
@@ -616,6 +649,7 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let op = prepare_op(
         &st,
+        &ip,
         &auth,
         &method,
         &headers,
@@ -632,6 +666,7 @@ pub async fn update(
 
 pub async fn delete(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     auth: Auth,
     method: Method,
     headers: HeaderMap,
@@ -640,6 +675,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let op = prepare_op(
         &st,
+        &ip,
         &auth,
         &method,
         &headers,

@@ -16,47 +16,50 @@ use crate::mail::templates;
 use crate::store::schema::{ALNUM, TokenKind, new_record_id, random_string};
 use crate::store::{mails, settings};
 
-/// Settings as served: the SMTP password is write-only (PocketBase never shows it either).
-fn present(mut s: Value) -> Value {
-    if let Some(smtp) = s.get_mut("smtp").and_then(Value::as_object_mut) {
-        smtp.remove("password");
-    }
-    s
-}
-
+/// Settings as served: PocketBase's model with its secrets (SMTP password, S3 secrets) left
+/// out; they are write-only.
 pub async fn get(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
-    Ok(Json(present(
-        st.store.read(|conn, _| settings::load(conn)).await?,
-    )))
+    let s = st
+        .store
+        .read(|conn, _| settings::load_settings(conn))
+        .await?;
+    Ok(Json(s.to_public_json()))
 }
 
+/// Binds the body onto the current settings (PocketBase's model only: unknown keys dropped,
+/// wrong types refused), validates and stores it; answers the new settings.
 pub async fn update(
     State(st): State<AppState>,
     auth: Auth,
-    JsonBody(patch): JsonBody,
+    body: Result<JsonBody, ApiError>,
 ) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
+    let patch = match body {
+        Ok(JsonBody(v)) => v,
+        // Too large stays 413; anything unreadable is PocketBase's loading error.
+        Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => return Err(e),
+        Err(_) => return Err(loading_error()),
+    };
     if !patch.is_object() {
-        return Err(ApiError::bad_request("The settings must be a JSON object."));
-    }
-    if let Some(max) = patch.pointer("/batch/maxRequests")
-        && max.as_u64().is_none_or(|m| m == 0)
-    {
-        return Err(ApiError::bad_request("An error occurred while validating the submitted data.").with_data(
-                serde_json::json!({"batch": {"maxRequests": {"code": "validation_required", "message": "Cannot be blank."}}}),
-            ));
+        return Err(loading_error());
     }
     let mail_changed = patch.get("smtp").is_some() || patch.get("meta").is_some();
     let s = st
         .store
         .write(move |ctx| settings::update(ctx.conn, &patch))
         .await?;
+    st.guard.settings_changed(&s);
+    apply(&st, &s).await;
     if mail_changed {
         // Mails that failed under the old settings get a fresh round of attempts now.
         st.mailer.retry_all().await?;
     }
-    Ok(Json(present(s)))
+    Ok(Json(s.to_public_json()))
+}
+
+fn loading_error() -> ApiError {
+    ApiError::bad_request("An error occurred while loading the submitted data.")
 }
 
 const TEST_TEMPLATES: [&str; 5] = [
@@ -174,4 +177,16 @@ pub async fn mail_outbox(State(st): State<AppState>, auth: Auth) -> ApiResult<Js
         "failed": count("failed"),
         "items": items,
     })))
+}
+
+/// Hands the settings the request logger reads to it (at start and after every change; the
+/// client IP it logs comes from the guard, which reads `trustedProxy`).
+pub async fn apply(st: &AppState, s: &crate::settings::Settings) {
+    if let Err(e) = st
+        .logs
+        .configure(crate::store::logs::LogSettings::from_settings(&s.to_json()))
+        .await
+    {
+        tracing::warn!(error = %e, "could not apply the new log settings");
+    }
 }

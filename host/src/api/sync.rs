@@ -28,10 +28,11 @@ pub async fn status(
     auth.require_superuser()?;
     let Some(sync) = &st.sync else {
         return Ok(Json(
-            json!({"mode": "single", "nodeId": st.plugins.node_id()}),
+            json!({"mode": "single", "nodeId": st.plugins.node_id(), "rooms": st.rooms.status_json()}),
         ));
     };
     let mut out = crate::sync::status_json(sync).await;
+    out["rooms"] = st.rooms.status_json();
     if q.get("hashes").is_some_and(|v| v != "0" && v != "false") {
         out["tableHashes"] = crate::sync::hashes(sync).await;
     }
@@ -100,6 +101,7 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         &st.store.schema(),
         st.plugins.node_id(),
     ));
+    body.push_str(&st.rooms.metrics_text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -284,6 +284,7 @@ mod tests {
             update_rule: None,
             delete_rule: None,
             auth: None,
+            view_query: None,
             created: String::new(),
             updated: String::new(),
             sql: Default::default(),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 pub use metrics::PolicyCounters;
-pub use outbound::{OutboundEvent, OutboundLog, run_outbound};
+pub use outbound::{OUTBOUND_BYTES, OUTBOUND_ENTRIES, OutboundEvent, OutboundLog, run_outbound};
 pub use syncbase_plugin_runtime::default_resolution;
 pub use syncbase_plugin_runtime::types::Resolution;
 use syncbase_plugin_runtime::types::{Change as WitChange, Direction, Op as WitOp, Version};
@@ -43,7 +43,7 @@ impl Plugins {
         let runtime = PluginRuntime::open(dir.join("plugins"), config)?;
         Ok(Plugins {
             runtime: Arc::new(runtime),
-            outbound: Arc::new(OutboundLog::new(1000)),
+            outbound: Arc::new(OutboundLog::new(OUTBOUND_ENTRIES, OUTBOUND_BYTES)),
             counters: Arc::default(),
             node_id: node_id.into(),
         })

@@ -6,6 +6,11 @@
 //! against the subscriber's list/view rule with its own auth, and presented as that
 //! subscriber may see it. A client whose bounded buffer is full is dropped, so a slow consumer
 //! never blocks writers or other subscribers.
+//!
+//! Each client's subscriptions have a cost (a topic costs 1, plus its filter's conditions and
+//! relation hops and its expand paths), bounded per client (`--realtime-client-cost`). A client
+//! whose cost is above [`HEAVY_COST`] is evaluated on its own task, one change per reader
+//! turn, so its filters delay only its own deliveries, never other clients'.
 
 mod fanout;
 
@@ -17,16 +22,29 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use crate::store::Change;
+
 use crate::access::Auth;
 use crate::store::schema::{ALNUM, random_string};
 use crate::store::sync::ChangeListeners;
 
 pub use fanout::run as run_fanout;
 
+/// A client with the auth and subscriptions a batch is evaluated for.
+pub(crate) type Target = (Arc<Client>, Auth, Arc<Vec<Subscription>>);
+
 /// Most topics one client may subscribe to.
 pub const MAX_TOPICS: usize = 1000;
 /// Longest topic accepted (options included).
 pub const MAX_TOPIC_LEN: usize = 2500;
+/// Default bound on the cost of one client's subscriptions: each topic costs 1, plus the
+/// terms of its filter and its expand paths (`--realtime-client-cost`).
+pub const CLIENT_COST: usize = 2000;
+/// Clients whose subscriptions cost more are evaluated on their own task.
+pub const HEAVY_COST: usize = 32;
+/// Change batches a heavy client may have waiting for evaluation before it is dropped as too
+/// slow.
+const HEAVY_QUEUE: usize = 256;
 
 /// Tuning from the config.
 #[derive(Debug, Clone)]
@@ -35,6 +53,8 @@ pub struct RealtimeOptions {
     pub client_buffer: usize,
     /// A connection with no message for this long is closed (clients reconnect).
     pub idle_timeout: Duration,
+    /// Largest cost of one client's subscriptions (see `CLIENT_COST`).
+    pub client_cost: usize,
 }
 
 impl Default for RealtimeOptions {
@@ -42,6 +62,7 @@ impl Default for RealtimeOptions {
         RealtimeOptions {
             client_buffer: 512,
             idle_timeout: Duration::from_secs(300),
+            client_cost: CLIENT_COST,
         }
     }
 }
@@ -110,22 +131,71 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// What evaluating this subscription for one change costs, in units of one condition: 1,
+    /// plus each filter comparison and each relation hop it makes, plus each expand path and
+    /// hop. A filter that does not parse costs 1 (it never matches).
+    pub fn cost(&self) -> usize {
+        let mut cost = 1;
+        if let Some(f) = self.query.get("filter").filter(|f| !f.trim().is_empty())
+            && let Ok(expr) = crate::filter::parse(f)
+        {
+            cost += expr_cost(&expr);
+        }
+        if let Some(e) = self.query.get("expand") {
+            cost += e
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| 1 + p.matches('.').count())
+                .sum::<usize>();
+        }
+        cost
+    }
+}
+
+fn expr_cost(e: &crate::filter::Expr) -> usize {
+    use crate::filter::{Expr, Operand};
+    let hops = |o: &Operand| match o {
+        Operand::Field { name, .. } if !name.starts_with("@request.") => name.matches('.').count(),
+        _ => 0,
+    };
+    match e {
+        Expr::And(parts) | Expr::Or(parts) => parts.iter().map(expr_cost).sum(),
+        Expr::Compare(c) => 1 + hops(&c.left) + hops(&c.right),
+    }
+}
+
 struct ClientState {
     auth: Auth,
-    subs: Vec<Subscription>,
+    subs: Arc<Vec<Subscription>>,
+    cost: usize,
 }
+
+/// A batch of changes waiting for a heavy client's own evaluation, with the subscriptions and
+/// auth it is evaluated for.
+pub(crate) type HeavyJob = (Arc<Vec<Change>>, Auth, Arc<Vec<Subscription>>);
 
 /// A connected realtime client.
 pub struct Client {
     pub id: String,
     tx: mpsc::Sender<Message>,
     state: Mutex<ClientState>,
+    /// The queue of this client's own evaluation task, once it is heavy.
+    heavy: Mutex<Option<mpsc::Sender<HeavyJob>>>,
+    /// Batches queued to the evaluation task and not yet delivered: while any is, later
+    /// batches go the same way, so deliveries keep commit order.
+    pending: std::sync::atomic::AtomicUsize,
 }
 
 impl Client {
     /// Delivers without waiting; false when the buffer is full or the client is gone.
     fn offer(&self, m: Message) -> bool {
         self.tx.try_send(m).is_ok()
+    }
+
+    /// The cost of the current subscriptions.
+    pub fn cost(&self) -> usize {
+        self.state.lock().cost
     }
 }
 
@@ -161,6 +231,11 @@ pub enum SubscribeError {
     BadTopic(String),
     #[error("The current and the previous request authorization don't match.")]
     AuthMismatch,
+    #[error(
+        "The subscriptions cost {cost}, over this server's limit of {limit} per client (each \
+         topic costs 1, plus 1 per filter condition, relation hop and expand path)."
+    )]
+    TooCostly { cost: usize, limit: usize },
 }
 
 impl Hub {
@@ -192,8 +267,11 @@ impl Hub {
             tx,
             state: Mutex::new(ClientState {
                 auth: Auth::Guest,
-                subs: Vec::new(),
+                subs: Arc::new(Vec::new()),
+                cost: 0,
             }),
+            heavy: Mutex::new(None),
+            pending: std::sync::atomic::AtomicUsize::new(0),
         });
         {
             let mut clients = self.clients.write();
@@ -232,6 +310,13 @@ impl Hub {
             }
             subs.push(Subscription::parse(t).ok_or_else(|| SubscribeError::BadTopic(t.clone()))?);
         }
+        let cost: usize = subs.iter().map(Subscription::cost).sum();
+        if cost > self.opts.client_cost {
+            return Err(SubscribeError::TooCostly {
+                cost,
+                limit: self.opts.client_cost,
+            });
+        }
         let mut st = client.state.lock();
         // Once a client is bound to a record, a request without that auth cannot take it over.
         if let (Some(old), new) = (st.auth.id().map(String::from), auth.id())
@@ -240,7 +325,8 @@ impl Hub {
             return Err(SubscribeError::AuthMismatch);
         }
         st.auth = auth;
-        st.subs = subs;
+        st.subs = Arc::new(subs);
+        st.cost = cost;
         Ok(())
     }
 
@@ -255,10 +341,17 @@ impl Hub {
         {
             let mut st = client.state.lock();
             let before = st.subs.len();
-            st.subs.retain(|s| !(s.custom && s.topic == topic));
-            if st.subs.len() == before {
+            let kept: Vec<Subscription> = st
+                .subs
+                .iter()
+                .filter(|s| !(s.custom && s.topic == topic))
+                .cloned()
+                .collect();
+            if kept.len() == before {
                 return false;
             }
+            st.cost = kept.iter().map(Subscription::cost).sum();
+            st.subs = Arc::new(kept);
         }
         client.offer(Message {
             event: Arc::from(topic),
@@ -278,23 +371,18 @@ impl Hub {
     }
 
     /// Snapshot of (client, auth, subscriptions) for clients subscribed to any of `collections`.
-    fn interested(&self, collections: &[String]) -> Vec<(Arc<Client>, Auth, Vec<Subscription>)> {
+    fn interested(&self, collections: &[String]) -> Vec<Target> {
         let clients: Vec<Arc<Client>> = self.clients.read().values().cloned().collect();
         let mut out = Vec::new();
         for c in clients {
             let st = c.state.lock();
-            let subs: Vec<Subscription> = st
-                .subs
-                .iter()
-                .filter(|s| {
-                    collections
-                        .iter()
-                        .any(|name| name.eq_ignore_ascii_case(&s.collection))
-                })
-                .cloned()
-                .collect();
-            if !subs.is_empty() {
-                let auth = st.auth.clone();
+            let wanted = st.subs.iter().any(|s| {
+                collections
+                    .iter()
+                    .any(|name| name.eq_ignore_ascii_case(&s.collection))
+            });
+            if wanted {
+                let (auth, subs) = (st.auth.clone(), st.subs.clone());
                 drop(st);
                 out.push((c, auth, subs));
             }
@@ -348,5 +436,66 @@ mod tests {
         );
         drop(reg);
         assert_eq!(hub.client_count(), 0);
+    }
+
+    fn with_options(query: serde_json::Value) -> String {
+        let opts = serde_json::json!({ "query": query }).to_string();
+        let enc: String = url::form_urlencoded::byte_serialize(opts.as_bytes()).collect();
+        format!("posts/*?options={enc}")
+    }
+
+    #[test]
+    fn a_subscription_costs_its_conditions_hops_and_expansions() {
+        let cost = |t: &str| Subscription::parse(t).expect("parse").cost();
+        assert_eq!(cost("posts/*"), 1);
+        assert_eq!(
+            cost(&with_options(serde_json::json!({"filter": "n > 1"}))),
+            2
+        );
+        assert_eq!(
+            cost(&with_options(
+                serde_json::json!({"filter": "n > 1 && (author.name = 'a' || title ~ 'x')"})
+            )),
+            1 + 1 + 2 + 1
+        );
+        assert_eq!(
+            cost(&with_options(
+                serde_json::json!({"expand": "author,author.team"})
+            )),
+            1 + 1 + 2
+        );
+        assert_eq!(
+            cost(&with_options(
+                serde_json::json!({"filter": "@request.auth.id != ''"})
+            )),
+            2
+        );
+    }
+
+    #[test]
+    fn a_client_over_its_cost_is_refused_and_keeps_its_subscriptions() {
+        let hub = Hub::new(RealtimeOptions {
+            client_cost: 100,
+            ..RealtimeOptions::default()
+        });
+        let (reg, _rx) = hub.connect();
+        let cheap = vec!["posts/*".to_string()];
+        hub.subscribe(&reg.id, Auth::Guest, &cheap).expect("cheap");
+        let filtered: Vec<String> = (0..60)
+            .map(|i| with_options(serde_json::json!({"filter": format!("n = {i}")})))
+            .collect();
+        assert_eq!(
+            hub.subscribe(&reg.id, Auth::Guest, &filtered),
+            Err(SubscribeError::TooCostly {
+                cost: 120,
+                limit: 100
+            })
+        );
+        let client = hub.clients.read().get(&reg.id).cloned().expect("client");
+        assert_eq!(
+            client.cost(),
+            1,
+            "the refused set did not replace the old one"
+        );
     }
 }

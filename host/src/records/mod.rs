@@ -5,6 +5,6 @@
 
 mod checks;
 mod coerce;
-mod formats;
+pub mod formats;
 pub mod validate;
 pub use coerce::{geo_point, geo_value};

@@ -211,6 +211,26 @@ pub enum DecodeError {
     TrailingBytes(usize),
 }
 
+/// A JSON error described without the values it quotes: serde_json names the offending value
+/// (`invalid type: string "$2a$10$…"`), and decode errors end up in dead letters that the
+/// status API shows, so record data (a password hash) must not leak through them. Field names
+/// are schema, not data, and are kept.
+pub fn json_error_without_values(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let text = e.to_string();
+    let keeps_no_value = ["missing field", "unknown field", "duplicate field"]
+        .iter()
+        .any(|p| text.starts_with(p));
+    match e.classify() {
+        Category::Data if !keeps_no_value => format!(
+            "a value has the wrong type or is invalid at line {} column {}",
+            e.line(),
+            e.column()
+        ),
+        _ => text,
+    }
+}
+
 impl Event {
     /// The `Nats-Msg-Id` for this event.
     pub fn msg_id(&self) -> &str {
@@ -387,7 +407,7 @@ impl<'a> Reader<'a> {
         let raw = self.raw(field)?;
         serde_json::from_slice(raw).map_err(|e| DecodeError::Json {
             field,
-            message: e.to_string(),
+            message: json_error_without_values(&e),
         })
     }
 
@@ -634,6 +654,29 @@ pub(crate) mod tests {
             Event::decode(&bytes),
             Err(DecodeError::Json { field: "data", .. })
         ));
+    }
+
+    #[test]
+    fn decode_errors_do_not_quote_record_values() {
+        let mut event = auth_record_event();
+        event.before = None;
+        event.data = None;
+        let mut bytes = event.encode();
+        // `data` as a JSON string holding a password hash instead of an object.
+        let hash = "\"$2a$10$abcdefghijklmnopqrstuv\"";
+        bytes.truncate(bytes.len() - 2);
+        bytes.push(1);
+        bytes.push(hash.len() as u8);
+        bytes.extend_from_slice(hash.as_bytes());
+        bytes.push(0);
+        let err = Event::decode(&bytes)
+            .expect_err("not an object")
+            .to_string();
+        assert!(err.contains("data"), "{err}");
+        assert!(
+            !err.contains("$2a$10$"),
+            "the hash leaked into the error: {err}"
+        );
     }
 
     #[test]

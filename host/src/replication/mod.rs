@@ -67,6 +67,7 @@ pub mod hlc;
 pub mod log;
 pub mod objects;
 pub mod presence;
+pub mod rooms;
 
 pub use consumer::{ConsumerOptions, Delivery, EventConsumer};
 pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind};
@@ -77,3 +78,4 @@ pub use log::{
 };
 pub use objects::{PluginObjects, sha256_hex};
 pub use presence::{NodeState, Presence};
+pub use rooms::{Appended, HistoryEntry, LeaseEntry, RoomLog, RoomLogOptions};

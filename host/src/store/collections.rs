@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use rusqlite::Connection;
+
 use super::schema::*;
 use super::system::{self, Schema};
-use super::{StoreError, WriteCtx, ddl};
+use super::{StoreError, WriteCtx, ddl, views};
 use crate::filter;
 
 fn invalid(message: &str, data: Value) -> StoreError {
@@ -140,6 +142,9 @@ pub fn from_input(
     if let (Some(opts), Some(old)) = (c.auth.as_mut(), base.and_then(|b| b.auth.as_ref())) {
         opts.keep_secrets_of(old);
     }
+    if c.kind != CollectionType::View {
+        c.view_query = None;
+    }
     Ok(c)
 }
 
@@ -227,9 +232,11 @@ fn field_name_error(name: &str) -> Option<Value> {
     None
 }
 
-/// Fills ids, system fields and timestamps, then validates `c` against `schema`. `has_table`
+/// Fills ids, system fields and timestamps (a view's fields from its query), then validates
+/// `c` against `schema`. `has_table`
 /// tells whether a table or view of that name exists in the database (internal tables too).
 fn normalize_and_validate(
+    conn: &Connection,
     schema: &Schema,
     old: Option<&Collection>,
     c: &mut Collection,
@@ -323,12 +330,17 @@ fn normalize_and_validate(
         c.created = now.to_string();
     }
     c.updated = now.to_string();
-    complete_fields(c, old);
+    if c.is_view() {
+        views::validate(conn, schema, c, &mut errors);
+    } else {
+        complete_fields(c, old);
+    }
     if let Some(field_errors) = validate_fields(schema, old, c) {
         errors.insert("fields".into(), field_errors);
     }
     let mut index_errors = Map::new();
-    for (i, sql) in c.indexes.iter().enumerate() {
+    // A view's indexes are refused whole by `views::validate`.
+    for (i, sql) in c.indexes.iter().enumerate().filter(|_| !c.is_view()) {
         let ok = ddl::parse_index(sql)
             .is_some_and(|info| info.columns.iter().all(|col| c.field(col).is_some()));
         if !ok {
@@ -384,6 +396,7 @@ fn validate_fields(schema: &Schema, old: Option<&Collection>, c: &Collection) ->
     for (i, f) in c.fields.iter().enumerate() {
         if let Some(o) = old_fields.get(f.id.as_str())
             && o.kind.type_name() != f.kind.type_name()
+            && !c.is_view()
         {
             field_errors.insert(
                 i.to_string(),
@@ -414,15 +427,20 @@ fn validate_fields(schema: &Schema, old: Option<&Collection>, c: &Collection) ->
         match &f.kind {
             FieldKind::Relation(r) => {
                 // By id only: PocketBase refuses a collection name here.
-                let exists = schema
+                let target = schema
                     .get(&r.collection_id)
-                    .is_some_and(|t| t.id == r.collection_id)
-                    || r.collection_id == c.id;
-                if !exists {
+                    .filter(|t| t.id == r.collection_id);
+                if target.is_none() && r.collection_id != c.id {
                     field_errors.insert(
                         key,
                         json!({"collectionId": {"code": "validation_field_relation_missing_collection",
                             "message": "The relation collection doesn't exist."}}),
+                    );
+                } else if !c.is_view() && target.is_some_and(|t| t.is_view()) {
+                    field_errors.insert(
+                        key,
+                        json!({"collectionId": {"code": "validation_relation_field_non_view_base_collection",
+                            "message": "Only view collections are allowed to have relations to other views."}}),
                     );
                 }
             }
@@ -430,8 +448,9 @@ fn validate_fields(schema: &Schema, old: Option<&Collection>, c: &Collection) ->
                 field_errors.insert(key, json!({"values": {"code": "validation_required", "message": "Cannot be blank."}}));
             }
             // System collections keep theirs (`_otps` is a base collection with a password),
-            // so an exported schema imports back unchanged.
-            FieldKind::Password(_) if !c.is_auth() && !c.system => {
+            // so an exported schema imports back unchanged; a view may show an auth
+            // collection's (hidden) password column, as in PocketBase.
+            FieldKind::Password(_) if !c.is_auth() && !c.system && !c.is_view() => {
                 field_errors.insert(
                     key,
                     err(
@@ -560,12 +579,46 @@ fn validate_rules(schema: &Schema, c: &Collection, errors: &mut Map<String, Valu
     }
 }
 
+/// A new, unsaved collection of `kind` with its defaults (`GET /api/collections/meta/scaffolds`):
+/// no id or name, the type's system fields, an auth collection's default options and indexes
+/// (named after `index_id`), a view's empty query.
+pub fn scaffold(kind: CollectionType, index_id: &str) -> Collection {
+    let mut c = Collection {
+        id: String::new(),
+        name: String::new(),
+        kind,
+        system: false,
+        fields: Vec::new(),
+        indexes: Vec::new(),
+        list_rule: None,
+        view_rule: None,
+        create_rule: None,
+        update_rule: None,
+        delete_rule: None,
+        auth: None,
+        view_query: None,
+        created: String::new(),
+        updated: String::new(),
+        sql: Default::default(),
+    };
+    match kind {
+        CollectionType::Base => c.fields = vec![Field::primary_id()],
+        CollectionType::Auth => {
+            c.fields = system::auth_system_fields();
+            c.indexes = system::auth_indexes(index_id, "");
+            c.auth = Some(AuthOptions::default());
+        }
+        CollectionType::View => c.view_query = Some(String::new()),
+    }
+    c
+}
+
 /// Creates a collection and its table.
 pub fn create(ctx: &mut WriteCtx, input: &Value) -> Result<Arc<Collection>, StoreError> {
     let mut c = from_input(input, None, "create")?;
     let now = crate::records::validate::now_string();
     let has_table = |name: &str| ddl::table_exists(ctx.conn, name);
-    normalize_and_validate(&ctx.schema, None, &mut c, &now, &has_table)?;
+    normalize_and_validate(ctx.conn, &ctx.schema, None, &mut c, &now, &has_table)?;
     ddl::create_table(ctx.conn, &c).map_err(|e| raw_db_error("Failed to create collection.", e))?;
     system::save_collection(ctx.conn, &c)?;
     Ok(install(ctx, c))
@@ -585,18 +638,76 @@ pub fn update(
     let mut c = from_input(input, Some(&old), "update")?;
     let now = crate::records::validate::now_string();
     let has_table = |name: &str| ddl::table_exists(ctx.conn, name);
-    normalize_and_validate(&ctx.schema, Some(&old), &mut c, &now, &has_table)?;
+    normalize_and_validate(ctx.conn, &ctx.schema, Some(&old), &mut c, &now, &has_table)?;
     ddl::alter_table(ctx.conn, &old, &c)
         .map_err(|e| raw_db_error("Failed to update collection.", e))?;
     system::save_collection(ctx.conn, &c)?;
-    Ok(install(ctx, c))
+    let c = install(ctx, c);
+    refresh_views(ctx, &c)?;
+    Ok(c)
+}
+
+/// Re-infers the fields of every other view after `changed` was saved, and saves those whose
+/// fields differ (PocketBase re-saves them too). A view whose query broke is left as it is,
+/// with a warning, as PocketBase does, so its query can be fixed afterwards. Deterministic:
+/// the replication fold calls it at the event's position, and the views take `changed`'s
+/// timestamp rather than this node's clock.
+pub(crate) fn refresh_views(ctx: &mut WriteCtx, changed: &Collection) -> Result<(), StoreError> {
+    if !ctx
+        .schema
+        .all()
+        .iter()
+        .any(|c| c.is_view() && c.id != changed.id)
+    {
+        return Ok(());
+    }
+    match views::stale_views(ctx.conn, &ctx.schema, &changed.id) {
+        Ok(stale) => {
+            for mut view in stale {
+                let old = ctx
+                    .schema
+                    .get(&view.id)
+                    .cloned()
+                    .ok_or(StoreError::NotFound)?;
+                view.updated = changed.updated.clone();
+                ddl::alter_table(ctx.conn, &old, &view)?;
+                system::save_collection(ctx.conn, &view)?;
+                install(ctx, view);
+            }
+        }
+        Err(e) => tracing::warn!(
+            collection = %changed.name,
+            error = %e,
+            "a view collection may need its query updated after this change"
+        ),
+    }
+    Ok(())
+}
+
+/// Refuses a schema without `gone` when a view still reads it (the caller's savepoint undoes
+/// the drop).
+pub(crate) fn check_views_after_delete(
+    conn: &Connection,
+    schema: &Schema,
+    gone: &Collection,
+) -> Result<(), StoreError> {
+    for view in schema.all().iter().filter(|c| c.is_view()) {
+        if let Err(e) = views::check(conn, view) {
+            tracing::debug!(error = %e, "view broken by a collection delete");
+            return Err(StoreError::BadRequest(format!(
+                "Failed to delete collection {:?}: the view collection {:?} depends on it.",
+                gone.name, view.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Validates a draft collection against `schema` without writing anything: as an update of
 /// the collection its `id` names, else as a create. The dashboard's live check of rules,
-/// fields and indexes while a collection is edited; pure (no DDL, no connection), so it is
-/// cheap enough to run on every pause in typing.
-pub fn check(schema: &Schema, input: &Value) -> Result<Collection, StoreError> {
+/// fields and indexes while a collection is edited; runs on a reader (no DDL; a view's query is
+/// only prepared), so it is cheap enough to run on every pause in typing.
+pub fn check(conn: &Connection, schema: &Schema, input: &Value) -> Result<Collection, StoreError> {
     let old = input
         .get("id")
         .and_then(Value::as_str)
@@ -605,8 +716,8 @@ pub fn check(schema: &Schema, input: &Value) -> Result<Collection, StoreError> {
     let action = if old.is_some() { "update" } else { "create" };
     let mut c = from_input(input, old.as_deref(), action)?;
     let now = crate::records::validate::now_string();
-    // Without a connection, a clash with a non-collection table is left to the real save.
-    normalize_and_validate(schema, old.as_deref(), &mut c, &now, &|_| false)?;
+    let has_table = |name: &str| ddl::table_exists(conn, name);
+    normalize_and_validate(conn, schema, old.as_deref(), &mut c, &now, &has_table)?;
     Ok(c)
 }
 
@@ -627,7 +738,8 @@ pub fn delete(ctx: &mut WriteCtx, id_or_name: &str) -> Result<Arc<Collection>, S
         .schema
         .referencing(&c.id)
         .into_iter()
-        .filter(|(rc, _)| rc.id != c.id)
+        // A view's relation fields only describe its columns; views are checked below.
+        .filter(|(rc, _)| rc.id != c.id && !rc.is_view())
         .map(|(rc, _)| rc.name.clone())
         .collect();
     if !refs.is_empty() {
@@ -641,6 +753,7 @@ pub fn delete(ctx: &mut WriteCtx, id_or_name: &str) -> Result<Arc<Collection>, S
     let mut s = (*ctx.schema).clone();
     s.remove(&c.id);
     ctx.schema = Arc::new(s);
+    check_views_after_delete(ctx.conn, &ctx.schema, &c)?;
     Ok(c)
 }
 

@@ -78,12 +78,38 @@ pub fn table_exists(conn: &Connection, name: &str) -> bool {
 }
 
 pub fn create_table(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
-    let cols: Vec<String> = c.fields.iter().map(column_sql).collect();
-    conn.execute_batch(&format!("CREATE TABLE {} ({})", c.table(), cols.join(", ")))?;
+    if c.is_view() {
+        return super::views::create(conn, c);
+    }
+    create_table_bare(conn, c)?;
     create_indexes(conn, c)
 }
 
+/// The collection's table without its indexes: a bulk load builds them after the rows are in.
+pub fn create_table_bare(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
+    let cols: Vec<String> = c.fields.iter().map(column_sql).collect();
+    conn.execute_batch(&format!("CREATE TABLE {} ({})", c.table(), cols.join(", ")))?;
+    Ok(())
+}
+
+/// Creates index `sql` (one of a collection's `indexes`) on `table`, whatever table the
+/// definition names (it may predate a rename).
+pub fn create_index(conn: &Connection, table: &str, sql: &str) -> Result<(), StoreError> {
+    let info = parse_index(sql).ok_or_else(|| {
+        StoreError::field(
+            "indexes",
+            "validation_invalid_index",
+            "Invalid index expression.",
+        )
+    })?;
+    conn.execute_batch(&retarget_index(sql, &info, table))?;
+    Ok(())
+}
+
 pub fn drop_table(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
+    if c.is_view() {
+        return super::views::drop(conn, c);
+    }
     drop_indexes(conn, c)?;
     conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", c.table()))?;
     Ok(())
@@ -126,6 +152,11 @@ pub fn alter_table(
     old: &Collection,
     new: &Collection,
 ) -> Result<(), StoreError> {
+    if new.is_view() {
+        // A view holds no data: it is dropped and made again from its (new) query.
+        super::views::drop(conn, old)?;
+        return super::views::create(conn, new);
+    }
     drop_indexes(conn, old)?;
     if old.name != new.name {
         // Renames that differ only in case need a detour: SQLite names are case-insensitive.
@@ -146,7 +177,8 @@ pub fn alter_table(
             conn.execute_batch(&format!(
                 "ALTER TABLE {t} DROP COLUMN {}",
                 quote_ident(&f.name)
-            ))?;
+            ))
+            .map_err(|e| refused(&format!("failed to drop column {}", f.name), e))?;
         }
     }
     // Two-phase renames, so swapping two fields' names never collides midway.
@@ -161,7 +193,8 @@ pub fn alter_table(
             "ALTER TABLE {t} RENAME COLUMN {} TO {}",
             quote_ident(&o.name),
             quote_ident(&format!("_tmp_{}", f.id))
-        ))?;
+        ))
+        .map_err(|e| refused(&format!("failed to rename column {}", o.name), e))?;
     }
     for (_, f) in &renamed {
         conn.execute_batch(&format!(
@@ -180,6 +213,21 @@ pub fn alter_table(
         }
     }
     create_indexes(conn, new)
+}
+
+/// A schema change SQLite refuses for what the schema says (a view reads the column being
+/// dropped or renamed) is the client's error, answered as PocketBase does; any other failure
+/// (I/O, disk full) stays a database error.
+fn refused(what: &str, e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.extended_code & 0xff == 1 => {
+            StoreError::BadRequest(format!(
+                "Failed to update collection. Raw error: \n{what} - {}.",
+                super::views::sqlite_text(&e)
+            ))
+        }
+        _ => StoreError::Sql(e),
+    }
 }
 
 /// Converts stored values between single (`"a"`) and multiple (`["a"]`) forms.

@@ -45,6 +45,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether SQLite found a file that is not a database where it expected one.
+    pub fn is_not_a_database(&self) -> bool {
+        matches!(self, StoreError::Sql(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::NotADatabase)
+    }
+
     /// A validation error for one field.
     pub fn field(name: &str, code: &str, message: &str) -> StoreError {
         let mut errs = FieldErrors::new();

@@ -13,15 +13,19 @@ mod ddl;
 mod error;
 pub mod expand;
 pub mod installer;
+pub mod logs;
 pub mod mails;
 pub mod merged;
+pub mod pocketbase;
 mod readers;
 pub mod records;
 pub mod schema;
 pub mod settings;
+pub mod sql;
 pub mod sync;
 mod system;
 mod values;
+pub mod views;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,11 +34,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::broadcast;
 
+pub use ddl::{IndexInfo, parse_index};
 pub use error::StoreError;
 pub use readers::ReadConn;
 pub use records::Record;
 pub use schema::{Collection, Field, FieldKind};
-pub use system::{BOOTSTRAP_USERS_ID, EXTERNAL_AUTHS, MFAS, OTPS, Schema};
+pub use system::{BOOTSTRAP_USERS_ID, EXTERNAL_AUTHS, MFAS, OTPS, Schema, auth_system_collections};
 pub use writer::WriteCtx;
 
 /// What happened to a record, as published on the change feed after commit.
@@ -106,6 +111,24 @@ impl CountCache {
     }
 }
 
+/// A counter bumped after every commit that changed an auth record (password, tokenKey,
+/// deletion, any field) or the schema (a collection's token secret), before that write
+/// answers, on the writer thread. Caches of verified tokens remember the value they were
+/// verified under and are only served under the same value, so a revocation takes effect when
+/// its write commits: locally before the reply, and on other nodes when their fold commits it.
+#[derive(Default)]
+pub struct AuthEpoch(std::sync::atomic::AtomicU64);
+
+impl AuthEpoch {
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn bump(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Tuning for the store, from the validated config.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -142,6 +165,7 @@ struct Inner {
     schema: Arc<ArcSwap<Schema>>,
     changes: broadcast::Sender<Arc<Vec<Change>>>,
     counts: Arc<CountCache>,
+    auth_epoch: Arc<AuthEpoch>,
     path: PathBuf,
 }
 
@@ -171,12 +195,13 @@ impl Store {
         let schema = Arc::new(ArcSwap::from_pointee(schema));
         let (changes, _) = broadcast::channel(opts.change_feed.max(16));
         let counts = Arc::new(CountCache::default());
+        let auth_epoch = Arc::new(AuthEpoch::default());
         let writer = writer::Writer::start(
             conn,
             &path,
             schema.clone(),
             changes.clone(),
-            counts.clone(),
+            (counts.clone(), auth_epoch.clone()),
             opts,
             sync,
         )?;
@@ -188,6 +213,7 @@ impl Store {
                 schema,
                 changes,
                 counts,
+                auth_epoch,
                 path,
             }),
         })
@@ -265,6 +291,11 @@ impl Store {
         self.inner.counts.clone()
     }
 
+    /// The auth epoch now (see [`AuthEpoch`]): read it before reading an auth record.
+    pub fn auth_epoch(&self) -> u64 {
+        self.inner.auth_epoch.get()
+    }
+
     /// Path of the SQLite database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -284,6 +315,11 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// The writer, for the store's own modules.
+    pub(crate) fn writer(&self) -> &writer::Writer {
+        &self.inner.writer
     }
 
     /// Stops the writer after the queued jobs and checkpoints the WAL into the main file.

@@ -370,11 +370,19 @@ fn missing_rel() -> FieldError {
     }
 }
 
+/// The collection a record write targets; never a view (its rows are computed).
 fn collection(ctx: &WriteCtx, id_or_name: &str) -> Result<Arc<Collection>, StoreError> {
-    ctx.schema
+    let c = ctx
+        .schema
         .get(id_or_name)
         .cloned()
-        .ok_or(StoreError::NotFound)
+        .ok_or(StoreError::NotFound)?;
+    if c.is_view() {
+        return Err(StoreError::BadRequest(
+            "Unsupported collection type.".into(),
+        ));
+    }
+    Ok(c)
 }
 
 /// Creates a record from client input. `password_hash` is the already-hashed new password
@@ -543,6 +551,33 @@ pub(crate) fn write_raw(
     Ok(())
 }
 
+/// Deletes every record of a collection through [`delete`], so relation cascades apply and,
+/// on a replicating node, each deletion is an ordinary delete event: the truncate converges
+/// like any deletes (a record another node creates concurrently survives it, as it would a
+/// truncate that ran a moment earlier). Returns how many records it deleted itself.
+pub fn truncate(ctx: &mut WriteCtx, coll: &str) -> Result<usize, StoreError> {
+    let c = collection(ctx, coll)?;
+    let page = format!("SELECT `id` FROM {} LIMIT 500", c.table());
+    let mut deleted = 0;
+    loop {
+        let ids: Vec<String> = {
+            let mut stmt = ctx.conn.prepare_cached(&page)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        if ids.is_empty() {
+            return Ok(deleted);
+        }
+        for id in ids {
+            // A cascade from an earlier record of this batch may have taken it already.
+            if get(ctx.conn, &c, &id)?.is_some() {
+                delete_inner(ctx, &c, &id, 0)?;
+                deleted += 1;
+            }
+        }
+    }
+}
+
 /// Deletes a record, then applies its relations' policies: cascade deletes, or removal of the
 /// id from referencing records (refused when that would empty a required relation).
 pub fn delete(ctx: &mut WriteCtx, coll: &str, id: &str) -> Result<Record, StoreError> {
@@ -562,6 +597,20 @@ pub(super) fn delete_inner(
         ));
     }
     let rec = get(ctx.conn, c, id)?.ok_or(StoreError::NotFound)?;
+    // A node without superusers could not be administered any more (a truncate of
+    // `_superusers` fails on its last record, and rolls back, as in PocketBase).
+    if c.name == super::sync::LOCAL_ONLY {
+        let left: i64 =
+            ctx.conn
+                .query_row(&format!("SELECT count(*) FROM {}", c.table()), [], |r| {
+                    r.get(0)
+                })?;
+        if left <= 1 {
+            return Err(StoreError::BadRequest(
+                "You can't delete the only existing superuser.".into(),
+            ));
+        }
+    }
     ctx.conn
         .execute(&format!("DELETE FROM {} WHERE `id` = ?1", c.table()), [id])?;
     ctx.changes.push(Change {
@@ -580,7 +629,13 @@ pub(super) fn delete_inner(
             super::auth_rows::delete_for(ctx, sys, &c.id, id)?;
         }
     }
-    for (rc, fields) in ctx.schema.referencing(&c.id) {
+    // A view's relation columns are computed from other tables: nothing to cascade there.
+    for (rc, fields) in ctx
+        .schema
+        .referencing(&c.id)
+        .into_iter()
+        .filter(|(rc, _)| !rc.is_view())
+    {
         for f in fields {
             let FieldKind::Relation(opts) = &f.kind else {
                 continue;

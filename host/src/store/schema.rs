@@ -16,6 +16,8 @@ pub enum CollectionType {
     #[default]
     Base,
     Auth,
+    /// Read-only records computed by an SQL `SELECT` (`viewQuery`) over other collections.
+    View,
 }
 
 /// A collection as PocketBase serves it.
@@ -41,6 +43,9 @@ pub struct Collection {
     /// Auth-only options (token secret, identity fields, durations).
     #[serde(default, skip_serializing_if = "Option::is_none", flatten)]
     pub auth: Option<AuthOptions>,
+    /// The `SELECT` of a view collection (`None` for other types).
+    #[serde(default, rename = "viewQuery", skip_serializing_if = "Option::is_none")]
+    pub view_query: Option<String>,
     #[serde(default)]
     pub created: String,
     #[serde(default)]
@@ -299,6 +304,11 @@ impl Collection {
         self.kind == CollectionType::Auth
     }
 
+    /// A view collection: its table is an SQL view, its records read-only.
+    pub fn is_view(&self) -> bool {
+        self.kind == CollectionType::View
+    }
+
     /// The SQL identifier of the collection's table, quoted.
     pub fn table(&self) -> String {
         quote_ident(&self.name)
@@ -348,6 +358,7 @@ pub fn collection_id(kind: CollectionType, name: &str) -> String {
     let kind = match kind {
         CollectionType::Base => "base",
         CollectionType::Auth => "auth",
+        CollectionType::View => "view",
     };
     format!("pbc_{}", crc32(format!("{kind}{name}").as_bytes()))
 }

@@ -1,72 +1,64 @@
-//! Node settings (`/api/settings`): one JSON document in `_params`, merged over PocketBase's
-//! defaults so every section is always present.
+//! Node settings (`/api/settings`): one JSON document in `_params` (node-local, not
+//! replicated), holding PocketBase's settings model (`crate::settings`) and nothing else.
+//! `load` returns the whole document, secrets included, for server-side readers
+//! (`settings["smtp"]["host"]`); the API shows `Settings::to_public_json` instead.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::StoreError;
+use crate::settings::{Bind, Settings, validate};
 
 const KEY: &str = "settings";
 
-/// PocketBase 0.40's default settings (the sections Syncbase honours: `meta` and `batch`;
-/// the rest are kept so clients that read them find the shapes they expect).
+/// A fresh install's settings document.
 pub fn defaults() -> Value {
-    json!({
-        "meta": {"appName": "Syncbase", "appURL": "http://localhost:8090", "senderName": "Support",
-                 "senderAddress": "support@example.com", "hideControls": false},
-        "batch": {"enabled": false, "maxRequests": 50, "timeout": 3, "maxBodySize": 0},
-        "logs": {"maxDays": 5, "minLevel": 0, "logIP": true, "logAuthId": false},
-        "smtp": {"enabled": false, "port": 587, "host": "smtp.example.com", "username": "", "authMethod": "", "tls": false, "localName": ""},
-        "backups": {"cron": "", "cronMaxKeep": 3},
-        "s3": {"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false},
-        "rateLimits": {"enabled": false, "rules": []},
-        "trustedProxy": {"headers": [], "useLeftmostIP": false},
-        "superuserIPs": []
-    })
+    Settings::defaults().to_json()
 }
 
-/// Deep-merges `patch` into `base`: objects merge key by key, anything else replaces.
-pub fn merge(base: &mut Value, patch: &Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                match b.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
-                    _ => {
-                        b.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        (b, p) => *b = p.clone(),
-    }
+/// The current settings, typed.
+pub fn load_settings(conn: &Connection) -> Result<Settings, StoreError> {
+    load_settings_in(conn, "main")
 }
 
-/// The current settings.
-pub fn load(conn: &Connection) -> Result<Value, StoreError> {
+/// The settings stored in attached database `db` (`main` for the connection's own), typed.
+pub fn load_settings_in(conn: &Connection, db: &str) -> Result<Settings, StoreError> {
     let stored: Option<String> = conn
         .query_row(
-            "SELECT value FROM _params WHERE key = ?1",
+            &format!("SELECT value FROM {db}._params WHERE key = ?1"),
             params![KEY],
             |r| r.get(0),
         )
         .optional()?;
-    let mut s = defaults();
-    if let Some(text) = stored
-        && let Ok(v) = serde_json::from_str::<Value>(&text)
-    {
-        merge(&mut s, &v);
-    }
-    Ok(s)
+    let doc = stored.and_then(|text| serde_json::from_str::<Value>(&text).ok());
+    Ok(Settings::from_stored(doc.as_ref()))
 }
 
-/// Applies a patch and stores the result, returning it.
-pub fn update(conn: &Connection, patch: &Value) -> Result<Value, StoreError> {
-    let mut s = load(conn)?;
-    merge(&mut s, patch);
+/// The current settings document (secrets included: never hand it to a client as is).
+pub fn load(conn: &Connection) -> Result<Value, StoreError> {
+    Ok(load_settings(conn)?.to_json())
+}
+
+/// The settings document stored in attached database `db` (secrets included).
+pub fn load_in(conn: &Connection, db: &str) -> Result<Value, StoreError> {
+    Ok(load_settings_in(conn, db)?.to_json())
+}
+
+/// Binds a patch onto the current settings as PocketBase does, validates and stores the
+/// result, returning it. A value of the wrong type or an invalid result stores nothing.
+pub fn update(conn: &Connection, patch: &Value) -> Result<Settings, StoreError> {
+    let mut s = load_settings(conn)?;
+    s.bind(patch, true).map_err(|e| StoreError::Invalid {
+        message: e.to_string(),
+        data: Value::Object(Default::default()),
+    })?;
+    validate(&s).map_err(|data| StoreError::Invalid {
+        message: "An error occurred while saving the new settings.".into(),
+        data,
+    })?;
     conn.execute(
         "INSERT INTO _params (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![KEY, s.to_string()],
+        params![KEY, s.to_json().to_string()],
     )?;
     Ok(s)
 }

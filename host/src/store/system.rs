@@ -119,8 +119,8 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Store
     Ok(conn)
 }
 
-/// Creates the system tables and default collections if missing, and loads the schema.
-pub fn bootstrap(conn: &Connection) -> Result<Schema, StoreError> {
+/// Creates the `_collections` and `_params` tables if missing.
+pub fn create_system_tables(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS _collections (
              id      TEXT PRIMARY KEY NOT NULL,
@@ -134,6 +134,12 @@ pub fn bootstrap(conn: &Connection) -> Result<Schema, StoreError> {
              value JSON
          );",
     )?;
+    Ok(())
+}
+
+/// Creates the system tables and default collections if missing, and loads the schema.
+pub fn bootstrap(conn: &Connection) -> Result<Schema, StoreError> {
+    create_system_tables(conn)?;
     let mut schema = load_schema(conn)?;
     if schema.get("_superusers").is_none() {
         let tx = conn.unchecked_transaction()?;
@@ -203,6 +209,7 @@ pub fn auth_system_collections(now: &str) -> Vec<Collection> {
                 update_rule: None,
                 delete_rule: delete.then(|| owner.into()),
                 auth: None,
+                view_query: None,
                 created: now.into(),
                 updated: now.into(),
                 sql: Default::default(),
@@ -254,7 +261,12 @@ pub fn auth_system_collections(now: &str) -> Vec<Collection> {
 }
 
 pub fn load_schema(conn: &Connection) -> Result<Schema, StoreError> {
-    let mut stmt = conn.prepare("SELECT data FROM _collections")?;
+    load_schema_in(conn, "main")
+}
+
+/// The schema stored in attached database `db` (`main` for the connection's own).
+pub fn load_schema_in(conn: &Connection, db: &str) -> Result<Schema, StoreError> {
+    let mut stmt = conn.prepare(&format!("SELECT data FROM {db}._collections"))?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     let mut list = Vec::new();
     for row in rows {
@@ -377,6 +389,7 @@ fn default_superusers(now: &str) -> Collection {
         }),
         created: now.into(),
         updated: now.into(),
+        view_query: None,
         sql: Default::default(),
     }
 }
@@ -416,6 +429,7 @@ fn default_users(now: &str) -> Collection {
         }),
         created: now.into(),
         updated: now.into(),
+        view_query: None,
         sql: Default::default(),
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::sync::SyncHooks;
 use super::system::Schema;
-use super::{Change, CountCache, StoreError, StoreOptions};
+use super::{AuthEpoch, Change, CountCache, StoreError, StoreOptions};
 
 /// What a write job sees: the connection inside its savepoint, the schema as of this job
 /// (including earlier jobs of the same batch), and the changes it records.
@@ -105,10 +105,15 @@ type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 /// then only produces its failure reply).
 type Job = Box<dyn FnOnce(Option<&mut WriteCtx>) -> (bool, Reply) + Send>;
 
+/// Work on the connection between transactions (statements SQLite refuses inside one).
+type Outside = Box<dyn FnOnce(&Connection) + Send>;
+
 enum Msg {
     Job(Job),
     /// A job that runs in a transaction of its own, without a savepoint.
     Alone(Job),
+    /// Runs with no transaction open (`VACUUM`, checkpoints); writes nothing to the feed.
+    Outside(Outside),
     Close(oneshot::Sender<()>),
 }
 
@@ -122,7 +127,7 @@ impl Writer {
         path: &Path,
         schema: Arc<ArcSwap<Schema>>,
         changes: broadcast::Sender<Arc<Vec<Change>>>,
-        counts: Arc<CountCache>,
+        (counts, auth_epoch): (Arc<CountCache>, Arc<AuthEpoch>),
         opts: &StoreOptions,
         sync: Option<Arc<SyncHooks>>,
     ) -> Result<Writer, StoreError> {
@@ -137,7 +142,7 @@ impl Writer {
                     rx,
                     schema,
                     changes,
-                    counts,
+                    (counts, auth_epoch),
                     max_batch,
                     sync,
                     checkpointer,
@@ -193,6 +198,26 @@ impl Writer {
             Msg::Job(job)
         };
         self.tx.send(msg).await.map_err(|_| StoreError::Closed)?;
+        reply_rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on the writer's connection between two transactions, in queue order with
+    /// the jobs: for maintenance statements that cannot run inside a transaction (`VACUUM`,
+    /// `PRAGMA wal_checkpoint(TRUNCATE)`). Whatever `f` writes bypasses the change feed and
+    /// replication.
+    pub async fn outside<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let run: Outside = Box::new(move |conn| {
+            let _ = reply_tx.send(f(conn));
+        });
+        self.tx
+            .send(Msg::Outside(run))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         reply_rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -300,7 +325,7 @@ fn run(
     mut rx: mpsc::Receiver<Msg>,
     published: Arc<ArcSwap<Schema>>,
     changes: broadcast::Sender<Arc<Vec<Change>>>,
-    counts: Arc<CountCache>,
+    (counts, auth_epoch): (Arc<CountCache>, Arc<AuthEpoch>),
     max_batch: usize,
     sync: Option<Arc<SyncHooks>>,
     mut checkpointer: Checkpointer,
@@ -308,11 +333,12 @@ fn run(
     conn.wal_hook(Some(note_wal_pages));
     let mut schema = published.load_full();
     let mut closing = None;
-    // A job that must run alone, taken off the queue while a batch was being gathered.
-    let mut held: Option<Job> = None;
+    // A job that must run alone (or outside a transaction), taken off the queue while a
+    // batch was being gathered.
+    let mut held: Option<Msg> = None;
     loop {
         let first = match held.take() {
-            Some(job) => Msg::Alone(job),
+            Some(msg) => msg,
             None => match rx.blocking_recv() {
                 Some(m) => m,
                 None => break,
@@ -326,6 +352,10 @@ fn run(
                 batch.push(j);
                 alone = true;
             }
+            Msg::Outside(f) => {
+                f(&conn);
+                continue;
+            }
             Msg::Close(tx) => {
                 closing = Some(tx);
                 break;
@@ -334,8 +364,8 @@ fn run(
         while !alone && batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(Msg::Job(j)) => batch.push(j),
-                Ok(Msg::Alone(j)) => {
-                    held = Some(j);
+                Ok(m @ (Msg::Alone(_) | Msg::Outside(_))) => {
+                    held = Some(m);
                     break;
                 }
                 Ok(Msg::Close(tx)) => {
@@ -352,23 +382,27 @@ fn run(
             schema,
             &published,
             &changes,
-            &counts,
+            (&counts, &auth_epoch),
             sync.as_deref(),
         );
         checkpointer.committed(&conn);
         if closing.is_some() {
             // A job held back still runs before the writer stops.
-            if let Some(job) = held.take() {
-                run_batch(
-                    &conn,
-                    vec![job],
-                    true,
-                    schema,
-                    &published,
-                    &changes,
-                    &counts,
-                    sync.as_deref(),
-                );
+            match held.take() {
+                Some(Msg::Alone(job)) => {
+                    run_batch(
+                        &conn,
+                        vec![job],
+                        true,
+                        schema,
+                        &published,
+                        &changes,
+                        (&counts, &auth_epoch),
+                        sync.as_deref(),
+                    );
+                }
+                Some(Msg::Outside(f)) => f(&conn),
+                _ => {}
             }
             break;
         }
@@ -395,7 +429,7 @@ fn run_batch(
     schema: Arc<Schema>,
     published: &ArcSwap<Schema>,
     feed: &broadcast::Sender<Arc<Vec<Change>>>,
-    counts: &CountCache,
+    (counts, auth_epoch): (&CountCache, &AuthEpoch),
     sync: Option<&SyncHooks>,
 ) -> Arc<Schema> {
     let span = tracing::debug_span!("write_batch", jobs = batch.len());
@@ -482,8 +516,13 @@ fn run_batch(
         Ok(()) => {
             // Totals cached before this commit may be stale now.
             counts.bump();
-            if !Arc::ptr_eq(&schema, &start_schema) {
+            let schema_changed = !Arc::ptr_eq(&schema, &start_schema);
+            if schema_changed {
                 published.store(schema.clone());
+            }
+            // Before anyone hears of this commit: a token it revoked is refused from now on.
+            if schema_changed || committed_changes.iter().any(|c| c.collection.is_auth()) {
+                auth_epoch.bump();
             }
             if !committed_changes.is_empty() {
                 // Nobody listening is fine: the feed is best-effort fan-out.

@@ -241,6 +241,11 @@ impl Sync {
         &self.inner.hooks
     }
 
+    /// The connected log as it becomes available (rooms open their buckets on it).
+    pub fn log_watch(&self) -> watch::Receiver<Option<Log>> {
+        self.inner.log.subscribe()
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
     }

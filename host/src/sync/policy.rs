@@ -107,22 +107,24 @@ impl Policy for PluginPolicy {
         let filtered = self.filter(c, Direction::Outbound, event)?;
         let deleted = event.kind == EventKind::RecordDelete;
         let (verdict, data) = match &filtered {
-            Filtered::Keep => ("keep", event.data.as_ref().filter(|_| !deleted).cloned()),
+            Filtered::Keep => ("keep", event.data.as_ref().filter(|_| !deleted)),
             Filtered::Drop => ("drop", None),
-            Filtered::Replace(rec) => ("replace", Some(rec.clone()).filter(|_| !deleted)),
+            Filtered::Replace(rec) => ("replace", Some(rec).filter(|_| !deleted)),
         };
-        self.plugins.outbound.record(OutboundEvent {
-            event_id: event.id.as_str().to_string(),
-            op: match event.kind {
-                EventKind::RecordCreate => "create",
-                EventKind::RecordDelete => "delete",
-                _ => "update",
-            },
-            collection: c.name.clone(),
-            id: event.record_id.clone().unwrap_or_default(),
-            data: data.map(Value::Object),
+        let op = match event.kind {
+            EventKind::RecordCreate => "create",
+            EventKind::RecordDelete => "delete",
+            _ => "update",
+        };
+        self.plugins.outbound.record(OutboundEvent::new(
+            c,
+            event.id.as_str().to_string(),
+            op,
+            event.record_id.clone().unwrap_or_default(),
+            data,
             verdict,
-        });
+            self.plugins.outbound.max_bytes(),
+        ));
         Ok(filtered)
     }
 

@@ -72,6 +72,7 @@ fn collection(id: &str, name: &str, kind: CollectionType, fields: Vec<Field>) ->
         auth: (kind == CollectionType::Auth).then(AuthOptions::default),
         created: String::new(),
         updated: String::new(),
+        view_query: None,
         sql: Default::default(),
     }
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use super::super::collections::install;
+use super::super::collections::{check_views_after_delete, install, refresh_views};
 use super::super::records::{self, Record, write_raw};
 use super::super::schema::Collection;
 use super::super::writer::exec_cached;
-use super::super::{Change, Op, StoreError, WriteCtx, ddl, merged, system};
+use super::super::{Change, Op, StoreError, WriteCtx, ddl, merged, system, views};
 use super::{Current, Filtered, Resolved, SyncHooks, json_text, parse_record};
 use crate::replication::{Event, EventId, EventKind};
 
@@ -575,8 +575,12 @@ impl Fold<'_, '_> {
     fn apply_schema(&mut self, event: &Event) -> Result<(), StoreError> {
         let data = Value::Object(event.data.clone().unwrap_or_default());
         let parse = |v: &Value| -> Result<Collection, StoreError> {
-            serde_json::from_value(v.clone())
-                .map_err(|e| StoreError::BadRequest(format!("invalid collection in event: {e}")))
+            serde_json::from_value(v.clone()).map_err(|e| {
+                StoreError::BadRequest(format!(
+                    "invalid collection in event: {}",
+                    crate::replication::event::json_error_without_values(&e)
+                ))
+            })
         };
         match event.kind {
             EventKind::CollectionCreate => {
@@ -619,8 +623,10 @@ impl Fold<'_, '_> {
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 let mut keep = std::collections::HashSet::new();
-                for v in &list {
-                    let c = parse(v)?;
+                // Views read the tables: they are made after every other collection.
+                let mut list = list.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+                list.sort_by_key(|c| c.is_view());
+                for c in list {
                     keep.insert(c.id.clone());
                     if self.ctx.schema.get(&c.id).is_some() {
                         self.update_collection(c)?;
@@ -655,6 +661,11 @@ impl Fold<'_, '_> {
             )));
         }
         ddl::create_table(self.conn(), &c)?;
+        if c.is_view() {
+            // The view's tables may be gone at this position of the log (deleted by an event
+            // that came first): refused here, the same on every node.
+            views::check(self.conn(), &c).map_err(StoreError::BadRequest)?;
+        }
         system::save_collection(self.conn(), &c)?;
         install(self.ctx, c);
         Ok(())
@@ -671,7 +682,11 @@ impl Fold<'_, '_> {
         self.revert_collection(&old)?;
         ddl::alter_table(self.conn(), &old, &c)?;
         system::save_collection(self.conn(), &c)?;
+        if c.is_view() {
+            views::check(self.conn(), &c).map_err(StoreError::BadRequest)?;
+        }
         let new = install(self.ctx, c);
+        refresh_views(self.ctx, &new)?;
         // Rows remembered for the change feed now belong to the new shape.
         for (coll, _) in self.shown.values_mut() {
             if coll.id == new.id {
@@ -699,6 +714,9 @@ impl Fold<'_, '_> {
         let mut s = (*self.ctx.schema).clone();
         s.remove(&c.id);
         self.ctx.schema = Arc::new(s);
+        // A delete that would break a view is refused before anything outside the
+        // transaction changes.
+        check_views_after_delete(self.conn(), &self.ctx.schema, &c)?;
         // Its plugin bindings go with it (bindings are keyed by collection id): a collection
         // created later under the same name starts with none.
         if self.hooks.policy.drop_collection(&c.id)? {

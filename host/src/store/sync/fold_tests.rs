@@ -451,3 +451,96 @@ async fn a_deleted_collection_takes_its_plugin_bindings_with_it_in_the_fold() {
         .expect("bindings");
     assert_eq!(stored, format!("dropped={}", notes.collection.id));
 }
+
+/// A schema event for the view collection `name` over `query` (fields as a node inferred them).
+fn view_event(kind: EventKind, id: &str, name: &str, query: &str) -> Event {
+    let c = serde_json::json!({
+        "id": id, "name": name, "type": "view", "system": false,
+        "fields": [crate::store::views::parse::view_id_field(),
+                   crate::store::views::parse::default_view_field("name")],
+        "indexes": [], "listRule": "", "viewRule": "", "createRule": null,
+        "updateRule": null, "deleteRule": null, "viewQuery": query,
+        "created": "2026-01-01 00:00:00.000Z", "updated": "2026-01-01 00:00:00.000Z",
+    });
+    let mut event = binding_event();
+    event.kind = kind;
+    event.collection = CollectionRef {
+        id: id.into(),
+        name: name.into(),
+    };
+    event.data = c.as_object().cloned();
+    event
+}
+
+#[tokio::test]
+async fn views_fold_at_their_log_position_and_refuse_what_would_break_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hooks, store) = open(dir.path(), Arc::new(Builtin));
+    let notes = notes_event(&store);
+    let mut delete_notes = binding_event();
+    delete_notes.kind = EventKind::CollectionDelete;
+    delete_notes.collection = notes.collection.clone();
+    let batch: Vec<Delivered> = [
+        notes,
+        view_event(
+            EventKind::CollectionCreate,
+            "pbc_view00001",
+            "noteview",
+            "SELECT id, name FROM notes",
+        ),
+        // Deleting the view's table would break it: refused on every node alike.
+        delete_notes,
+        // A view over a table that is not there at this position of the log.
+        view_event(
+            EventKind::CollectionCreate,
+            "pbc_view00002",
+            "ghostview",
+            "SELECT id, name FROM ghosts",
+        ),
+        // A view whose new query reads a missing column keeps its old query.
+        view_event(
+            EventKind::CollectionUpdate,
+            "pbc_view00001",
+            "noteview",
+            "SELECT id, nope AS name FROM notes",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, e)| delivered(i as u64 + 1, e))
+    .collect();
+    let report = store
+        .apply_events(hooks, Arc::new(batch))
+        .await
+        .expect("apply");
+    assert_eq!((report.applied, report.dead), (2, 3));
+    let schema = store.schema();
+    assert!(schema.get("notes").is_some(), "the delete was refused");
+    assert!(schema.get("ghostview").is_none());
+    let view = schema.get("noteview").expect("the view");
+    assert_eq!(
+        view.view_query.as_deref(),
+        Some("SELECT id, name FROM notes")
+    );
+    // The SQL view exists and reads the table.
+    exec(
+        &store,
+        "INSERT INTO notes (id, name) VALUES ('n1', 'hello')".into(),
+    )
+    .await;
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM noteview WHERE name = 'hello'").await,
+        1
+    );
+    let reasons: Vec<String> = store
+        .read_raw(|c| {
+            let mut st = c.prepare("SELECT reason FROM _sync_dead ORDER BY seq")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+        .expect("reasons");
+    assert!(reasons[0].contains("depends on it"), "{reasons:?}");
+    assert!(reasons[1].contains("no such table"), "{reasons:?}");
+    assert!(reasons[2].contains("no such column"), "{reasons:?}");
+}
