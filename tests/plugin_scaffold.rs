@@ -242,7 +242,7 @@ fn first_call_does_what_the_readme_says(rt: &PluginRuntime, name: &str, world: W
                 bytes_since: 0,
                 ms_since: 0,
                 stream_seq: 5000,
-                db_bytes: 1 << 20,
+                content_bytes: 1 << 20,
                 snapshots: 1,
             };
             // A snapshot every 1000 events, keeping 2.

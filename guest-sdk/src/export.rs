@@ -160,7 +160,7 @@ pub fn snapshot_decide<T: SnapshotPolicy>(
         bytes_since: stats.bytes_since,
         ms_since: stats.ms_since,
         stream_seq: stats.stream_seq,
-        db_bytes: stats.db_bytes,
+        content_bytes: stats.content_bytes,
         snapshots: stats.snapshots,
     };
     let Decision { take, keep } = with_plugin(state, || T::configure(""), |p| p.decide(&stats));

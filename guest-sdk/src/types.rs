@@ -138,7 +138,7 @@ pub struct Stats {
     pub bytes_since: u64,
     pub ms_since: u64,
     pub stream_seq: u64,
-    pub db_bytes: u64,
+    pub content_bytes: u64,
     pub snapshots: u32,
 }
 

@@ -44,6 +44,9 @@ pub enum Command {
     Plugin(PluginArgs),
     /// Inspect replication on a running node over HTTP.
     Sync(SyncArgs),
+    /// Cluster snapshots: take one on a running node, list, verify, or seed a data directory
+    /// from one (through a node's HTTP API, or the cluster's NATS with --nats).
+    Snapshot(SnapshotArgs),
     /// Manage superusers (works on the data directory directly; the server may be stopped).
     Superuser {
         #[command(subcommand)]
@@ -176,6 +179,65 @@ pub enum SyncCommand {
         /// Also print a content hash of every replicated table (reads every row).
         #[arg(long)]
         hashes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Reach the cluster's NATS directly instead of a node (comma-separated URLs).
+    #[arg(long, env = "SYNCBASE_NATS", value_delimiter = ',', global = true)]
+    pub nats: Vec<String>,
+    /// The cluster (stream SYNCBASE_<name>, bucket SYNCBASE_<name>_SNAPSHOTS) with --nats.
+    #[arg(
+        long,
+        env = "SYNCBASE_CLUSTER",
+        default_value = "syncbase",
+        global = true
+    )]
+    pub cluster: String,
+    /// NATS credentials file (.creds) for --nats.
+    #[arg(long, env = "SYNCBASE_NATS_CREDS", global = true)]
+    pub nats_creds: Option<PathBuf>,
+    /// NATS user name for --nats (with --nats-password).
+    #[arg(long, env = "SYNCBASE_NATS_USER", global = true)]
+    pub nats_user: Option<String>,
+    /// NATS password for --nats-user.
+    #[arg(long, env = "SYNCBASE_NATS_PASSWORD", global = true)]
+    pub nats_password: Option<String>,
+    #[command(subcommand)]
+    pub action: SnapshotCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Take a snapshot now on a running node (--url) and store it in the cluster's bucket.
+    Create,
+    /// List the cluster's snapshots (newest first) and backups.
+    List {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a snapshot and check it completely: its sha256, then its rows against the
+    /// header's table hashes [default: the newest].
+    Verify {
+        /// A snapshot's name, a backup's name, or a local snapshot file.
+        name: Option<String>,
+    },
+    /// Seed a data directory offline from a snapshot, a backup, or a local snapshot file
+    /// [default: the newest snapshot], with the plugins its bindings name. Start a node on it
+    /// to join the cluster from there, or alone.
+    Restore {
+        /// A snapshot's name, a backup's name, or a local snapshot file.
+        name: Option<String>,
+        /// The data directory to create (the node's --dir).
+        #[arg(long)]
+        to: PathBuf,
+        /// Replace a database already in the directory.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -518,6 +580,16 @@ pub struct ServeArgs {
         help_heading = "Replication"
     )]
     pub sync_timeout: u64,
+    /// Seconds a node's claim on taking a due snapshot lives without renewal; when its
+    /// claimant dies, another node takes the snapshot over after this long. Read when the
+    /// cluster's claims bucket is created.
+    #[arg(
+        long,
+        env = "SYNCBASE_SNAPSHOT_CLAIM_TTL",
+        default_value_t = 30,
+        help_heading = "Replication"
+    )]
+    pub snapshot_claim_ttl: u64,
     /// Test hook for the chaos harness: a JSON file polled for injected faults (clock skew,
     /// a full disk). Never set it in production.
     #[arg(long, env = "SYNCBASE_TEST_FAULTS", hide = true)]
@@ -687,6 +759,7 @@ fn sync_config(a: &ServeArgs) -> Result<Option<crate::sync::SyncConfig>, ConfigE
         apply_batch: a.apply_batch.max(1),
         wait_timeout: std::time::Duration::from_secs(a.sync_timeout.max(1)),
         plugin_ready_timeout: std::time::Duration::from_secs(a.plugin_ready_timeout),
+        claim_ttl: std::time::Duration::from_secs(a.snapshot_claim_ttl.max(1)),
     }))
 }
 

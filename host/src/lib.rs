@@ -23,6 +23,7 @@ pub mod replication;
 pub mod rooms;
 pub mod settings;
 pub mod shutdown;
+pub mod snapshot;
 pub mod store;
 pub mod superuser;
 pub mod sync;
@@ -54,6 +55,8 @@ pub enum Error {
     Nats(#[from] nats::NatsError),
     #[error("could not restore the replicated plugin bindings: {0}")]
     Bindings(String),
+    #[error("refusing to go on: {0}")]
+    Replication(String),
     #[error("{0}")]
     Log(#[from] replication::LogError),
 }
@@ -135,6 +138,11 @@ impl Server {
             )),
             _ => None,
         };
+        let backups = Arc::new(snapshot::backups::Backups::new(
+            store.clone(),
+            config.node_id.clone(),
+            sync.as_ref().map(|s| s.snapshots().clone()),
+        ));
         let settings = store
             .read(|conn, _| store::settings::load_settings(conn))
             .await?;
@@ -161,6 +169,7 @@ impl Server {
             hub,
             plugins,
             sync,
+            backups,
             guard: Arc::new(api::guard::Guard::new(&settings)),
             rooms,
             mailer: mail::Mailer::new(store.clone()),
@@ -225,8 +234,22 @@ impl Server {
             let _ = stop_tx.send(true);
         });
         let mut stop_rx2 = stop_rx.clone();
+        // A replicating node that cannot continue the cluster's log stops instead of serving.
+        let fatal = {
+            let mut rx = replication.as_ref().map(|s| s.fatal());
+            async move {
+                match rx.as_mut() {
+                    Some(rx) => match rx.wait_for(Option::is_some).await {
+                        Ok(reason) => reason.clone().unwrap_or_default(),
+                        Err(_) => std::future::pending().await,
+                    },
+                    None => std::future::pending().await,
+                }
+            }
+        };
         let result = tokio::select! {
             r = serve => r.map_err(Error::Serve),
+            reason = fatal => Err(Error::Replication(reason)),
             // Connections that outlive the grace period are cut.
             _ = async move {
                 let _ = stop_rx2.wait_for(|s| *s).await;

@@ -73,6 +73,11 @@ fn main() -> anyhow::Result<()> {
                 println!("{out}");
                 Ok(())
             }
+            Command::Snapshot(args) => {
+                let out = syncbase::snapshot::cli::run(&args).await?;
+                println!("{out}");
+                Ok(())
+            }
             Command::Plugin(args) => {
                 let out = syncbase::admin::plugin(&args.action).await?;
                 println!("{out}");

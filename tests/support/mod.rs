@@ -491,10 +491,18 @@ pub fn shipped_component(name: &str) -> PathBuf {
         .get_or_init(|| {
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
             let options = syncbase_plugin_build::BuildOptions {
-                plugin_dirs: ["lww", "field-merge", "counter", "redact", "local-only"]
-                    .iter()
-                    .map(|p| root.join("plugins").join(p))
-                    .collect(),
+                plugin_dirs: [
+                    "lww",
+                    "field-merge",
+                    "counter",
+                    "redact",
+                    "local-only",
+                    "every-n",
+                    "proportional",
+                ]
+                .iter()
+                .map(|p| root.join("plugins").join(p))
+                .collect(),
                 target_dir: Some(
                     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("host-plugin-build"),
                 ),

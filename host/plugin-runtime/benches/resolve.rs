@@ -299,7 +299,7 @@ fn main() {
             bytes_since: 1 << 20,
             ms_since: 60_000,
             stream_seq: 100_000,
-            db_bytes: 1 << 30,
+            content_bytes: 1 << 30,
             snapshots: 2,
         };
         let target = Target::SnapshotPolicy;
@@ -318,7 +318,7 @@ fn main() {
             bytes_since: stats.bytes_since,
             ms_since: stats.ms_since,
             stream_seq: stats.stream_seq,
-            db_bytes: stats.db_bytes,
+            content_bytes: stats.content_bytes,
             snapshots: stats.snapshots,
         };
         let native_ns = measure(budget, || {

@@ -63,7 +63,7 @@ fn stats(v: &Value) -> Stats {
         bytes_since: n("bytes-since"),
         ms_since: n("ms-since"),
         stream_seq: n("stream-seq"),
-        db_bytes: n("db-bytes"),
+        content_bytes: n("content-bytes"),
         snapshots: n("snapshots") as u32,
     }
 }

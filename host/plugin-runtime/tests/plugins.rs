@@ -28,6 +28,7 @@ fn every_shipped_plugin_uploads_as_its_world() {
         ("redact", World::Filter),
         ("local-only", World::Filter),
         ("every-n", World::SnapshotPolicy),
+        ("proportional", World::SnapshotPolicy),
     ];
     for (name, world) in expected {
         let v = rt.upload(name, plugin(name)).expect("upload");
@@ -41,7 +42,7 @@ fn every_shipped_plugin_uploads_as_its_world() {
         assert_eq!(rt.upload(name, plugin(name)).expect("re-upload").version, 1);
     }
     let listed: Vec<_> = rt.list().into_iter().map(|i| i.version.name).collect();
-    assert_eq!(listed.len(), 6);
+    assert_eq!(listed.len(), 7);
 }
 
 #[test]
@@ -264,7 +265,7 @@ fn every_n_decides_snapshots_and_binds_to_the_node_only() {
         bytes_since: 0,
         ms_since: 0,
         stream_seq: 1000,
-        db_bytes: 1 << 20,
+        content_bytes: 1 << 20,
         snapshots: 1,
     };
     assert_eq!(

@@ -9,7 +9,7 @@ pub mod present;
 mod principal;
 pub mod rules;
 
-pub use principal::{Auth, AuthCache, authenticate};
+pub use principal::{Auth, AuthCache, authenticate, authenticate_file};
 
 /// Why a caller may not do something. The HTTP API maps it to PocketBase's 401 / 403.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -118,8 +118,21 @@ pub async fn authenticate(store: &Store, cache: &AuthCache, token: &str) -> Opti
     if let Some(a) = cache.get(token, now, epoch) {
         return Some(a);
     }
+    let (auth, exp) = verify_as(store, token, "auth", now).await?;
+    cache.put(token, auth.clone(), exp, epoch);
+    Some(auth)
+}
+
+/// Resolves a short-lived file token (`POST /api/files/token`, type `file`) to its record.
+pub async fn authenticate_file(store: &Store, token: &str) -> Option<Auth> {
+    let now = chrono::Utc::now().timestamp();
+    verify_as(store, token, "file", now).await.map(|(a, _)| a)
+}
+
+/// Verifies a token of type `kind` against its record's tokenKey and collection secret.
+async fn verify_as(store: &Store, token: &str, kind: &str, now: i64) -> Option<(Auth, i64)> {
     let claims = jwt::peek(token).ok()?;
-    if claims.kind != "auth" {
+    if claims.kind != kind {
         return None;
     }
     let collection = store.schema().get(&claims.collection_id).cloned()?;
@@ -136,9 +149,7 @@ pub async fn authenticate(store: &Store, cache: &AuthCache, token: &str) -> Opti
         .unwrap_or_default();
     let key = format!("{token_key}{}", opts.auth_token.secret);
     let verified = jwt::verify(token, key.as_bytes(), now).ok()?;
-    let auth = Auth::Record { collection, record };
-    cache.put(token, auth.clone(), verified.exp, epoch);
-    Some(auth)
+    Some((Auth::Record { collection, record }, verified.exp))
 }
 
 #[cfg(test)]
@@ -257,7 +268,7 @@ mod tests {
                 event: Ok(event),
                 payload: bytes::Bytes::from_static(b"{}"),
             }]);
-            store.apply_events(hooks.clone(), batch)
+            store.apply_events(hooks.clone(), batch, 0)
         };
         let created = user_event(EventKind::RecordCreate, &rec);
         let report = fold(1, created.clone()).await.expect("fold create");

@@ -35,14 +35,15 @@ pub enum AdminError {
     Build(String),
 }
 
-struct Conn {
+/// A superuser's connection to a running node.
+pub(crate) struct Conn {
     client: Client,
     url: String,
     token: String,
 }
 
 impl Conn {
-    async fn open(remote: &Remote) -> Result<Conn, AdminError> {
+    pub(crate) async fn open(remote: &Remote) -> Result<Conn, AdminError> {
         let client = Client::new();
         let url = remote.url.trim_end_matches('/').to_string();
         let token = match (&remote.token, &remote.email, &remote.password) {
@@ -84,7 +85,7 @@ impl Conn {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -153,6 +154,19 @@ pub async fn sync(remote: &Remote, cmd: &SyncCommand) -> Result<String, AdminErr
         n("pendingOverlay"),
         n("deadLetters"),
     );
+    out += &format!(
+        "stream first seq {}  messages {}  bytes {}\n",
+        v["stream"]["firstSeq"].as_u64().unwrap_or(0),
+        v["stream"]["messages"].as_u64().unwrap_or(0),
+        v["stream"]["bytes"].as_u64().unwrap_or(0),
+    );
+    if let Some(kept) = v["snapshots"]["kept"].as_array() {
+        let names: Vec<String> = kept
+            .iter()
+            .map(|s| format!("{} (seq {})", s["name"].as_str().unwrap_or("?"), s["seq"]))
+            .collect();
+        out += &format!("snapshots kept: {}\n", names.join(", "));
+    }
     let peers: Vec<&str> = v["peersSeen"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())

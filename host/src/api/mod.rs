@@ -6,6 +6,7 @@ pub mod auth_email;
 pub mod auth_flow;
 pub mod auth_oauth2;
 pub mod auth_otp;
+pub mod backups;
 pub mod batch;
 pub mod collections;
 pub mod crons;
@@ -18,6 +19,7 @@ pub mod realtime;
 pub mod records;
 pub mod rooms;
 pub mod settings;
+pub mod snapshots;
 pub mod sql;
 pub mod sync;
 
@@ -44,6 +46,8 @@ pub struct AppState {
     pub plugins: Plugins,
     /// Replication, on a node that replicates.
     pub sync: Option<crate::sync::Sync>,
+    /// Backups (`/api/backups`): local files, or the cluster's snapshot bucket.
+    pub backups: Arc<crate::snapshot::backups::Backups>,
     /// Connection cap, client IPs, rate limits and the password gate.
     pub guard: Arc<guard::Guard>,
     /// Websocket rooms.
@@ -175,6 +179,17 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             post(plugins::dry_run_resolve),
         )
         .route("/api/settings", get(settings::get).patch(settings::update))
+        .route("/api/backups", get(backups::list).post(backups::create))
+        .route(
+            "/api/backups/upload",
+            post(backups::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/backups/{key}",
+            get(backups::download).delete(backups::delete),
+        )
+        .route("/api/backups/{key}/restore", post(backups::restore))
+        .route("/api/files/token", post(backups::file_token))
         .route("/api/logs", get(logs::list).delete(logs::clear))
         .route("/api/logs/stats", get(logs::stats))
         .route("/api/logs/{id}", get(logs::view))
@@ -182,6 +197,12 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/api/crons", get(crons::list))
         .route("/api/crons/{id}", post(crons::run))
         .route("/api/sync/status", get(sync::status))
+        .route("/api/sync/ready", get(snapshots::ready))
+        .route(
+            "/api/sync/snapshots",
+            get(snapshots::list).post(snapshots::create),
+        )
+        .route("/api/sync/snapshots/{name}/verify", post(snapshots::verify))
         .route("/api/sync/dead-letters/{seq}", get(sync::dead_letter))
         .route("/metrics", get(sync::metrics))
         .route("/api/realtime/ws", get(realtime::websocket))

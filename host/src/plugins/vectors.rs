@@ -262,7 +262,7 @@ fn stats(v: &Value) -> Stats {
         bytes_since: n("bytes-since"),
         ms_since: n("ms-since"),
         stream_seq: n("stream-seq"),
-        db_bytes: n("db-bytes"),
+        content_bytes: n("content-bytes"),
         snapshots: u32::try_from(n("snapshots")).unwrap_or(u32::MAX),
     }
 }

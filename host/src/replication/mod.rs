@@ -68,6 +68,7 @@ pub mod log;
 pub mod objects;
 pub mod presence;
 pub mod rooms;
+pub mod snapshots;
 
 pub use consumer::{ConsumerOptions, Delivery, EventConsumer};
 pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind};
@@ -79,3 +80,4 @@ pub use log::{
 pub use objects::{PluginObjects, sha256_hex};
 pub use presence::{NodeState, Presence};
 pub use rooms::{Appended, HistoryEntry, LeaseEntry, RoomLog, RoomLogOptions};
+pub use snapshots::{Progress, SnapshotStore, Stored, StreamUsage};

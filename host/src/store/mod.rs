@@ -21,6 +21,7 @@ mod readers;
 pub mod records;
 pub mod schema;
 pub mod settings;
+pub mod snapshot;
 pub mod sql;
 pub mod sync;
 mod system;
@@ -167,6 +168,10 @@ struct Inner {
     counts: Arc<CountCache>,
     auth_epoch: Arc<AuthEpoch>,
     path: PathBuf,
+    /// Held (shared) by snapshot copies reading the file, (exclusive) by an install swapping it.
+    file_lock: Arc<tokio::sync::RwLock<()>>,
+    /// Bumped after each install of a snapshot or backup.
+    installed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -215,6 +220,8 @@ impl Store {
                 counts,
                 auth_epoch,
                 path,
+                file_lock: Arc::new(tokio::sync::RwLock::new(())),
+                installed: tokio::sync::watch::channel(0).0,
             }),
         })
     }
@@ -251,6 +258,7 @@ impl Store {
         &self,
         hooks: Arc<sync::SyncHooks>,
         batch: Arc<Vec<sync::Delivered>>,
+        start: usize,
     ) -> Result<sync::ApplyReport, StoreError> {
         // Alone in its transaction: a fold touches thousands of pages, and a savepoint around
         // it would copy each to the sub-journal first.
@@ -258,7 +266,7 @@ impl Store {
             .writer
             .submit_alone(move |ctx| {
                 ctx.capture = false;
-                sync::apply(ctx, &hooks, &batch)
+                sync::apply(ctx, &hooks, batch.get(start..).unwrap_or_default())
             })
             .await
     }

@@ -17,6 +17,7 @@ pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
+    count: usize,
 }
 
 impl Readers {
@@ -29,7 +30,21 @@ impl Readers {
             path: path.to_path_buf(),
             idle: Mutex::new(idle),
             permits: Semaphore::new(count),
+            count,
         })
+    }
+
+    /// Waits until no read is running, closes every connection and keeps new reads waiting
+    /// until the returned guard is dropped (they then open fresh connections): how the
+    /// database file is swapped under the pool.
+    pub async fn drain(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
+        let all = self
+            .permits
+            .acquire_many(self.count as u32)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.idle.lock().clear();
+        Ok(all)
     }
 
     pub async fn run<R, F>(&self, f: F) -> Result<R, StoreError>

@@ -142,9 +142,16 @@ pub fn bootstrap(conn: &Connection) -> Result<Schema, StoreError> {
     create_system_tables(conn)?;
     let mut schema = load_schema(conn)?;
     if schema.get("_superusers").is_none() {
+        // A fresh database gets `users` too; a snapshot installed here (which never carries
+        // the node-local `_superusers`) keeps the collections it has.
+        let fresh = schema.all().is_empty();
         let tx = conn.unchecked_transaction()?;
         let now = crate::records::validate::now_string();
-        for c in [default_superusers(&now), default_users(&now)] {
+        let mut defaults = vec![default_superusers(&now)];
+        if fresh {
+            defaults.push(default_users(&now));
+        }
+        for c in defaults {
             ddl::create_table(&tx, &c)?;
             save_collection(&tx, &c)?;
         }
@@ -367,7 +374,7 @@ pub fn auth_indexes(id: &str, name: &str) -> Vec<String> {
     ]
 }
 
-fn default_superusers(now: &str) -> Collection {
+pub(crate) fn default_superusers(now: &str) -> Collection {
     let id = "pbc_3142635823".to_string();
     let mut fields = auth_system_fields();
     fields.extend(autodate_fields());

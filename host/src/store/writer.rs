@@ -112,9 +112,21 @@ enum Msg {
     Job(Job),
     /// A job that runs in a transaction of its own, without a savepoint.
     Alone(Job),
+    /// Replaces the database file (see [`Writer::reopen`]).
+    Reopen(Reopen),
     /// Runs with no transaction open (`VACUUM`, checkpoints); writes nothing to the feed.
     Outside(Outside),
     Close(oneshot::Sender<()>),
+}
+
+/// Prepares the file that replaces the database, given the live connection (nothing else is
+/// writing meanwhile); returns its path.
+pub type PrepareFile =
+    Box<dyn FnOnce(&Connection, &Schema) -> Result<std::path::PathBuf, StoreError> + Send>;
+
+pub struct Reopen {
+    prepare: PrepareFile,
+    reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
 pub struct Writer {
@@ -199,6 +211,21 @@ impl Writer {
         };
         self.tx.send(msg).await.map_err(|_| StoreError::Closed)?;
         reply_rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Swaps the database file, on the writer thread between two transactions: `prepare` builds
+    /// the new file (reading the live one as it wishes), then the live connection and the
+    /// checkpoint thread's are closed after a full checkpoint, the new file is renamed over the
+    /// old one, and the writer reopens it with the schema it holds. Every reader connection
+    /// must be closed first (`Readers::drain`): an old connection's last close would delete
+    /// the new file's WAL by name.
+    pub async fn reopen(&self, prepare: PrepareFile) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Reopen(Reopen { prepare, reply }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `f` on the writer's connection between two transactions, in queue order with
@@ -321,7 +348,7 @@ impl Checkpointer {
 
 #[allow(clippy::too_many_arguments)]
 fn run(
-    conn: Connection,
+    mut conn: Connection,
     mut rx: mpsc::Receiver<Msg>,
     published: Arc<ArcSwap<Schema>>,
     changes: broadcast::Sender<Arc<Vec<Change>>>,
@@ -346,12 +373,15 @@ fn run(
         };
         let mut batch = Vec::new();
         let mut alone = false;
+        // A swap waiting behind the batch being gathered.
+        let mut reopen = None;
         match first {
             Msg::Job(j) => batch.push(j),
             Msg::Alone(j) => {
                 batch.push(j);
                 alone = true;
             }
+            Msg::Reopen(r) => reopen = Some(r),
             Msg::Outside(f) => {
                 f(&conn);
                 continue;
@@ -361,19 +391,34 @@ fn run(
                 break;
             }
         }
-        while !alone && batch.len() < max_batch {
+        while !alone && reopen.is_none() && batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(Msg::Job(j)) => batch.push(j),
                 Ok(m @ (Msg::Alone(_) | Msg::Outside(_))) => {
                     held = Some(m);
                     break;
                 }
+                Ok(Msg::Reopen(r)) => reopen = Some(r),
                 Ok(Msg::Close(tx)) => {
                     closing = Some(tx);
                     break;
                 }
                 Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            if let Some(r) = reopen.take() {
+                schema = swap_file(
+                    &mut conn,
+                    &mut checkpointer,
+                    r,
+                    schema,
+                    &published,
+                    (&counts, &auth_epoch),
+                    sync.as_deref(),
+                );
+            }
+            continue;
         }
         schema = run_batch(
             &conn,
@@ -386,6 +431,17 @@ fn run(
             sync.as_deref(),
         );
         checkpointer.committed(&conn);
+        if let Some(r) = reopen.take() {
+            schema = swap_file(
+                &mut conn,
+                &mut checkpointer,
+                r,
+                schema,
+                &published,
+                (&counts, &auth_epoch),
+                sync.as_deref(),
+            );
+        }
         if closing.is_some() {
             // A job held back still runs before the writer stops.
             match held.take() {
@@ -416,6 +472,110 @@ fn run(
     drop(conn);
     if let Some(tx) = closing {
         let _ = tx.send(());
+    }
+}
+
+/// Replaces the database file (see [`Writer::reopen`]) and returns the schema now live. A
+/// failure of `prepare` changes nothing; a failure after the rename leaves the writer on
+/// whatever connection it could reopen, and reports the error.
+#[allow(clippy::too_many_arguments)]
+fn swap_file(
+    conn: &mut Connection,
+    checkpointer: &mut Checkpointer,
+    r: Reopen,
+    schema: Arc<Schema>,
+    published: &ArcSwap<Schema>,
+    (counts, auth_epoch): (&CountCache, &AuthEpoch),
+    sync: Option<&SyncHooks>,
+) -> Arc<Schema> {
+    let path = match conn.path() {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            let _ = r
+                .reply
+                .send(Err(StoreError::Internal("database has no path".into())));
+            return schema;
+        }
+    };
+    let prepared = match std::panic::catch_unwind(AssertUnwindSafe(|| (r.prepare)(conn, &schema))) {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Internal(
+            "preparing the new database file panicked".into(),
+        )),
+    };
+    let incoming = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = r.reply.send(Err(e));
+            return schema;
+        }
+    };
+    let result = (|| -> Result<Arc<Schema>, StoreError> {
+        // Everything committed goes into the old file, so it is whole on its own should
+        // anything below fail; then no connection to it stays open.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        checkpointer.stop();
+        let placeholder = Connection::open_in_memory()?;
+        let old = std::mem::replace(conn, placeholder);
+        old.close().map_err(|(_, e)| StoreError::Sql(e))?;
+        let io = |e: std::io::Error| StoreError::Io(e.to_string());
+        for suffix in ["-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        std::fs::rename(&incoming, &path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        *conn = super::system::open_connection(&path, false)?;
+        conn.wal_hook(Some(note_wal_pages));
+        *checkpointer = Checkpointer::start(&path)?;
+        // As `Store::open_with` does: the file may come from an older version.
+        let loaded = super::system::bootstrap(conn)?;
+        super::sync::create_tables(conn)?;
+        super::mails::create_table(conn)?;
+        if let Some(hooks) = sync {
+            hooks.clock.resume(super::sync::max_hlc(conn)?);
+        }
+        Ok(Arc::new(loaded))
+    })();
+    match result {
+        Ok(new_schema) => {
+            published.store(new_schema.clone());
+            counts.bump();
+            // Every auth record may differ in the new file: cached tokens are re-verified.
+            auth_epoch.bump();
+            let _ = r.reply.send(Ok(()));
+            new_schema
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "replacing the database file failed");
+            // Whatever the connection is now, serve on the file in place.
+            if conn.path().is_none_or(|p| p.is_empty())
+                && let Ok(c) = super::system::open_connection(&path, false)
+            {
+                *conn = c;
+                conn.wal_hook(Some(note_wal_pages));
+                if let Ok(cp) = Checkpointer::start(&path) {
+                    *checkpointer = cp;
+                }
+            }
+            let loaded = super::system::load_schema(conn)
+                .map(Arc::new)
+                .unwrap_or(schema);
+            published.store(loaded.clone());
+            counts.bump();
+            auth_epoch.bump();
+            let _ = r.reply.send(Err(e));
+            loaded
+        }
     }
 }
 

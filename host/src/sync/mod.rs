@@ -18,6 +18,7 @@
 mod health;
 mod plugins;
 mod policy;
+mod snapshots;
 mod status;
 
 use std::collections::BTreeSet;
@@ -33,7 +34,8 @@ use tokio::sync::{Notify, watch};
 pub use health::{GRACE, LastError, Part};
 pub use plugins::{ClusterPlugins, NotReady};
 pub use policy::{PluginPolicy, binding_data};
-pub use status::{hashes, metrics_text, status_json};
+pub use snapshots::{Phase, READY_LAG};
+pub use status::{hashes, metrics_text, snapshots_json, status_json};
 
 use crate::nats::{EmbeddedNats, EmbeddedOptions};
 use crate::plugins::Plugins;
@@ -66,6 +68,8 @@ pub struct SyncConfig {
     pub wait_timeout: Duration,
     /// How long a bind waits for every node to have the plugin compiled.
     pub plugin_ready_timeout: Duration,
+    /// How long a snapshot claim lives without renewal (another node takes over after it).
+    pub claim_ttl: Duration,
 }
 
 /// Counters for status and metrics.
@@ -112,6 +116,24 @@ struct Inner {
     stop: Notify,
     /// Prefetching, presence and readiness of plugins (`plugins.rs`).
     cluster_plugins: ClusterPlugins,
+    /// Snapshots: taking them when due, and bootstrapping from them.
+    snapshots: crate::snapshot::Snapshots,
+    /// Where the node stands: connecting, bootstrapping, consuming the log.
+    phase: Mutex<Phase>,
+    /// Bytes of the bootstrap step under way.
+    boot_progress: Arc<crate::replication::Progress>,
+    /// Set when the node must not go on (it would serve state that is not the cluster's).
+    fatal: watch::Sender<Option<String>>,
+    /// The snapshot the node last bootstrapped from (status).
+    last_bootstrap: Mutex<Option<serde_json::Value>>,
+}
+
+/// How a fold of one batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Folded {
+    Done,
+    /// The batch does not continue this node's position: the stream was compacted past it.
+    Gap,
 }
 
 /// Why a write concern was not met.
@@ -178,7 +200,30 @@ impl Sync {
             None => crate::plugins::BindingTable::default(),
         };
         // Tables folded before bindings were keyed by collection id name collections.
-        let (table, _) = crate::plugins::reconcile_bindings(table, &store.schema());
+        let (mut table, _) = crate::plugins::reconcile_bindings(table, &store.schema());
+        // Version numbers are each registry's own (a table from a snapshot may have been another
+        // node's, and bindings folded before the log numbered versions were): a binding names
+        // its bytes by sha256, and where its (name, version) does not name those bytes here,
+        // that decides the local version.
+        let local = plugins.runtime.list();
+        for slot in table.slots.values_mut() {
+            for b in [&mut slot.active, &mut slot.previous].into_iter().flatten() {
+                let exact = local.iter().any(|p| {
+                    p.version.name == b.plugin
+                        && p.version.version == b.version
+                        && p.version.sha256 == b.sha256
+                });
+                if exact {
+                    continue;
+                }
+                if let Some(p) = local
+                    .iter()
+                    .find(|p| p.version.sha256 == b.sha256 && p.version.name == b.plugin)
+                {
+                    b.version = p.version.version;
+                }
+            }
+        }
         plugins
             .blocking(move |rt| rt.apply_bindings(table))
             .await
@@ -196,6 +241,12 @@ impl Sync {
         let (published, _) = watch::channel(0);
         let (applied_own, _) = watch::channel(0);
         let (tip, _) = watch::channel(0);
+        let snapshots = crate::snapshot::Snapshots::start(
+            store.clone(),
+            config.node_id.clone(),
+            config.cluster.clone(),
+            config.claim_ttl,
+        );
         let sync = Sync {
             inner: Arc::new(Inner {
                 config,
@@ -216,6 +267,11 @@ impl Sync {
                 started: Instant::now(),
                 stop: Notify::new(),
                 cluster_plugins: ClusterPlugins::default(),
+                snapshots,
+                phase: Mutex::new(Phase::Connecting),
+                boot_progress: crate::replication::Progress::new(),
+                fatal: watch::channel(None).0,
+                last_bootstrap: Mutex::new(None),
             }),
         };
         let s = sync.clone();
@@ -339,6 +395,17 @@ impl Sync {
         };
         self.inner.health.ok(Part::Objects);
         self.inner.objects.send_replace(Some(objects));
+        // The snapshot bucket and claims: the fold's bootstrap check waits for them.
+        let bucket = loop {
+            match crate::replication::SnapshotStore::open(&log, cfg.claim_ttl).await {
+                Ok(b) => break b,
+                Err(e) => {
+                    self.set_error(Part::Objects, &e);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        self.inner.snapshots.connected(bucket);
         // Servers that join later let the log keep more copies: look now and then until it
         // has three (a cheap stream-info request while it has fewer).
         loop {
@@ -471,55 +538,66 @@ impl Sync {
         }
     }
 
-    /// Folds the stream into SQLite, in order, forever.
+    /// Folds the stream into SQLite, in order, forever. Before consuming, and again whenever
+    /// the stream turns out to have been compacted past this node's position, the node
+    /// bootstraps from a snapshot if it needs one (`sync/snapshots.rs`).
     async fn apply_loop(&self) {
         let log = self.log().await;
         let store = &self.inner.store;
         if let Ok(peers) = store.read_raw(crate::store::sync::peers_seen).await {
             self.inner.peers.lock().extend(peers);
         }
-        let mut consumer = loop {
-            let resume = match store.read_raw(crate::store::sync::applied_seq).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the applied sequence failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            self.inner
-                .counters
-                .applied_seq
-                .store(resume, Ordering::Relaxed);
-            let opts = ConsumerOptions {
-                resume_after: Some(resume),
-                batch: self.inner.config.apply_batch.max(1),
-                ..Default::default()
-            };
-            match log.consumer(&self.inner.config.node_id, opts).await {
-                Ok(c) => break c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "opening the consumer failed; retrying");
-                    self.set_error(Part::Consume, &e);
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-        };
-        consumer.follow_tip(self.inner.tip.subscribe());
-        self.inner.health.watch_consumer(consumer.state());
-        let max = self.inner.config.apply_batch.max(1);
-        // Two batches in the pipeline: while one folds on the writer thread, the next is
-        // collected from the consumer (a node catching up would otherwise leave both the
-        // writer and the network idle in turn). Folds still run one at a time, in order.
-        let mut folding: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
         loop {
-            let batch = match folding.take() {
-                Some(fold) => tokio::join!(fold, self.next_batch(&mut consumer, max)).1,
-                None => self.next_batch(&mut consumer, max).await,
+            self.ensure_bootstrapped().await;
+            let mut consumer = loop {
+                let resume = match store.read_raw(crate::store::sync::applied_seq).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the applied sequence failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                self.inner
+                    .counters
+                    .applied_seq
+                    .store(resume, Ordering::Relaxed);
+                let opts = ConsumerOptions {
+                    resume_after: Some(resume),
+                    batch: self.inner.config.apply_batch.max(1),
+                    ..Default::default()
+                };
+                match log.consumer(&self.inner.config.node_id, opts).await {
+                    Ok(c) => break c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "opening the consumer failed; retrying");
+                        self.set_error(Part::Consume, &e);
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                }
             };
-            let Some(batch) = batch else { continue };
-            self.prepare_plugins(&batch).await;
-            folding = Some(Box::pin(self.fold(batch)));
+            consumer.follow_tip(self.inner.tip.subscribe());
+            self.inner.health.watch_consumer(consumer.state());
+            self.consuming();
+            let max = self.inner.config.apply_batch.max(1);
+            // Two batches in the pipeline: while one folds on the writer thread, the next is
+            // collected from the consumer (a node catching up would otherwise leave both the
+            // writer and the network idle in turn). Folds still run one at a time, in order.
+            let mut folding: Option<Pin<Box<dyn Future<Output = Folded> + Send + '_>>> = None;
+            loop {
+                let (folded, batch) = match folding.take() {
+                    Some(fold) => tokio::join!(fold, self.next_batch(&mut consumer, max)),
+                    None => (Folded::Done, self.next_batch(&mut consumer, max).await),
+                };
+                if folded == Folded::Gap {
+                    // Events this node never folded were purged: re-bootstrap, then consume
+                    // again from the snapshot's position (the batch read meanwhile with it).
+                    break;
+                }
+                let Some(batch) = batch else { continue };
+                self.prepare_plugins(&batch).await;
+                folding = Some(Box::pin(self.fold(batch)));
+            }
         }
     }
 
@@ -628,7 +706,18 @@ impl Sync {
             .await
     }
 
-    async fn fold(&self, mut batch: Vec<Delivery>) {
+    async fn fold(&self, mut batch: Vec<Delivery>) -> Folded {
+        let applied = self.inner.counters.applied_seq.load(Ordering::Relaxed);
+        if let Some(first) = batch.first()
+            && first.seq > applied + 1
+        {
+            tracing::warn!(
+                applied,
+                next = first.seq,
+                "the stream no longer holds the events after this node's position"
+            );
+            return Folded::Gap;
+        }
         // The events move to the writer (the deliveries stay here for their acks); the batch
         // is shared, not copied, with each attempt.
         let delivered: Arc<Vec<Delivered>> = Arc::new(
@@ -653,15 +742,62 @@ impl Sync {
                 }
             }
         }
+        // The fold ends a batch early where a snapshot is due: the rest folds in a next part,
+        // after a read of exactly that state is pinned.
+        let mut start = 0;
+        while start < delivered.len() {
+            let report = self.fold_part(&delivered, start).await;
+            start += report.consumed.max(1);
+            if report.registry_changed {
+                // Before anyone waiting for this fold is answered: the runtime lists what the
+                // log registered (and forgets what it deleted); the prefetch task fetches the
+                // bytes.
+                self.sync_registry().await;
+                self.plugins_changed();
+            }
+            self.inner.health.ok(Part::Apply);
+            let c = &self.inner.counters;
+            c.applied.fetch_add(report.applied, Ordering::Relaxed);
+            c.duplicates.fetch_add(report.duplicates, Ordering::Relaxed);
+            c.dead.fetch_add(report.dead, Ordering::Relaxed);
+            c.batches.fetch_add(1, Ordering::Relaxed);
+            c.applied_seq.fetch_max(report.last_seq, Ordering::Relaxed);
+            c.stream_last_seq
+                .fetch_max(report.last_seq, Ordering::Relaxed);
+            if let Some(own) = report.own_upto {
+                self.inner.applied_own.send_modify(|p| *p = (*p).max(own));
+            }
+            if let Some(due) = report.snapshot {
+                self.snapshot_due(due).await;
+            }
+        }
+        // Acknowledge only after the commit: a crash before this redelivers, and the
+        // consumer skips what applied_seq already covers. Acks are cumulative: the batch's
+        // last delivery acks the whole batch.
+        if let Some(d) = batch.last()
+            && let Err(e) = d.ack().await
+        {
+            tracing::debug!(error = %e, "ack failed (the consumer skips it on redelivery)");
+        }
+        Folded::Done
+    }
+
+    /// Folds `delivered[start..]` (up to the first snapshot decision), retrying on database
+    /// failures.
+    async fn fold_part(
+        &self,
+        delivered: &Arc<Vec<Delivered>>,
+        start: usize,
+    ) -> crate::store::sync::ApplyReport {
         let mut delay = Duration::from_millis(100);
-        let report = loop {
+        loop {
             match self
                 .inner
                 .store
-                .apply_events(self.inner.hooks.clone(), delivered.clone())
+                .apply_events(self.inner.hooks.clone(), delivered.clone(), start)
                 .await
             {
-                Ok(r) => break r,
+                Ok(r) => return r,
                 Err(crate::store::StoreError::Closed) => {
                     self.inner.stop.notify_waiters();
                     std::future::pending::<()>().await;
@@ -682,32 +818,6 @@ impl Sync {
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
-        };
-        if report.registry_changed {
-            // Before anyone waiting for this fold is answered: the runtime lists what the log
-            // registered (and forgets what it deleted); the prefetch task fetches the bytes.
-            self.sync_registry().await;
-            self.plugins_changed();
-        }
-        self.inner.health.ok(Part::Apply);
-        let c = &self.inner.counters;
-        c.applied.fetch_add(report.applied, Ordering::Relaxed);
-        c.duplicates.fetch_add(report.duplicates, Ordering::Relaxed);
-        c.dead.fetch_add(report.dead, Ordering::Relaxed);
-        c.batches.fetch_add(1, Ordering::Relaxed);
-        c.applied_seq.fetch_max(report.last_seq, Ordering::Relaxed);
-        c.stream_last_seq
-            .fetch_max(report.last_seq, Ordering::Relaxed);
-        if let Some(own) = report.own_upto {
-            self.inner.applied_own.send_modify(|p| *p = (*p).max(own));
-        }
-        // Acknowledge only after the commit: a crash before this redelivers, and the
-        // consumer skips what applied_seq already covers. Acks are cumulative: the batch's
-        // last delivery acks the whole batch.
-        if let Some(d) = batch.last()
-            && let Err(e) = d.ack().await
-        {
-            tracing::debug!(error = %e, "ack failed (the consumer skips it on redelivery)");
         }
     }
 

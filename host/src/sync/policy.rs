@@ -5,13 +5,14 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 use syncbase_plugin_runtime::types::{
-    Change as WitChange, Direction, Op as WitOp, Resolution, Verdict, Version,
+    Change as WitChange, Direction, Op as WitOp, Resolution, Stats, Verdict, Version,
 };
 
 use crate::plugins::{Binding, DecidedBy, OutboundEvent, Plugins, Target};
 use crate::replication::{Event, EventKind};
 use crate::store::StoreError;
 use crate::store::records::Record;
+use crate::store::snapshot::stats::{SnapshotDecision, SnapshotStats, builtin_decision};
 use crate::store::sync::{Current, Filtered, Policy, Resolved, json_text};
 use crate::store::{Collection, Schema};
 
@@ -169,6 +170,27 @@ impl Policy for PluginPolicy {
 
     fn bindings(&self) -> String {
         self.plugins.runtime.bindings().to_json()
+    }
+
+    fn decide(&self, stats: &SnapshotStats) -> Result<SnapshotDecision, StoreError> {
+        let out = self.plugins.runtime.decide(Stats {
+            events_since: stats.events_since,
+            bytes_since: stats.bytes_since,
+            ms_since: stats.ms_since,
+            stream_seq: stats.stream_seq,
+            content_bytes: stats.content_bytes,
+            snapshots: stats.snapshots,
+        });
+        // No policy bound to the cluster: the built-in one.
+        if matches!(out.decided_by, DecidedBy::Default) {
+            return Ok(builtin_decision(stats));
+        }
+        node_fault(&out.decided_by)?;
+        Ok(SnapshotDecision {
+            take: out.value.take,
+            keep: out.value.keep,
+            by: label(&out.decided_by),
+        })
     }
 
     fn bind(&self, event: &Event, schema: &Schema) -> Result<Result<(), String>, StoreError> {

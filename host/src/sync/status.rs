@@ -28,6 +28,24 @@ pub async fn hashes(sync: &Sync) -> Value {
     }
 }
 
+/// Snapshots as status shows them: the bucket's, this node's service, the policy's figures
+/// at the node's position and its latest decisions.
+pub async fn snapshots_json(sync: &Sync, cached: bool) -> Value {
+    use crate::store::snapshot::stats;
+    let mut out = sync.snapshots().status_json(cached).await;
+    let store = sync.store();
+    out["stats"] = match store.read_raw(stats::current).await {
+        Ok(s) => json!(s),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    out["decisions"] = match store.read_raw(|c| stats::decisions(c, 10)).await {
+        Ok(d) => json!(d),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    out["bootstrap"] = json!(sync.last_bootstrap());
+    out
+}
+
 /// The status document (superuser only).
 pub async fn status_json(sync: &Sync) -> Value {
     let local = local(sync).await;
@@ -88,6 +106,8 @@ pub async fn status_json(sync: &Sync) -> Value {
         "uptimeSeconds": sync.uptime().as_secs(),
         "nodes": nodes,
         "join": join_info(sync),
+        "phase": sync.readiness().await.1,
+        "snapshots": snapshots_json(sync, true).await,
     })
 }
 
@@ -231,5 +251,30 @@ pub async fn metrics_text(sync: &Sync) -> String {
         "Fold transactions.",
         c.batches.load(Ordering::Relaxed),
     );
+    let snapshots = sync.snapshots().status();
+    metric(
+        "snapshots_taken_total",
+        "counter",
+        "Snapshots this node took and stored.",
+        snapshots.taken,
+    );
+    metric(
+        "ready",
+        "gauge",
+        "1 when the node has folded the log to within a small lag of its end.",
+        u64::from(sync.readiness().await.0),
+    );
+    if let Some(bucket) = sync.snapshots().bucket_now()
+        && let Ok(Ok(u)) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), bucket.usage()).await
+    {
+        metric(
+            "stream_first_seq",
+            "gauge",
+            "First sequence the stream holds (earlier ones were compacted into snapshots).",
+            u.first_seq,
+        );
+        metric("stream_bytes", "gauge", "Bytes the stream holds.", u.bytes);
+    }
     out
 }

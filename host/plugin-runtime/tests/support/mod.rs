@@ -15,13 +15,14 @@ use syncbase_plugin_runtime::types::{Change, Op, Version};
 use syncbase_plugin_runtime::{PluginRuntime, RuntimeConfig};
 use tempfile::TempDir;
 
-pub const SHIPPED: [&str; 6] = [
+pub const SHIPPED: [&str; 7] = [
     "lww",
     "field-merge",
     "counter",
     "redact",
     "local-only",
     "every-n",
+    "proportional",
 ];
 
 fn workspace() -> PathBuf {

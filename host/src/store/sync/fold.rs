@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::super::collections::{check_views_after_delete, install, refresh_views};
 use super::super::records::{self, Record, write_raw};
 use super::super::schema::Collection;
+use super::super::snapshot::stats::{Due, Tracker};
 use super::super::writer::exec_cached;
 use super::super::{Change, Op, StoreError, WriteCtx, ddl, merged, system, views};
 use super::{Current, Filtered, Resolved, SyncHooks, json_text, parse_record};
@@ -35,6 +36,11 @@ pub struct ApplyReport {
     pub schema_changed: bool,
     /// A plugin version was registered or deleted (the runtime's registry follows).
     pub registry_changed: bool,
+    /// Deliveries of the batch folded (from its start): fewer than given when the snapshot
+    /// policy decided a snapshot is due, which ends the batch at that position.
+    pub consumed: usize,
+    /// The snapshot due at `last_seq`, if the policy decided one.
+    pub snapshot: Option<Due>,
 }
 
 type Key = (String, String);
@@ -51,10 +57,16 @@ struct Fold<'a, 'c> {
     /// Whether the change feed has listeners for this batch's record changes (auth
     /// collections' changes are announced regardless: the token cache needs them).
     announce: bool,
+    /// The snapshot policy's figures, carried through the batch.
+    tracker: Tracker,
+    /// Payload size of the event being folded (the content size its version stands for).
+    payload_len: usize,
 }
 
 /// Applies a batch of stream events in order, in the caller's transaction; stores the last
-/// sequence with them.
+/// sequence with them. The batch ends early, right after the event at which the snapshot
+/// policy decides a snapshot is due (`ApplyReport::snapshot`), so the caller can pin a read of
+/// exactly that state before anything else folds.
 pub(crate) fn apply(
     ctx: &mut WriteCtx,
     hooks: &SyncHooks,
@@ -67,6 +79,7 @@ pub(crate) fn apply(
         .conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM _sync_shadow)")?
         .query_row([], |r| r.get::<_, bool>(0))?;
+    let tracker = Tracker::load(ctx.conn)?;
     let mut fold = Fold {
         ctx,
         hooks,
@@ -74,72 +87,27 @@ pub(crate) fn apply(
         reverted: BTreeMap::new(),
         shown: HashMap::new(),
         announce: hooks.listeners.begin_fold(),
+        tracker,
+        payload_len: 0,
     };
     let schema_at_start = fold.ctx.schema.clone();
     for d in batch {
         report.last_seq = report.last_seq.max(d.seq);
-        let event = match &d.event {
-            Ok(e) => e,
-            Err(reason) => {
-                dead_letter(
-                    fold.ctx.conn,
-                    d,
-                    None,
-                    &format!("undecodable event: {reason}"),
-                )?;
-                report.dead += 1;
-                continue;
-            }
-        };
-        let fresh = fold
-            .ctx
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO _sync_seen (event_id, seq) VALUES (?1, ?2)")?
-            .execute(params![event.id.as_str(), d.seq as i64])?;
-        if fresh == 0 {
-            report.duplicates += 1;
-            continue;
-        }
-        hooks.clock.observe(event.hlc);
-        // This node's own change comes back as published, which an outbound filter may have
-        // rewritten (e.g. fields redacted so they never leave the node). Here it folds the
-        // change as it was written: what it kept back stays on this node.
-        let local;
-        let event = if event.origin == hooks.node_id && event.kind.is_record() {
-            match own_written(fold.ctx.conn, event)? {
-                Some(e) => {
-                    local = e;
-                    &local
-                }
-                None => event,
-            }
-        } else {
-            event
-        };
-        let outcome = fold.apply_one(d.seq, event)?;
-        if event.kind == EventKind::PluginRegistry && outcome.is_ok() {
-            report.registry_changed = true;
-        }
-        if let Err(reason) = outcome {
-            dead_letter(fold.ctx.conn, d, Some(event), &reason)?;
-            report.dead += 1;
-        } else {
-            report.applied += 1;
-        }
-        if event.origin == hooks.node_id {
-            let own: Option<i64> = fold
-                .ctx
-                .conn
-                .prepare_cached("DELETE FROM _sync_pending WHERE event_id = ?1 RETURNING seq")?
-                .query_row([event.id.as_str()], |r| r.get(0))
-                .optional()?;
-            if let Some(s) = own {
-                report.own_upto = Some(report.own_upto.unwrap_or(0).max(s as u64));
-            }
+        report.consumed += 1;
+        fold.payload_len = d.payload.len();
+        fold.one(d, &mut report)?;
+        // Every stream position counts, whatever became of its event: all nodes reach each one.
+        fold.tracker
+            .step(d.payload.len(), d.event.as_ref().ok().map(|e| e.hlc.0));
+        let decision = hooks.policy.decide(&fold.tracker.stats(d.seq))?;
+        if decision.take {
+            report.snapshot = Some(fold.tracker.taken(fold.ctx.conn, d.seq, &decision)?);
+            break;
         }
     }
     fold.relay()?;
     fold.announce()?;
+    fold.tracker.store(fold.ctx.conn)?;
     let conn = fold.ctx.conn;
     if report.last_seq > 0 {
         conn.prepare_cached(
@@ -260,6 +228,72 @@ fn is_constraint(e: &StoreError) -> bool {
 }
 
 impl Fold<'_, '_> {
+    /// Folds one delivery: a dead letter when it does not decode or apply, nothing for a
+    /// duplicate.
+    fn one(&mut self, d: &Delivered, report: &mut ApplyReport) -> Result<(), StoreError> {
+        let hooks = self.hooks;
+        let event = match &d.event {
+            Ok(e) => e,
+            Err(reason) => {
+                dead_letter(
+                    self.ctx.conn,
+                    d,
+                    None,
+                    &format!("undecodable event: {reason}"),
+                )?;
+                report.dead += 1;
+                return Ok(());
+            }
+        };
+        let fresh = self
+            .ctx
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO _sync_seen (event_id, seq) VALUES (?1, ?2)")?
+            .execute(params![event.id.as_str(), d.seq as i64])?;
+        if fresh == 0 {
+            report.duplicates += 1;
+            return Ok(());
+        }
+        hooks.clock.observe(event.hlc);
+        // This node's own change comes back as published, which an outbound filter may have
+        // rewritten (e.g. fields redacted so they never leave the node). Here it folds the
+        // change as it was written: what it kept back stays on this node.
+        let local;
+        let event = if event.origin == hooks.node_id && event.kind.is_record() {
+            match own_written(self.ctx.conn, event)? {
+                Some(e) => {
+                    local = e;
+                    &local
+                }
+                None => event,
+            }
+        } else {
+            event
+        };
+        let outcome = self.apply_one(d.seq, event)?;
+        if event.kind == EventKind::PluginRegistry && outcome.is_ok() {
+            report.registry_changed = true;
+        }
+        if let Err(reason) = outcome {
+            dead_letter(self.ctx.conn, d, Some(event), &reason)?;
+            report.dead += 1;
+        } else {
+            report.applied += 1;
+        }
+        if event.origin == hooks.node_id {
+            let own: Option<i64> = self
+                .ctx
+                .conn
+                .prepare_cached("DELETE FROM _sync_pending WHERE event_id = ?1 RETURNING seq")?
+                .query_row([event.id.as_str()], |r| r.get(0))
+                .optional()?;
+            if let Some(s) = own {
+                report.own_upto = Some(report.own_upto.unwrap_or(0).max(s as u64));
+            }
+        }
+        Ok(())
+    }
+
     fn conn(&self) -> &Connection {
         self.ctx.conn
     }
@@ -289,6 +323,7 @@ impl Fold<'_, '_> {
             };
         }
         let before = self.ctx.schema.clone();
+        let content_before = self.tracker.content_bytes;
         exec_cached(conn, "SAVEPOINT fold_event")?;
         // `Ok(Err(reason))`: the event cannot apply (a dead letter on every node). `Err`: this
         // node's database failed, and the batch is retried — never a dead letter on one node
@@ -325,6 +360,7 @@ impl Fold<'_, '_> {
             exec_cached(conn, "RELEASE fold_event")?;
         } else {
             self.ctx.schema = before;
+            self.tracker.content_bytes = content_before;
             exec_cached(conn, "ROLLBACK TO fold_event")
                 .and_then(|()| exec_cached(conn, "RELEASE fold_event"))?;
         }
@@ -471,14 +507,18 @@ impl Fold<'_, '_> {
         event: &Event,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-        let version: Option<(String, i64, String, i64)> = conn
+        let version: Option<(String, i64, String, i64, i64)> = conn
             .prepare_cached(
-                "SELECT event_id, hlc, origin, deleted FROM _sync_versions WHERE coll = ?1 AND rid = ?2",
+                "SELECT event_id, hlc, origin, deleted, bytes FROM _sync_versions
+                 WHERE coll = ?1 AND rid = ?2",
             )?
             .query_row(params![c.id, rid], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .optional()?;
+        // The snapshot policy's content figure: each live version counts its event's payload.
+        let old_bytes = version.as_ref().map_or(0, |v| v.4);
+        let new_bytes = self.payload_len as i64;
         let base_matches =
             event.base.as_ref().map(EventId::as_str) == version.as_ref().map(|v| v.0.as_str());
         let (resolved, mut label) = if base_matches {
@@ -520,27 +560,30 @@ impl Fold<'_, '_> {
                               origin: &str,
                               deleted: bool,
                               verdict: &str| {
+            let bytes = if deleted { 0 } else { new_bytes };
             conn.prepare_cached(
-                "INSERT INTO _sync_versions (coll, rid, event_id, hlc, origin, deleted, verdict, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO _sync_versions (coll, rid, event_id, hlc, origin, deleted, verdict, seq, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(coll, rid) DO UPDATE SET event_id = excluded.event_id,
                    hlc = excluded.hlc, origin = excluded.origin, deleted = excluded.deleted,
-                   verdict = excluded.verdict, seq = excluded.seq",
+                   verdict = excluded.verdict, seq = excluded.seq, bytes = excluded.bytes",
             )?
-            .execute(params![c.id, rid, event_id, hlc as i64, origin, deleted, verdict, seq as i64])
+            .execute(params![c.id, rid, event_id, hlc as i64, origin, deleted, verdict, seq as i64, bytes])
+            .map(|_| bytes)
         };
+        let mut content_delta = 0;
         match resolved {
             Resolved::TakeIncoming => {
                 let deleted = event.kind == EventKind::RecordDelete;
                 let row = if deleted { None } else { event.data.as_ref() };
                 write_raw(conn, c, rid, row)?;
-                upsert_version(
+                content_delta = upsert_version(
                     event.id.as_str(),
                     event.hlc.0,
                     &event.origin,
                     deleted,
                     &format!("take-incoming ({label})"),
-                )?;
+                )? - old_bytes;
             }
             Resolved::KeepCurrent => {
                 conn.prepare_cached(
@@ -560,15 +603,16 @@ impl Fold<'_, '_> {
                     .map(|v| v.1 as u64)
                     .unwrap_or(0)
                     .max(event.hlc.0);
-                upsert_version(
+                content_delta = upsert_version(
                     &format!("m-{}", event.id),
                     hlc,
                     &event.origin,
                     false,
                     &format!("merged ({label})"),
-                )?;
+                )? - old_bytes;
             }
         }
+        self.tracker.content_bytes += content_delta;
         Ok(())
     }
 
@@ -705,6 +749,11 @@ impl Fold<'_, '_> {
             .ok_or_else(|| StoreError::BadRequest(format!("unknown collection {id}")))?;
         ddl::drop_table(self.conn(), &c)?;
         system::delete_collection_row(self.conn(), &c.id)?;
+        let gone: i64 = self
+            .conn()
+            .prepare_cached("SELECT coalesce(sum(bytes), 0) FROM _sync_versions WHERE coll = ?1")?
+            .query_row([&c.id], |r| r.get(0))?;
+        self.tracker.content_bytes -= gone;
         for table in ["_sync_shadow", "_sync_versions", "_sync_pending"] {
             self.conn()
                 .execute(&format!("DELETE FROM {table} WHERE coll = ?1"), [&c.id])?;

@@ -141,13 +141,13 @@ async fn a_schema_event_the_disk_has_no_room_for_fails_the_batch_instead_of_dead
     // The disk is full: the database may not grow by a single page.
     let pages = count(&store, "PRAGMA page_count").await;
     exec(&store, format!("PRAGMA max_page_count = {pages}")).await;
-    let failed = store.apply_events(hooks.clone(), batch.clone()).await;
+    let failed = store.apply_events(hooks.clone(), batch.clone(), 0).await;
     assert!(failed.is_err(), "the batch must fail: {failed:?}");
     assert_eq!(count(&store, "SELECT count(*) FROM _sync_dead").await, 0);
     assert!(store.schema().get("notes").is_none());
     exec(&store, "PRAGMA max_page_count = 1073741823".into()).await;
     let report = store
-        .apply_events(hooks, batch)
+        .apply_events(hooks, batch, 0)
         .await
         .expect("the retry applies");
     assert_eq!((report.applied, report.dead), (1, 0));
@@ -171,7 +171,7 @@ async fn a_binding_the_database_cannot_store_fails_the_batch_instead_of_dead_let
         event: Ok(binding_event()),
         payload: bytes::Bytes::from_static(b"{}"),
     }]);
-    let failed = store.apply_events(hooks.clone(), batch.clone()).await;
+    let failed = store.apply_events(hooks.clone(), batch.clone(), 0).await;
     assert!(failed.is_err(), "the batch must fail: {failed:?}");
     // Dead-lettering it here alone would fork this node from the others, which bound it.
     assert_eq!(count(&store, "SELECT count(*) FROM _sync_dead").await, 0);
@@ -182,7 +182,7 @@ async fn a_binding_the_database_cannot_store_fails_the_batch_instead_of_dead_let
     );
     exec(&store, "DROP TRIGGER refuse".into()).await;
     let report = store
-        .apply_events(hooks, batch)
+        .apply_events(hooks, batch, 0)
         .await
         .expect("the retry applies");
     assert_eq!((report.applied, report.dead), (1, 0));
@@ -206,7 +206,7 @@ async fn a_plugin_without_an_instance_on_this_node_fails_the_batch_instead_of_de
         event: Ok(binding_event()),
         payload: bytes::Bytes::from_static(b"{}"),
     }]);
-    let failed = store.apply_events(hooks.clone(), batch.clone()).await;
+    let failed = store.apply_events(hooks.clone(), batch.clone(), 0).await;
     assert!(
         matches!(failed, Err(StoreError::Unavailable(_))),
         "the batch must fail: {failed:?}"
@@ -218,7 +218,7 @@ async fn a_plugin_without_an_instance_on_this_node_fails_the_batch_instead_of_de
         .busy
         .store(false, std::sync::atomic::Ordering::Relaxed);
     let report = store
-        .apply_events(hooks, batch)
+        .apply_events(hooks, batch, 0)
         .await
         .expect("the retry applies");
     assert_eq!((report.applied, report.dead), (1, 0));
@@ -248,7 +248,7 @@ async fn record_changes_reach_the_change_feed_only_while_someone_listens() {
     ]);
     let mut feed = store.subscribe();
     let report = store
-        .apply_events(hooks.clone(), batch)
+        .apply_events(hooks.clone(), batch, 0)
         .await
         .expect("apply");
     assert_eq!((report.applied, report.dead), (2, 0));
@@ -258,7 +258,7 @@ async fn record_changes_reach_the_change_feed_only_while_someone_listens() {
     );
     hooks.listeners.set_clients(1);
     let report = store
-        .apply_events(hooks, Arc::new(vec![note(3, "aaaaaaaaaaaaaa2")]))
+        .apply_events(hooks, Arc::new(vec![note(3, "aaaaaaaaaaaaaa2")]), 0)
         .await
         .expect("apply");
     assert_eq!((report.applied, report.dead), (1, 0));
@@ -379,14 +379,18 @@ async fn a_merged_record_that_does_not_fit_the_schema_is_never_stored() {
         delivered(3, first),
     ];
     store
-        .apply_events(hooks.clone(), Arc::new(batch))
+        .apply_events(hooks.clone(), Arc::new(batch), 0)
         .await
         .expect("apply");
 
     // A number in a text field: refused, and the built-in rule (the later write) applies.
     *policy.merged.lock() = serde_json::json!({"name": 5}).as_object().cloned();
     let report = store
-        .apply_events(hooks.clone(), Arc::new(vec![delivered(4, second.clone())]))
+        .apply_events(
+            hooks.clone(),
+            Arc::new(vec![delivered(4, second.clone())]),
+            0,
+        )
         .await
         .expect("apply");
     assert_eq!((report.applied, report.dead), (1, 0));
@@ -418,7 +422,7 @@ async fn a_merged_record_that_does_not_fit_the_schema_is_never_stored() {
     );
     *policy.merged.lock() = serde_json::json!({"name": "merged"}).as_object().cloned();
     store
-        .apply_events(hooks, Arc::new(vec![delivered(5, third)]))
+        .apply_events(hooks, Arc::new(vec![delivered(5, third)]), 0)
         .await
         .expect("apply");
     assert_eq!(stored_name(&store).await, "merged");
@@ -439,6 +443,7 @@ async fn a_deleted_collection_takes_its_plugin_bindings_with_it_in_the_fold() {
         .apply_events(
             hooks,
             Arc::new(vec![delivered(1, notes.clone()), delivered(2, delete)]),
+            0,
         )
         .await
         .expect("apply");
@@ -510,7 +515,7 @@ async fn views_fold_at_their_log_position_and_refuse_what_would_break_them() {
     .map(|(i, e)| delivered(i as u64 + 1, e))
     .collect();
     let report = store
-        .apply_events(hooks, Arc::new(batch))
+        .apply_events(hooks, Arc::new(batch), 0)
         .await
         .expect("apply");
     assert_eq!((report.applied, report.dead), (2, 3));

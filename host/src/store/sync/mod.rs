@@ -31,6 +31,7 @@ use serde_json::Value;
 
 use super::records::Record;
 use super::schema::Collection;
+use super::snapshot::stats::{SnapshotDecision, SnapshotStats, builtin_decision};
 use super::{Change, Op, StoreError};
 use crate::replication::{Clock, CollectionRef, Event, EventId, EventKind, Hlc};
 
@@ -94,7 +95,7 @@ pub(crate) fn create_tables(conn: &Connection) -> Result<(), StoreError> {
          );",
     )?;
     plugins::create_table(conn)?;
-    Ok(())
+    super::snapshot::stats::create_tables(conn)
 }
 
 /// What a filter does with a change.
@@ -163,6 +164,11 @@ pub trait Policy: Send + Sync {
     /// `Ok(true)` when bindings were removed (the fold then stores `bindings()`).
     fn drop_collection(&self, _id: &str) -> Result<bool, StoreError> {
         Ok(false)
+    }
+    /// The cluster's snapshot policy, asked after every folded event with log-derived figures
+    /// (see `store::snapshot::stats`). Default: the built-in policy.
+    fn decide(&self, stats: &SnapshotStats) -> Result<SnapshotDecision, StoreError> {
+        Ok(builtin_decision(stats))
     }
 }
 
@@ -549,59 +555,63 @@ pub fn table_hashes(
     conn: &Connection,
     schema: &super::Schema,
 ) -> Result<BTreeMap<String, String>, StoreError> {
-    use sha2::{Digest, Sha256};
     let mut out = BTreeMap::new();
     for c in schema.all() {
         // A view holds nothing of its own: its rows follow from the tables hashed here.
         if c.name == LOCAL_ONLY || c.is_view() {
             continue;
         }
-        let cols: Vec<String> = c
-            .fields
-            .iter()
-            .map(|f| super::schema::quote_ident(&f.name))
-            .collect();
-        let sql = format!(
-            "SELECT {} FROM {} ORDER BY `id`",
-            cols.join(", "),
-            c.table()
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query([])?;
-        let mut h = Sha256::new();
-        while let Some(row) = rows.next()? {
-            for i in 0..cols.len() {
-                use rusqlite::types::ValueRef;
-                match row.get_ref(i)? {
-                    ValueRef::Null => h.update([0u8]),
-                    ValueRef::Integer(v) => {
-                        h.update([1u8]);
-                        h.update(v.to_le_bytes());
-                    }
-                    ValueRef::Real(v) => {
-                        h.update([2u8]);
-                        h.update(v.to_le_bytes());
-                    }
-                    ValueRef::Text(t) => {
-                        h.update([3u8]);
-                        h.update((t.len() as u64).to_le_bytes());
-                        h.update(t);
-                    }
-                    ValueRef::Blob(b) => {
-                        h.update([4u8]);
-                        h.update((b.len() as u64).to_le_bytes());
-                        h.update(b);
-                    }
+        out.insert(c.name.clone(), hash_table(conn, &c)?.0);
+    }
+    Ok(out)
+}
+
+/// One table's content hash (as [`table_hashes`]) and its row count, in one pass.
+pub fn hash_table(conn: &Connection, c: &Collection) -> Result<(String, u64), StoreError> {
+    use sha2::{Digest, Sha256};
+    let cols: Vec<String> = c
+        .fields
+        .iter()
+        .map(|f| super::schema::quote_ident(&f.name))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} ORDER BY `id`",
+        cols.join(", "),
+        c.table()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    let mut h = Sha256::new();
+    let mut count = 0u64;
+    while let Some(row) = rows.next()? {
+        count += 1;
+        for i in 0..cols.len() {
+            use rusqlite::types::ValueRef;
+            match row.get_ref(i)? {
+                ValueRef::Null => h.update([0u8]),
+                ValueRef::Integer(v) => {
+                    h.update([1u8]);
+                    h.update(v.to_le_bytes());
+                }
+                ValueRef::Real(v) => {
+                    h.update([2u8]);
+                    h.update(v.to_le_bytes());
+                }
+                ValueRef::Text(t) => {
+                    h.update([3u8]);
+                    h.update((t.len() as u64).to_le_bytes());
+                    h.update(t);
+                }
+                ValueRef::Blob(b) => {
+                    h.update([4u8]);
+                    h.update((b.len() as u64).to_le_bytes());
+                    h.update(b);
                 }
             }
         }
-        let digest = h.finalize();
-        out.insert(
-            c.name.clone(),
-            digest.iter().map(|b| format!("{b:02x}")).collect(),
-        );
     }
-    Ok(out)
+    let digest = h.finalize();
+    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), count))
 }
 
 /// The binding table as of the last folded binding event (`None`: none folded yet).

@@ -1,0 +1,239 @@
+//! Joining and falling behind: installing the newest usable snapshot before consuming the log.
+//!
+//! A node needs one when it has no state yet (applied sequence 0) and the cluster has a
+//! snapshot, or when its applied sequence fell below the stream's first sequence (the events
+//! after it were compacted away while it was down). Candidates are tried newest first: each is
+//! downloaded and its sha256 checked against the bucket's metadata, its database extracted and
+//! checked against the header (file sha256, row counts, table hashes), the plugins its bindings
+//! name fetched, and then installed in place of the live database, keeping every write the node
+//! acknowledged but had not published (`store::snapshot` install). A corrupt or missing
+//! snapshot falls back to the previous one. With none usable, a node that cannot replay the log
+//! from its start refuses to start, with a clear error; it never serves an empty database as if
+//! it were the cluster's.
+//!
+//! A node whose tables hold rows that never came from the log (a former single node) is not
+//! bootstrapped over: while the log is whole it replays it as before; once compacted it refuses.
+
+use std::sync::Arc;
+
+use super::{SnapshotError, Snapshots};
+use crate::plugins::Plugins;
+use crate::replication::{PluginObjects, Progress, Stored};
+use crate::store::snapshot::{InstallMode, InstallReport};
+
+/// What bootstrapping did.
+#[derive(Debug)]
+pub enum BootstrapOutcome {
+    /// The node's state continues the log: consume from its applied sequence.
+    NotNeeded,
+    /// A snapshot was installed.
+    Installed {
+        snapshot: Box<Stored>,
+        report: InstallReport,
+        /// Newer snapshots tried first and refused, with why.
+        rejected: Vec<String>,
+    },
+}
+
+/// Why bootstrapping did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The node cannot start: it would serve state that is not the cluster's.
+    #[error("{0}")]
+    Fatal(String),
+    /// JetStream is not answering; try again.
+    #[error("{0}")]
+    Retry(SnapshotError),
+}
+
+/// One bootstrap attempt's inputs.
+pub struct Bootstrap<'a> {
+    pub snapshots: &'a Snapshots,
+    pub plugins: &'a Plugins,
+    pub plugin_objects: &'a PluginObjects,
+    /// Bytes done and total of the current step.
+    pub progress: Arc<Progress>,
+    /// Told each step: `download`, `verify`, `install`, with the snapshot's name.
+    pub step: &'a (dyn Fn(&'static str, &str) + Send + Sync),
+}
+
+impl Bootstrap<'_> {
+    pub async fn run(&self) -> Result<BootstrapOutcome, BootstrapError> {
+        let store = self.snapshots.store();
+        let bucket = self.snapshots.bucket().await;
+        let applied = store
+            .read_raw(crate::store::sync::applied_seq)
+            .await
+            .map_err(|e| BootstrapError::Retry(e.into()))?;
+        let usage = bucket
+            .usage()
+            .await
+            .map_err(|e| BootstrapError::Retry(e.into()))?;
+        let fresh = applied == 0;
+        if applied > usage.last_seq {
+            // Folding would wait for positions this stream will reach with other events.
+            return Err(BootstrapError::Fatal(format!(
+                "this data directory stands at sequence {applied} of a log, but the cluster's \
+                 stream ends at {}: it comes from another cluster, or the stream was reset. \
+                 Start this node on an empty --dir to join the cluster, or without replication \
+                 to serve this data alone",
+                usage.last_seq
+            )));
+        }
+        let behind = applied + 1 < usage.first_seq;
+        if !fresh && !behind {
+            return Ok(BootstrapOutcome::NotNeeded);
+        }
+        let whole_log = usage.first_seq <= 1;
+        if fresh {
+            let unlogged = store
+                .read(crate::store::snapshot::holds_unlogged_data)
+                .await
+                .map_err(|e| BootstrapError::Retry(e.into()))?;
+            if unlogged {
+                return if whole_log {
+                    Ok(BootstrapOutcome::NotNeeded)
+                } else {
+                    Err(BootstrapError::Fatal(format!(
+                        "this data directory holds records that never went through the cluster's \
+                         log, and the log no longer starts at its beginning (first sequence {}): \
+                         installing a snapshot would drop them. Start this node on an empty \
+                         --dir, or import its data first",
+                        usage.first_seq
+                    )))
+                };
+            }
+        }
+        let candidates: Vec<Stored> = bucket
+            .snapshots()
+            .await
+            .map_err(|e| BootstrapError::Retry(e.into()))?
+            .into_iter()
+            // Usable only if the log continues right after it, and it is ahead of this node.
+            .filter(|s| s.seq + 1 >= usage.first_seq && s.seq > applied)
+            .collect();
+        if candidates.is_empty() && !behind {
+            return Ok(BootstrapOutcome::NotNeeded);
+        }
+        let mut reasons = Vec::new();
+        let mut vanished = false;
+        for s in candidates {
+            if behind && !fresh {
+                tracing::warn!(
+                    applied,
+                    first_seq = usage.first_seq,
+                    snapshot = %s.name,
+                    "the log was compacted past this node's position: re-bootstrapping from a snapshot"
+                );
+            } else {
+                tracing::info!(snapshot = %s.name, seq = s.seq, "joining from a snapshot");
+            }
+            match self.install(&bucket, &s).await {
+                Ok(report) => {
+                    return Ok(BootstrapOutcome::Installed {
+                        snapshot: Box::new(s),
+                        report,
+                        rejected: reasons,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(snapshot = %s.name, error = %e, "snapshot unusable; trying an older one");
+                    // Deleted by a newer snapshot's compaction while it was being fetched.
+                    vanished |= matches!(e, SnapshotError::NotFound(_));
+                    reasons.push(format!("{}: {e}", s.name));
+                }
+            }
+        }
+        if vanished {
+            return Err(BootstrapError::Retry(SnapshotError::Busy(format!(
+                "snapshots went away while being fetched ({}); choosing again",
+                reasons.join("; ")
+            ))));
+        }
+        if whole_log && !behind {
+            tracing::warn!(
+                "no usable snapshot ({}); replaying the whole log instead",
+                reasons.join("; ")
+            );
+            return Ok(BootstrapOutcome::NotNeeded);
+        }
+        let position = if fresh {
+            "this node has no state yet".to_string()
+        } else {
+            format!("this node has applied the log up to sequence {applied}")
+        };
+        Err(BootstrapError::Fatal(format!(
+            "{position}, the stream now starts at {} (earlier events were compacted into \
+             snapshots), and no usable snapshot can fill the gap{}",
+            usage.first_seq,
+            if reasons.is_empty() {
+                " (the bucket holds none that continues the log)".to_string()
+            } else {
+                format!(": {}", reasons.join("; "))
+            }
+        )))
+    }
+
+    async fn install(
+        &self,
+        bucket: &crate::replication::SnapshotStore,
+        s: &Stored,
+    ) -> Result<InstallReport, SnapshotError> {
+        let work = self.snapshots.work();
+        let (header, archive, db) =
+            super::fetch_verified(bucket, s, work, &self.progress, |step| {
+                (self.step)(step, &s.name)
+            })
+            .await?;
+        let result = async {
+            if header.cluster.as_deref() != Some(self.snapshots.cluster()) {
+                return Err(SnapshotError::Corrupt(format!(
+                    "taken in cluster {:?}, not {:?}",
+                    header.cluster,
+                    self.snapshots.cluster()
+                )));
+            }
+            (self.step)("install", &s.name);
+            self.progress.start(0);
+            for p in &header.plugins {
+                self.fetch_plugin(&p.name, &p.sha256).await?;
+            }
+            let report = self
+                .snapshots
+                .store()
+                .install(&db, InstallMode::KeepLocal)
+                .await?;
+            crate::sync::Sync::restore_bindings(self.snapshots.store(), self.plugins)
+                .await
+                .map_err(|e| SnapshotError::Invalid(format!("restoring plugin bindings: {e}")))?;
+            Ok(report)
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&archive).await;
+        let _ = tokio::fs::remove_file(&db).await;
+        result
+    }
+
+    /// Puts a plugin the snapshot's bindings name into the local registry.
+    async fn fetch_plugin(&self, name: &str, sha: &str) -> Result<(), SnapshotError> {
+        let rt = &self.plugins.runtime;
+        if rt
+            .list()
+            .iter()
+            .any(|p| p.version.sha256 == sha && p.version.name == name)
+        {
+            return Ok(());
+        }
+        let bytes = self
+            .plugin_objects
+            .get(sha)
+            .await?
+            .ok_or_else(|| SnapshotError::NotFound(format!("plugin {name} ({sha})")))?;
+        let name = name.to_string();
+        self.plugins
+            .blocking(move |rt| rt.upload(&name, &bytes))
+            .await
+            .map_err(|e| SnapshotError::Invalid(format!("plugin {sha} does not load: {e}")))?;
+        Ok(())
+    }
+}

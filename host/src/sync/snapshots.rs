@@ -1,0 +1,167 @@
+//! Replication's side of snapshots: bootstrapping before the log is consumed, handing a due
+//! snapshot (pinned at its position) to the snapshot service, and the node's phase, which
+//! `GET /api/sync/ready` and status report.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::Sync;
+use crate::snapshot::{Bootstrap, BootstrapError, BootstrapOutcome, Snapshots};
+use crate::store::snapshot::stats::Due;
+
+/// A node is ready when it folded the stream up to at most this many events behind its end.
+pub const READY_LAG: u64 = 1000;
+
+/// Where a replicating node stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// The log is not reachable yet.
+    Connecting,
+    /// Installing a snapshot: `step` is `download`, `verify` or `install`.
+    Bootstrapping {
+        step: &'static str,
+        snapshot: String,
+    },
+    /// Consuming the log (ready once the lag is small).
+    Consuming,
+    /// The node cannot go on; the message says why.
+    Failed(String),
+}
+
+impl Sync {
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.inner.snapshots
+    }
+
+    /// Fires with the reason when the node must stop (see [`Phase::Failed`]).
+    pub fn fatal(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.inner.fatal.subscribe()
+    }
+
+    /// The last snapshot this node bootstrapped from since it started, if any.
+    pub fn last_bootstrap(&self) -> Option<Value> {
+        self.inner.last_bootstrap.lock().clone()
+    }
+
+    pub(super) fn consuming(&self) {
+        *self.inner.phase.lock() = Phase::Consuming;
+    }
+
+    /// Installs a snapshot first if this node needs one; retries while JetStream does not
+    /// answer; on a fatal condition reports it and never returns.
+    pub(super) async fn ensure_bootstrapped(&self) {
+        let objects = self.objects().await;
+        let step = |step: &'static str, snapshot: &str| {
+            *self.inner.phase.lock() = Phase::Bootstrapping {
+                step,
+                snapshot: snapshot.to_string(),
+            };
+        };
+        let boot = Bootstrap {
+            snapshots: &self.inner.snapshots,
+            plugins: &self.inner.plugins,
+            plugin_objects: &objects,
+            progress: self.inner.boot_progress.clone(),
+            step: &step,
+        };
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match boot.run().await {
+                Ok(BootstrapOutcome::NotNeeded) => return,
+                Ok(BootstrapOutcome::Installed {
+                    snapshot,
+                    report,
+                    rejected,
+                }) => {
+                    *self.inner.last_bootstrap.lock() = Some(json!({
+                        "snapshot": snapshot.name,
+                        "seq": snapshot.seq,
+                        "rejected": rejected,
+                        "outboxKept": report.outbox_kept,
+                        "pendingKept": report.pending_kept,
+                    }));
+                    tracing::info!(
+                        snapshot = %snapshot.name,
+                        applied_seq = report.applied_seq,
+                        outbox_kept = report.outbox_kept,
+                        pending_kept = report.pending_kept,
+                        "bootstrapped from a snapshot; consuming the log after it"
+                    );
+                    self.inner
+                        .counters
+                        .applied_seq
+                        .store(report.applied_seq, Ordering::Relaxed);
+                    if let Some(own) = report.own_applied {
+                        self.inner.applied_own.send_modify(|p| *p = (*p).max(own));
+                    }
+                    // The snapshot's plugin registry (`_sync_plugins`) replaced this node's:
+                    // the runtime follows it, and the prefetch fetches what it lacks.
+                    self.sync_registry().await;
+                    self.plugins_changed();
+                    return;
+                }
+                Err(BootstrapError::Retry(e)) => {
+                    tracing::warn!(error = %e, "bootstrap check failed; retrying");
+                    self.set_error(super::Part::Consume, &e);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(BootstrapError::Fatal(reason)) => {
+                    tracing::error!(%reason, "this node cannot join the cluster's log");
+                    *self.inner.phase.lock() = Phase::Failed(reason.clone());
+                    self.inner.fatal.send_replace(Some(reason));
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+
+    /// The fold decided a snapshot is due at `due.seq`: pins a read of exactly that state
+    /// before the next fold can commit, and hands both to the snapshot service.
+    pub(super) async fn snapshot_due(&self, due: Due) {
+        let pinned = match self.inner.store.pin().await {
+            Ok(p) if p.seq == due.seq => Some(p),
+            Ok(p) => {
+                tracing::warn!(
+                    due = due.seq,
+                    pinned = p.seq,
+                    "pinned past the due position"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not pin the snapshot's state");
+                None
+            }
+        };
+        self.inner.snapshots.due(due, pinned);
+    }
+
+    /// Whether the node is caught up, and its phase with bytes done and total.
+    pub async fn readiness(&self) -> (bool, Value) {
+        let phase = self.inner.phase.lock().clone();
+        let applied = self.inner.counters.applied_seq.load(Ordering::Relaxed);
+        let (done, total) = self.inner.boot_progress.get();
+        match phase {
+            Phase::Connecting => (false, json!({"phase": "connecting"})),
+            Phase::Failed(reason) => (false, json!({"phase": "failed", "error": reason})),
+            Phase::Bootstrapping { step, snapshot } => (
+                false,
+                json!({"phase": "bootstrapping", "step": step, "snapshot": snapshot,
+                       "bytesDone": done, "bytesTotal": total}),
+            ),
+            Phase::Consuming => {
+                let stream = self.stream_last_seq().await;
+                let lag = stream.saturating_sub(applied);
+                let ready = self.connected() && lag <= READY_LAG;
+                (
+                    ready,
+                    json!({"phase": if ready { "ready" } else { "catching-up" },
+                           "appliedSeq": applied, "streamSeq": stream, "lag": lag}),
+                )
+            }
+        }
+    }
+}
