@@ -528,9 +528,13 @@ pub fn foreign_plugin(
     world: &str,
     files: &[(&str, &str)],
 ) -> PathBuf {
+    // A directory of its own per call: tests running at once may build the same plugin, and
+    // one clearing the directory would pull the files from under the other's build.
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("test-plugins")
-        .join(format!("{name}-{lang}"));
+        .join(format!("{name}-{lang}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("plugin dir");
     std::fs::write(
