@@ -1,10 +1,14 @@
-//! `syncbase plugin new` in every language and world, followed by the project's own README:
-//! its build command (`scripts/build-plugin`, the real toolchain: cargo, clang,
-//! componentize-py, componentize-qjs), its test commands (`cargo test` for Rust, and
-//! `syncbase plugin test` of the built component against the project's `vectors.json`), run
-//! as written. Then the component loads into the real plugin runtime as its world and its
-//! first call does what the README says. (Pushing and binding need a node: the guide's test,
-//! `plugin_guide.rs`, runs those.)
+//! `syncbase plugin new` in every language and world, followed by the project's own README,
+//! as a user with nothing but the installed `syncbase` binary runs it: the binary is copied
+//! out of the build tree, `PATH` holds it and the system's tools only (no Syncbase checkout,
+//! none of its scripts), and componentize-py / componentize-qjs come from a tools directory
+//! of the user's choosing (`SYNCBASE_TOOLS`). The README's build (`syncbase plugin build`,
+//! the real toolchains: cargo, clang, componentize-py, componentize-qjs) and test commands
+//! (`cargo test` for Rust, and `syncbase plugin test` of the built component against the
+//! project's `vectors.json`) run as written. Then the component loads into the real plugin
+//! runtime as its world and its first call does what the README says; a second build has the
+//! same canonical content (pushing it is "unchanged"). (Pushing and binding need a node: the
+//! guide's test, `plugin_guide.rs`, runs those.)
 //!
 //! One test per language, each scaffolding its three worlds into a temporary directory outside
 //! the checkout. The Rust projects' `target/` links to one directory kept under the test
@@ -16,6 +20,56 @@ mod readme;
 use std::path::{Path, PathBuf};
 
 use readme::{run_sh, sh_blocks};
+
+/// A user's machine: `syncbase` installed alone in a directory, `PATH` = that directory and
+/// the system's tool directories, and a tools directory holding componentize-py and
+/// componentize-qjs (installed there from PyPI and npm by `.ci/run`, linked here: what
+/// `syncbase plugin build --install-tools` would have put there).
+struct Machine {
+    _tmp: tempfile::TempDir,
+    path: String,
+    tools: PathBuf,
+}
+
+impl Machine {
+    fn new() -> Machine {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("bin dir");
+        std::fs::copy(env!("CARGO_BIN_EXE_syncbase"), bin.join("syncbase")).expect("install");
+        let cargo = std::env::var("CARGO")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| "cargo".into());
+        let mut dirs = vec![bin];
+        if let Some(d) = cargo.parent().filter(|d| !d.as_os_str().is_empty()) {
+            dirs.push(d.to_path_buf());
+        }
+        dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from));
+        let path = std::env::join_paths(&dirs).expect("PATH");
+        let tools = tmp.path().join("tools");
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::fs::create_dir_all(tools.join("js")).expect("tools dir");
+        std::os::unix::fs::symlink(repo.join("target/tools/pip"), tools.join("pip"))
+            .expect("link pip");
+        std::os::unix::fs::symlink(
+            repo.join("plugins/js/node_modules"),
+            tools.join("js/node_modules"),
+        )
+        .expect("link node_modules");
+        Machine {
+            path: path.to_string_lossy().into_owned(),
+            tools,
+            _tmp: tmp,
+        }
+    }
+
+    fn env(&self) -> [(&str, &str); 2] {
+        [
+            ("PATH", &self.path),
+            ("SYNCBASE_TOOLS", self.tools.to_str().expect("utf-8")),
+        ]
+    }
+}
 use syncbase_plugin_build::{Lang, World, scaffold};
 use syncbase_plugin_runtime::types::{
     Change, Decision, Direction, Op, Resolution, Stats, Verdict, Version,
@@ -37,7 +91,12 @@ fn runtime(dir: &Path) -> PluginRuntime {
 
 /// Scaffolds `lang` × `world` into `root/NAME` and runs its README's commands (all but the
 /// push to a node); returns the name and the component they built.
-fn scaffold_and_follow_readme(root: &Path, lang: Lang, world: World) -> (String, Vec<u8>) {
+fn scaffold_and_follow_readme(
+    machine: &Machine,
+    root: &Path,
+    lang: Lang,
+    world: World,
+) -> (String, Vec<u8>, Vec<u8>) {
     let name = format!("new-{lang}-{world}");
     let dir = root.join(&name);
     scaffold(&name, lang, world, &dir).unwrap_or_else(|e| panic!("scaffolding {name}: {e}"));
@@ -53,7 +112,7 @@ fn scaffold_and_follow_readme(root: &Path, lang: Lang, world: World) -> (String,
         std::fs::create_dir_all(&shared).expect("shared target dir");
         std::os::unix::fs::symlink(&shared, dir.join("target")).expect("link target/");
     }
-    let out = run_sh(&dir, &local.concat(), &[]);
+    let out = run_sh(&dir, &local.concat(), &machine.env());
 
     // `syncbase plugin test` passed every configuration and case of vectors.json.
     let summary = format!("{name} ({world}): ");
@@ -78,10 +137,15 @@ fn scaffold_and_follow_readme(root: &Path, lang: Lang, world: World) -> (String,
         assert!(unit >= 2, "{out}");
     }
 
-    let checkout = syncbase_plugin_build::checkout_dir();
+    let checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("checkout");
     assert!(
-        readme.contains(&format!("{}/scripts/build-plugin", checkout.display())),
-        "a project outside the checkout names it by its absolute path:\n{readme}"
+        readme.contains("syncbase plugin build")
+            && !readme.contains(checkout.to_str().expect("utf-8"))
+            && !readme.contains("scripts/"),
+        "the README needs no Syncbase checkout:\n{readme}"
     );
 
     let component = match lang {
@@ -91,6 +155,13 @@ fn scaffold_and_follow_readme(root: &Path, lang: Lang, world: World) -> (String,
     .join(format!("{name}.wasm"));
     let bytes = std::fs::read(&component)
         .unwrap_or_else(|e| panic!("the README's build wrote no {}: {e}", component.display()));
+    // The same sources built again: byte for byte the same for Rust and C; for Python and
+    // JavaScript (whose toolchains snapshot an interpreter) the same recorded sources.
+    run_sh(&dir, "syncbase plugin build", &machine.env());
+    let again = std::fs::read(&component).expect("rebuilt component");
+    if matches!(lang, Lang::Rust | Lang::C) {
+        assert!(bytes == again, "{name}: two builds differ");
+    }
     if lang == Lang::Rust {
         // The shared target dir keeps dependencies, not the projects of every past run.
         let cleaned =
@@ -102,7 +173,7 @@ fn scaffold_and_follow_readme(root: &Path, lang: Lang, world: World) -> (String,
                 .expect("run cargo clean");
         assert!(cleaned.success(), "cargo clean -p {name}");
     }
-    (name, bytes)
+    (name, bytes, again)
 }
 
 /// The plugin answered (no fallback to the built-in default).
@@ -189,17 +260,23 @@ fn first_call_does_what_the_readme_says(rt: &PluginRuntime, name: &str, world: W
 
 /// Scaffolds, builds and tests (by the README), loads and calls the three worlds of `lang`.
 fn check_language(lang: Lang) {
+    let machine = Machine::new();
     let tmp = tempfile::tempdir().expect("tempdir");
     let rt = runtime(&tmp.path().join("node"));
-    // Outside the checkout, so the projects refer to it by absolute paths (the guide's test
-    // covers a project inside it).
+    // Outside the checkout (the guide's test covers a project inside it).
     let projects = tmp.path().join("projects");
     for world in World::ALL {
-        let (name, bytes) = scaffold_and_follow_readme(&projects, lang, world);
+        let (name, bytes, again) = scaffold_and_follow_readme(&machine, &projects, lang, world);
         let meta = rt
             .upload(&name, &bytes)
             .unwrap_or_else(|e| panic!("the runtime refuses {name}: {e}"));
         assert_eq!(meta.world.name(), world.wit_name(), "{name}");
+        let pushed = rt.push(&name, &again).expect("push the rebuild");
+        assert!(
+            pushed.unchanged,
+            "{name}: a rebuild of the same sources is a new version"
+        );
+        assert_eq!(pushed.version.version, meta.version);
         first_call_does_what_the_readme_says(&rt, &name, world);
     }
 }
@@ -217,6 +294,34 @@ fn c_projects_build_test_and_run_as_their_readme_says() {
 #[test]
 fn python_projects_build_test_and_run_as_their_readme_says() {
     check_language(Lang::Python);
+}
+
+#[test]
+fn a_missing_toolchain_says_how_to_install_it_and_what_that_costs() {
+    let machine = Machine::new();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("p");
+    scaffold("p", Lang::Python, World::Resolver, &dir).expect("scaffold");
+    let empty = tmp.path().join("no-tools");
+    let out = std::process::Command::new("sh")
+        .args(["-c", "syncbase plugin build"])
+        .current_dir(&dir)
+        .env("PATH", &machine.path)
+        .env("SYNCBASE_TOOLS", &empty)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    for needle in [
+        "the python toolchain is not installed",
+        "--install-tools",
+        "componentize-py==0.25.1 from PyPI",
+        empty.join("pip").to_str().expect("utf-8"),
+        "about a minute",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+    assert!(!dir.join("build").exists(), "nothing built");
 }
 
 #[test]

@@ -357,3 +357,235 @@ async fn bad_uploads_are_refused_and_the_binding_stays() {
     assert_eq!(s, StatusCode::OK);
     let _: Value = shown;
 }
+
+/// Waits until the outbound log's item for record `id` appears, and returns it.
+async fn outbound_item(node: &Node, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, log) = node.get("/api/plugins/outbound").await;
+        if let Some(item) = log["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["id"] == id))
+        {
+            return item.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbound stage never saw {id}: {log}"
+        );
+        // Poll interval of a deadline-bounded wait: the outbound log has no event to await.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn bindings_follow_the_collection_through_a_rename_and_die_with_it() {
+    let node = Node::start().await;
+    let def = json!({"name": "notes", "fields": [{"name": "text", "type": "text"}, {"name": "secret", "type": "text"}]});
+    let notes = node.create_collection(def.clone()).await;
+    let redact = component("redact");
+    assert!(cli(&node, &["push", redact.to_str().expect("path")]).0);
+    let (ok, out) = cli(
+        &node,
+        &[
+            "bind",
+            "redact",
+            "--collection",
+            "notes",
+            "--as",
+            "outbound-filter",
+            "--config",
+            r#"{"fields":["secret"]}"#,
+        ],
+    );
+    assert!(ok, "{out}");
+
+    // Renamed, the collection keeps its filter (bindings follow its id).
+    let (s, body) = node
+        .patch(
+            &format!("/api/collections/{}", notes["id"].as_str().expect("id")),
+            json!({"name": "memos"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let r = node
+        .create_record("memos", json!({"text": "hi", "secret": "s3"}))
+        .await;
+    let item = outbound_item(&node, r["id"].as_str().expect("id")).await;
+    assert_eq!(item["verdict"], "replace", "{item}");
+    assert!(item["data"].get("secret").is_none(), "{item}");
+    let (_, table) = node.get("/api/plugins/bindings").await;
+    assert_eq!(table[0]["collection"], notes["id"], "{table}");
+    assert_eq!(table[0]["collectionName"], "memos", "{table}");
+    let (ok, out) = cli(&node, &["ls"]);
+    assert!(
+        ok && out.contains("outbound-filter:memos (active)"),
+        "{out}"
+    );
+
+    // Deleted, its bindings go; a new collection of the old name starts with none.
+    assert_eq!(
+        node.delete("/api/collections/memos").await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, table) = node.get("/api/plugins/bindings").await;
+    assert_eq!(
+        table,
+        json!([]),
+        "bindings of a deleted collection: {table}"
+    );
+    let mut again = def.clone();
+    again["name"] = json!("memos");
+    node.create_collection(again).await;
+    let r = node
+        .create_record("memos", json!({"text": "hi", "secret": "s4"}))
+        .await;
+    let item = outbound_item(&node, r["id"].as_str().expect("id")).await;
+    assert_eq!(item["verdict"], "keep", "{item}");
+    assert_eq!(item["data"]["secret"], "s4", "{item}");
+    // The plugin itself is unused now, and can go.
+    assert_eq!(
+        node.delete("/api/plugins/redact").await.0,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_names_the_real_input_problem_and_checks_a_merge_against_the_schema() {
+    let node = Node::start().await;
+    node.create_collection(json!({"name": "posts", "fields": [
+        {"name": "title", "type": "text"}, {"name": "views", "type": "number"}]}))
+        .await;
+    let fm = component("field-merge");
+    assert!(cli(&node, &["push", fm.to_str().expect("path")]).0);
+
+    // An unknown plugin is a 404 whatever the body holds.
+    let (s, body) = node
+        .post("/api/plugins/nope/resolve", json!({"current": "garbage"}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nope"),
+        "{body}"
+    );
+
+    let current =
+        json!({"data": {"id": "r1", "title": "a", "views": 1}, "hlc": 10, "origin": "n1"});
+    let incoming = |views: Value| {
+        json!({"op": "update", "collection": "posts", "id": "r1", "hlc": 20, "origin": "n2",
+               "data": {"id": "r1", "title": "a", "views": views}, "before": {"views": 1}})
+    };
+    // A wrong type is called a wrong type, not a missing field.
+    for (bad, needle) in [
+        (
+            json!({"current": {"hlc": "10"}, "incoming": incoming(json!(2))}),
+            "current: `hlc` has the wrong type",
+        ),
+        (
+            json!({"current": current, "incoming": {"collection": "posts", "id": 5}}),
+            "incoming: `id` has the wrong type",
+        ),
+        (
+            json!({"incoming": incoming(json!(2))}),
+            "`current` is required",
+        ),
+        (
+            json!({"current": current, "incoming": incoming(json!(2)), "version": "x"}),
+            "`version` must be",
+        ),
+    ] {
+        let (s, body) = node.post("/api/plugins/field-merge/resolve", bad).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{needle:?} not in {message:?}");
+    }
+
+    // A merge that fits is shown as it would be stored.
+    let (s, body) = node
+        .post(
+            "/api/plugins/field-merge/resolve",
+            json!({"current": current, "incoming": incoming(json!(2))}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["resolution"]["merged"]["views"], 2, "{body}");
+    assert_eq!(body["schemaChecked"], true);
+    // A merged record with a string in a number field is what a real conflict refuses too:
+    // the built-in default answers, and the dry run says why.
+    let (s, body) = node
+        .post(
+            "/api/plugins/field-merge/resolve",
+            json!({"current": current, "incoming": incoming(json!("many"))}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["resolution"], "take-incoming", "{body}");
+    assert_eq!(body["decidedBy"]["failure"], "invalid-merge", "{body}");
+    let detail = body["decidedBy"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("\"views\": expected a number, got a string"),
+        "{detail}"
+    );
+
+    // The same from the CLI, with the versions in files.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cur, inc) = (
+        dir.path().join("current.json"),
+        dir.path().join("incoming.json"),
+    );
+    std::fs::write(&cur, current.to_string()).expect("write");
+    std::fs::write(&inc, incoming(json!(3)).to_string()).expect("write");
+    let args = [
+        "resolve",
+        "field-merge",
+        "--current",
+        cur.to_str().expect("path"),
+        "--incoming",
+        inc.to_str().expect("path"),
+    ];
+    let (ok, out) = cli(&node, &args);
+    assert!(
+        ok && out.contains("field-merge version 1 answered: merged")
+            && out.contains("\"views\": 3"),
+        "{out}"
+    );
+    std::fs::write(&inc, incoming(json!("many")).to_string()).expect("write");
+    let (ok, out) = cli(&node, &args);
+    assert!(
+        !ok && out.contains("invalid-merge") && out.contains("take-incoming"),
+        "{out}"
+    );
+}
+
+#[test]
+fn only_the_commands_that_reach_a_node_list_the_node_flags() {
+    let help = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("plugin")
+            .args(args)
+            .arg("--help")
+            .output()
+            .expect("help");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for offline in ["new", "build", "test"] {
+        let text = help(&[offline]);
+        for flag in ["--url", "--token", "--email", "--password"] {
+            assert!(
+                !text.contains(flag),
+                "plugin {offline} --help lists {flag}:\n{text}"
+            );
+        }
+    }
+    for online in ["push", "bind", "ls", "resolve", "delete"] {
+        let text = help(&[online]);
+        assert!(
+            text.contains("--url") && text.contains("--token"),
+            "plugin {online}:\n{text}"
+        );
+    }
+}

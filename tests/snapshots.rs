@@ -454,12 +454,22 @@ async fn a_snapshot_whose_claimant_died_is_taken_over_after_the_claim_expires() 
     write_posts(&[&a, &b], 20, "rows").await;
     quiesce(&[&a, &b], 60).await;
     let bucket = bucket(&cluster).await;
+    // On a cluster an upload is itself a log event (plugin-registry): it goes first, so the
+    // bind is the next position.
+    upload(&a, "every-n").await;
+    quiesce(&[&a, &b], 60).await;
     // A node claimed the next position's snapshot and died: nobody refreshes its claim.
     let at = status(&a).await["appliedSeq"].as_u64().expect("seq") + 1;
     let ghost = bucket.claim(at, "ghost").await.expect("claim");
     assert!(ghost.is_some());
     let claimed = Instant::now();
-    bind_policy(&a, "every-n", json!({"events": 10, "keep": 2})).await;
+    let (code, body) = a
+        .post(
+            "/api/plugins/every-n/bind",
+            json!({"as": "snapshot-policy", "config": json!({"events": 10, "keep": 2}).to_string()}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "bind every-n: {body}");
     quiesce(&[&a, &b], 60).await;
     for n in [&a, &b] {
         let s = snapshots(n).await;

@@ -10,7 +10,7 @@
 pub mod resolver {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "syncbase:plugin/resolver@0.1.0",
+        world: "syncbase:plugin/resolver@0.2.0",
         pub_export_macro: true,
         default_bindings_module: "syncbase_guest::bindings::resolver",
     });
@@ -23,10 +23,10 @@ pub use resolver::syncbase::plugin::types;
 pub mod filter {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "syncbase:plugin/filter@0.1.0",
+        world: "syncbase:plugin/filter@0.2.0",
         pub_export_macro: true,
         default_bindings_module: "syncbase_guest::bindings::filter",
-        with: { "syncbase:plugin/types@0.1.0": crate::bindings::types },
+        with: { "syncbase:plugin/types@0.2.0": crate::bindings::types },
     });
 }
 
@@ -34,9 +34,9 @@ pub mod filter {
 pub mod snapshot_policy {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "syncbase:plugin/snapshot-policy@0.1.0",
+        world: "syncbase:plugin/snapshot-policy@0.2.0",
         pub_export_macro: true,
         default_bindings_module: "syncbase_guest::bindings::snapshot_policy",
-        with: { "syncbase:plugin/types@0.1.0": crate::bindings::types },
+        with: { "syncbase:plugin/types@0.2.0": crate::bindings::types },
     });
 }

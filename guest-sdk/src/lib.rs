@@ -1,7 +1,7 @@
 //! Write Syncbase plugins in Rust.
 //!
 //! A plugin is a WebAssembly component implementing one world of the
-//! `syncbase:plugin@0.1.0` WIT package (`wit/` in the Syncbase repository):
+//! `syncbase:plugin@0.2.0` WIT package (`wit/` in the Syncbase repository):
 //! a conflict **resolver**, a change **filter**, or a **snapshot policy**.
 //! With this crate you implement a trait ([`Resolver`], [`Filter`],
 //! [`SnapshotPolicy`]) on ordinary Rust types, export it with a macro, and

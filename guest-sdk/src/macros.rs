@@ -2,6 +2,9 @@
 //! the generated `Guest` trait that forwards to your trait implementation, and
 //! to wit-bindgen's export glue. Natively they expand to nothing, so plugin
 //! crates build and unit-test as ordinary libraries.
+//!
+//! Each world's function returns `result<_, string>` in WIT; a Rust plugin's
+//! trait method always answers (a panic is a trap), so the glue answers `Ok`.
 
 /// Exports a [`Resolver`](crate::Resolver) implementation as the component's
 /// `resolver` world. Invoke once, at the crate root of a plugin crate.
@@ -22,8 +25,10 @@ macro_rules! export_resolver {
                 fn resolve(
                     current: $crate::bindings::types::Version,
                     incoming: $crate::bindings::types::Change,
-                ) -> $crate::bindings::types::Resolution {
-                    $crate::__export::resolver_resolve::<$ty>(&STATE, current, incoming)
+                ) -> Result<$crate::bindings::types::Resolution, String> {
+                    Ok($crate::__export::resolver_resolve::<$ty>(
+                        &STATE, current, incoming,
+                    ))
                 }
             }
     $crate::bindings::resolver::export!(Export with_types_in $crate::bindings::resolver);
@@ -50,8 +55,10 @@ macro_rules! export_filter {
                 fn filter(
                     direction: $crate::bindings::types::Direction,
                     change: $crate::bindings::types::Change,
-                ) -> $crate::bindings::types::Verdict {
-                    $crate::__export::filter_filter::<$ty>(&STATE, direction, change)
+                ) -> Result<$crate::bindings::types::Verdict, String> {
+                    Ok($crate::__export::filter_filter::<$ty>(
+                        &STATE, direction, change,
+                    ))
                 }
             }
     $crate::bindings::filter::export!(Export with_types_in $crate::bindings::filter);
@@ -77,8 +84,8 @@ macro_rules! export_snapshot_policy {
                 }
                 fn decide(
                     stats: $crate::bindings::types::Stats,
-                ) -> $crate::bindings::types::Decision {
-                    $crate::__export::snapshot_decide::<$ty>(&STATE, stats)
+                ) -> Result<$crate::bindings::types::Decision, String> {
+                    Ok($crate::__export::snapshot_decide::<$ty>(&STATE, stats))
                 }
             }
             $crate::bindings::snapshot_policy::export!(

@@ -18,6 +18,22 @@ use crate::store::StoreOptions;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text (coloured only on a terminal) or as JSON objects, one per line.
+    #[arg(
+        long,
+        env = "SYNCBASE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,24 +132,31 @@ pub enum ExportCommand {
 }
 
 /// How the admin CLI reaches and authenticates with a running node.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Remote {
     /// Base URL of the node.
     #[arg(
         long,
         env = "SYNCBASE_URL",
         default_value = "http://127.0.0.1:8090",
-        global = true
+        global = true,
+        help_heading = "Node"
     )]
     pub url: String,
     /// A superuser token (instead of email and password).
-    #[arg(long, env = "SYNCBASE_TOKEN", global = true)]
+    #[arg(long, env = "SYNCBASE_TOKEN", global = true, help_heading = "Node")]
     pub token: Option<String>,
     /// Superuser email, used with --password to log in.
-    #[arg(long, env = "SYNCBASE_EMAIL", global = true)]
+    #[arg(long, env = "SYNCBASE_EMAIL", global = true, help_heading = "Node")]
     pub email: Option<String>,
     /// Superuser password, used with --email.
-    #[arg(long, env = "SYNCBASE_PASSWORD", global = true)]
+    #[arg(
+        long,
+        env = "SYNCBASE_PASSWORD",
+        global = true,
+        help_heading = "Node",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
 }
 
@@ -220,27 +243,30 @@ pub enum SnapshotCommand {
 
 #[derive(Debug, Args)]
 pub struct PluginArgs {
-    #[command(flatten)]
-    pub remote: Remote,
     #[command(subcommand)]
     pub action: PluginCommand,
 }
 
+/// `syncbase plugin ...`: the commands that talk to a node take `Remote`'s flags; `new`,
+/// `build` and `test` work on local files and take none (so their help lists none).
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Upload a component (a new version if the name exists).
+    /// Upload a component (a new version if the name exists; the same content again, e.g. a
+    /// rebuild of unchanged sources, is reported unchanged).
     Push {
         /// The component file (.wasm).
         file: PathBuf,
         /// Plugin name (default: the file name without extension).
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Bind a plugin to a collection (or the node, for snapshot policies).
     Bind {
         /// Plugin name.
         name: String,
-        /// Collection to bind to (not for snapshot-policy).
+        /// Collection to bind to, by name or id (not for snapshot-policy).
         #[arg(long)]
         collection: Option<String>,
         /// Role: resolver, inbound-filter, outbound-filter or snapshot-policy.
@@ -252,6 +278,8 @@ pub enum PluginCommand {
         /// Configuration passed to the plugin (JSON text by convention).
         #[arg(long)]
         config: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Unbind whatever is bound to a collection role (kept for rollback).
     Unbind {
@@ -259,6 +287,8 @@ pub enum PluginCommand {
         collection: Option<String>,
         #[arg(long = "as")]
         role: String,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Swap a binding back to the previous plugin version.
     Rollback {
@@ -266,9 +296,47 @@ pub enum PluginCommand {
         collection: Option<String>,
         #[arg(long = "as")]
         role: String,
+        #[command(flatten)]
+        remote: Remote,
     },
-    /// List plugins with their versions and bindings.
-    Ls,
+    /// List plugins with their versions, bindings and (on a cluster) the nodes that have them
+    /// compiled.
+    Ls {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Delete a plugin (every version, or one): refused while a binding uses it.
+    Delete {
+        /// Plugin name.
+        name: String,
+        /// Only this version.
+        #[arg(long)]
+        version: Option<u32>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Run a resolver on a node without binding it (a dry run): prints its answer, or the
+    /// error it raised (with the traceback, for Python and JavaScript) and the default that
+    /// would apply instead.
+    Resolve {
+        /// Plugin name.
+        name: String,
+        /// The record's current version: a JSON file `{"data": {...}, "hlc": N, "origin": "n1"}`.
+        #[arg(long)]
+        current: PathBuf,
+        /// The incoming change: a JSON file `{"op": "update", "collection": "posts", "id":
+        /// "...", "data": {...}, "hlc": N, "origin": "n2", "before": {...}}`.
+        #[arg(long)]
+        incoming: PathBuf,
+        /// Version to run (default: the newest).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Configuration passed to the plugin.
+        #[arg(long)]
+        config: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Scaffold a new plugin project: source, README, test vectors (works offline).
     New {
         /// Plugin name: lowercase letters, digits and '-', starting with a letter.
@@ -282,6 +350,28 @@ pub enum PluginCommand {
         /// Directory to create the project in [default: ./NAME].
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Build the plugin project in a directory into a component (works offline, with only
+    /// this binary and the language's toolchain: see --install-tools).
+    Build {
+        /// The project directory (a scaffolded one: Cargo.toml, or plugin.json beside
+        /// plugin.py, plugin.js or *.c).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Language: rust, c, python or js [default: detected from the project's files].
+        #[arg(long, value_parser = parse_lang)]
+        lang: Option<Lang>,
+        /// Directory for the component [default: Rust: target/plugins; others: build].
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// Where toolchains are looked for and installed [default: $SYNCBASE_TOOLS, else
+        /// ~/.cache/syncbase/tools].
+        #[arg(long)]
+        tools: Option<PathBuf>,
+        /// Install the language's toolchain into the tools directory first if it is missing
+        /// (componentize-py from PyPI, componentize-qjs from npm, the Rust wasm target).
+        #[arg(long)]
+        install_tools: bool,
     },
     /// Run test vectors (conformance format) against a component, in a private runtime
     /// (works offline).
@@ -338,6 +428,14 @@ pub struct ServeArgs {
     /// Memory cap of one plugin instance, in MiB.
     #[arg(long, env = "SYNCBASE_PLUGIN_MEMORY_MB", default_value_t = 64)]
     pub plugin_memory_mb: usize,
+    /// Memory all plugin instances of this node may hold together, in MiB. Past it idle
+    /// instances are dropped, then calls wait (a write answers 503, the fold retries).
+    #[arg(long, env = "SYNCBASE_PLUGIN_MEMORY_BUDGET_MB", default_value_t = 1024)]
+    pub plugin_memory_budget_mb: usize,
+    /// Seconds a bind on a replicating node waits for every node to have the plugin compiled
+    /// before it answers 503 naming the nodes that are not ready.
+    #[arg(long, env = "SYNCBASE_PLUGIN_READY_TIMEOUT", default_value_t = 120)]
+    pub plugin_ready_timeout: u64,
     /// Seconds that in-flight requests get to finish on shutdown.
     #[arg(long, env = "SYNCBASE_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
@@ -660,6 +758,7 @@ fn sync_config(a: &ServeArgs) -> Result<Option<crate::sync::SyncConfig>, ConfigE
         source,
         apply_batch: a.apply_batch.max(1),
         wait_timeout: std::time::Duration::from_secs(a.sync_timeout.max(1)),
+        plugin_ready_timeout: std::time::Duration::from_secs(a.plugin_ready_timeout),
         claim_ttl: std::time::Duration::from_secs(a.snapshot_claim_ttl.max(1)),
     }))
 }
@@ -698,6 +797,7 @@ impl Config {
             plugins: RuntimeConfig {
                 fuel_per_call: a.plugin_fuel.max(1),
                 memory_cap: a.plugin_memory_mb.max(1) << 20,
+                memory_budget: a.plugin_memory_budget_mb.max(1) << 20,
                 ..RuntimeConfig::default()
             },
             net: crate::net::NetOptions {

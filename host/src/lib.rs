@@ -134,6 +134,9 @@ impl Server {
                 .await
                 .map_err(Error::Bindings)?;
             sync::Sync::seed_users(&store).await?;
+        } else {
+            // Bindings are keyed by collection id; older ones named the collection.
+            plugins.reconcile(store.schema()).await?;
         }
         let sync = match (&config.sync, hooks) {
             (Some(cfg), Some(hooks)) => Some(sync::Sync::start(

@@ -4,7 +4,11 @@ use std::io::Write as _;
 
 use anyhow::Context;
 use clap::Parser;
-use syncbase::config::{Cli, Command, Config, ExportCommand, ImportCommand, SuperuserCommand};
+use std::io::IsTerminal;
+
+use syncbase::config::{
+    Cli, Command, Config, ExportCommand, ImportCommand, LogFormat, SuperuserCommand,
+};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -17,13 +21,16 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SYNCBASE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SYNCBASE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        // Colour codes only for a person at a terminal: not in files, pipes or journald.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -72,7 +79,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Plugin(args) => {
-                let out = syncbase::admin::plugin(&args.remote, &args.action).await?;
+                let out = syncbase::admin::plugin(&args.action).await?;
                 println!("{out}");
                 Ok(())
             }

@@ -270,7 +270,7 @@ describe('dashboard on a single node', () => {
     await page.click('[data-testid=bind-submit]');
     await page.waitForSelector('[data-testid=bindings-table] tr[data-collection=posts]:has-text("field-merge")');
     const bindings = await apiCall(node.url, token, 'GET', '/api/plugins/bindings');
-    assert.deepEqual(bindings.map((x) => [x.role, x.collection, x.active?.plugin]), [['resolver', 'posts', 'field-merge']]);
+    assert.deepEqual(bindings.map((x) => [x.role, x.collectionName, x.active?.plugin]), [['resolver', 'posts', 'field-merge']]);
 
     await page.click('[data-testid=try-field-merge]');
     await page.click('[data-testid=dry-submit]');

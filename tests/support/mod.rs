@@ -45,9 +45,27 @@ impl Node {
         node
     }
 
+    /// Starts a fresh node with extra `serve` flags whose log (info level, no colours) goes
+    /// to a file, read back with [`Node::log`].
+    pub async fn start_logged(flags: &[&str]) -> Node {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        upsert_superuser(&dir, EMAIL, PASSWORD);
+        let log = std::fs::File::create(dir.join("node.log")).expect("log file");
+        let mut node =
+            Node::spawn_command(Command::new(bin()), &dir, flags, Stdio::from(log), "info").await;
+        node._tmp = Some(tmp);
+        node
+    }
+
+    /// What a node started with [`Node::start_logged`] logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
     /// Starts a node on an existing data directory.
     pub async fn spawn(dir: &Path, flags: &[&str]) -> Node {
-        Node::spawn_command(Command::new(bin()), dir, flags).await
+        Node::spawn_command(Command::new(bin()), dir, flags, Stdio::inherit(), "warn").await
     }
 
     /// Starts a fresh node whose soft open-file limit starts at `soft` (the hard limit is
@@ -62,18 +80,24 @@ impl Node {
             &format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""),
             bin(),
         ]);
-        let mut node = Node::spawn_command(cmd, &dir, flags).await;
+        let mut node = Node::spawn_command(cmd, &dir, flags, Stdio::inherit(), "warn").await;
         node._tmp = Some(tmp);
         node
     }
 
-    async fn spawn_command(mut cmd: Command, dir: &Path, flags: &[&str]) -> Node {
+    async fn spawn_command(
+        mut cmd: Command,
+        dir: &Path,
+        flags: &[&str],
+        stderr: Stdio,
+        level: &str,
+    ) -> Node {
         cmd.args(["serve", "--http", "127.0.0.1:0", "--dir"])
             .arg(dir)
             .args(flags)
-            .env("SYNCBASE_LOG", "warn")
+            .env("SYNCBASE_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = cmd.spawn().expect("spawn syncbase");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
@@ -494,4 +518,35 @@ pub fn shipped_component(name: &str) -> PathBuf {
         .get(name)
         .unwrap_or_else(|| panic!("plugin {name} not built"))
         .clone()
+}
+
+/// A C, Python or JavaScript plugin written by a test (`files` beside a `plugin.json` naming
+/// it and its world), built with the real toolchain into a component file.
+pub fn foreign_plugin(
+    lang: syncbase_plugin_build::Lang,
+    name: &str,
+    world: &str,
+    files: &[(&str, &str)],
+) -> PathBuf {
+    // A directory of its own per call: tests running at once may build the same plugin, and
+    // one clearing the directory would pull the files from under the other's build.
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("test-plugins")
+        .join(format!("{name}-{lang}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("plugin dir");
+    std::fs::write(
+        dir.join("plugin.json"),
+        json!({"name": name, "world": world}).to_string(),
+    )
+    .expect("plugin.json");
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).expect("plugin source");
+    }
+    let built =
+        syncbase_plugin_build::build_foreign(&syncbase_plugin_build::ForeignBuild::new(lang, &dir))
+            .unwrap_or_else(|e| panic!("building the {lang} plugin {name}: {e}"));
+    built.component
 }

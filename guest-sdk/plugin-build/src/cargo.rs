@@ -66,15 +66,19 @@ pub fn build_plugins(options: &BuildOptions) -> Result<Vec<Built>, BuildError> {
         path: out_dir.clone(),
         source,
     })?;
+    let toolchain = crate::tools::toolchain_id(crate::Lang::Rust, first, &[]);
     packages
         .iter()
-        .map(|p| {
+        .zip(&options.plugin_dirs)
+        .map(|(p, dir)| {
             let core_path = target_dir
                 .join(WASM_TARGET)
                 .join("release")
                 .join(format!("{}.wasm", p.lib_name));
             let core = read(&core_path)?;
-            let (component, world) = componentize(&core, options.world)?;
+            let (mut component, world) = componentize(&core, options.world)?;
+            let digest = crate::source::digest(dir, crate::Lang::Rust, world, &toolchain, &[])?;
+            crate::source::stamp(&mut component, &digest);
             let name = p
                 .name
                 .strip_prefix("syncbase-plugin-")

@@ -13,24 +13,13 @@ use wasmparser::{Encoding, Parser, Payload};
 use wit_component::{ComponentEncoder, StringEncoding};
 use wit_parser::{PackageId, Resolve, SourceMap};
 
-use crate::{BuildError, World};
-
-/// The WIT package, compiled in so the builder works outside the repository.
-pub(crate) const WIT_FILES: [(&str, &str); 4] = [
-    ("types.wit", include_str!("../../../wit/types.wit")),
-    ("resolver.wit", include_str!("../../../wit/resolver.wit")),
-    ("filter.wit", include_str!("../../../wit/filter.wit")),
-    (
-        "snapshot-policy.wit",
-        include_str!("../../../wit/snapshot-policy.wit"),
-    ),
-];
+use crate::{BuildError, WIT_FILES, World};
 
 /// Parses the embedded `syncbase:plugin` package.
 pub fn wit_package() -> Result<(Resolve, PackageId), BuildError> {
     let mut map = SourceMap::new();
-    for (name, text) in WIT_FILES {
-        map.push_str(name, text);
+    for (name, text) in WIT_FILES.iter().filter(|(n, _)| n.ends_with(".wit")) {
+        map.push_str(name, *text);
     }
     let group = map
         .parse()

@@ -17,39 +17,65 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::componentize::WIT_FILES;
-use crate::{BuildError, Built, Lang, World, componentize};
+use crate::{BuildError, Built, C_SDK, JS_SDK, Lang, PY_SDK, WIT_FILES, World, componentize};
 
-/// The C helper library every C plugin is compiled with.
-const C_SDK: [(&str, &str); 3] = [
-    (
-        "syncbase.h",
-        include_str!("../../../plugins/c/sdk/syncbase.h"),
-    ),
-    (
-        "syncbase.c",
-        include_str!("../../../plugins/c/sdk/syncbase.c"),
-    ),
-    ("nowasi.c", include_str!("../../../plugins/c/sdk/nowasi.c")),
-];
-/// The Python helper module, importable as `syncbase`.
-const PY_SDK: (&str, &str) = (
-    "syncbase.py",
-    include_str!("../../../plugins/python/sdk/syncbase.py"),
-);
-/// The JavaScript helper module, importable as `./syncbase.js`.
-const JS_SDK: (&str, &str) = (
-    "syncbase.js",
-    include_str!("../../../plugins/js/sdk/syncbase.js"),
-);
+/// The module componentize-py builds: the plugin's `WitWorld` with its exports
+/// turning uncaught exceptions into errors with tracebacks.
+const PY_ENTRY: &str = include_str!("entry/entry.py");
+/// The same for JavaScript.
+const JS_ENTRY: &str = include_str!("entry/entry.js");
+
+/// The exports of `world` (each world also exports `configure`).
+fn world_exports(world: World) -> [&'static str; 2] {
+    ["configure", world.entry_point()]
+}
+
+/// The Python entry module for `world`.
+fn python_entry(world: World) -> String {
+    let names: Vec<String> = world_exports(world)
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect();
+    PY_ENTRY.replace("{{exports}}", &format!("({},)", names.join(", ")))
+}
+
+/// The JavaScript entry module for `world`: one guarded function per export.
+fn js_entry(world: World) -> String {
+    let params = match world {
+        World::Resolver => "current, incoming",
+        World::Filter => "direction, change",
+        World::SnapshotPolicy => "stats",
+    };
+    let exports = r#"export function configure(config) {
+  try {
+    if (plugin.configure) plugin.configure(config);
+  } catch (e) {
+    throw message(e);
+  }
+}
+
+export function ENTRY(PARAMS) {
+  try {
+    return plugin.ENTRY(PARAMS);
+  } catch (e) {
+    throw message(e);
+  }
+}
+"#
+    .replace("ENTRY", world.entry_point())
+    .replace("PARAMS", params);
+    JS_ENTRY.replace("{{exports}}", &exports)
+}
 
 /// How to install each toolchain, as the error for a missing one says it.
 pub const C_INSTALL: &str =
     "apt-get update && apt-get install -y clang lld wasi-libc libclang-rt-dev-wasm32";
-pub const PYTHON_INSTALL: &str =
-    "python3 -m pip install --target target/tools/pip componentize-py==0.25.1 (or run .ci/run)";
-pub const JS_INSTALL: &str =
-    "npm ci --prefix plugins/js (componentize-qjs from npm; or run .ci/run)";
+pub const PYTHON_INSTALL: &str = "syncbase plugin build --install-tools (it installs \
+     componentize-py==0.25.1 from PyPI into the tools directory, --tools DIR, default \
+     ~/.cache/syncbase/tools), or python3 -m pip install componentize-py==0.25.1";
+pub const JS_INSTALL: &str = "syncbase plugin build --install-tools (it installs \
+     componentize-qjs@0.4.5 from npm into the tools directory, --tools DIR, default \
+     ~/.cache/syncbase/tools), or npm install componentize-qjs@0.4.5 beside the plugin";
 
 /// One C, Python or JavaScript plugin to build.
 #[derive(Debug, Clone)]
@@ -62,15 +88,23 @@ pub struct ForeignBuild {
     /// Build Python and JavaScript with their WASI stub flag. Always on,
     /// except to show what the runtime says about a component without it.
     pub stub_wasi: bool,
+    /// Tools directories to look for componentize-py and componentize-qjs in (see
+    /// `tools.rs`), after `PATH` (and, for JavaScript, `node_modules` above the plugin).
+    pub tools: Vec<PathBuf>,
 }
 
 impl ForeignBuild {
+    /// A build that also finds the toolchains where this repository's `.ci/run` installs
+    /// them (`target/tools/pip`, `plugins/js/node_modules`): for the repository's own
+    /// scripts and tests. The `syncbase` CLI sets `tools` to the user's directory instead.
     pub fn new(lang: Lang, dir: impl Into<PathBuf>) -> ForeignBuild {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         ForeignBuild {
             lang,
             dir: dir.into(),
             out_dir: None,
             stub_wasi: true,
+            tools: vec![repo.join("target/tools"), repo.join("plugins/js")],
         }
     }
 }
@@ -118,7 +152,7 @@ pub fn build_foreign(build: &ForeignBuild) -> Result<Built, BuildError> {
     mkdir(&work)?;
     let wit = work.join("wit");
     mkdir(&wit)?;
-    for (name, text) in WIT_FILES {
+    for (name, text) in WIT_FILES.iter().filter(|(n, _)| n.ends_with(".wit")) {
         write(&wit.join(name), text.as_bytes())?;
     }
     let out = out_dir.join(format!("{}.wasm", manifest.name));
@@ -129,6 +163,19 @@ pub fn build_foreign(build: &ForeignBuild) -> Result<Built, BuildError> {
         Lang::Js => build_js(build, &work, &wit, manifest.world, &out)?,
         Lang::Rust => return Err(BuildError::WrongLang(build.dir.clone())),
     }
+    let sdk: &[(&str, &str)] = match build.lang {
+        Lang::C => &C_SDK,
+        Lang::Python => &[PY_SDK],
+        _ => &[JS_SDK],
+    };
+    let toolchain = crate::tools::toolchain_id(build.lang, &build.dir, &build.tools);
+    let digest = crate::source::digest(&build.dir, build.lang, manifest.world, &toolchain, sdk)?;
+    let mut component = std::fs::read(&out).map_err(|source| BuildError::Io {
+        path: out.clone(),
+        source,
+    })?;
+    crate::source::stamp(&mut component, &digest);
+    write(&out, &component)?;
     let size = std::fs::metadata(&out)
         .map_err(|source| BuildError::Io {
             path: out.clone(),
@@ -281,8 +328,8 @@ fn c_world_name(world: World) -> String {
 pub fn c_bindings(world: World) -> Result<Vec<(String, Vec<u8>)>, BuildError> {
     use wit_bindgen_core::wit_parser::{Resolve, SourceMap};
     let mut map = SourceMap::new();
-    for (name, text) in WIT_FILES {
-        map.push_str(name, text);
+    for (name, text) in WIT_FILES.iter().filter(|(n, _)| n.ends_with(".wit")) {
+        map.push_str(name, *text);
     }
     let group = map
         .parse()
@@ -308,34 +355,6 @@ pub fn c_bindings(world: World) -> Result<Vec<(String, Vec<u8>)>, BuildError> {
         .collect())
 }
 
-/// Finds componentize-py: on PATH, or installed with `pip --target` into the
-/// repository's `target/tools/pip` (where `.ci/run` puts it).
-fn componentize_py() -> Command {
-    if Command::new("componentize-py")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Command::new("componentize-py");
-    }
-    let mut command = Command::new("python3");
-    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/pip");
-    let path = match std::env::var_os("PYTHONPATH") {
-        Some(p) if !p.is_empty() => {
-            let mut all = tools.into_os_string();
-            all.push(":");
-            all.push(p);
-            all
-        }
-        _ => tools.into_os_string(),
-    };
-    command.env("PYTHONPATH", path).args([
-        "-c",
-        "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; script()",
-    ]);
-    command
-}
-
 /// Python: componentize-py with `--stub-wasi`; the plugin is `plugin.py`.
 fn build_python(
     build: &ForeignBuild,
@@ -347,11 +366,19 @@ fn build_python(
     let sdk = work.join("sdk");
     mkdir(&sdk)?;
     write(&sdk.join(PY_SDK.0), PY_SDK.1.as_bytes())?;
-    let mut command = componentize_py();
+    write(
+        &sdk.join("_syncbase_entry.py"),
+        python_entry(world).as_bytes(),
+    )?;
+    let mut command =
+        crate::tools::componentize_py(&build.tools).ok_or_else(|| BuildError::MissingTool {
+            tool: "componentize-py".into(),
+            install: PYTHON_INSTALL.into(),
+        })?;
     command
         .arg("-d")
         .arg(wit)
-        .args(["-w", world.wit_name(), "componentize", "plugin"])
+        .args(["-w", world.wit_name(), "componentize", "_syncbase_entry"])
         .arg("-p")
         .arg(&build.dir)
         .arg("-p")
@@ -364,19 +391,6 @@ fn build_python(
     // Keep the plugin directory free of __pycache__.
     command.env("PYTHONDONTWRITEBYTECODE", "1");
     run(command, "componentize-py", PYTHON_INSTALL)
-}
-
-/// Finds `componentize-qjs` in a `node_modules/.bin` at or above `dir`, then
-/// in `plugins/js` of this repository, then on PATH.
-fn componentize_qjs(dir: &Path) -> PathBuf {
-    let bin = Path::new("node_modules/.bin/componentize-qjs");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/js");
-    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    abs.ancestors()
-        .chain(std::iter::once(repo.as_path()))
-        .map(|d| d.join(bin))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("componentize-qjs"))
 }
 
 /// JavaScript: jco's QuickJS path (`componentize-qjs`) with `--stub-wasi` and
@@ -398,13 +412,20 @@ fn build_js(
     })?;
     write(&src.join("plugin.js"), &text)?;
     write(&src.join(JS_SDK.0), JS_SDK.1.as_bytes())?;
-    let mut command = Command::new(componentize_qjs(&build.dir));
+    write(&src.join("_syncbase_entry.js"), js_entry(world).as_bytes())?;
+    let qjs = crate::tools::componentize_qjs(&build.dir, &build.tools).ok_or_else(|| {
+        BuildError::MissingTool {
+            tool: "componentize-qjs".into(),
+            install: JS_INSTALL.into(),
+        }
+    })?;
+    let mut command = Command::new(qjs);
     command
         .arg("--wit")
         .arg(wit)
         .args(["--world", world.wit_name(), "--sync"])
         .arg("--js")
-        .arg(src.join("plugin.js"))
+        .arg(src.join("_syncbase_entry.js"))
         .arg("--module-root")
         .arg(&src)
         .arg("--output")

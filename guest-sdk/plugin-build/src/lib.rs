@@ -6,7 +6,7 @@
 //!
 //! `cargo build --target wasm32-unknown-unknown --release` produces a core
 //! module; [`componentize`] wraps it into a component of one
-//! `syncbase:plugin@0.1.0` world. [`build_plugins`] does both for one or more
+//! `syncbase:plugin@0.2.0` world. [`build_plugins`] does both for one or more
 //! plugin crates. The `syncbase-plugin-build` binary (and `scripts/build-plugin`)
 //! is the command-line face of this crate; the `syncbase` CLI will reuse it.
 //!
@@ -24,6 +24,46 @@ mod componentize;
 #[cfg(feature = "build")]
 mod foreign;
 mod scaffold;
+#[cfg(feature = "build")]
+mod source;
+#[cfg(feature = "build")]
+pub mod tools;
+
+/// The WIT package, compiled in so the builder and the scaffolder work outside the
+/// repository (and are always the contract this binary speaks).
+pub(crate) const WIT_FILES: [(&str, &str); 5] = [
+    ("types.wit", include_str!("../../../wit/types.wit")),
+    ("resolver.wit", include_str!("../../../wit/resolver.wit")),
+    ("filter.wit", include_str!("../../../wit/filter.wit")),
+    (
+        "snapshot-policy.wit",
+        include_str!("../../../wit/snapshot-policy.wit"),
+    ),
+    ("README.md", include_str!("../../../wit/README.md")),
+];
+
+/// The C helper library every C plugin is compiled with.
+pub(crate) const C_SDK: [(&str, &str); 3] = [
+    (
+        "syncbase.h",
+        include_str!("../../../plugins/c/sdk/syncbase.h"),
+    ),
+    (
+        "syncbase.c",
+        include_str!("../../../plugins/c/sdk/syncbase.c"),
+    ),
+    ("nowasi.c", include_str!("../../../plugins/c/sdk/nowasi.c")),
+];
+/// The Python helper module, importable as `syncbase`.
+pub(crate) const PY_SDK: (&str, &str) = (
+    "syncbase.py",
+    include_str!("../../../plugins/python/sdk/syncbase.py"),
+);
+/// The JavaScript helper module, importable as `./syncbase.js`.
+pub(crate) const JS_SDK: (&str, &str) = (
+    "syncbase.js",
+    include_str!("../../../plugins/js/sdk/syncbase.js"),
+);
 
 use std::fmt;
 use std::path::PathBuf;
@@ -37,7 +77,7 @@ pub use foreign::{
     C_INSTALL, ForeignBuild, JS_INSTALL, Manifest, PYTHON_INSTALL, build_foreign, c_bindings,
     read_manifest,
 };
-pub use scaffold::{checkout_dir, render, scaffold, validate_plugin_name};
+pub use scaffold::{render, scaffold, validate_plugin_name, vendor};
 
 /// The languages a plugin can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,7 +114,7 @@ impl fmt::Display for Lang {
     }
 }
 
-/// The worlds of the `syncbase:plugin@0.1.0` package.
+/// The worlds of the `syncbase:plugin@0.2.0` package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum World {
     Resolver,
@@ -97,7 +137,7 @@ impl World {
 
     /// The function that marks a module as implementing this world.
     #[cfg(feature = "build")]
-    fn entry_point(self) -> &'static str {
+    pub(crate) fn entry_point(self) -> &'static str {
         match self {
             World::Resolver => "resolve",
             World::Filter => "filter",

@@ -6,15 +6,16 @@
 //! works from any directory. Each template has a small default behaviour, the
 //! same in every language, which `vectors.json` (conformance-vector format,
 //! checked by `syncbase plugin test`) pins down; a Rust project also carries
-//! unit tests. The projects point at the Syncbase checkout this crate was
-//! built from: a Rust project depends on its `guest-sdk` by path, and every
-//! README builds with its `scripts/build-plugin`. Inside that checkout the
-//! paths are relative (the project can be committed there); elsewhere they are
-//! absolute.
+//! unit tests. Projects need nothing but the `syncbase` binary: every README
+//! builds with `syncbase plugin build`, and what a project uses from Syncbase
+//! (the WIT contract, the language's helper library, the Rust SDK crate) is
+//! compiled into the binary and written to the project's `.syncbase/`
+//! ([`vendor`]), by `plugin new` and again by every `plugin build`, so it
+//! always matches the binary that builds and runs the plugin.
 //!
 //! Scaffolding only writes files: it never builds or runs anything.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use crate::{BuildError, Lang, World};
 
@@ -116,12 +117,6 @@ fn bind_commands(name: &str, world: World) -> (String, String) {
     }
 }
 
-/// The Syncbase checkout this crate was built from (its `guest-sdk` and `scripts`).
-pub fn checkout_dir() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    here.canonicalize().unwrap_or(here)
-}
-
 /// Checks a plugin name: lowercase letters, digits and `-`, starting with a
 /// letter, at most 64 bytes. It names the crate or `plugin.json`, the
 /// component file and the plugin once pushed.
@@ -141,18 +136,14 @@ pub fn validate_plugin_name(name: &str) -> Result<(), BuildError> {
     }
 }
 
-/// The files of a new project, with every placeholder filled in. `checkout`
-/// is how the project refers to the Syncbase checkout (a relative or an
-/// absolute path).
-pub fn render(name: &str, lang: Lang, world: World, checkout: &str) -> Vec<(PathBuf, String)> {
+/// The files of a new project, with every placeholder filled in.
+pub fn render(name: &str, lang: Lang, world: World) -> Vec<(PathBuf, String)> {
     let (bind, rollback) = bind_commands(name, world);
     let header = format!("{}.h", world.wit_name().replace('-', "_"));
     let fill = |template: &str| {
         template
             .replace("{{name}}", name)
             .replace("{{world}}", world.wit_name())
-            .replace("{{checkout}}", checkout)
-            .replace("{{guest_sdk}}", &format!("{checkout}/guest-sdk"))
             .replace("{{behaviour}}", behaviour(world).trim_end())
             .replace("{{bind}}", &bind)
             .replace("{{rollback}}", &rollback)
@@ -173,12 +164,15 @@ pub fn render(name: &str, lang: Lang, world: World, checkout: &str) -> Vec<(Path
     match lang {
         Lang::Rust => {
             files.push((PathBuf::from("Cargo.toml"), fill(RUST_CARGO)));
-            files.push((PathBuf::from(".gitignore"), "/target\n".into()));
+            files.push((PathBuf::from(".gitignore"), "/target\n/.syncbase\n".into()));
         }
         _ => {
             let manifest = serde_json::json!({"name": name, "world": world.wit_name()});
             files.push((PathBuf::from("plugin.json"), format!("{manifest}\n")));
-            files.push((PathBuf::from(".gitignore"), "/build\n".into()));
+            files.push((
+                PathBuf::from(".gitignore"),
+                "/build\n/.syncbase\n__pycache__/\n".into(),
+            ));
         }
     }
     files
@@ -189,23 +183,7 @@ pub fn render(name: &str, lang: Lang, world: World, checkout: &str) -> Vec<(Path
 /// before writing anything. Returns `dest`.
 pub fn scaffold(name: &str, lang: Lang, world: World, dest: &Path) -> Result<PathBuf, BuildError> {
     validate_plugin_name(name)?;
-    let checkout = checkout_dir();
-    if lang == Lang::Rust && !checkout.join("guest-sdk/Cargo.toml").is_file() {
-        return Err(BuildError::Scaffold(format!(
-            "a Rust plugin depends on the Syncbase guest SDK, expected at {} (the checkout \
-             this syncbase was built from)",
-            checkout.join("guest-sdk").display()
-        )));
-    }
-    std::fs::create_dir_all(dest).map_err(|source| BuildError::Io {
-        path: dest.to_path_buf(),
-        source,
-    })?;
-    let abs = dest.canonicalize().map_err(|source| BuildError::Io {
-        path: dest.to_path_buf(),
-        source,
-    })?;
-    let files = render(name, lang, world, &path_from(&abs, &checkout));
+    let files = render(name, lang, world);
     if let Some((path, _)) = files.iter().find(|(path, _)| dest.join(path).exists()) {
         return Err(BuildError::Scaffold(format!(
             "{} already exists; scaffold into a new directory (--dir)",
@@ -213,38 +191,92 @@ pub fn scaffold(name: &str, lang: Lang, world: World, dest: &Path) -> Result<Pat
         )));
     }
     for (path, text) in &files {
-        let path = dest.join(path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        std::fs::write(&path, text).map_err(|source| BuildError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        write_file(&dest.join(path), text.as_bytes())?;
     }
+    vendor(dest, lang, Some(world))?;
     Ok(dest.to_path_buf())
 }
 
-/// `to` as seen from `from` (both canonical): relative when `from` is inside
-/// `to`, absolute otherwise.
-fn path_from(from: &Path, to: &Path) -> String {
-    match from.strip_prefix(to) {
-        Ok(inner) => {
-            let ups = inner
-                .components()
-                .filter(|c| matches!(c, Component::Normal(_)))
-                .count();
-            if ups == 0 {
-                ".".to_string()
-            } else {
-                vec![".."; ups].join("/")
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    std::fs::write(path, bytes).map_err(|source| BuildError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The Rust guest SDK's sources, compiled in.
+const GUEST_SDK: [(&str, &str); 9] = [
+    ("src/arena.rs", include_str!("../../src/arena.rs")),
+    ("src/bindings.rs", include_str!("../../src/bindings.rs")),
+    ("src/config.rs", include_str!("../../src/config.rs")),
+    ("src/export.rs", include_str!("../../src/export.rs")),
+    ("src/lib.rs", include_str!("../../src/lib.rs")),
+    ("src/macros.rs", include_str!("../../src/macros.rs")),
+    ("src/merge.rs", include_str!("../../src/merge.rs")),
+    ("src/types.rs", include_str!("../../src/types.rs")),
+    ("src/worlds.rs", include_str!("../../src/worlds.rs")),
+];
+
+/// The SDK's manifest with the workspace's inherited settings written out: in a project it
+/// is a crate of its own.
+fn guest_manifest() -> String {
+    include_str!("../../Cargo.toml")
+        .replace("edition.workspace = true", "edition = \"2024\"")
+        .replace("rust-version.workspace = true", "rust-version = \"1.95\"")
+        .replace("license.workspace = true", "license = \"MIT\"")
+        .replace(
+            "version.workspace = true",
+            &format!(
+                "version = \"{}\"\npublish = false",
+                env!("CARGO_PKG_VERSION")
+            ),
+        )
+}
+
+/// Writes what a project of `lang` uses from Syncbase into `<project>/.syncbase/`: the WIT
+/// package and its README, the conformance-vector format, the language's helper library
+/// (for C also the world's generated bindings, when this crate can generate them), and for
+/// Rust the guest SDK crate (`world` only matters for C). Overwrites what is there (it is
+/// generated).
+pub fn vendor(project: &Path, lang: Lang, world: Option<World>) -> Result<(), BuildError> {
+    let root = project.join(".syncbase");
+    for (name, text) in crate::WIT_FILES {
+        write_file(&root.join("wit").join(name), text.as_bytes())?;
+    }
+    write_file(
+        &root.join("conformance.md"),
+        include_str!("../../../plugins/conformance/README.md").as_bytes(),
+    )?;
+    match lang {
+        Lang::Rust => {
+            let sdk = root.join("guest-sdk");
+            write_file(&sdk.join("Cargo.toml"), guest_manifest().as_bytes())?;
+            for (path, text) in GUEST_SDK {
+                write_file(&sdk.join(path), text.as_bytes())?;
             }
         }
-        Err(_) => to.display().to_string(),
+        Lang::Python => write_file(&root.join(crate::PY_SDK.0), crate::PY_SDK.1.as_bytes())?,
+        Lang::Js => write_file(&root.join(crate::JS_SDK.0), crate::JS_SDK.1.as_bytes())?,
+        Lang::C => {
+            for (name, text) in crate::C_SDK {
+                write_file(&root.join("include").join(name), text.as_bytes())?;
+            }
+            #[cfg(feature = "build")]
+            if let Some(world) = world {
+                for (name, bytes) in crate::c_bindings(world)? {
+                    write_file(&root.join("include").join(name), &bytes)?;
+                }
+            }
+        }
     }
+    let _ = world;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -255,7 +287,7 @@ mod tests {
     fn every_template_is_filled_in_completely() {
         for lang in Lang::ALL {
             for world in World::ALL {
-                for (path, text) in render("my-plugin", lang, world, "/checkout") {
+                for (path, text) in render("my-plugin", lang, world) {
                     assert!(
                         !text.contains("{{"),
                         "{lang} {world} {}: a placeholder is left:\n{text}",
@@ -285,14 +317,33 @@ mod tests {
     }
 
     #[test]
-    fn the_checkout_is_relative_from_inside_and_absolute_from_outside() {
-        let root = Path::new("/src/syncbase");
-        assert_eq!(path_from(Path::new("/src/syncbase/my-merge"), root), "..");
-        assert_eq!(
-            path_from(Path::new("/src/syncbase/plugins/my-merge"), root),
-            "../.."
-        );
-        assert_eq!(path_from(Path::new("/home/me/p"), root), "/src/syncbase");
+    fn a_rust_project_carries_the_sdk_and_the_contract() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("p");
+        scaffold("p", Lang::Rust, World::Resolver, &dir).expect("scaffold");
+        let manifest =
+            std::fs::read_to_string(dir.join(".syncbase/guest-sdk/Cargo.toml")).expect("sdk");
+        assert!(!manifest.contains(".workspace"), "{manifest}");
+        assert!(dir.join(".syncbase/guest-sdk/src/lib.rs").is_file());
+        assert!(dir.join(".syncbase/wit/resolver.wit").is_file());
+        let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
+        assert!(cargo.contains(r#"path = ".syncbase/guest-sdk""#), "{cargo}");
+    }
+
+    #[test]
+    fn projects_ignore_what_builds_and_python_write() {
+        for lang in Lang::ALL {
+            let files = render("p", lang, World::Filter);
+            let ignore = files
+                .iter()
+                .find(|(p, _)| p == Path::new(".gitignore"))
+                .map(|(_, t)| t.clone())
+                .unwrap_or_default();
+            assert!(ignore.contains("/.syncbase"), "{lang}: {ignore}");
+            if lang == Lang::Python {
+                assert!(ignore.contains("__pycache__/"), "{ignore}");
+            }
+        }
     }
 
     #[test]

@@ -16,16 +16,22 @@ use crate::plugin::BoundPlugin;
 use crate::world::World;
 
 /// What a plugin is bound as.
+///
+/// A collection target names the collection by its **id**, which a rename keeps: the host
+/// resolves names to ids before binding and calls with the id, so a renamed collection keeps
+/// its plugins, and a new collection that reuses a deleted one's name starts with none (the
+/// host removes a deleted collection's bindings, see
+/// [`PluginRuntime::unbind_collection`](crate::PluginRuntime::unbind_collection)).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "role", content = "collection", rename_all = "kebab-case")]
 pub enum Target {
-    /// The conflict resolver of a collection.
+    /// The conflict resolver of a collection (by id).
     Resolver(String),
     /// The filter applied to a collection's events before this node applies them.
     InboundFilter(String),
     /// The filter applied to a collection's local changes before they are published.
     OutboundFilter(String),
-    /// The node's snapshot policy.
+    /// The snapshot policy (of the node, or of the cluster on a replicating node).
     SnapshotPolicy,
 }
 
@@ -62,6 +68,17 @@ impl Target {
         }
     }
 
+    /// The same role for another collection (snapshot policies have none).
+    pub fn with_collection(&self, collection: &str) -> Target {
+        let c = collection.to_string();
+        match self {
+            Target::Resolver(_) => Target::Resolver(c),
+            Target::InboundFilter(_) => Target::InboundFilter(c),
+            Target::OutboundFilter(_) => Target::OutboundFilter(c),
+            Target::SnapshotPolicy => Target::SnapshotPolicy,
+        }
+    }
+
     /// The collection, for collection targets.
     pub fn collection(&self) -> Option<&str> {
         match self {
@@ -80,7 +97,13 @@ impl fmt::Display for Target {
     }
 }
 
-/// One plugin version bound with a configuration.
+/// One plugin version bound with a configuration and the limits its calls run under.
+///
+/// The limits are part of the binding, not of the node: they are fixed when the binding is
+/// made (from the binding node's defaults, see `RuntimeConfig::limits_for`) and travel with
+/// it (in the binding event on a replicating node), so every node runs the plugin under the
+/// same fuel and memory cap whatever its own flags. `None` only in bindings made before
+/// limits were recorded; those run under the node's defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Binding {
     pub plugin: String,
@@ -90,6 +113,12 @@ pub struct Binding {
     /// The configuration string passed to the plugin's `configure`.
     #[serde(default)]
     pub config: String,
+    /// Fuel per call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Memory cap of each linear memory, in bytes.
+    #[serde(default, rename = "memoryCap", skip_serializing_if = "Option::is_none")]
+    pub memory_cap: Option<u64>,
 }
 
 /// A binding slot: what is active, and what was active before (for rollback).
@@ -252,6 +281,8 @@ mod tests {
             version: v,
             sha256: "ab".repeat(32),
             config: r#"{"fields":["x"]}"#.into(),
+            fuel: Some(1_000),
+            memory_cap: Some(1 << 20),
         };
         let mut table = BindingTable::default();
         table.slots.insert(

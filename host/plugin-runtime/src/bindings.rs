@@ -7,7 +7,7 @@
 pub mod resolver {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "syncbase:plugin/resolver@0.1.0",
+        world: "syncbase:plugin/resolver@0.2.0",
         additional_derives: [PartialEq, Eq, serde::Serialize, serde::Deserialize],
     });
 }
@@ -18,7 +18,7 @@ pub use resolver::syncbase::plugin::types;
 pub mod filter {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "syncbase:plugin/filter@0.1.0",
+        world: "syncbase:plugin/filter@0.2.0",
         with: { "syncbase:plugin/types": crate::bindings::types },
     });
 }
@@ -27,7 +27,7 @@ pub mod filter {
 pub mod snapshot_policy {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "syncbase:plugin/snapshot-policy@0.1.0",
+        world: "syncbase:plugin/snapshot-policy@0.2.0",
         with: { "syncbase:plugin/types": crate::bindings::types },
     });
 }

@@ -39,21 +39,33 @@ pub struct PluginLimits {
     pub fuel_per_call: Option<u64>,
 }
 
+/// The largest memory cap a binding may carry: a wasm32 memory cannot grow past 4 GiB.
+pub const MAX_MEMORY_CAP: u64 = 1 << 32;
+
 /// Limits and tuning of the plugin runtime.
 ///
-/// Limits apply per plugin. A component up to `heavy_component_bytes` (a
-/// Rust or C plugin: tens of kilobytes) gets `memory_cap` and
-/// `fuel_per_call`; a larger one (Python and JavaScript components carry
-/// their interpreter: megabytes) gets `heavy_memory_cap` and
-/// `heavy_fuel_per_call`; and `plugin_limits` overrides either by plugin name.
-/// The defaults run every shipped plugin in every language.
+/// The call limits (`fuel_per_call`, `memory_cap` and their heavy variants) are the
+/// *defaults of new bindings*: a binding records the limits it was made with (on a
+/// replicating node the binding event carries them), so nodes configured differently, or a
+/// node restarted with other flags, still run a bound plugin under the same limits and decide
+/// the same way. A component with up to `heavy_component_bytes` of code (a Rust or C plugin:
+/// tens of kilobytes) gets `memory_cap` and `fuel_per_call`; a larger one (Python and
+/// JavaScript components carry their interpreter: megabytes) gets `heavy_memory_cap` and
+/// `heavy_fuel_per_call`; `plugin_limits` overrides either by plugin name. Custom sections do
+/// not count as code (see `content.rs`), so padding does not make a plugin heavy. The
+/// defaults run every shipped plugin in every language.
+///
+/// `memory_budget` is the node's own capacity: the linear memory of every live instance
+/// together. It never changes a decision: a call that would exceed it first drops idle
+/// instances, then fails as [`CallFailure::Unavailable`](crate::CallFailure), which
+/// deterministic callers retry rather than answer.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Fuel (roughly, wasm instructions) one call may use before it fails.
     pub fuel_per_call: u64,
     /// Maximum size of each linear memory of a plugin instance, in bytes.
     pub memory_cap: usize,
-    /// Components larger than this many bytes are heavy guests.
+    /// Components with more code than this many bytes are heavy guests.
     pub heavy_component_bytes: usize,
     /// `memory_cap` for heavy guests.
     pub heavy_memory_cap: usize,
@@ -62,6 +74,8 @@ pub struct RuntimeConfig {
     pub heavy_fuel_per_call: u64,
     /// Limits by plugin name, overriding the above.
     pub plugin_limits: BTreeMap<String, PluginLimits>,
+    /// Linear memory of all live plugin instances together, in bytes.
+    pub memory_budget: usize,
     /// Maximum wasm stack a call may use, in bytes.
     pub max_stack: usize,
     /// Maximum number of plugin instances alive at once (pooling allocator slots).
@@ -86,6 +100,7 @@ impl Default for RuntimeConfig {
             heavy_memory_cap: 256 << 20,
             heavy_fuel_per_call: 1_000_000_000,
             plugin_limits: BTreeMap::new(),
+            memory_budget: 1 << 30,
             max_stack: 512 << 10,
             max_instances: 128,
             max_table_elements: 100_000,
@@ -100,9 +115,10 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// The (memory cap, fuel per call) of a plugin of this name and size.
-    pub fn limits_for(&self, plugin: &str, component_bytes: u64) -> (usize, u64) {
-        let heavy = component_bytes > self.heavy_component_bytes as u64;
+    /// The default (memory cap, fuel per call) of a new binding of a plugin of this name with
+    /// `code_bytes` of code (its size without custom sections).
+    pub fn limits_for(&self, plugin: &str, code_bytes: u64) -> (usize, u64) {
+        let heavy = code_bytes > self.heavy_component_bytes as u64;
         let (memory, fuel) = if heavy {
             (self.heavy_memory_cap, self.heavy_fuel_per_call)
         } else {
@@ -113,16 +129,6 @@ impl RuntimeConfig {
             o.memory_cap.unwrap_or(memory),
             o.fuel_per_call.unwrap_or(fuel),
         )
-    }
-
-    /// The largest memory cap any plugin may get: the engine's pool is sized for it.
-    fn largest_memory_cap(&self) -> usize {
-        self.plugin_limits
-            .values()
-            .filter_map(|l| l.memory_cap)
-            .chain([self.memory_cap, self.heavy_memory_cap])
-            .max()
-            .unwrap_or(self.memory_cap)
     }
 }
 
@@ -144,7 +150,11 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, PluginError
         .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(4)
         .max_tables_per_component(16)
-        .max_memory_size(config.largest_memory_cap())
+        // Caps are enforced by each store's limiter (a deterministic trap at the binding's
+        // cap), never by the pool: a binding made on another node may carry a larger cap
+        // than this node's defaults, and a pool refusing growth would change what the
+        // plugin sees (memory.grow returning -1) on this node only.
+        .max_memory_size(MAX_MEMORY_CAP as usize)
         .table_elements(config.max_table_elements)
         // Keeping a little of each memory resident makes re-instantiation a
         // memset instead of a page fault storm.

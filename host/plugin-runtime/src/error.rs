@@ -40,7 +40,7 @@ pub enum PluginError {
     InvalidComponent(String),
     #[error(
         "the component imports `{import}`; a plugin may import nothing outside \
-         syncbase:plugin@0.1.0 (no WASI: no clock, randomness or I/O){hint}"
+         syncbase:plugin@0.2.0 (no WASI: no clock, randomness or I/O){hint}"
     )]
     ForbiddenImport {
         /// The first forbidden import.

@@ -1,7 +1,7 @@
 //! The Syncbase plugin runtime: the only code that touches wasmtime.
 //!
 //! Plugins are WebAssembly components implementing a world of the
-//! `syncbase:plugin@0.1.0` WIT package (`wit/`): `resolver` (conflict
+//! `syncbase:plugin@0.2.0` WIT package (`wit/`): `resolver` (conflict
 //! resolution), `filter` (outbound/inbound change filters) or
 //! `snapshot-policy`. This crate:
 //!
@@ -27,8 +27,10 @@
 mod binding;
 mod bindings;
 mod cache;
+mod content;
 mod engine;
 mod error;
+mod live;
 mod metrics;
 mod outcome;
 mod plugin;
@@ -47,14 +49,16 @@ pub mod types {
 
 pub use binding::{Binding, BindingTable, Slot, Target};
 pub use cache::CompiledFrom;
-pub use engine::{InstanceReuse, PluginLimits, RuntimeConfig};
+pub use content::{Content, SOURCE_SECTION, inspect};
+pub use engine::{InstanceReuse, MAX_MEMORY_CAP, PluginLimits, RuntimeConfig};
 pub use error::{ErrorKind, PluginError};
+pub use live::BindingMetrics;
 pub use metrics::MetricsSnapshot;
 pub use outcome::{
     CallFailure, DecidedBy, Outcome, default_decision, default_resolution, default_verdict,
 };
 pub use registry::{PluginVersion, sha256_hex, validate_name};
 pub use runtime::{
-    BindingState, BoundAs, PluginInfo, PluginRuntime, RuntimeStats, ValidationReport,
+    BindingState, BoundAs, PluginInfo, PluginRuntime, RuntimeStats, Uploaded, ValidationReport,
 };
 pub use world::World;

@@ -1,4 +1,4 @@
-//! Per-plugin-version counters: calls, failures by kind, instantiations, fuel.
+//! Per-plugin-version (and per-binding) counters: calls, failures by kind, instantiations, fuel.
 //! Lock-free (relaxed atomics): they are statistics, not synchronisation.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -15,6 +15,7 @@ pub(crate) struct Metrics {
     stack_overflow: AtomicU64,
     traps: AtomicU64,
     malformed: AtomicU64,
+    raised: AtomicU64,
     configure: AtomicU64,
     instantiate: AtomicU64,
     unavailable: AtomicU64,
@@ -45,6 +46,8 @@ pub struct MetricsSnapshot {
     /// Traps other than fuel, memory and stack (panics included).
     pub traps: u64,
     pub malformed: u64,
+    /// Calls that returned an error (an uncaught exception, in Python or JavaScript).
+    pub raised: u64,
     pub configure: u64,
     pub instantiate: u64,
     /// Calls this node could not serve (no instance slot free).
@@ -79,6 +82,7 @@ impl Metrics {
             CallFailure::StackOverflow => &self.stack_overflow,
             CallFailure::Trap(_) => &self.traps,
             CallFailure::Malformed(_) => &self.malformed,
+            CallFailure::Raised(_) => &self.raised,
             CallFailure::Configure(_) => &self.configure,
             CallFailure::Instantiate(_) => &self.instantiate,
             CallFailure::Unavailable(_) => &self.unavailable,
@@ -96,6 +100,7 @@ impl Metrics {
             stack_overflow: get(&self.stack_overflow),
             traps: get(&self.traps),
             malformed: get(&self.malformed),
+            raised: get(&self.raised),
             configure: get(&self.configure),
             instantiate: get(&self.instantiate),
             unavailable: get(&self.unavailable),
@@ -108,6 +113,7 @@ impl Metrics {
             + s.stack_overflow
             + s.traps
             + s.malformed
+            + s.raised
             + s.configure
             + s.unavailable
             + s.instantiate;

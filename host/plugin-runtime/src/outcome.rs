@@ -28,6 +28,10 @@ pub enum CallFailure {
     /// The plugin answered, but the answer is unusable (e.g. a merged record
     /// that is not a JSON object).
     Malformed(String),
+    /// The plugin returned an error instead of an answer: the message its
+    /// author wrote, or, from the Python and JavaScript SDKs, an uncaught
+    /// exception with its traceback. Deterministic, like a trap.
+    Raised(String),
     /// `configure` returned an error for this binding's configuration.
     Configure(String),
     /// The component could not be instantiated (its start function or its
@@ -50,6 +54,7 @@ impl CallFailure {
             CallFailure::StackOverflow => "stack-overflow",
             CallFailure::Trap(_) => "trap",
             CallFailure::Malformed(_) => "malformed",
+            CallFailure::Raised(_) => "raised",
             CallFailure::Configure(_) => "configure",
             CallFailure::Instantiate(_) => "instantiate",
             CallFailure::Unavailable(_) => "unavailable",
@@ -76,6 +81,7 @@ impl fmt::Display for CallFailure {
             CallFailure::StackOverflow => f.write_str("exhausted the wasm stack"),
             CallFailure::Trap(t) => write!(f, "trapped: {t}"),
             CallFailure::Malformed(m) => write!(f, "returned a malformed answer: {m}"),
+            CallFailure::Raised(m) => write!(f, "raised an error: {m}"),
             CallFailure::Configure(m) => write!(f, "refused its configuration: {m}"),
             CallFailure::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
             CallFailure::Unavailable(m) => write!(f, "had no instance on this node: {m}"),

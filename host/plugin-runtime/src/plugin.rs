@@ -7,8 +7,15 @@
 //! once. Every call runs with a fresh fuel budget in a store whose memory
 //! growth is capped; a call that fails discards its instance (a trapped store
 //! is poisoned) and yields the built-in default as a typed [`Outcome`].
+//!
+//! Every store's linear memory is charged to the runtime's [`Budget`] (a
+//! node-wide cap on plugin memory). A growth the budget cannot cover first
+//! drops every binding's idle instances; if that is not enough the call fails
+//! as [`CallFailure::Unavailable`], a fault of the node rather than of the
+//! plugin. A binding kept only for rollback is *parked*: it keeps its compiled
+//! code, but no instance.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -36,9 +43,64 @@ pub(crate) struct HostState {
     limiter: Limiter,
 }
 
+/// The node-wide budget of plugin linear memory, shared by every store.
+pub(crate) struct Budget {
+    limit: usize,
+    used: AtomicUsize,
+    /// Whose idle instances to drop when the budget runs short.
+    idle: Arc<IdleInstances>,
+}
+
+impl Budget {
+    pub fn new(limit: usize, idle: Arc<IdleInstances>) -> Budget {
+        Budget {
+            limit,
+            used: AtomicUsize::new(0),
+            idle,
+        }
+    }
+
+    /// Bytes of linear memory held by live instances right now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn try_reserve(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Reserves `bytes`, dropping idle instances first if that is what it takes.
+    fn reserve(&self, bytes: usize) -> bool {
+        if bytes == 0 || self.try_reserve(bytes) {
+            return true;
+        }
+        self.idle.drop_all();
+        self.try_reserve(bytes)
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
 struct Limiter {
     memory_cap: usize,
     table_elements: usize,
+    budget: Arc<Budget>,
+    /// Bytes this store holds in the budget (released when the store is dropped).
+    held: usize,
+    /// The last growth reserved, released again if the growth then fails.
+    last: usize,
+}
+
+impl Drop for Limiter {
+    fn drop(&mut self) {
+        self.budget.release(self.held);
+    }
 }
 
 /// The error a store reports when a memory tries to grow past the cap.
@@ -49,10 +111,21 @@ struct MemoryCapExceeded {
     cap: usize,
 }
 
+/// The error a store reports when the node's plugin memory budget is spent.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the node's plugin memory budget ({limit} bytes) is spent by other instances; \
+     growing a memory to {desired} bytes must wait"
+)]
+struct BudgetExceeded {
+    desired: usize,
+    limit: usize,
+}
+
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -62,7 +135,23 @@ impl ResourceLimiter for Limiter {
                 cap: self.memory_cap,
             }));
         }
+        let delta = desired.saturating_sub(current);
+        if !self.budget.reserve(delta) {
+            return Err(wasmtime::Error::new(BudgetExceeded {
+                desired,
+                limit: self.budget.limit,
+            }));
+        }
+        self.held += delta;
+        self.last = delta;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.budget.release(self.last);
+        self.held -= self.last;
+        self.last = 0;
+        Ok(())
     }
 
     fn table_growing(
@@ -79,13 +168,16 @@ impl ResourceLimiter for Limiter {
 pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
     let mut linker = Linker::new(engine);
     linker
-        .instance("syncbase:plugin/types@0.1.0")
+        .instance("syncbase:plugin/types@0.2.0")
         .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
     Ok(linker)
 }
 
 /// Classifies a wasmtime error from instantiating or calling a plugin.
 fn classify(error: &wasmtime::Error) -> CallFailure {
+    if let Some(spent) = error.downcast_ref::<BudgetExceeded>() {
+        return CallFailure::Unavailable(spent.to_string());
+    }
     if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
         return CallFailure::MemoryCap {
             desired: cap.desired as u64,
@@ -114,7 +206,7 @@ enum Exports {
     SnapshotPolicy(SnapshotPolicy),
 }
 
-/// Limits every call of this runtime runs under.
+/// Limits every call of one binding runs under.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     fuel: u64,
@@ -124,12 +216,15 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    /// The limits of one plugin version (by its name and component size).
-    pub fn for_plugin(config: &RuntimeConfig, meta: &PluginVersion) -> Limits {
-        let (memory_cap, fuel) = config.limits_for(&meta.name, meta.size);
+    /// The limits a binding records, or (for a binding made before bindings recorded them)
+    /// this node's defaults for the plugin.
+    pub fn for_binding(config: &RuntimeConfig, meta: &PluginVersion, binding: &Binding) -> Limits {
+        let (memory_cap, fuel) = config.limits_for(&meta.name, meta.code_bytes());
         Limits {
-            fuel,
-            memory_cap,
+            fuel: binding.fuel.unwrap_or(fuel),
+            memory_cap: binding
+                .memory_cap
+                .map_or(memory_cap, |m| usize::try_from(m).unwrap_or(usize::MAX)),
             table_elements: config.max_table_elements,
             reuse: config.reuse,
         }
@@ -172,7 +267,14 @@ impl LoadedPlugin {
                 sha256 = %self.meta.sha256,
                 %failure,
                 "plugin call failed; the built-in default was applied (further failures of \
-                 this version are counted, not logged)"
+                 this version are counted, and logged at debug level)"
+            );
+        } else {
+            tracing::debug!(
+                plugin = %self.meta.name,
+                version = self.meta.version,
+                %failure,
+                "plugin call failed; the built-in default was applied"
             );
         }
     }
@@ -251,9 +353,14 @@ enum Slots {
 pub(crate) struct BoundPlugin {
     pub plugin: Arc<LoadedPlugin>,
     pub binding: Binding,
+    /// This binding's counters (the plugin version's are in `plugin.metrics`).
+    pub metrics: Metrics,
     limits: Limits,
     idle: Mutex<Vec<Instance>>,
+    /// Kept only for rollback: instances are not kept.
+    parked: AtomicBool,
     others: Arc<IdleInstances>,
+    budget: Arc<Budget>,
 }
 
 impl BoundPlugin {
@@ -263,14 +370,17 @@ impl BoundPlugin {
         plugin: Arc<LoadedPlugin>,
         binding: Binding,
         limits: Limits,
-        others: Arc<IdleInstances>,
+        budget: Arc<Budget>,
     ) -> Result<BoundPlugin, PluginError> {
         let bound = BoundPlugin {
             plugin,
             binding,
+            metrics: Metrics::default(),
             limits,
             idle: Mutex::new(Vec::new()),
-            others,
+            parked: AtomicBool::new(false),
+            others: budget.idle.clone(),
+            budget,
         };
         match bound.instantiate() {
             Ok(instance) => bound.checkin(instance),
@@ -315,6 +425,9 @@ impl BoundPlugin {
                 limiter: Limiter {
                     memory_cap: self.limits.memory_cap,
                     table_elements: self.limits.table_elements,
+                    budget: self.budget.clone(),
+                    held: 0,
+                    last: 0,
                 },
             },
         );
@@ -369,6 +482,7 @@ impl BoundPlugin {
             max_calls,
         } = self.limits.reuse
             && instance.calls < max_calls
+            && !self.parked.load(Ordering::Acquire)
         {
             let mut idle = self.idle.lock();
             if idle.len() < max_idle {
@@ -377,11 +491,25 @@ impl BoundPlugin {
         }
     }
 
+    /// Parks the binding (it is kept only for rollback): its idle instances
+    /// are dropped and no more are kept, so only its compiled code stays.
+    pub fn park(&self) {
+        self.parked.store(true, Ordering::Release);
+        let idle = std::mem::take(&mut *self.idle.lock());
+        drop(idle);
+    }
+
+    /// Makes a parked binding active again: instances are kept as usual.
+    pub fn unpark(&self) {
+        self.parked.store(false, Ordering::Release);
+    }
+
     /// Runs one call on an instance with a fresh fuel budget, checks the
-    /// answer, and returns the instance to the pool only on success.
+    /// answer, and returns the instance to the pool unless it trapped (an
+    /// error the plugin returned leaves a usable instance).
     fn call<T>(
         &self,
-        run: impl FnOnce(&Exports, &mut Store<HostState>) -> wasmtime::Result<T>,
+        run: impl FnOnce(&Exports, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
         check: impl FnOnce(&T) -> Result<(), CallFailure>,
         default: impl FnOnce() -> T,
     ) -> Outcome<T> {
@@ -393,12 +521,19 @@ impl BoundPlugin {
                 .map_err(|e| CallFailure::Instantiate(format!("{e:#}")))?;
             let answer = run(&instance.exports, &mut instance.store);
             let left = instance.store.get_fuel().unwrap_or(0);
-            self.plugin
-                .metrics
-                .call(self.limits.fuel.saturating_sub(left));
-            let value = answer.map_err(|e| classify(&e))?;
-            check(&value)?;
+            let used = self.limits.fuel.saturating_sub(left);
+            self.plugin.metrics.call(used);
+            self.metrics.call(used);
+            let answer = answer.map_err(|e| classify(&e))?;
             instance.calls += 1;
+            let value = match answer {
+                Ok(value) => value,
+                Err(message) => {
+                    self.checkin(instance);
+                    return Err(CallFailure::Raised(bounded(message)));
+                }
+            };
+            check(&value)?;
             self.checkin(instance);
             Ok(value)
         });
@@ -408,6 +543,7 @@ impl BoundPlugin {
                 decided_by: DecidedBy::Plugin(self.plugin.meta.clone()),
             },
             Err(failure) => {
+                self.metrics.failure(&failure);
                 self.plugin.note_failure(&failure);
                 Outcome {
                     value: default(),
@@ -452,4 +588,20 @@ impl BoundPlugin {
             default_decision,
         )
     }
+}
+
+/// The longest error message kept from a plugin: a traceback is a few kilobytes,
+/// and the message goes into logs and API answers.
+const MAX_MESSAGE: usize = 16 << 10;
+
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("… (truncated)");
+    }
+    message
 }

@@ -42,6 +42,23 @@ pub struct PluginVersion {
     pub uploaded_at_ms: u64,
     /// The component's exported functions.
     pub exports: Vec<String>,
+    /// Bytes outside custom sections (0 in metadata written before it was recorded).
+    #[serde(default)]
+    pub code_size: u64,
+    /// The canonical content digest (see `content.rs`; empty in older metadata).
+    #[serde(default)]
+    pub canonical: String,
+}
+
+impl PluginVersion {
+    /// The size that decides the default limits: the code, not custom sections.
+    pub fn code_bytes(&self) -> u64 {
+        if self.code_size > 0 {
+            self.code_size
+        } else {
+            self.size
+        }
+    }
 }
 
 /// Lowercase hex sha256 of `bytes`.
@@ -200,9 +217,34 @@ impl Registry {
         bytes: &[u8],
     ) -> Result<Arc<PluginVersion>, PluginError> {
         validate_name(&meta.name)?;
-        if !self.has_blob(&meta.sha256) {
-            write_atomic(&self.blob_path(&meta.sha256), bytes)?;
+        self.insert_blob(&meta.sha256, bytes)?;
+        self.insert_meta(meta)
+    }
+
+    /// Stores component bytes under their digest (if new).
+    pub fn insert_blob(&mut self, sha256: &str, bytes: &[u8]) -> Result<(), PluginError> {
+        if !is_sha256_hex(sha256) {
+            return Err(PluginError::MissingBlob(sha256.to_string()));
         }
+        if !self.has_blob(sha256) {
+            write_atomic(&self.blob_path(sha256), bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Removes bytes no version refers to; true if there were such bytes.
+    pub fn remove_orphan_blob(&mut self, sha256: &str) -> Result<bool, PluginError> {
+        if !self.has_blob(sha256) || self.list().iter().any(|m| m.sha256 == sha256) {
+            return Ok(false);
+        }
+        let blob = self.blob_path(sha256);
+        fs::remove_file(&blob).map_err(|e| PluginError::io(&blob, e))?;
+        Ok(true)
+    }
+
+    /// Stores a version's metadata (its bytes may come later: see `has_blob`).
+    pub fn insert_meta(&mut self, meta: PluginVersion) -> Result<Arc<PluginVersion>, PluginError> {
+        validate_name(&meta.name)?;
         let path = self.meta_path(&meta.name, meta.version);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|e| PluginError::io(parent, e))?;
@@ -243,7 +285,12 @@ impl Registry {
             return Ok(Vec::new());
         }
         let blob = self.blob_path(&meta.sha256);
-        fs::remove_file(&blob).map_err(|e| PluginError::io(&blob, e))?;
+        match fs::remove_file(&blob) {
+            Ok(()) => {}
+            // Metadata registered from the log whose bytes never arrived here.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(PluginError::io(&blob, e)),
+        }
         Ok(vec![meta.sha256.clone()])
     }
 }
@@ -271,6 +318,8 @@ mod tests {
             size: bytes.len() as u64,
             uploaded_at_ms: 1,
             exports: vec!["resolve".into()],
+            code_size: bytes.len() as u64,
+            canonical: sha256_hex(bytes),
         }
     }
 

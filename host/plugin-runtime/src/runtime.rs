@@ -6,7 +6,7 @@
 //! bound plugin for the duration of the call, so a bind, unbind or rollback
 //! takes effect for the next call while calls in flight finish on the version
 //! they started with. Management operations are serialized by one mutex; calls
-//! never take it.
+//! never take it. Binding management and the calls are in `live.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,16 +19,15 @@ use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use crate::binding::{Binding, BindingTable, LiveSet, LiveSlot, Target};
+use crate::binding::{Binding, BindingTable, LiveSet, Target};
 use crate::cache::{CompileCache, CompiledFrom};
+use crate::content::inspect;
 use crate::engine::{RuntimeConfig, build_engine, compatibility_hash};
 use crate::error::PluginError;
 use crate::metrics::MetricsSnapshot;
-use crate::outcome::{Outcome, default_decision, default_resolution, default_verdict};
-use crate::plugin::{BoundPlugin, HostState, IdleInstances, Limits, LoadedPlugin, linker};
-use crate::registry::{PluginVersion, Registry, sha256_hex, validate_name, write_atomic};
-use crate::types::{Change, Decision, Direction, Resolution, Stats, Verdict, Version};
-use crate::validate::validate;
+use crate::plugin::{BoundPlugin, Budget, HostState, IdleInstances, Limits, LoadedPlugin, linker};
+use crate::registry::{PluginVersion, Registry, sha256_hex, validate_name};
+use crate::validate::{Validated, validate};
 use crate::world::World;
 
 /// Whether a binding is the active one or kept for rollback.
@@ -64,6 +63,20 @@ pub struct ValidationReport {
     pub exports: Vec<String>,
     pub sha256: String,
     pub size: u64,
+    /// Bytes outside custom sections.
+    #[serde(rename = "codeSize")]
+    pub code_size: u64,
+    /// The canonical content digest (see [`inspect`](crate::inspect)).
+    pub canonical: String,
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    pub version: PluginVersion,
+    /// The latest version of the name already had this content (same canonical digest, e.g.
+    /// a rebuild of unchanged sources): it is returned and nothing was stored.
+    pub unchanged: bool,
 }
 
 /// Counters of the runtime itself.
@@ -73,6 +86,8 @@ pub struct RuntimeStats {
     pub compiled: u64,
     /// Components loaded from the on-disk compile cache.
     pub loaded_from_cache: u64,
+    /// Bytes of linear memory held by live instances (see `RuntimeConfig::memory_budget`).
+    pub instance_memory: u64,
 }
 
 /// The plugin runtime. Cheap to share (`Arc<PluginRuntime>`); every method
@@ -80,7 +95,7 @@ pub struct RuntimeStats {
 pub struct PluginRuntime {
     engine: Engine,
     linker: Linker<HostState>,
-    config: RuntimeConfig,
+    pub(crate) config: RuntimeConfig,
     dir: PathBuf,
     registry: Mutex<Registry>,
     cache: CompileCache,
@@ -88,10 +103,12 @@ pub struct PluginRuntime {
     loaded: Mutex<HashMap<(String, u32), Arc<LoadedPlugin>>>,
     /// Compiled components, by sha256 (shared by versions with the same bytes).
     components: Mutex<HashMap<String, Component>>,
-    live: ArcSwap<LiveSet>,
-    admin: Mutex<()>,
+    pub(crate) live: ArcSwap<LiveSet>,
+    pub(crate) admin: Mutex<()>,
     /// Every bound plugin's idle instances, dropped when the pool runs out of slots.
     idle: Arc<IdleInstances>,
+    /// The node-wide budget of instance memory.
+    budget: Arc<Budget>,
     stats: Mutex<RuntimeStats>,
 }
 
@@ -104,6 +121,8 @@ impl PluginRuntime {
         let linker = linker(&engine)?;
         let registry = Registry::open(&dir)?;
         let cache = CompileCache::new(&dir.join("cache"), compatibility_hash(&engine));
+        let idle: Arc<IdleInstances> = Arc::default();
+        let budget = Arc::new(Budget::new(config.memory_budget, idle.clone()));
         let runtime = PluginRuntime {
             engine,
             linker,
@@ -114,7 +133,8 @@ impl PluginRuntime {
             components: Mutex::new(HashMap::new()),
             live: ArcSwap::from_pointee(LiveSet::default()),
             admin: Mutex::new(()),
-            idle: Arc::default(),
+            idle,
+            budget,
             stats: Mutex::new(RuntimeStats::default()),
             dir,
         };
@@ -141,7 +161,7 @@ impl PluginRuntime {
         &self.dir
     }
 
-    fn bindings_path(&self) -> PathBuf {
+    pub(crate) fn bindings_path(&self) -> PathBuf {
         self.dir.join("bindings.json")
     }
 
@@ -151,50 +171,90 @@ impl PluginRuntime {
     pub fn validate(&self, bytes: &[u8]) -> Result<ValidationReport, PluginError> {
         let validated = validate(&self.engine, bytes, self.config.max_component_bytes, None)?;
         crate::plugin::type_check(&self.linker, &validated.component, validated.world)?;
-        Ok(ValidationReport {
-            world: validated.world,
-            exports: validated.exports,
-            sha256: sha256_hex(bytes),
-            size: bytes.len() as u64,
-        })
+        report(bytes, validated)
+    }
+
+    /// Validates and compiles a component and keeps its bytes and compiled code (in the
+    /// compile cache and in memory) without naming it: on a replicating node the log gives
+    /// it a name and version later ([`import`](Self::import)), and binding it then costs no
+    /// compilation. Storing the same bytes again is cheap (the compiled code is reused).
+    pub fn prepare(&self, bytes: &[u8]) -> Result<ValidationReport, PluginError> {
+        let sha256 = sha256_hex(bytes);
+        let _admin = self.admin.lock();
+        let cached = self.compiled(&sha256);
+        let fresh = cached.is_none();
+        let validated = validate(&self.engine, bytes, self.config.max_component_bytes, cached)?;
+        crate::plugin::type_check(&self.linker, &validated.component, validated.world)?;
+        self.registry.lock().insert_blob(&sha256, bytes)?;
+        if fresh {
+            self.cache.store(&sha256, &validated.component);
+            self.stats.lock().compiled += 1;
+        }
+        self.components
+            .lock()
+            .insert(sha256, validated.component.clone());
+        report(bytes, validated)
     }
 
     /// Validates, compiles and stores a component as the next version of
-    /// `name`. Uploading the bytes of the latest version again returns that
-    /// version instead of creating a new one. A failed upload changes nothing.
+    /// `name`. Uploading the content of the latest version again (the same
+    /// canonical digest: the same bytes, or a rebuild of the same sources)
+    /// returns that version instead of creating a new one. A failed upload
+    /// changes nothing.
     pub fn upload(&self, name: &str, bytes: &[u8]) -> Result<PluginVersion, PluginError> {
+        self.push(name, bytes).map(|u| u.version)
+    }
+
+    /// [`upload`](Self::upload), saying whether the content was unchanged.
+    pub fn push(&self, name: &str, bytes: &[u8]) -> Result<Uploaded, PluginError> {
         validate_name(name)?;
-        let sha256 = sha256_hex(bytes);
+        let report = self.prepare(bytes)?;
         let _admin = self.admin.lock();
-        if let Some(latest) = self.registry.lock().get(name, None)
-            && latest.sha256 == sha256
-        {
-            return Ok((*latest).clone());
-        }
-        let cached = self.cache.load_cached(&self.engine, &sha256);
-        let validated = validate(&self.engine, bytes, self.config.max_component_bytes, cached)?;
-        crate::plugin::type_check(&self.linker, &validated.component, validated.world)?;
         let mut registry = self.registry.lock();
+        if let Some(latest) = registry.get(name, None)
+            && same_content(&latest, &report)
+        {
+            if latest.sha256 != report.sha256 && registry.remove_orphan_blob(&report.sha256)? {
+                self.cache.remove(&report.sha256);
+                self.components.lock().remove(&report.sha256);
+            }
+            return Ok(Uploaded {
+                version: (*latest).clone(),
+                unchanged: true,
+            });
+        }
         let meta = PluginVersion {
             name: name.to_string(),
             version: registry.next_version(name),
-            sha256: sha256.clone(),
-            world: validated.world,
-            size: bytes.len() as u64,
+            sha256: report.sha256,
+            world: report.world,
+            size: report.size,
             uploaded_at_ms: now_ms(),
-            exports: validated.exports,
+            exports: report.exports,
+            code_size: report.code_size,
+            canonical: report.canonical,
         };
         let meta = registry.insert(meta, bytes)?;
         drop(registry);
-        self.cache.store(&sha256, &validated.component);
-        self.components.lock().insert(sha256, validated.component);
-        self.stats.lock().compiled += 1;
         tracing::info!(plugin = %meta.name, version = meta.version, sha256 = %meta.sha256, world = %meta.world, "plugin uploaded");
-        Ok((*meta).clone())
+        Ok(Uploaded {
+            version: (*meta).clone(),
+            unchanged: false,
+        })
+    }
+
+    /// Whether the latest stored version has this content: metadata written
+    /// before canonical digests were recorded compares by sha256.
+    pub fn is_unchanged(latest: &PluginVersion, sha256: &str, canonical: &str) -> bool {
+        latest.sha256 == sha256 || (!latest.canonical.is_empty() && latest.canonical == canonical)
     }
 
     /// Stores a version with metadata decided elsewhere (e.g. replicated from
-    /// another node), after checking the bytes match its digest and world.
+    /// another node), after checking the bytes match its digest and world. The
+    /// metadata may already be registered without its bytes
+    /// ([`register`](Self::register)); metadata of the same name and version
+    /// with other bytes is replaced (the log decides versions on a replicating
+    /// node).
     pub fn import(&self, meta: PluginVersion, bytes: &[u8]) -> Result<PluginVersion, PluginError> {
         validate_name(&meta.name)?;
         if sha256_hex(bytes) != meta.sha256 {
@@ -203,24 +263,60 @@ impl PluginRuntime {
                 detail: "the bytes do not match the sha256".into(),
             });
         }
-        let _admin = self.admin.lock();
-        if let Some(existing) = self.registry.lock().get(&meta.name, Some(meta.version)) {
-            return Ok((*existing).clone());
-        }
-        let cached = self.cache.load_cached(&self.engine, &meta.sha256);
-        let validated = validate(&self.engine, bytes, self.config.max_component_bytes, cached)?;
-        if validated.world != meta.world {
+        let report = self.prepare(bytes)?;
+        if report.world != meta.world {
             return Err(PluginError::WrongWorld(format!(
                 "it implements {}, but its metadata says {}",
-                validated.world, meta.world
+                report.world, meta.world
             )));
         }
-        let meta = self.registry.lock().insert(meta, bytes)?;
-        self.cache.store(&meta.sha256, &validated.component);
-        self.components
+        self.register(meta)
+    }
+
+    /// Registers a version's metadata, whether or not its bytes are here yet
+    /// (see [`has_blob`](Self::has_blob)): the listing shows it at once, and
+    /// binding it waits for the bytes. Same name and version with other bytes
+    /// replaces the metadata.
+    pub fn register(&self, meta: PluginVersion) -> Result<PluginVersion, PluginError> {
+        validate_name(&meta.name)?;
+        let _admin = self.admin.lock();
+        let mut registry = self.registry.lock();
+        if let Some(existing) = registry.get(&meta.name, Some(meta.version))
+            && existing.sha256 == meta.sha256
+        {
+            return Ok((*existing).clone());
+        }
+        self.loaded
             .lock()
-            .insert(meta.sha256.clone(), validated.component);
-        Ok((*meta).clone())
+            .remove(&(meta.name.clone(), meta.version));
+        Ok((*registry.insert_meta(meta)?).clone())
+    }
+
+    /// The compiled component for `sha256` if it is in memory or in the compile cache.
+    fn compiled(&self, sha256: &str) -> Option<Component> {
+        if let Some(c) = self.components.lock().get(sha256) {
+            return Some(c.clone());
+        }
+        let c = self.cache.load_cached(&self.engine, sha256)?;
+        self.stats.lock().loaded_from_cache += 1;
+        self.components.lock().insert(sha256.to_string(), c.clone());
+        Some(c)
+    }
+
+    /// Makes sure the component `sha256` is compiled and in memory (compiling
+    /// the stored bytes if needed), so that binding it costs no compilation.
+    /// Fails when its bytes are not stored here.
+    pub fn precompile(&self, sha256: &str) -> Result<(), PluginError> {
+        if self.compiled(sha256).is_some() {
+            return Ok(());
+        }
+        let bytes = self.registry.lock().read_blob(sha256)?;
+        self.prepare(&bytes).map(|_| ())
+    }
+
+    /// Whether the component `sha256` is compiled in memory right now.
+    pub fn is_compiled(&self, sha256: &str) -> bool {
+        self.components.lock().contains_key(sha256)
     }
 
     /// True when the component with this digest is stored here.
@@ -333,12 +429,18 @@ impl PluginRuntime {
 
     /// Counters of the runtime itself.
     pub fn stats(&self) -> RuntimeStats {
-        *self.stats.lock()
+        let mut stats = *self.stats.lock();
+        stats.instance_memory = self.budget.used() as u64;
+        stats
     }
 
     // ----- loading -------------------------------------------------------
 
-    fn find(&self, name: &str, version: Option<u32>) -> Result<Arc<PluginVersion>, PluginError> {
+    pub(crate) fn find(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Arc<PluginVersion>, PluginError> {
         self.registry
             .lock()
             .get(name, version)
@@ -354,8 +456,7 @@ impl PluginRuntime {
         if let Some(plugin) = self.loaded.lock().get(&key) {
             return Ok(plugin.clone());
         }
-        let cached = self.components.lock().get(&meta.sha256).cloned();
-        let component = match cached {
+        let component = match self.compiled(&meta.sha256) {
             Some(c) => c,
             None => {
                 let (component, from) = self.cache.load(&self.engine, &meta.sha256, || {
@@ -379,7 +480,7 @@ impl PluginRuntime {
     }
 
     /// A bound plugin for `binding`, checked against `target`'s world.
-    fn bind_plugin(
+    pub(crate) fn bind_plugin(
         &self,
         target: &Target,
         binding: Binding,
@@ -396,260 +497,34 @@ impl PluginRuntime {
             });
         }
         let plugin = self.load(&meta)?;
-        let limits = Limits::for_plugin(&self.config, &meta);
+        let limits = Limits::for_binding(&self.config, &meta, &binding);
         let bound = Arc::new(BoundPlugin::new(
             plugin,
             binding,
             limits,
-            self.idle.clone(),
+            self.budget.clone(),
         )?);
         self.idle.register(&bound);
         Ok(bound)
     }
 
-    // ----- bindings ------------------------------------------------------
-
-    /// Binds a version of `name` (the latest when `version` is `None`) to
-    /// `target` with `config`. The plugin is configured before the swap, so a
-    /// configuration it refuses fails here and the previous binding stays.
-    /// The version it replaces is kept loaded for [`rollback`](Self::rollback).
-    pub fn bind(
+    /// The binding a new bind of this version gets: this node's default limits for it.
+    pub fn new_binding(
         &self,
-        target: Target,
         name: &str,
         version: Option<u32>,
         config: &str,
     ) -> Result<Binding, PluginError> {
-        let _admin = self.admin.lock();
         let meta = self.find(name, version)?;
-        let binding = Binding {
+        let (memory_cap, fuel) = self.config.limits_for(&meta.name, meta.code_bytes());
+        Ok(Binding {
             plugin: meta.name.clone(),
             version: meta.version,
             sha256: meta.sha256.clone(),
             config: config.to_string(),
-        };
-        let bound = self.bind_plugin(&target, binding.clone())?;
-        self.swap_slot(&target, |old| LiveSlot {
-            previous: old.active.clone().or_else(|| old.previous.clone()),
-            active: Some(bound),
-        })?;
-        tracing::info!(%target, plugin = %binding.plugin, version = binding.version, "plugin bound");
-        Ok(binding)
-    }
-
-    /// Unbinds `target` (the built-in default applies again). The unbound
-    /// version is kept for [`rollback`](Self::rollback). Returns it, if any.
-    pub fn unbind(&self, target: &Target) -> Result<Option<Binding>, PluginError> {
-        let _admin = self.admin.lock();
-        let mut unbound = None;
-        self.swap_slot(target, |old| {
-            unbound = old.active.as_ref().map(|b| b.binding.clone());
-            LiveSlot {
-                previous: old.active.clone().or_else(|| old.previous.clone()),
-                active: None,
-            }
-        })?;
-        Ok(unbound)
-    }
-
-    /// Swaps `target`'s active and previous bindings: instant, since the
-    /// previous version is still loaded. Returns the now-active binding.
-    pub fn rollback(&self, target: &Target) -> Result<Binding, PluginError> {
-        let _admin = self.admin.lock();
-        let live = self.live.load();
-        let old = live.slot(target).cloned().unwrap_or_default();
-        let Some(previous) = old.previous.clone() else {
-            return Err(PluginError::NothingToRollBack(target.clone()));
-        };
-        self.swap_slot(target, |old| LiveSlot {
-            active: old.previous.clone(),
-            previous: old.active.clone(),
-        })?;
-        tracing::info!(%target, plugin = %previous.binding.plugin, version = previous.binding.version, "plugin binding rolled back");
-        Ok(previous.binding.clone())
-    }
-
-    fn swap_slot(
-        &self,
-        target: &Target,
-        change: impl FnOnce(&LiveSlot) -> LiveSlot,
-    ) -> Result<(), PluginError> {
-        let mut next = (**self.live.load()).clone();
-        let old = next.slot(target).cloned().unwrap_or_default();
-        next.set(target, change(&old));
-        self.persist(&next.table())?;
-        self.live.store(Arc::new(next));
-        Ok(())
-    }
-
-    /// The current bindings as plain data.
-    pub fn bindings(&self) -> BindingTable {
-        self.live.load().table()
-    }
-
-    /// Replaces every binding with `table` at once (at startup, or when a
-    /// replicated binding event is applied). Bindings already live are reused
-    /// with their warm instances. On error nothing changes; a binding whose
-    /// bytes are not stored here yields [`PluginError::MissingBlob`] or
-    /// [`PluginError::NotFound`], so the caller can fetch them and retry.
-    pub fn apply_bindings(&self, table: BindingTable) -> Result<(), PluginError> {
-        let _admin = self.admin.lock();
-        let current = self.live.load_full();
-        let mut existing: HashMap<&Binding, Arc<BoundPlugin>> = HashMap::new();
-        for (_, slot) in current.slots() {
-            for bound in slot.active.iter().chain(slot.previous.iter()) {
-                existing.insert(&bound.binding, bound.clone());
-            }
-        }
-        let mut next = LiveSet::default();
-        for (target, slot) in &table.slots {
-            let mut live = LiveSlot::default();
-            for (from, to) in [
-                (&slot.active, &mut live.active),
-                (&slot.previous, &mut live.previous),
-            ] {
-                if let Some(binding) = from {
-                    let bound = match existing.get(binding) {
-                        Some(b) if b.binding == *binding => b.clone(),
-                        _ => self.bind_plugin(target, binding.clone())?,
-                    };
-                    *to = Some(bound);
-                }
-            }
-            next.set(target, live);
-        }
-        drop(existing);
-        self.persist(&next.table())?;
-        self.live.store(Arc::new(next));
-        Ok(())
-    }
-
-    fn persist(&self, table: &BindingTable) -> Result<(), PluginError> {
-        if self.config.persist_bindings {
-            write_atomic(&self.bindings_path(), table.to_json().as_bytes())?;
-        }
-        Ok(())
-    }
-
-    // ----- calls ---------------------------------------------------------
-
-    fn active(&self, pick: impl FnOnce(&LiveSet) -> Option<&LiveSlot>) -> Option<Arc<BoundPlugin>> {
-        let live = self.live.load();
-        pick(&live).and_then(|slot| slot.active.clone())
-    }
-
-    /// Resolves a conflict in `collection` with its bound resolver (or the
-    /// built-in last-writer-wins when none is bound or the plugin fails).
-    pub fn resolve(
-        &self,
-        collection: &str,
-        current: &Version,
-        incoming: &Change,
-    ) -> Outcome<Resolution> {
-        match self.active(|live| live.resolvers.get(collection)) {
-            Some(bound) => bound.resolve(current, incoming),
-            None => Outcome::by_default(default_resolution(current, incoming)),
-        }
-    }
-
-    /// Runs `collection`'s filter for `direction` (or keeps the change when
-    /// none is bound or the plugin fails).
-    pub fn filter(
-        &self,
-        collection: &str,
-        direction: Direction,
-        change: &Change,
-    ) -> Outcome<Verdict> {
-        let bound = self.active(|live| match direction {
-            Direction::Outbound => live.outbound.get(collection),
-            Direction::Inbound => live.inbound.get(collection),
-        });
-        match bound {
-            Some(bound) => bound.filter(direction, change),
-            None => Outcome::by_default(default_verdict()),
-        }
-    }
-
-    /// Asks the node's snapshot policy (or answers "no" when none is bound or
-    /// the plugin fails).
-    pub fn decide(&self, stats: Stats) -> Outcome<Decision> {
-        match self.active(|live| Some(&live.snapshot)) {
-            Some(bound) => bound.decide(stats),
-            None => Outcome::by_default(default_decision()),
-        }
-    }
-
-    /// True when `collection` has an active filter for `direction` (lets the
-    /// caller skip building a `Change` when nothing would look at it).
-    pub fn has_filter(&self, collection: &str, direction: Direction) -> bool {
-        let live = self.live.load();
-        let map = match direction {
-            Direction::Outbound => &live.outbound,
-            Direction::Inbound => &live.inbound,
-        };
-        map.get(collection).is_some_and(|s| s.active.is_some())
-    }
-
-    // ----- dry runs --------------------------------------------------------
-
-    fn dry_run_plugin(
-        &self,
-        name: &str,
-        version: Option<u32>,
-        config: &str,
-        target: Target,
-    ) -> Result<Arc<BoundPlugin>, PluginError> {
-        let meta = self.find(name, version)?;
-        let binding = Binding {
-            plugin: meta.name.clone(),
-            version: meta.version,
-            sha256: meta.sha256.clone(),
-            config: config.to_string(),
-        };
-        self.bind_plugin(&target, binding)
-    }
-
-    /// Runs a resolver that need not be bound (`POST /api/plugins/{name}/resolve`).
-    pub fn dry_run_resolve(
-        &self,
-        name: &str,
-        version: Option<u32>,
-        config: &str,
-        current: &Version,
-        incoming: &Change,
-    ) -> Result<Outcome<Resolution>, PluginError> {
-        let target = Target::Resolver(incoming.collection.clone());
-        let bound = self.dry_run_plugin(name, version, config, target)?;
-        Ok(bound.resolve(current, incoming))
-    }
-
-    /// Runs a filter that need not be bound.
-    pub fn dry_run_filter(
-        &self,
-        name: &str,
-        version: Option<u32>,
-        config: &str,
-        direction: Direction,
-        change: &Change,
-    ) -> Result<Outcome<Verdict>, PluginError> {
-        let target = match direction {
-            Direction::Outbound => Target::OutboundFilter(change.collection.clone()),
-            Direction::Inbound => Target::InboundFilter(change.collection.clone()),
-        };
-        let bound = self.dry_run_plugin(name, version, config, target)?;
-        Ok(bound.filter(direction, change))
-    }
-
-    /// Runs a snapshot policy that need not be bound.
-    pub fn dry_run_decide(
-        &self,
-        name: &str,
-        version: Option<u32>,
-        config: &str,
-        stats: Stats,
-    ) -> Result<Outcome<Decision>, PluginError> {
-        let bound = self.dry_run_plugin(name, version, config, Target::SnapshotPolicy)?;
-        Ok(bound.decide(stats))
+            fuel: Some(fuel),
+            memory_cap: Some(memory_cap as u64),
+        })
     }
 }
 
@@ -680,4 +555,20 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+fn report(bytes: &[u8], validated: Validated) -> Result<ValidationReport, PluginError> {
+    let content = inspect(bytes).map_err(PluginError::InvalidComponent)?;
+    Ok(ValidationReport {
+        world: validated.world,
+        exports: validated.exports,
+        sha256: sha256_hex(bytes),
+        size: bytes.len() as u64,
+        code_size: content.code_size,
+        canonical: content.canonical,
+    })
+}
+
+fn same_content(latest: &PluginVersion, report: &ValidationReport) -> bool {
+    PluginRuntime::is_unchanged(latest, &report.sha256, &report.canonical)
 }

@@ -9,7 +9,7 @@ use crate::error::PluginError;
 use crate::world::World;
 
 /// The only import a plugin may have: the type-only `types` interface.
-const ALLOWED_IMPORT: &str = "syncbase:plugin/types@0.1.0";
+const ALLOWED_IMPORT: &str = "syncbase:plugin/types@0.2.0";
 
 const WASI_HINT: &str = ". Rust: build for wasm32-unknown-unknown with `scripts/build-plugin` \
     (not wasm32-wasip1/p2); Python: pass `--stub-wasi` to componentize-py; JavaScript: pass \

@@ -1,4 +1,4 @@
-//! The worlds of the `syncbase:plugin@0.1.0` package, as the host sees them.
+//! The worlds of the `syncbase:plugin@0.2.0` package, as the host sees them.
 
 use std::fmt;
 

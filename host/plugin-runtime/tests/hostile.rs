@@ -191,12 +191,52 @@ fn endless_recursion_overflows_the_stack() {
 
 #[test]
 fn a_malformed_merged_record_is_rejected() {
-    // Answer `merged("{\"broken\": ")`: the variant at 32 (case 2, then the
-    // string's pointer and length), the text at 64.
+    // Answer `ok(merged("{\"broken\": "))`: the result at 32 (case 0 = ok), the
+    // resolution at 36 (case 2, then the string's pointer and length), the text at 64.
     assert_fails_with(
         "(i32.const 32)",
-        r#"(data (i32.const 32) "\02\00\00\00\40\00\00\00\0b\00\00\00")
+        r#"(data (i32.const 32) "\00\00\00\00\02\00\00\00\40\00\00\00\0b\00\00\00")
            (data (i32.const 64) "{\"broken\": ")"#,
         |f| matches!(f, CallFailure::Malformed(m) if m.contains("merged record")),
+    );
+}
+
+#[test]
+fn an_error_the_plugin_returns_is_its_message() {
+    // Answer `err("no such field")`: the result at 32 (case 1, then the string's pointer
+    // and length), the text at 64. An error leaves a usable instance, so this resolver's
+    // one instance serves all three calls.
+    let (_dir, rt) = small_runtime();
+    rt.upload(
+        "hostile",
+        &hostile_resolver(
+            "(i32.const 32)",
+            r#"(data (i32.const 32) "\01\00\00\00\40\00\00\00\0d\00\00\00")
+               (data (i32.const 64) "no such field")"#,
+        ),
+    )
+    .expect("upload");
+    rt.bind(Target::Resolver("posts".into()), "hostile", None, "")
+        .expect("bind");
+    let current = version(Some(record_json("a", 1)), 10, "n1");
+    for hlc in [11, 9, 12] {
+        let incoming = change(Op::Update, Some(record_json("b", 1)), None, hlc, "n2");
+        let out = rt.resolve("posts", &current, &incoming);
+        assert_eq!(
+            out.failure(),
+            Some(&CallFailure::Raised("no such field".into()))
+        );
+        let lww = if hlc > 10 {
+            Resolution::TakeIncoming
+        } else {
+            Resolution::KeepCurrent
+        };
+        assert_eq!(out.value, lww, "the built-in default applies");
+    }
+    let m = rt.metrics("hostile", 1).expect("metrics");
+    assert_eq!((m.calls, m.raised, m.instantiations), (3, 3, 1), "{m:?}");
+    assert_eq!(
+        CallFailure::Raised("no such field".into()).to_string(),
+        "raised an error: no such field"
     );
 }

@@ -78,16 +78,19 @@ fn a_swap_applies_to_the_next_call_while_a_call_in_flight_finishes_on_the_old_ve
     assert_eq!(slot.active.map(|b| b.version), Some(2));
     assert_eq!(slot.previous.map(|b| b.version), Some(1));
 
-    // Rollback is instant: v1 is still loaded and configured.
+    // Rollback is instant: v1's code is still loaded (its instances were freed while it was
+    // only kept for rollback, so its first call makes one).
     let instances_before = rt.metrics("policy", 1).expect("v1 metrics").instantiations;
+    let compiled_before = rt.stats().compiled;
     assert_eq!(rt.rollback(&target).expect("rollback").version, 1);
     let out = rt.resolve("posts", &current, &later);
     assert_eq!(decided_by(&out.decided_by), Some(("policy".into(), 1)));
     assert_eq!(
         rt.metrics("policy", 1).expect("v1 metrics").instantiations,
-        instances_before,
-        "rolling back reused the loaded, warm version"
+        instances_before + 1,
+        "one fresh instance, from the loaded code"
     );
+    assert_eq!(rt.stats().compiled, compiled_before, "nothing recompiled");
     // And forward again.
     assert_eq!(rt.rollback(&target).expect("roll forward").version, 2);
 }
@@ -228,6 +231,8 @@ fn a_binding_table_naming_unknown_bytes_changes_nothing() {
                 version: 1,
                 sha256: "00".repeat(32),
                 config: String::new(),
+                fuel: None,
+                memory_cap: None,
             }),
             previous: None,
         },

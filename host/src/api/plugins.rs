@@ -16,11 +16,30 @@ use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
 use crate::access::Auth;
 use crate::plugins::{
-    ErrorKind, PluginError, Target, change_from_json, decided_by_json, resolution_json,
-    version_from_json,
+    ErrorKind, PluginError, Resolution, Target, change_from_json, decided_by_json,
+    default_resolution, resolution_json, version_from_json,
 };
 
-fn plugin_error(e: PluginError) -> ApiError {
+#[path = "plugins_cluster.rs"]
+mod cluster;
+
+/// How long a bind waits for every node to have the plugin compiled: `"wait"` seconds in the
+/// body (default `--plugin-ready-timeout`), or `"force": true` to publish without waiting.
+fn ready_wait(body: &Value) -> ApiResult<Option<cluster::Ready>> {
+    if body.get("force").and_then(Value::as_bool) == Some(true) {
+        return Ok(Some(cluster::Ready::Force));
+    }
+    match body.get("wait") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .filter(|s| *s >= 0.0 && s.is_finite())
+            .map(|s| Some(cluster::Ready::Wait(std::time::Duration::from_secs_f64(s))))
+            .ok_or_else(|| ApiError::bad_request("`wait` must be a number of seconds.")),
+    }
+}
+
+pub(super) fn plugin_error(e: PluginError) -> ApiError {
     let status = match e.kind() {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
@@ -96,17 +115,26 @@ pub async fn upload(
     let name = name
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("A plugin `name` is required."))?;
-    let meta = st
+    if let Some(sync) = st.sync.clone() {
+        return cluster::upload(&st, &sync, name, bytes).await.map(Json);
+    }
+    let pushed = st
         .plugins
-        .blocking(move |rt| rt.upload(&name, &bytes))
+        .blocking(move |rt| rt.push(&name, &bytes))
         .await
         .map_err(plugin_error)?;
-    Ok(Json(serde_json::to_value(meta).unwrap_or_default()))
+    let mut out = serde_json::to_value(pushed.version).unwrap_or_default();
+    out["unchanged"] = json!(pushed.unchanged);
+    Ok(Json(out))
 }
 
 pub async fn list(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
-    let items = st.plugins.runtime.list();
+    let mut items = serde_json::to_value(st.plugins.runtime.list()).unwrap_or_default();
+    name_collections(&st, &mut items);
+    if let Some(sync) = &st.sync {
+        cluster::add_nodes(sync, &mut items);
+    }
     Ok(Json(json!({"items": items})))
 }
 
@@ -117,7 +145,34 @@ pub async fn show(
 ) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
     let versions = st.plugins.runtime.show(&name).map_err(plugin_error)?;
+    let mut versions = serde_json::to_value(versions).unwrap_or_default();
+    name_collections(&st, &mut versions);
     Ok(Json(json!({"name": name, "versions": versions})))
+}
+
+/// Bindings name collections by id (which a rename keeps); answers also give each target's
+/// current collection name, as `collectionName`, wherever a target appears in `v`.
+fn name_collections(st: &AppState, v: &mut Value) {
+    let schema = st.store.schema();
+    fn walk(v: &mut Value, schema: &crate::store::Schema) {
+        match v {
+            Value::Object(map) => {
+                if map.contains_key("role")
+                    && let Some(id) = map.get("collection").and_then(Value::as_str)
+                    && let Some(c) = schema.get(id)
+                {
+                    let name = c.name.clone();
+                    map.insert("collectionName".into(), Value::String(name));
+                }
+                for child in map.values_mut() {
+                    walk(child, schema);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, schema)),
+            _ => {}
+        }
+    }
+    walk(v, &schema);
 }
 
 pub async fn delete(
@@ -134,6 +189,10 @@ pub async fn delete(
         ),
         None => None,
     };
+    if let Some(sync) = st.sync.clone() {
+        cluster::delete(&st, &sync, &name, version).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     st.plugins
         .blocking(move |rt| rt.delete(&name, version))
         .await
@@ -144,23 +203,38 @@ pub async fn delete(
 pub async fn bindings(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
     let table = st.plugins.runtime.bindings().to_json();
-    Ok(Json(serde_json::from_str(&table).unwrap_or_default()))
+    let mut v = serde_json::from_str(&table).unwrap_or_default();
+    name_collections(&st, &mut v);
+    Ok(Json(v))
 }
 
-/// The binding target named by `{"as": role, "collection": name}`; the collection must exist
-/// and is stored by name.
+/// The binding target named by `{"as": role, "collection": name or id}`; the collection must
+/// exist, and the target names it by id (so a rename keeps the binding).
 fn target(st: &AppState, body: &Value) -> ApiResult<Target> {
     let role = body.get("as").and_then(Value::as_str).unwrap_or_default();
     let coll = body.get("collection").and_then(Value::as_str);
     let target = Target::parse(role, coll).map_err(plugin_error)?;
     if let Some(c) = target.collection() {
+        if c.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "A {} is bound to a collection: give `collection`.",
+                target.role()
+            )));
+        }
         let schema = st.store.schema();
         let found = schema.get(c).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("Unknown collection {c:?}."))
         })?;
-        return Target::parse(role, Some(&found.name)).map_err(plugin_error);
+        return Ok(target.with_collection(&found.id));
     }
     Ok(target)
+}
+
+/// A target as answers show it: the role, the collection's id and its current name.
+fn target_json(st: &AppState, target: &Target) -> Value {
+    let mut v = json!(target);
+    name_collections(st, &mut v);
+    v
 }
 
 pub async fn bind(
@@ -181,25 +255,17 @@ pub async fn bind(
         Some(other) => other.to_string(),
     };
     if st.sync.is_some() {
-        let meta = st
+        // The binding carries this node's default limits for the plugin: every node runs it
+        // under them, whatever its own flags.
+        let binding = st
             .plugins
             .runtime
-            .show(&name)
-            .map_err(plugin_error)?
-            .into_iter()
-            .map(|p| p.version)
-            .filter(|v| version.is_none_or(|want| v.version == want))
-            .max_by_key(|v| v.version)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("Unknown plugin version {name}."),
-                )
-            })?;
-        replicate_binding(&st, &target, Some((&meta.name, &meta.sha256, &config))).await?;
+            .new_binding(&name, version, &config)
+            .map_err(plugin_error)?;
+        cluster::bind(&st, &target, Some(&binding), ready_wait(&body)?).await?;
         let binding = st.plugins.runtime.bindings().slots.get(&target).cloned();
         return Ok(Json(
-            json!({"target": target, "binding": binding.and_then(|s| s.active)}),
+            json!({"target": target_json(&st, &target), "binding": binding.and_then(|s| s.active)}),
         ));
     }
     let t2 = target.clone();
@@ -208,7 +274,9 @@ pub async fn bind(
         .blocking(move |rt| rt.bind(t2, &name, version, &config))
         .await
         .map_err(plugin_error)?;
-    Ok(Json(json!({"target": target, "binding": binding})))
+    Ok(Json(
+        json!({"target": target_json(&st, &target), "binding": binding}),
+    ))
 }
 
 pub async fn unbind(
@@ -220,9 +288,9 @@ pub async fn unbind(
     let target = target(&st, &body)?;
     if st.sync.is_some() {
         let old = st.plugins.runtime.bindings().slots.get(&target).cloned();
-        replicate_binding(&st, &target, None).await?;
+        cluster::bind(&st, &target, None, None).await?;
         return Ok(Json(
-            json!({"target": target, "unbound": old.and_then(|s| s.active)}),
+            json!({"target": target_json(&st, &target), "unbound": old.and_then(|s| s.active)}),
         ));
     }
     let t2 = target.clone();
@@ -231,7 +299,9 @@ pub async fn unbind(
         .blocking(move |rt| rt.unbind(&t2))
         .await
         .map_err(plugin_error)?;
-    Ok(Json(json!({"target": target, "unbound": old})))
+    Ok(Json(
+        json!({"target": target_json(&st, &target), "unbound": old}),
+    ))
 }
 
 pub async fn rollback(
@@ -251,15 +321,10 @@ pub async fn rollback(
             .get(&target)
             .and_then(|s| s.previous.clone())
             .ok_or_else(|| plugin_error(PluginError::NothingToRollBack(target.clone())))?;
-        let p = (
-            previous.plugin.as_str(),
-            previous.sha256.as_str(),
-            previous.config.as_str(),
-        );
-        replicate_binding(&st, &target, Some(p)).await?;
+        cluster::bind(&st, &target, Some(&previous), ready_wait(&body)?).await?;
         let now = st.plugins.runtime.bindings().slots.get(&target).cloned();
         return Ok(Json(
-            json!({"target": target, "binding": now.and_then(|s| s.active)}),
+            json!({"target": target_json(&st, &target), "binding": now.and_then(|s| s.active)}),
         ));
     }
     let t2 = target.clone();
@@ -268,11 +333,15 @@ pub async fn rollback(
         .blocking(move |rt| rt.rollback(&t2))
         .await
         .map_err(plugin_error)?;
-    Ok(Json(json!({"target": target, "binding": active})))
+    Ok(Json(
+        json!({"target": target_json(&st, &target), "binding": active}),
+    ))
 }
 
 /// `POST /api/plugins/{name}/resolve`: runs the plugin's resolver on the given versions
-/// without binding it, so authors can try a policy against a running node.
+/// without binding it, so authors can try a policy against a running node. A merged record is
+/// checked against the collection's schema exactly as the fold checks it (when the collection
+/// exists here), so the answer is what a real conflict would store.
 pub async fn dry_run_resolve(
     State(st): State<AppState>,
     auth: Auth,
@@ -280,27 +349,75 @@ pub async fn dry_run_resolve(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
-    let current = version_from_json(body.get("current").unwrap_or(&Value::Null))
+    let version = match body.get("version") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| ApiError::bad_request("`version` must be a version number."))?,
+        ),
+    };
+    // The plugin first: an unknown plugin is a 404 whatever the body holds.
+    let meta = st
+        .plugins
+        .runtime
+        .show(&name)
+        .map_err(plugin_error)?
+        .into_iter()
+        .map(|p| p.version)
+        .filter(|v| version.is_none_or(|want| v.version == want))
+        .max_by_key(|v| v.version)
+        .ok_or_else(|| {
+            plugin_error(PluginError::NotFound {
+                name: name.clone(),
+                version,
+            })
+        })?;
+    let part = |key: &str| {
+        body.get(key)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| ApiError::bad_request(format!("`{key}` is required.")))
+    };
+    let current = version_from_json(part("current")?)
         .map_err(|e| ApiError::bad_request(format!("current: {e}.")))?;
-    let incoming = change_from_json(body.get("incoming").unwrap_or(&Value::Null))
+    let incoming = change_from_json(part("incoming")?)
         .map_err(|e| ApiError::bad_request(format!("incoming: {e}.")))?;
-    let version = body
-        .get("version")
-        .and_then(Value::as_u64)
-        .map(|v| v as u32);
-    let config = body
-        .get("config")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let config = match body.get("config") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let collection = st.store.schema().get(&incoming.collection).cloned();
+    let (current2, incoming2) = (current.clone(), incoming.clone());
+    let v = meta.version;
     let outcome = st
         .plugins
-        .blocking(move |rt| rt.dry_run_resolve(&name, version, &config, &current, &incoming))
+        .blocking(move |rt| rt.dry_run_resolve(&name, Some(v), &config, &current2, &incoming2))
         .await
         .map_err(plugin_error)?;
-    Ok(Json(
-        json!({"resolution": resolution_json(&outcome.value), "decidedBy": decided_by_json(&outcome.decided_by)}),
-    ))
+    let mut resolution = resolution_json(&outcome.value);
+    let mut decided_by = decided_by_json(&outcome.decided_by);
+    if let (Resolution::Merged(text), Some(c)) = (&outcome.value, &collection) {
+        let checked = serde_json::from_str::<crate::store::Record>(text)
+            .map_err(|e| e.to_string())
+            .and_then(|rec| crate::store::merged::check(c, &incoming.id, &rec));
+        match checked {
+            Ok(stored) => resolution = json!({"merged": stored}),
+            Err(reason) => {
+                resolution = resolution_json(&default_resolution(&current, &incoming));
+                decided_by = json!({
+                    "by": "fallback", "plugin": meta.name, "version": meta.version,
+                    "failure": "invalid-merge",
+                    "detail": format!("the merged record does not fit collection {:?}: {reason}", c.name),
+                });
+            }
+        }
+    }
+    Ok(Json(json!({
+        "resolution": resolution,
+        "decidedBy": decided_by,
+        "schemaChecked": collection.is_some(),
+    })))
 }
 
 /// `GET /api/plugins/outbound[?limit=N]`: what the outbound stage let out most recently (the
@@ -327,64 +444,4 @@ pub async fn outbound(
         "maxBytes": log.max_bytes(),
         "items": log.recent(limit),
     })))
-}
-
-/// On a replicating node a binding change is an event in the log: the plugin's bytes go to
-/// the object store first, then the event, and the answer waits until this node has switched
-/// at the event's position (as every node does).
-async fn replicate_binding(
-    st: &AppState,
-    target: &Target,
-    plugin: Option<(&str, &str, &str)>,
-) -> ApiResult<()> {
-    let Some(sync) = st.sync.clone() else {
-        return Ok(());
-    };
-    if let Some((_, sha, _)) = plugin {
-        let bytes = st.plugins.runtime.blob(sha).map_err(plugin_error)?;
-        let objects = tokio::time::timeout(sync.config().wait_timeout, sync.objects())
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The replication log is not reachable; plugin bindings need it.",
-                )
-            })?;
-        objects.put(&bytes).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("Storing the plugin failed: {e}"),
-            )
-        })?;
-    }
-    let data = crate::sync::binding_data(target, plugin);
-    let coll = crate::replication::CollectionRef {
-        id: String::new(),
-        name: target.collection().unwrap_or_default().to_string(),
-    };
-    let (seq, event_id) = st
-        .store
-        .write(move |ctx| {
-            let hooks = ctx
-                .sync_hooks()
-                .ok_or_else(|| crate::store::StoreError::Internal("no replication".into()))?;
-            let event = crate::store::sync::schema_event(
-                hooks,
-                crate::replication::EventKind::PluginBinding,
-                coll,
-                data,
-            );
-            let seq = ctx.enqueue(&event)?;
-            Ok((seq, event.id.to_string()))
-        })
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to bind the plugin."))?;
-    sync.wait_applied(seq, Some(event_id))
-        .await
-        .map_err(|e| match e {
-            crate::sync::WaitError::Refused(reason) => {
-                ApiError::bad_request(format!("The binding was refused: {reason}"))
-            }
-            other => ApiError::new(StatusCode::GATEWAY_TIMEOUT, other.to_string()),
-        })
 }

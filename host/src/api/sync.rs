@@ -95,6 +95,12 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         Some(sync) => crate::sync::metrics_text(sync).await,
         None => String::new(),
     };
+    body.push_str(&crate::plugins::metrics::render(
+        &st.plugins.runtime,
+        &st.plugins.counters,
+        &st.store.schema(),
+        st.plugins.node_id(),
+    ));
     body.push_str(&st.rooms.metrics_text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
@@ -160,11 +166,22 @@ where
     F: FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
 {
     let Some(sync) = &st.sync else {
-        return st
+        let out = st
             .store
             .write(f)
             .await
-            .map_err(|e| ApiError::from_store(e, action));
+            .map_err(|e| ApiError::from_store(e, action))?;
+        if matches!(
+            kind,
+            EventKind::CollectionDelete | EventKind::CollectionImport
+        ) {
+            // A deleted collection's plugin bindings go with it (a replicating node does
+            // this in the fold, at the event's position).
+            if let Err(e) = st.plugins.reconcile(st.store.schema()).await {
+                tracing::error!(error = %e, "removing a deleted collection's plugin bindings failed");
+            }
+        }
+        return Ok(out);
     };
     let (out, seq, event_id) = st
         .store

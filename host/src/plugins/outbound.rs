@@ -242,7 +242,7 @@ pub async fn run_outbound(store: Store, plugins: Plugins) {
         let filtered = outbound.iter().any(|c| {
             plugins
                 .runtime
-                .has_filter(&c.collection.name, Direction::Outbound)
+                .has_filter(&c.collection.id, Direction::Outbound)
         });
         let max = plugins.outbound.max_bytes();
         if !filtered {
@@ -265,7 +265,9 @@ pub async fn run_outbound(store: Store, plugins: Plugins) {
                 let hlc = (chrono::Utc::now().timestamp_millis().max(0) as u64) << 16;
                 let event_id = new_event_id();
                 let wit = p.wit_change(change, hlc);
-                let outcome = p.runtime.filter(&wit.collection, Direction::Outbound, &wit);
+                let outcome = p
+                    .runtime
+                    .filter(&change.collection.id, Direction::Outbound, &wit);
                 if outcome.failure().is_some() {
                     p.outbound.failures.fetch_add(1, Ordering::Relaxed);
                 }

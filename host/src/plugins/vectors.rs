@@ -72,7 +72,9 @@ impl Report {
             if r.failure.is_empty() {
                 out.push_str(&format!("ok    {}\n", r.name));
             } else {
-                out.push_str(&format!("FAIL  {}\n      {}\n", r.name, r.failure));
+                // A failure may be a traceback: every line of it is indented.
+                let detail = r.failure.replace('\n', "\n      ");
+                out.push_str(&format!("FAIL  {}\n      {detail}\n", r.name));
             }
         }
         out.push_str(&format!(

@@ -126,10 +126,14 @@ pub enum EventKind {
     /// A resolver/filter plugin bound to (or unbound from) a collection; `data` names the
     /// plugin by sha256 so nodes fetch the bytes from the object store first.
     PluginBinding = 8,
+    /// A plugin version registered (uploaded) or deleted cluster-wide; `data` holds
+    /// `{"op": "upload", name, sha256, ...metadata}` or `{"op": "delete", name, version?}`.
+    /// The fold numbers versions, so every node lists the same versions.
+    PluginRegistry = 9,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::RecordCreate,
         EventKind::RecordUpdate,
         EventKind::RecordDelete,
@@ -138,6 +142,7 @@ impl EventKind {
         EventKind::CollectionDelete,
         EventKind::CollectionImport,
         EventKind::PluginBinding,
+        EventKind::PluginRegistry,
     ];
 
     pub fn from_u8(b: u8) -> Option<EventKind> {

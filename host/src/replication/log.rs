@@ -614,6 +614,11 @@ impl Log {
     pub async fn file_objects(&self) -> Result<super::FileObjects, LogError> {
         super::FileObjects::open(self).await
     }
+
+    /// The cluster's presence bucket (nodes and the plugins each has compiled).
+    pub async fn presence(&self, ttl: Duration) -> Result<super::presence::Presence, LogError> {
+        super::presence::Presence::open(self, ttl).await
+    }
 }
 
 /// One node's place in the log, from its durable consumer.

@@ -67,6 +67,7 @@ pub mod files;
 pub mod hlc;
 pub mod log;
 pub mod objects;
+pub mod presence;
 pub mod rooms;
 pub mod snapshots;
 
@@ -79,5 +80,6 @@ pub use log::{
     StreamPeer, StreamState, connect,
 };
 pub use objects::{PluginObjects, sha256_hex};
+pub use presence::{NodeState, Presence};
 pub use rooms::{Appended, HistoryEntry, LeaseEntry, RoomLog, RoomLogOptions};
 pub use snapshots::{Progress, SnapshotStore, Stored, StreamUsage};

@@ -16,6 +16,7 @@ pub mod files;
 pub mod installer;
 pub mod logs;
 pub mod mails;
+pub mod merged;
 pub mod pocketbase;
 mod readers;
 pub mod records;

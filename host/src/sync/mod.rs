@@ -17,6 +17,7 @@
 
 mod files;
 mod health;
+mod plugins;
 mod policy;
 mod snapshots;
 mod status;
@@ -32,6 +33,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
 pub use health::{GRACE, LastError, Part};
+pub use plugins::{ClusterPlugins, NotReady};
 pub use policy::{PluginPolicy, binding_data};
 pub use snapshots::{Phase, READY_LAG};
 pub use status::{hashes, metrics_text, snapshots_json, status_json};
@@ -65,6 +67,8 @@ pub struct SyncConfig {
     pub apply_batch: usize,
     /// How long `?sync=published|applied` waits before answering 504.
     pub wait_timeout: Duration,
+    /// How long a bind waits for every node to have the plugin compiled.
+    pub plugin_ready_timeout: Duration,
     /// How long a snapshot claim lives without renewal (another node takes over after it).
     pub claim_ttl: Duration,
 }
@@ -113,6 +117,8 @@ struct Inner {
     counters: Counters,
     started: Instant,
     stop: Notify,
+    /// Prefetching, presence and readiness of plugins (`plugins.rs`).
+    cluster_plugins: ClusterPlugins,
     /// Snapshots: taking them when due, and bootstrapping from them.
     snapshots: crate::snapshot::Snapshots,
     /// Where the node stands: connecting, bootstrapping, consuming the log.
@@ -192,15 +198,27 @@ impl Sync {
             .read_raw(crate::store::sync::folded_bindings)
             .await
             .map_err(|e| e.to_string())?;
-        let mut table = match text {
+        let table = match text {
             Some(t) => crate::plugins::BindingTable::from_json(&t).map_err(|e| e.to_string())?,
             None => crate::plugins::BindingTable::default(),
         };
-        // Version numbers are each registry's own (a table from a snapshot was another
-        // node's): a binding names its bytes by sha256, and that decides the local version.
+        // Tables folded before bindings were keyed by collection id name collections.
+        let (mut table, _) = crate::plugins::reconcile_bindings(table, &store.schema());
+        // Version numbers are each registry's own (a table from a snapshot may have been another
+        // node's, and bindings folded before the log numbered versions were): a binding names
+        // its bytes by sha256, and where its (name, version) does not name those bytes here,
+        // that decides the local version.
         let local = plugins.runtime.list();
         for slot in table.slots.values_mut() {
             for b in [&mut slot.active, &mut slot.previous].into_iter().flatten() {
+                let exact = local.iter().any(|p| {
+                    p.version.name == b.plugin
+                        && p.version.version == b.version
+                        && p.version.sha256 == b.sha256
+                });
+                if exact {
+                    continue;
+                }
                 if let Some(p) = local
                     .iter()
                     .find(|p| p.version.sha256 == b.sha256 && p.version.name == b.plugin)
@@ -255,6 +273,7 @@ impl Sync {
                 counters: Counters::default(),
                 started: Instant::now(),
                 stop: Notify::new(),
+                cluster_plugins: ClusterPlugins::default(),
                 snapshots,
                 phase: Mutex::new(Phase::Connecting),
                 boot_progress: crate::replication::Progress::new(),
@@ -270,6 +289,7 @@ impl Sync {
         tokio::spawn(async move { s.apply_loop().await });
         let s = sync.clone();
         tokio::spawn(async move { s.gc_loop().await });
+        tokio::spawn(async move { s.plugin_loop().await });
         sync
     }
 
@@ -735,55 +755,6 @@ impl Sync {
             .await
     }
 
-    /// Makes sure the bytes of plugins bound in this batch are in the local registry before
-    /// the fold reaches their binding event: a node never resolves with the wrong policy.
-    async fn prepare_plugins(&self, batch: &[Delivery]) {
-        for d in batch {
-            let Ok(event) = &d.event else { continue };
-            if event.kind != crate::replication::EventKind::PluginBinding {
-                continue;
-            }
-            let Some((name, sha)) = policy::binding_plugin(event) else {
-                continue;
-            };
-            if self
-                .inner
-                .plugins
-                .runtime
-                .list()
-                .iter()
-                .any(|p| p.version.sha256 == sha)
-            {
-                continue;
-            }
-            let objects = self.objects().await;
-            let mut delay = Duration::from_millis(100);
-            let bytes = loop {
-                match objects.get(&sha).await {
-                    Ok(Some(b)) => break b,
-                    Ok(None) => {
-                        tracing::warn!(%sha, "plugin bytes not in the object store yet; waiting")
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, %sha, "fetching plugin bytes failed; retrying")
-                    }
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            };
-            let name = name.to_string();
-            if let Err(e) = self
-                .inner
-                .plugins
-                .blocking(move |rt| rt.upload(&name, &bytes))
-                .await
-            {
-                // The binding event will fail identically everywhere: the bytes are the same.
-                tracing::warn!(error = %e, %sha, "replicated plugin does not load");
-            }
-        }
-    }
-
     async fn fold(&self, mut batch: Vec<Delivery>) -> Folded {
         let applied = self.inner.counters.applied_seq.load(Ordering::Relaxed);
         if let Some(first) = batch.first()
@@ -826,6 +797,13 @@ impl Sync {
         while start < delivered.len() {
             let report = self.fold_part(&delivered, start).await;
             start += report.consumed.max(1);
+            if report.registry_changed {
+                // Before anyone waiting for this fold is answered: the runtime lists what the
+                // log registered (and forgets what it deleted); the prefetch task fetches the
+                // bytes.
+                self.sync_registry().await;
+                self.plugins_changed();
+            }
             self.inner.health.ok(Part::Apply);
             let c = &self.inner.counters;
             c.applied.fetch_add(report.applied, Ordering::Relaxed);

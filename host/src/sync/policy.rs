@@ -8,13 +8,13 @@ use syncbase_plugin_runtime::types::{
     Change as WitChange, Direction, Op as WitOp, Resolution, Stats, Verdict, Version,
 };
 
-use crate::plugins::{DecidedBy, OutboundEvent, Plugins, Target};
+use crate::plugins::{Binding, DecidedBy, OutboundEvent, Plugins, Target};
 use crate::replication::{Event, EventKind};
-use crate::store::Collection;
 use crate::store::StoreError;
 use crate::store::records::Record;
 use crate::store::snapshot::stats::{SnapshotDecision, SnapshotStats, builtin_decision};
 use crate::store::sync::{Current, Filtered, Policy, Resolved, json_text};
+use crate::store::{Collection, Schema};
 
 /// Resolvers and filters from the plugin runtime.
 pub struct PluginPolicy {
@@ -33,11 +33,11 @@ impl PluginPolicy {
         event: &Event,
     ) -> Result<Filtered, StoreError> {
         // Most collections have no filter: no WIT conversion (a JSON encoding of the record).
-        if !self.plugins.runtime.has_filter(&c.name, direction) {
+        if !self.plugins.runtime.has_filter(&c.id, direction) {
             return Ok(Filtered::Keep);
         }
-        let change = wit_change(event);
-        let out = self.plugins.runtime.filter(&c.name, direction, &change);
+        let change = wit_change(c, event);
+        let out = self.plugins.runtime.filter(&c.id, direction, &change);
         node_fault(&out.decided_by)?;
         if direction == Direction::Outbound && out.failure().is_some() {
             self.plugins
@@ -70,14 +70,16 @@ fn node_fault(d: &DecidedBy) -> Result<(), StoreError> {
     }
 }
 
-fn wit_change(event: &Event) -> WitChange {
+/// The change a plugin sees: the collection by its current name (bindings follow the id, so
+/// a renamed collection's plugins see the new name).
+fn wit_change(c: &Collection, event: &Event) -> WitChange {
     WitChange {
         op: match event.kind {
             EventKind::RecordCreate => WitOp::Create,
             EventKind::RecordDelete => WitOp::Delete,
             _ => WitOp::Update,
         },
-        collection: event.collection.name.clone(),
+        collection: c.name.clone(),
         id: event.record_id.clone().unwrap_or_default(),
         data: (event.kind != EventKind::RecordDelete)
             .then(|| event.data.as_ref().map(json_text))
@@ -142,10 +144,11 @@ impl Policy for PluginPolicy {
             hlc: current.hlc,
             origin: current.origin.clone(),
         };
+        self.plugins.counters.conflict(&c.id);
         let out = self
             .plugins
             .runtime
-            .resolve(&c.name, &version, &wit_change(incoming));
+            .resolve(&c.id, &version, &wit_change(c, incoming));
         node_fault(&out.decided_by)?;
         let by = label(&out.decided_by);
         let resolved = match out.value {
@@ -190,7 +193,7 @@ impl Policy for PluginPolicy {
         })
     }
 
-    fn bind(&self, event: &Event) -> Result<Result<(), String>, StoreError> {
+    fn bind(&self, event: &Event, schema: &Schema) -> Result<Result<(), String>, StoreError> {
         let Some(data) = event.data.as_ref() else {
             return Ok(Err("binding event without data".into()));
         };
@@ -199,28 +202,91 @@ impl Policy for PluginPolicy {
                 Ok(t) => t,
                 Err(e) => return Ok(Err(format!("invalid binding target: {e}"))),
             };
+        // Bindings name collections by id; events written before that named them by name.
+        let target = match target.collection() {
+            None => target,
+            Some(c) => match schema.get(c) {
+                Some(found) => target.with_collection(&found.id),
+                None => return Ok(Err(format!("no collection {c:?} at this point of the log"))),
+            },
+        };
         let rt = &self.plugins.runtime;
-        let done = match binding_plugin(event) {
+        let done = match binding_of(event) {
             None => rt.unbind(&target).map(|_| ()),
-            Some((name, sha)) => {
-                let config = data.get("config").and_then(Value::as_str).unwrap_or("");
+            Some(mut binding) => {
                 let Some(version) = rt
                     .list()
                     .into_iter()
-                    .find(|p| p.version.sha256 == sha && p.version.name == name)
+                    .filter(|p| {
+                        p.version.sha256 == binding.sha256 && p.version.name == binding.plugin
+                    })
                     .map(|p| p.version.version)
+                    .max()
                 else {
                     return Ok(Err(format!(
-                        "plugin {name} ({sha}) is not loadable on this node"
+                        "plugin {} ({}) is not loadable on this node",
+                        binding.plugin, binding.sha256
                     )));
                 };
-                rt.bind(target, name, Some(version), config).map(|_| ())
+                binding.version = version;
+                rt.bind_exact(target, binding).map(|_| ())
             }
         };
         match done {
             Ok(()) => Ok(Ok(())),
             Err(e) if e.is_node_fault() => Err(StoreError::Unavailable(e.to_string())),
             Err(e) => Ok(Err(e.to_string())),
+        }
+    }
+
+    fn plugin_in_use(&self, name: &str, version: u32) -> Option<String> {
+        let table = self.plugins.runtime.bindings();
+        let used: Vec<String> = table
+            .slots
+            .iter()
+            .flat_map(|(target, slot)| {
+                [
+                    (&slot.active, "active"),
+                    (&slot.previous, "kept for rollback"),
+                ]
+                .into_iter()
+                .filter(|(b, _)| {
+                    b.as_ref()
+                        .is_some_and(|b| b.plugin == name && b.version == version)
+                })
+                .map(move |(_, state)| format!("{target}, {state}"))
+            })
+            .collect();
+        (!used.is_empty()).then(|| used.join("; "))
+    }
+
+    fn registered(&self, meta: &Value) {
+        match serde_json::from_value::<crate::plugins::PluginVersion>(meta.clone()) {
+            Ok(meta) => {
+                if let Err(e) = self.plugins.runtime.register(meta) {
+                    tracing::warn!(error = %e, "registering a folded plugin version failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "a folded plugin version has unreadable metadata"),
+        }
+    }
+
+    fn rejected_merge(&self, c: &Collection, reason: &str) {
+        if self.plugins.counters.invalid_merge(&c.id) {
+            tracing::warn!(
+                collection = %c.name,
+                reason,
+                "a resolver's merged record does not fit the collection; the built-in default \
+                 applied (further ones are counted in /metrics, not logged)"
+            );
+        }
+    }
+
+    fn drop_collection(&self, id: &str) -> Result<bool, StoreError> {
+        self.plugins.counters.forget(id);
+        match self.plugins.runtime.unbind_collection(id) {
+            Ok(gone) => Ok(!gone.is_empty()),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
         }
     }
 }
@@ -233,11 +299,41 @@ pub fn binding_plugin(event: &Event) -> Option<(&str, String)> {
     Some((name, sha.to_string()))
 }
 
-/// The `data` of a binding event: bind `plugin` (by content) to `target`, or unbind.
-pub fn binding_data(target: &Target, plugin: Option<(&str, &str, &str)>) -> Value {
-    match plugin {
-        Some((name, sha, config)) => {
-            json!({"target": target, "plugin": name, "sha256": sha, "config": config})
+/// The binding a binding event makes (version to be matched locally by name and sha256);
+/// `None` for an unbind. Limits are the event's: every node runs the plugin under them.
+fn binding_of(event: &Event) -> Option<Binding> {
+    let data = event.data.as_ref()?;
+    let (name, sha256) = binding_plugin(event)?;
+    Some(Binding {
+        plugin: name.to_string(),
+        version: data.get("version").and_then(Value::as_u64).unwrap_or(0) as u32,
+        sha256,
+        config: data
+            .get("config")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        fuel: data.get("fuel").and_then(Value::as_u64),
+        memory_cap: data.get("memoryCap").and_then(Value::as_u64),
+    })
+}
+
+/// The `data` of a binding event: bind `binding` (by content, with its configuration and
+/// limits) to `target`, or unbind.
+pub fn binding_data(target: &Target, binding: Option<&Binding>) -> Value {
+    match binding {
+        Some(b) => {
+            let mut data = json!({
+                "target": target, "plugin": b.plugin, "version": b.version,
+                "sha256": b.sha256, "config": b.config,
+            });
+            if let Some(fuel) = b.fuel {
+                data["fuel"] = json!(fuel);
+            }
+            if let Some(memory) = b.memory_cap {
+                data["memoryCap"] = json!(memory);
+            }
+            data
         }
         None => json!({"target": target}),
     }

@@ -105,6 +105,10 @@ impl Sync {
                             tracing::warn!(error = %e, "fetching the files the snapshot names failed")
                         }
                     }
+                    // The snapshot's plugin registry (`_sync_plugins`) replaced this node's:
+                    // the runtime follows it, and the prefetch fetches what it lacks.
+                    self.sync_registry().await;
+                    self.plugins_changed();
                     return;
                 }
                 Err(BootstrapError::Retry(e)) => {

@@ -98,6 +98,7 @@ pub async fn status_json(sync: &Sync) -> Value {
         "deadLetters": local.dead_letters,
         "recentDeadLetters": dead,
         "plugins": bindings,
+        "pluginFoldWaits": sync.plugin_fold_waits(),
         "peersSeen": sync.peers(),
         "published": c.published.load(Ordering::Relaxed),
         "applied": c.applied.load(Ordering::Relaxed),
@@ -237,6 +238,12 @@ pub async fn metrics_text(sync: &Sync) -> String {
         "counter",
         "Republished events recognised and skipped.",
         c.duplicates.load(Ordering::Relaxed),
+    );
+    metric(
+        "plugin_fold_waits_total",
+        "counter",
+        "Times the fold waited to fetch or compile a plugin it had not prepared.",
+        sync.plugin_fold_waits(),
     );
     metric(
         "apply_batches_total",

@@ -61,10 +61,11 @@ bool exports_snapshot_policy_configure(snapshot_policy_string_t *config,
   return true;
 }
 
-void exports_snapshot_policy_decide(snapshot_policy_stats_t *stats,
-                                    snapshot_policy_decision_t *ret) {
+bool exports_snapshot_policy_decide(snapshot_policy_stats_t *stats,
+                                    snapshot_policy_decision_t *ret, snapshot_policy_string_t *err) {
   bool by_events = events > 0 && stats->events_since >= events;
   bool by_bytes = bytes > 0 && stats->bytes_since >= bytes;
   ret->take = by_events || by_bytes;
   ret->keep = keep;
+  return true;
 }

@@ -29,8 +29,8 @@ static sb_value *fields(const resolver_option_string_t *text) {
   return text->is_some ? sb_parse_object((const char *)text->val.ptr, text->val.len) : NULL;
 }
 
-void exports_resolver_resolve(resolver_version_t *current, resolver_change_t *incoming,
-                              resolver_resolution_t *ret) {
+bool exports_resolver_resolve(resolver_version_t *current, resolver_change_t *incoming,
+                              resolver_resolution_t *ret, resolver_string_t *err) {
   bool wins = sb_incoming_wins(current->hlc, current->origin.ptr, current->origin.len,
                                incoming->hlc, incoming->origin.ptr, incoming->origin.len);
   ret->tag = wins ? SYNCBASE_PLUGIN_TYPES_RESOLUTION_TAKE_INCOMING
@@ -54,4 +54,5 @@ void exports_resolver_resolve(resolver_version_t *current, resolver_change_t *in
   /* The arguments belong to the callee. */
   resolver_version_free(current);
   resolver_change_free(incoming);
+  return true;
 }

@@ -79,8 +79,8 @@ static bool strip(filter_option_string_t *text) {
   return removed;
 }
 
-void exports_filter_filter(filter_direction_t direction, filter_change_t *change,
-                           filter_verdict_t *ret) {
+bool exports_filter_filter(filter_direction_t direction, filter_change_t *change,
+                           filter_verdict_t *ret, filter_string_t *err) {
   bool applies = acts == 0 || (acts == 1 && direction == SYNCBASE_PLUGIN_TYPES_DIRECTION_OUTBOUND) ||
                  (acts == 2 && direction == SYNCBASE_PLUGIN_TYPES_DIRECTION_INBOUND);
   bool data_changed = applies && strip(&change->data);
@@ -93,4 +93,5 @@ void exports_filter_filter(filter_direction_t direction, filter_change_t *change
     ret->tag = SYNCBASE_PLUGIN_TYPES_VERDICT_KEEP;
     filter_change_free(change);
   }
+  return true;
 }

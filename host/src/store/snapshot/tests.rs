@@ -35,8 +35,12 @@ impl Policy for Every {
     ) -> Result<(Resolved, String), StoreError> {
         Ok((last_writer_wins(current, incoming), "test".into()))
     }
-    fn bind(&self, e: &Event) -> Result<Result<(), String>, StoreError> {
-        Builtin.bind(e)
+    fn bind(
+        &self,
+        e: &Event,
+        schema: &crate::store::Schema,
+    ) -> Result<Result<(), String>, StoreError> {
+        Builtin.bind(e, schema)
     }
     fn decide(&self, stats: &SnapshotStats) -> Result<SnapshotDecision, StoreError> {
         Ok(SnapshotDecision {

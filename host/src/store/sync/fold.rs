@@ -12,7 +12,7 @@ use super::super::records::{self, Record, write_raw};
 use super::super::schema::Collection;
 use super::super::snapshot::stats::{Due, Tracker};
 use super::super::writer::exec_cached;
-use super::super::{Change, Op, StoreError, WriteCtx, ddl, system, views};
+use super::super::{Change, Op, StoreError, WriteCtx, ddl, merged, system, views};
 use super::{Current, Filtered, Resolved, SyncHooks, json_text, parse_record};
 use crate::replication::{Event, EventId, EventKind};
 
@@ -34,6 +34,8 @@ pub struct ApplyReport {
     /// The largest outbox sequence of this node's own events applied in the batch.
     pub own_upto: Option<u64>,
     pub schema_changed: bool,
+    /// A plugin version was registered or deleted (the runtime's registry follows).
+    pub registry_changed: bool,
     /// Deliveries of the batch folded (from its start): fewer than given when the snapshot
     /// policy decided a snapshot is due, which ends the batch at that position.
     pub consumed: usize,
@@ -167,6 +169,7 @@ fn kind_name(k: EventKind) -> &'static str {
         EventKind::CollectionDelete => "collection-delete",
         EventKind::CollectionImport => "collection-import",
         EventKind::PluginBinding => "plugin-binding",
+        EventKind::PluginRegistry => "plugin-registry",
     }
 }
 
@@ -276,6 +279,9 @@ impl Fold<'_, '_> {
             event
         };
         let outcome = self.apply_one(d.seq, event)?;
+        if event.kind == EventKind::PluginRegistry && outcome.is_ok() {
+            report.registry_changed = true;
+        }
         if let Err(reason) = outcome {
             dead_letter(self.ctx.conn, d, Some(event), &reason)?;
             report.dead += 1;
@@ -332,20 +338,25 @@ impl Fold<'_, '_> {
         // only, which would fork it from the others.
         let result: Result<Result<(), String>, StoreError> =
             if event.kind == EventKind::PluginBinding {
-                match self.hooks.policy.bind(event) {
+                match self.hooks.policy.bind(event, &self.ctx.schema) {
                     Err(fault) => Err(fault),
                     Ok(Err(reason)) => Ok(Err(reason)),
                     // The runtime has the new binding now; if the table cannot store it, the
                     // batch fails and its retry restores the committed bindings first.
-                    Ok(Ok(())) => conn
-                        .prepare_cached(
-                            "INSERT INTO _sync_bindings (id, data) VALUES (1, ?1)
-                             ON CONFLICT(id) DO UPDATE SET data = excluded.data",
-                        )
-                        .and_then(|mut st| st.execute([self.hooks.policy.bindings()]))
-                        .map(|_| Ok(()))
-                        .map_err(StoreError::from),
+                    Ok(Ok(())) => self.store_bindings().map(Ok),
                 }
+            } else if event.kind == EventKind::PluginRegistry {
+                let policy = &self.hooks.policy;
+                let in_use = |name: &str, version: u32| policy.plugin_in_use(name, version);
+                super::plugins::apply(conn, event, &in_use).map(|r| {
+                    r.map(|applied| {
+                        // The runtime lists the version at once, so a binding event later in
+                        // this batch finds it.
+                        if let super::plugins::Applied::Registered(meta) = applied {
+                            policy.registered(&meta);
+                        }
+                    })
+                })
             } else {
                 match self.apply_schema(event) {
                     Ok(()) => Ok(Ok(())),
@@ -527,7 +538,7 @@ impl Fold<'_, '_> {
         let new_bytes = self.payload_len as i64;
         let base_matches =
             event.base.as_ref().map(EventId::as_str) == version.as_ref().map(|v| v.0.as_str());
-        let (resolved, label) = if base_matches {
+        let (resolved, mut label) = if base_matches {
             (Resolved::TakeIncoming, "in-order".to_string())
         } else {
             let data = records::get(conn, c, rid)?;
@@ -537,8 +548,30 @@ impl Fold<'_, '_> {
                 origin: version.as_ref().map(|v| v.2.clone()).unwrap_or_default(),
                 event_id: version.as_ref().map(|v| v.0.clone()).unwrap_or_default(),
             };
-            self.hooks.policy.resolve(c, &current, event)?
+            let (resolved, label) = self.hooks.policy.resolve(c, &current, event)?;
+            match resolved {
+                // A merged record is stored only as the collection's schema allows, the same
+                // on every node (and in the dry run); otherwise the built-in rule decides.
+                Resolved::Merged(rec) => match merged::check(c, rid, &rec) {
+                    Ok(stored) => (Resolved::Merged(stored), label),
+                    Err(reason) => {
+                        self.hooks.policy.rejected_merge(c, &reason);
+                        (
+                            super::last_writer_wins(&current, event),
+                            format!("default after an invalid merge by {label}: {reason}"),
+                        )
+                    }
+                },
+                other => (other, label),
+            }
         };
+        if label.len() > 512 {
+            let mut end = 512;
+            while !label.is_char_boundary(end) {
+                end -= 1;
+            }
+            label.truncate(end);
+        }
         let upsert_version = |event_id: &str,
                               hlc: u64,
                               origin: &str,
@@ -580,14 +613,7 @@ impl Fold<'_, '_> {
                     seq as i64
                 ])?;
             }
-            Resolved::Merged(mut rec) => {
-                if let Some(unknown) = rec.keys().find(|k| c.field(k).is_none()) {
-                    return Err(StoreError::BadRequest(format!(
-                        "merged record has field {unknown:?}, which is not in collection {:?}",
-                        c.name
-                    )));
-                }
-                rec.insert("id".into(), Value::String(rid.to_string()));
+            Resolved::Merged(rec) => {
                 write_raw(conn, c, rid, Some(&rec))?;
                 let hlc = version
                     .as_ref()
@@ -757,7 +783,26 @@ impl Fold<'_, '_> {
         let mut s = (*self.ctx.schema).clone();
         s.remove(&c.id);
         self.ctx.schema = Arc::new(s);
-        check_views_after_delete(self.conn(), &self.ctx.schema, &c)
+        // A delete that would break a view is refused before anything outside the
+        // transaction changes.
+        check_views_after_delete(self.conn(), &self.ctx.schema, &c)?;
+        // Its plugin bindings go with it (bindings are keyed by collection id): a collection
+        // created later under the same name starts with none.
+        if self.hooks.policy.drop_collection(&c.id)? {
+            self.store_bindings()?;
+        }
+        Ok(())
+    }
+
+    /// Stores the runtime's binding table with the fold's transaction.
+    fn store_bindings(&self) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO _sync_bindings (id, data) VALUES (1, ?1)
+                 ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+            )?
+            .execute([self.hooks.policy.bindings()])?;
+        Ok(())
     }
 
     /// Drops the files no row references any more from the records this batch touched.

@@ -39,7 +39,7 @@ impl Policy for Binder {
         self.check()?;
         Ok((last_writer_wins(current, incoming), "test".into()))
     }
-    fn bind(&self, _: &Event) -> Result<Result<(), String>, StoreError> {
+    fn bind(&self, _: &Event, _: &crate::store::Schema) -> Result<Result<(), String>, StoreError> {
         self.check()?;
         *self.binds.lock() += 1;
         Ok(Ok(()))
@@ -267,6 +267,195 @@ async fn record_changes_reach_the_change_feed_only_while_someone_listens() {
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].record["id"], "aaaaaaaaaaaaaa2");
     assert_eq!(changes[0].op, crate::store::Op::Create);
+}
+
+/// A resolver that answers every conflict with a merged record, and counts what the fold
+/// does with it.
+#[derive(Default)]
+struct Merger {
+    merged: parking_lot::Mutex<Option<serde_json::Map<String, serde_json::Value>>>,
+    rejected: parking_lot::Mutex<Vec<String>>,
+    dropped: parking_lot::Mutex<Vec<String>>,
+}
+
+impl Policy for Merger {
+    fn outbound(&self, _: &Collection, _: &Event) -> Result<Filtered, StoreError> {
+        Ok(Filtered::Keep)
+    }
+    fn inbound(&self, _: &Collection, _: &Event) -> Result<Filtered, StoreError> {
+        Ok(Filtered::Keep)
+    }
+    fn resolve(
+        &self,
+        _: &Collection,
+        _: &Current,
+        _: &Event,
+    ) -> Result<(Resolved, String), StoreError> {
+        let merged = self.merged.lock().clone().unwrap_or_default();
+        Ok((Resolved::Merged(merged), "plugin merger@1".into()))
+    }
+    fn bind(&self, _: &Event, _: &crate::store::Schema) -> Result<Result<(), String>, StoreError> {
+        Ok(Ok(()))
+    }
+    fn bindings(&self) -> String {
+        format!("dropped={}", self.dropped.lock().join(","))
+    }
+    fn rejected_merge(&self, c: &Collection, reason: &str) {
+        self.rejected.lock().push(format!("{}: {reason}", c.name));
+    }
+    fn drop_collection(&self, id: &str) -> Result<bool, StoreError> {
+        self.dropped.lock().push(id.to_string());
+        Ok(true)
+    }
+}
+
+/// A record event of `notes` on `rid` from `origin` at `hlc`, based on `base`.
+fn note_event(
+    notes: &Event,
+    kind: EventKind,
+    rid: &str,
+    name: &str,
+    hlc: u64,
+    origin: &str,
+    base: Option<&EventId>,
+) -> Event {
+    let mut e = binding_event();
+    e.kind = kind;
+    e.origin = origin.into();
+    e.hlc = Hlc::new(hlc, 0);
+    e.collection = notes.collection.clone();
+    e.record_id = Some(rid.into());
+    e.base = base.cloned();
+    e.data = serde_json::json!({"id": rid, "name": name})
+        .as_object()
+        .cloned();
+    e
+}
+
+async fn stored_name(store: &Store) -> String {
+    store
+        .read_raw(|c| Ok(c.query_row("SELECT name FROM notes", [], |r| r.get(0))?))
+        .await
+        .expect("row")
+}
+
+#[tokio::test]
+async fn a_merged_record_that_does_not_fit_the_schema_is_never_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = Arc::new(Merger::default());
+    let (hooks, store) = open(dir.path(), policy.clone());
+    let notes = notes_event(&store);
+    let rid = "aaaaaaaaaaaaaa1";
+    let created = note_event(
+        &notes,
+        EventKind::RecordCreate,
+        rid,
+        "v0",
+        1_000,
+        "n2",
+        None,
+    );
+    // Two writers saw the created version and changed it concurrently: a conflict.
+    let first = note_event(
+        &notes,
+        EventKind::RecordUpdate,
+        rid,
+        "first",
+        2_000,
+        "n2",
+        Some(&created.id),
+    );
+    let second = note_event(
+        &notes,
+        EventKind::RecordUpdate,
+        rid,
+        "second",
+        3_000,
+        "n3",
+        Some(&created.id),
+    );
+    let batch = vec![
+        delivered(1, notes.clone()),
+        delivered(2, created.clone()),
+        delivered(3, first),
+    ];
+    store
+        .apply_events(hooks.clone(), Arc::new(batch), 0)
+        .await
+        .expect("apply");
+
+    // A number in a text field: refused, and the built-in rule (the later write) applies.
+    *policy.merged.lock() = serde_json::json!({"name": 5}).as_object().cloned();
+    let report = store
+        .apply_events(
+            hooks.clone(),
+            Arc::new(vec![delivered(4, second.clone())]),
+            0,
+        )
+        .await
+        .expect("apply");
+    assert_eq!((report.applied, report.dead), (1, 0));
+    assert_eq!(stored_name(&store).await, "second");
+    let rejected = policy.rejected.lock().clone();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0].contains("expected a string, got a number"),
+        "{rejected:?}"
+    );
+    let verdict: String = store
+        .read_raw(|c| Ok(c.query_row("SELECT verdict FROM _sync_versions", [], |r| r.get(0))?))
+        .await
+        .expect("verdict");
+    assert!(
+        verdict.contains("invalid merge by plugin merger@1"),
+        "{verdict}"
+    );
+
+    // A merge that fits is stored as the schema reads it back.
+    let third = note_event(
+        &notes,
+        EventKind::RecordUpdate,
+        rid,
+        "third",
+        4_000,
+        "n2",
+        Some(&created.id),
+    );
+    *policy.merged.lock() = serde_json::json!({"name": "merged"}).as_object().cloned();
+    store
+        .apply_events(hooks, Arc::new(vec![delivered(5, third)]), 0)
+        .await
+        .expect("apply");
+    assert_eq!(stored_name(&store).await, "merged");
+    assert_eq!(policy.rejected.lock().len(), 1);
+}
+
+#[tokio::test]
+async fn a_deleted_collection_takes_its_plugin_bindings_with_it_in_the_fold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = Arc::new(Merger::default());
+    let (hooks, store) = open(dir.path(), policy.clone());
+    let notes = notes_event(&store);
+    let mut delete = binding_event();
+    delete.kind = EventKind::CollectionDelete;
+    delete.collection = notes.collection.clone();
+    delete.data = None;
+    let report = store
+        .apply_events(
+            hooks,
+            Arc::new(vec![delivered(1, notes.clone()), delivered(2, delete)]),
+            0,
+        )
+        .await
+        .expect("apply");
+    assert_eq!((report.applied, report.dead), (2, 0));
+    assert_eq!(*policy.dropped.lock(), vec![notes.collection.id.clone()]);
+    // The binding table without them is stored in the same transaction.
+    let stored: String = store
+        .read_raw(|c| Ok(c.query_row("SELECT data FROM _sync_bindings", [], |r| r.get(0))?))
+        .await
+        .expect("bindings");
+    assert_eq!(stored, format!("dropped={}", notes.collection.id));
 }
 
 /// A schema event for the view collection `name` over `query` (fields as a node inferred them).

@@ -19,7 +19,9 @@
 //! applied, with the row each wrote), `_sync_shadow` (canonical rows under an overlay),
 //! `_sync_versions` (each key's canonical version; deletes leave a tombstone), `_sync_seen`
 //! (applied event ids: a republished duplicate is a no-op), `_sync_dead` (events that could
-//! not be applied, with the reason), `_sync_state` (the applied stream sequence).
+//! not be applied, with the reason), `_sync_state` (the applied stream sequence),
+//! `_sync_bindings` (the plugin binding table at the applied position) and `_sync_plugins`
+//! (the cluster's plugin versions, `plugins.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,6 +94,7 @@ pub(crate) fn create_tables(conn: &Connection) -> Result<(), StoreError> {
              value INTEGER NOT NULL
          );",
     )?;
+    plugins::create_table(conn)?;
     super::snapshot::stats::create_tables(conn)
 }
 
@@ -140,11 +143,27 @@ pub trait Policy: Send + Sync {
     ) -> Result<(Resolved, String), StoreError>;
     /// Applies a plugin binding event at its log position: `Ok(Err(reason))` when the binding
     /// is refused (a dead letter on every node).
-    fn bind(&self, event: &Event) -> Result<Result<(), String>, StoreError>;
+    fn bind(&self, event: &Event, schema: &super::Schema)
+    -> Result<Result<(), String>, StoreError>;
     /// The node's binding table after a bind, stored with the fold's transaction (so a crash
     /// before COMMIT cannot leave the runtime ahead of SQLite: startup restores this one).
     fn bindings(&self) -> String {
         String::new()
+    }
+    /// A resolver's merged record failed the schema check (`store::merged`): the built-in
+    /// default was applied instead. For counting and logging only.
+    fn rejected_merge(&self, _c: &Collection, _reason: &str) {}
+    /// The bindings (active or kept for rollback) that use a plugin version, described; `None`
+    /// when it is unused and may be deleted.
+    fn plugin_in_use(&self, _name: &str, _version: u32) -> Option<String> {
+        None
+    }
+    /// A plugin version was registered at this log position (metadata as folded).
+    fn registered(&self, _meta: &Value) {}
+    /// A collection was deleted at this log position: its plugin bindings go with it.
+    /// `Ok(true)` when bindings were removed (the fold then stores `bindings()`).
+    fn drop_collection(&self, _id: &str) -> Result<bool, StoreError> {
+        Ok(false)
     }
     /// The cluster's snapshot policy, asked after every folded event with log-derived figures
     /// (see `store::snapshot::stats`). Default: the built-in policy.
@@ -171,7 +190,7 @@ impl Policy for Builtin {
     ) -> Result<(Resolved, String), StoreError> {
         Ok((last_writer_wins(current, incoming), "default".into()))
     }
-    fn bind(&self, _: &Event) -> Result<Result<(), String>, StoreError> {
+    fn bind(&self, _: &Event, _: &super::Schema) -> Result<Result<(), String>, StoreError> {
         Ok(Err("plugin bindings need the plugin runtime".into()))
     }
 }
@@ -689,6 +708,7 @@ pub fn own_failure(conn: &Connection, event_id: &str) -> Result<Option<String>, 
 }
 
 mod fold;
+pub mod plugins;
 
 pub(crate) use fold::apply;
 pub use fold::{ApplyReport, Delivered, SEED_MARK};

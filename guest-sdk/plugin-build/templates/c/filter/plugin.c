@@ -67,8 +67,12 @@ static bool strip(filter_option_string_t *text) {
   return removed;
 }
 
-void exports_filter_filter(filter_direction_t direction, filter_change_t *change,
-                           filter_verdict_t *ret) {
+/* To refuse to decide, set the message and return false
+ * (filter_string_dup(err, "why");): the built-in default applies on every
+ * node, and the message shows in `syncbase plugin test`, the dry run and the
+ * node's log. */
+bool exports_filter_filter(filter_direction_t direction, filter_change_t *change,
+                           filter_verdict_t *ret, filter_string_t *err) {
   bool data_changed = strip(&change->data);
   bool before_changed = strip(&change->before);
   if (data_changed || before_changed) {
@@ -79,4 +83,5 @@ void exports_filter_filter(filter_direction_t direction, filter_change_t *change
     ret->tag = SYNCBASE_PLUGIN_TYPES_VERDICT_KEEP;
     filter_change_free(change);
   }
+  return true;
 }

@@ -36,8 +36,12 @@ static sb_value *fields(const resolver_option_string_t *text) {
   return text->is_some ? sb_parse_object((const char *)text->val.ptr, text->val.len) : NULL;
 }
 
-void exports_resolver_resolve(resolver_version_t *current, resolver_change_t *incoming,
-                              resolver_resolution_t *ret) {
+/* To refuse to decide, set the message and return false
+ * (resolver_string_dup(err, "why");): the built-in default applies on every
+ * node, and the message shows in `syncbase plugin test`, the dry run and the
+ * node's log. */
+bool exports_resolver_resolve(resolver_version_t *current, resolver_change_t *incoming,
+                              resolver_resolution_t *ret, resolver_string_t *err) {
   bool wins = sb_incoming_wins(current->hlc, current->origin.ptr, current->origin.len,
                                incoming->hlc, incoming->origin.ptr, incoming->origin.len);
   ret->tag = wins ? SYNCBASE_PLUGIN_TYPES_RESOLUTION_TAKE_INCOMING
@@ -58,4 +62,5 @@ void exports_resolver_resolve(resolver_version_t *current, resolver_change_t *in
   sb_free(before);
   resolver_version_free(current);
   resolver_change_free(incoming);
+  return true;
 }

@@ -59,8 +59,13 @@ bool exports_snapshot_policy_configure(snapshot_policy_string_t *config,
   return true;
 }
 
-void exports_snapshot_policy_decide(snapshot_policy_stats_t *stats,
-                                    snapshot_policy_decision_t *ret) {
+/* To refuse to decide, set the message and return false
+ * (snapshot_policy_string_dup(err, "why");): the built-in default applies on every
+ * node, and the message shows in `syncbase plugin test`, the dry run and the
+ * node's log. */
+bool exports_snapshot_policy_decide(snapshot_policy_stats_t *stats,
+                                    snapshot_policy_decision_t *ret, snapshot_policy_string_t *err) {
   ret->take = stats->events_since >= events;
   ret->keep = keep;
+  return true;
 }

@@ -9,6 +9,16 @@ last one and keeps the newest 2; {"events": N, "keep": K} changes either (both
 at least 1).
 """
 
+# Records are JSON text. `syncbase.parse` / `syncbase.parse_object` read it into
+# plain Python values, except numbers: each is a `syncbase.Num` holding its
+# canonical text, so `1` and `1.0` stay different and 18446744073709551615
+# stays exact (a Python float would round it). Compare Nums with `==`, read
+# `.value` for an int or a float; new numbers may be plain ints and floats.
+# `syncbase.dump` writes canonical JSON (keys sorted, no spaces, numbers as
+# Syncbase writes them), so every node, and a plugin in any language, produces
+# the same bytes for the same answer: build answers with it, not `json.dumps`.
+
+
 import wit_world
 from componentize_py_types import Err
 from wit_world.imports import types

@@ -17,7 +17,9 @@ function short(sha) {
 }
 
 function targetText(t) {
-  return t.collection ? `${t.role} of ${t.collection}` : t.role;
+  // Bindings name collections by id (a rename keeps them); answers add the current name.
+  const c = t.collectionName ?? t.collection;
+  return c ? `${t.role} of ${c}` : t.role;
 }
 
 function fieldBox(label, control, hint) {
@@ -201,8 +203,8 @@ export async function pluginsPage(root) {
       if (t.collection) body.collection = t.collection;
       try { await api('POST', path, { body }); toast(label, 'success'); load(); } catch (e) { toast(e.message, 'error'); }
     };
-    const bindingRows = bindings.map((b) => h('tr', { dataset: { role: b.role, collection: b.collection ?? '' } },
-      h('td', { text: b.collection ?? '(node)' }),
+    const bindingRows = bindings.map((b) => h('tr', { dataset: { role: b.role, collection: b.collectionName ?? b.collection ?? '' } },
+      h('td', { text: b.collectionName ?? b.collection ?? '(node)' }),
       h('td', {}, h('span', { class: 'badge', text: b.role })),
       h('td', {}, b.active ? h('span', {}, h('strong', { text: b.active.plugin }), ` v${b.active.version}`) : h('span', { class: 'muted', text: 'unbound (built-in default)' })),
       h('td', { class: 'small mono cell', text: b.active?.config || '' }),
