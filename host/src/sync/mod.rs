@@ -289,6 +289,7 @@ impl Sync {
         tokio::spawn(async move { s.apply_loop().await });
         let s = sync.clone();
         tokio::spawn(async move { s.gc_loop().await });
+        let s = sync.clone();
         tokio::spawn(async move { s.plugin_loop().await });
         sync
     }

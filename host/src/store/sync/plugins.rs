@@ -227,6 +227,7 @@ mod tests {
             base: None,
             schema_version: 0,
             plugin_version: 0,
+            files: Vec::new(),
         }
     }
 
