@@ -263,7 +263,18 @@ impl Sync {
         let mut changed = self.cluster().changed.subscribe();
         self.cluster().wake.notify_one();
         loop {
-            let nodes = self.live_nodes().ok_or(NotReady::NoLog)?;
+            // Right after start the presence bucket may not be open yet: wait for it within
+            // the same timeout rather than refusing at once.
+            let Some(nodes) = self.live_nodes() else {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(NotReady::NoLog);
+                }
+                let _ =
+                    tokio::time::timeout(left.min(Duration::from_millis(200)), changed.changed())
+                        .await;
+                continue;
+            };
             let mut missing: BTreeMap<String, String> = nodes
                 .iter()
                 .filter(|(_, s)| !s.compiled.iter().any(|c| c == sha256))
