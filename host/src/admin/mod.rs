@@ -177,7 +177,10 @@ pub async fn sync(remote: &Remote, cmd: &SyncCommand) -> Result<String, AdminErr
             out += &format!(
                 "plugin {} {}: {}\n",
                 b["role"].as_str().unwrap_or("?"),
-                b["collection"].as_str().unwrap_or(""),
+                b["collectionName"]
+                    .as_str()
+                    .or(b["collection"].as_str())
+                    .unwrap_or(""),
                 b["active"]["plugin"].as_str().unwrap_or("(built-in)"),
             );
         }

@@ -152,7 +152,7 @@ pub async fn show(
 
 /// Bindings name collections by id (which a rename keeps); answers also give each target's
 /// current collection name, as `collectionName`, wherever a target appears in `v`.
-fn name_collections(st: &AppState, v: &mut Value) {
+pub(super) fn name_collections(st: &AppState, v: &mut Value) {
     let schema = st.store.schema();
     fn walk(v: &mut Value, schema: &crate::store::Schema) {
         match v {

@@ -33,6 +33,7 @@ pub async fn status(
     };
     let mut out = crate::sync::status_json(sync).await;
     out["rooms"] = st.rooms.status_json();
+    super::plugins::name_collections(&st, &mut out["plugins"]);
     if q.get("hashes").is_some_and(|v| v != "0" && v != "false") {
         out["tableHashes"] = crate::sync::hashes(sync).await;
     }

@@ -33,9 +33,9 @@ pub enum Verdict {
     Unavailable(String),
 }
 
-/// Whether the collection has an inbound filter bound.
-pub fn bound(plugins: &Plugins, collection: &str) -> bool {
-    plugins.runtime.has_filter(collection, Direction::Inbound)
+/// Whether the collection (by id) has an inbound filter bound.
+pub fn bound(plugins: &Plugins, collection_id: &str) -> bool {
+    plugins.runtime.has_filter(collection_id, Direction::Inbound)
 }
 
 /// The change a message is presented as.
@@ -54,11 +54,16 @@ pub fn change(collection: &str, record: &str, who: &Who, payload: String, hlc: u
 /// Filters `(sender, payload)` pairs on a blocking thread, one verdict each, in order.
 pub async fn run(
     plugins: &Plugins,
+    collection_id: &str,
     collection: &str,
     record: &str,
     items: Vec<(Who, String)>,
 ) -> Vec<Verdict> {
-    let (collection, record) = (collection.to_string(), record.to_string());
+    let (id, collection, record) = (
+        collection_id.to_string(),
+        collection.to_string(),
+        record.to_string(),
+    );
     let hlc = (chrono::Utc::now().timestamp_millis().max(0) as u64) << 16;
     plugins
         .blocking(move |rt| {
@@ -66,7 +71,7 @@ pub async fn run(
                 .into_iter()
                 .map(|(who, payload)| {
                     let ch = change(&collection, &record, &who, payload, hlc);
-                    let out = rt.filter(&collection, Direction::Inbound, &ch);
+                    let out = rt.filter(&id, Direction::Inbound, &ch);
                     if let DecidedBy::Fallback { plugin, failure } = &out.decided_by
                         && failure.is_node_fault()
                     {

@@ -461,14 +461,25 @@ impl Owner {
     /// dropped or refused messages get an error frame.
     async fn filter(&mut self, group: Vec<Pending>) -> Vec<Pending> {
         let plugins = &self.rooms.inner.plugins;
-        if !filter::bound(plugins, &self.collection) {
+        // Bindings are keyed by collection id; the plugin sees the collection's name.
+        let Some((id, name)) = self
+            .rooms
+            .inner
+            .store
+            .schema()
+            .get(&self.collection)
+            .map(|c| (c.id.clone(), c.name.clone()))
+        else {
+            return group;
+        };
+        if !filter::bound(plugins, &id) {
             return group;
         }
         let items = group
             .iter()
             .map(|p| (p.who.clone(), p.payload.get().to_string()))
             .collect();
-        let verdicts = filter::run(plugins, &self.collection, &self.key.record, items).await;
+        let verdicts = filter::run(plugins, &id, &name, &self.key.record, items).await;
         let mut kept = Vec::with_capacity(group.len());
         for (mut p, v) in group.into_iter().zip(verdicts) {
             match v {

@@ -150,7 +150,7 @@ function bindings(status) {
   const list = status.plugins || [];
   if (!list.length) return null;
   return h('div', { class: 'card' }, h('h3', { text: 'Plugin bindings (switched at their log position on every node)' }),
-    h('ul', {}, list.map((b) => h('li', { class: 'small' }, `${b.role}${b.collection ? ` of ${b.collection}` : ''} → `, b.active ? `${b.active.plugin} v${b.active.version}` : 'unbound'))));
+    h('ul', {}, list.map((b) => h('li', { class: 'small' }, `${b.role}${b.collection ? ` of ${b.collectionName || b.collection}` : ''} → `, b.active ? `${b.active.plugin} v${b.active.version}` : 'unbound'))));
 }
 
 function snapshots(status) {
