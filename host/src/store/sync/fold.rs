@@ -176,6 +176,16 @@ fn dead_letter(
     event: Option<&Event>,
     reason: &str,
 ) -> Result<(), StoreError> {
+    // SQLite ends the whole transaction on some failures (a full disk, I/O errors), and what
+    // then surfaces may be a secondary error ("no such savepoint") that looks like the
+    // event's fault. Without the fold's transaction nothing about the event is known, and a
+    // dead letter written now would commit on its own, on this node alone: retry the batch.
+    if conn.is_autocommit() {
+        return Err(StoreError::Commit(format!(
+            "SQLite ended the fold's transaction while applying seq {} ({reason}); the batch is retried",
+            d.seq
+        )));
+    }
     tracing::warn!(seq = d.seq, reason, "event not applied: dead letter");
     conn.prepare_cached(
         "INSERT OR REPLACE INTO _sync_dead (seq, event_id, origin, kind, collection, record_id, reason, payload)
@@ -389,7 +399,9 @@ impl Fold<'_, '_> {
                 return self.revert_collection(c);
             }
             Err(e) => {
-                conn.execute_batch("ROLLBACK TO fold_revert; RELEASE fold_revert")?;
+                // The original error is the one that says what failed (after a full disk
+                // SQLite has already ended the transaction, and the savepoint with it).
+                let _ = conn.execute_batch("ROLLBACK TO fold_revert; RELEASE fold_revert");
                 return Err(e);
             }
         }

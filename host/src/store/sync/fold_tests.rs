@@ -361,3 +361,15 @@ async fn views_fold_at_their_log_position_and_refuse_what_would_break_them() {
     assert!(reasons[1].contains("no such table"), "{reasons:?}");
     assert!(reasons[2].contains("no such column"), "{reasons:?}");
 }
+
+#[test]
+fn a_dead_letter_is_never_written_outside_the_folds_transaction() {
+    // After a full disk SQLite has ended the fold's transaction; the error that surfaces next
+    // ("no such savepoint") must fail the batch, not commit a dead letter on this node alone.
+    let conn = Connection::open_in_memory().expect("open");
+    assert!(conn.is_autocommit());
+    let d = delivered(7, binding_event());
+    let e = dead_letter(&conn, &d, None, "sqlite: no such savepoint: fold_revert")
+        .expect_err("refused outside a transaction");
+    assert!(is_engine_fault(&e), "the batch is retried: {e}");
+}
