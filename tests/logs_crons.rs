@@ -185,7 +185,10 @@ async fn run_auto_backup(node: &Node, before: &[String]) -> Vec<String> {
         if now.iter().any(|k| !before.contains(k)) {
             return now;
         }
-        assert!(Instant::now() < deadline, "no new automatic backup: {now:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no new automatic backup: {now:?}"
+        );
         // Poll interval of the deadline-bounded wait above.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -231,7 +234,10 @@ async fn backups_cron_schedules_automatic_backups_that_keep_cron_max_keep() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(kept.len(), 2, "{kept:?}");
-    assert!(!kept.contains(&seen[0]), "the oldest went: {kept:?} of {seen:?}");
+    assert!(
+        !kept.contains(&seen[0]),
+        "the oldest went: {kept:?} of {seen:?}"
+    );
     // An automatic backup downloads and deletes like any other.
     let (code, _) = node.delete(&format!("/api/backups/{}", kept[0])).await;
     assert_eq!(code, StatusCode::NO_CONTENT);
