@@ -515,10 +515,11 @@ async fn a_policy_swap_under_load_switches_at_its_log_position_on_every_node() {
     );
 }
 
-/// The fold and the publisher need only the stream; the plugin bucket matters only for
-/// binding events. A NATS account that allows one stream (the log) and not a second one (the
-/// plugin bucket) must not keep the log from working: nodes replicate, and status names the
-/// bucket's failure.
+/// The fold and the publisher need only the stream; the buckets (plugins, files, snapshots,
+/// rooms) matter only for the events and features that use them. A NATS account that allows
+/// one stream (the log) and no bucket must not keep the log from working: fresh nodes replay
+/// the whole log instead of waiting for a snapshot, replicate, and status names the buckets'
+/// failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_works_while_the_plugin_bucket_cannot_be_opened() {
     let server = nats_support::ConfiguredServer::start(
@@ -559,4 +560,14 @@ async fn the_log_works_while_the_plugin_bucket_cannot_be_opened() {
     assert_eq!(same_everywhere(&[&a, &b], "posts").await.len(), 1);
     let s = status(&a).await;
     assert_eq!(s["nats"]["lastErrorIn"], "objects", "{s}");
+    // Taking a snapshot says why it cannot, at once.
+    let (code, body) = a.post("/api/sync/snapshots", json!({})).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("snapshot bucket is not open"),
+        "{body}"
+    );
 }

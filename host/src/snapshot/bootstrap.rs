@@ -15,10 +15,13 @@
 //! bootstrapped over: while the log is whole it replays it as before; once compacted it refuses.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::{SnapshotError, Snapshots};
 use crate::plugins::Plugins;
-use crate::replication::{PluginObjects, Progress, Stored};
+use crate::replication::{Log, PluginObjects, Progress, SnapshotStore, Stored};
 use crate::store::snapshot::{InstallMode, InstallReport};
 
 /// What bootstrapping did.
@@ -50,7 +53,13 @@ pub enum BootstrapError {
 pub struct Bootstrap<'a> {
     pub snapshots: &'a Snapshots,
     pub plugins: &'a Plugins,
-    pub plugin_objects: &'a PluginObjects,
+    /// The stream: whether a snapshot is needed at all is read from it alone.
+    pub log: &'a Log,
+    /// The plugin bucket as it opens (a snapshot's bindings may name plugins to fetch).
+    pub plugin_objects: watch::Receiver<Option<PluginObjects>>,
+    /// How long a node that could replay the whole log waits for the snapshot and plugin
+    /// buckets before replaying it instead (a node that must install a snapshot waits on).
+    pub optional_wait: Duration,
     /// Bytes done and total of the current step.
     pub progress: Arc<Progress>,
     /// Told each step: `download`, `verify`, `install`, with the snapshot's name.
@@ -60,13 +69,11 @@ pub struct Bootstrap<'a> {
 impl Bootstrap<'_> {
     pub async fn run(&self) -> Result<BootstrapOutcome, BootstrapError> {
         let store = self.snapshots.store();
-        let bucket = self.snapshots.bucket().await;
         let applied = store
             .read_raw(crate::store::sync::applied_seq)
             .await
             .map_err(|e| BootstrapError::Retry(e.into()))?;
-        let usage = bucket
-            .usage()
+        let usage = crate::replication::snapshots::stream_usage(self.log)
             .await
             .map_err(|e| BootstrapError::Retry(e.into()))?;
         let fresh = applied == 0;
@@ -104,6 +111,16 @@ impl Bootstrap<'_> {
                 };
             }
         }
+        // Past this point a snapshot helps (a fresh node) or is the only way on (a node
+        // behind the stream's start). The first only waits so long for the buckets: the
+        // log works without them (an account may allow one stream, NATS may be recovering).
+        let Some((bucket, objects)) = self.buckets(whole_log && !behind).await else {
+            tracing::warn!(
+                wait_ms = self.optional_wait.as_millis() as u64,
+                "the snapshot or plugin bucket is not open; replaying the whole log instead"
+            );
+            return Ok(BootstrapOutcome::NotNeeded);
+        };
         let candidates: Vec<Stored> = bucket
             .snapshots()
             .await
@@ -128,7 +145,7 @@ impl Bootstrap<'_> {
             } else {
                 tracing::info!(snapshot = %s.name, seq = s.seq, "joining from a snapshot");
             }
-            match self.install(&bucket, &s).await {
+            match self.install(&bucket, &objects, &s).await {
                 Ok(report) => {
                     return Ok(BootstrapOutcome::Installed {
                         snapshot: Box::new(s),
@@ -174,9 +191,33 @@ impl Bootstrap<'_> {
         )))
     }
 
+    /// The snapshot and plugin buckets; within `optional_wait` if `optional`, else as long as
+    /// they take.
+    async fn buckets(&self, optional: bool) -> Option<(SnapshotStore, PluginObjects)> {
+        let both = async {
+            let bucket = self.snapshots.bucket().await;
+            let mut rx = self.plugin_objects.clone();
+            let objects = loop {
+                if let Some(o) = rx.borrow_and_update().clone() {
+                    break o;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            (bucket, objects)
+        };
+        if optional {
+            tokio::time::timeout(self.optional_wait, both).await.ok()
+        } else {
+            Some(both.await)
+        }
+    }
+
     async fn install(
         &self,
-        bucket: &crate::replication::SnapshotStore,
+        bucket: &SnapshotStore,
+        objects: &PluginObjects,
         s: &Stored,
     ) -> Result<InstallReport, SnapshotError> {
         let work = self.snapshots.work();
@@ -196,7 +237,7 @@ impl Bootstrap<'_> {
             (self.step)("install", &s.name);
             self.progress.start(0);
             for p in &header.plugins {
-                self.fetch_plugin(&p.name, &p.sha256).await?;
+                self.fetch_plugin(objects, &p.name, &p.sha256).await?;
             }
             let report = self
                 .snapshots
@@ -215,7 +256,12 @@ impl Bootstrap<'_> {
     }
 
     /// Puts a plugin the snapshot's bindings name into the local registry.
-    async fn fetch_plugin(&self, name: &str, sha: &str) -> Result<(), SnapshotError> {
+    async fn fetch_plugin(
+        &self,
+        objects: &PluginObjects,
+        name: &str,
+        sha: &str,
+    ) -> Result<(), SnapshotError> {
         let rt = &self.plugins.runtime;
         if rt
             .list()
@@ -224,8 +270,7 @@ impl Bootstrap<'_> {
         {
             return Ok(());
         }
-        let bytes = self
-            .plugin_objects
+        let bytes = objects
             .get(sha)
             .await?
             .ok_or_else(|| SnapshotError::NotFound(format!("plugin {name} ({sha})")))?;

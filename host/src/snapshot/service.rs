@@ -169,6 +169,11 @@ impl Snapshots {
 
     /// Takes a snapshot now, at this node's current position, outside the policy.
     pub async fn create(&self) -> Result<Stored, SnapshotError> {
+        if self.bucket_now().is_none() {
+            return Err(SnapshotError::Busy(
+                "the snapshot bucket is not open yet (see the status's last NATS error)".into(),
+            ));
+        }
         let (tx, rx) = oneshot::channel();
         self.inner
             .jobs

@@ -389,45 +389,29 @@ impl Sync {
             replicas = log.replicas(),
             "replication log open"
         );
-        // The fold and the publisher need only the stream: they start now. The plugin bucket
-        // is needed only when a binding event names bytes this node lacks, and opening it
-        // must not hold the log back while NATS recovers.
+        // The fold and the publisher need only the stream: they start now. Each bucket opens
+        // on its own, retrying until it does, and none holds the log or another bucket back
+        // while NATS recovers or the account refuses more streams: the plugin bucket is needed
+        // when a binding event names bytes this node lacks, the file bucket when an event
+        // names files (`Sync::file_objects`), the snapshot bucket when a snapshot is taken or
+        // installed (`snapshot::Bootstrap` waits for it only when the log cannot do instead).
         self.inner.log.send_replace(Some(log.clone()));
-        let objects = loop {
-            match log.plugin_objects().await {
-                Ok(o) => break o,
-                Err(e) => {
-                    self.set_error(Part::Objects, &e);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
+        let plugin_bucket = async {
+            let objects = self.open_retrying(|| log.plugin_objects()).await;
+            self.inner.objects.send_replace(Some(objects));
         };
+        let file_bucket = async {
+            let files = self.open_retrying(|| log.file_objects()).await;
+            self.inner.file_objects.send_replace(Some(files));
+        };
+        let snapshot_bucket = async {
+            let bucket = self
+                .open_retrying(|| crate::replication::SnapshotStore::open(&log, cfg.claim_ttl))
+                .await;
+            self.inner.snapshots.connected(bucket);
+        };
+        tokio::join!(plugin_bucket, file_bucket, snapshot_bucket);
         self.inner.health.ok(Part::Objects);
-        self.inner.objects.send_replace(Some(objects));
-        // Record files: the publisher and the fold wait on this bucket only when an event
-        // names files (`Sync::file_objects`), so a file-less log runs without it.
-        let file_objects = loop {
-            match log.file_objects().await {
-                Ok(o) => break o,
-                Err(e) => {
-                    self.set_error(Part::Objects, &e);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        };
-        self.inner.health.ok(Part::Objects);
-        self.inner.file_objects.send_replace(Some(file_objects));
-        // The snapshot bucket and claims: the fold's bootstrap check waits for them.
-        let bucket = loop {
-            match crate::replication::SnapshotStore::open(&log, cfg.claim_ttl).await {
-                Ok(b) => break b,
-                Err(e) => {
-                    self.set_error(Part::Objects, &e);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        };
-        self.inner.snapshots.connected(bucket);
         // Servers that join later let the log keep more copies: look now and then until it
         // has three (a cheap stream-info request while it has fewer).
         loop {
@@ -439,6 +423,24 @@ impl Sync {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 _ = self.inner.stop.notified() => return,
+            }
+        }
+    }
+
+    /// Opens one of the log's buckets, retrying every half second; each failure is the
+    /// status's last error (part `objects`).
+    async fn open_retrying<T, F, Fut>(&self, open: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, crate::replication::LogError>>,
+    {
+        loop {
+            match open().await {
+                Ok(t) => return t,
+                Err(e) => {
+                    self.set_error(Part::Objects, &e);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
         }
     }

@@ -52,7 +52,7 @@ impl Sync {
     /// Installs a snapshot first if this node needs one; retries while JetStream does not
     /// answer; on a fatal condition reports it and never returns.
     pub(super) async fn ensure_bootstrapped(&self) {
-        let objects = self.objects().await;
+        let log = self.log().await;
         let step = |step: &'static str, snapshot: &str| {
             *self.inner.phase.lock() = Phase::Bootstrapping {
                 step,
@@ -62,7 +62,9 @@ impl Sync {
         let boot = Bootstrap {
             snapshots: &self.inner.snapshots,
             plugins: &self.inner.plugins,
-            plugin_objects: &objects,
+            log: &log,
+            plugin_objects: self.inner.objects.subscribe(),
+            optional_wait: self.inner.config.wait_timeout,
             progress: self.inner.boot_progress.clone(),
             step: &step,
         };
@@ -130,6 +132,15 @@ impl Sync {
     /// The fold decided a snapshot is due at `due.seq`: pins a read of exactly that state
     /// before the next fold can commit, and hands both to the snapshot service.
     pub(super) async fn snapshot_due(&self, due: Due) {
+        if self.inner.snapshots.bucket_now().is_none() {
+            // A pinned read waiting on a bucket that may never open would hold SQLite's WAL
+            // back; the policy asks again at its next position.
+            tracing::warn!(
+                due = due.seq,
+                "a snapshot is due but the snapshot bucket is not open; skipped"
+            );
+            return;
+        }
         let pinned = match self.inner.store.pin().await {
             Ok(p) if p.seq == due.seq => Some(p),
             Ok(p) => {
