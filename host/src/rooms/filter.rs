@@ -35,7 +35,9 @@ pub enum Verdict {
 
 /// Whether the collection (by id) has an inbound filter bound.
 pub fn bound(plugins: &Plugins, collection_id: &str) -> bool {
-    plugins.runtime.has_filter(collection_id, Direction::Inbound)
+    plugins
+        .runtime
+        .has_filter(collection_id, Direction::Inbound)
 }
 
 /// The change a message is presented as.
