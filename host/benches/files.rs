@@ -373,6 +373,24 @@ async fn replication(cfg: &Config) -> Result<(f64, f64)> {
     let a = sync_node(&cfg.syncbase_bin, "a", routes[0], &[]).await?;
     let _b = sync_node(&cfg.syncbase_bin, "b", routes[1], &routes[..1]).await?;
     let c = sync_node(&cfg.syncbase_bin, "c", routes[2], &routes[..2]).await?;
+    // A node serves before its log is open; schema writes need the log.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for addr in [a.addr, _b.addr, c.addr] {
+        loop {
+            let r = http
+                .get(format!("http://{addr}/api/sync/ready"))
+                .send()
+                .await?;
+            if r.status().is_success() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("node {addr} not ready in 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // polling readiness
+        }
+    }
     let api = Api::new(a.addr).await?;
     api.setup().await?;
     let c_api = Api::new(c.addr).await?;
