@@ -282,14 +282,6 @@ async fn run(
     let mut a = Node::create(bin, root, "a", cluster.url(0)).await?;
     let mut b = Node::create(bin, root, "b", cluster.url(1)).await?;
     let mut c = Node::create(bin, root, "c", cluster.url(2)).await?;
-    // A node serves before its log is open; schema writes need the log.
-    for n in [&a, &b, &c] {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while n.call(Method::GET, "/api/sync/ready", None).await.is_err() {
-            ensure!(Instant::now() < deadline, "node {} not ready in 60 s", n.id);
-            tokio::time::sleep(Duration::from_millis(100)).await; // polling readiness
-        }
-    }
     a.call(Method::POST, "/api/collections", Some(collection_def(COLL)))
         .await?;
     for n in [&b, &c] {

@@ -71,6 +71,17 @@ impl Node {
             child: None,
         };
         node.start().await?;
+        // A fresh node serves before its log is open (creating an R3 stream takes an
+        // election); schema writes need the log, so a new node is used once it is ready.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while node
+            .call(Method::GET, "/api/sync/ready", None)
+            .await
+            .is_err()
+        {
+            ensure!(Instant::now() < deadline, "node {id} not ready in 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await; // polling readiness
+        }
         Ok(node)
     }
 
