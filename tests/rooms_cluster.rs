@@ -412,11 +412,16 @@ async fn a_paused_owner_resumes_after_losing_its_lease_and_stamps_nothing() {
     let epoch = x.client.position().1;
     x.reconnect().await;
     let joined = x.joins.last().expect("rejoined").clone();
-    assert_eq!(
-        (joined["recovered"].clone(), joined["offset"].clone()),
-        (json!(true), json!(3)),
-        "{joined}"
-    );
+    if joined["offset"] != json!(3) {
+        // Seen once in CI (offset 4, missed 1): show what was stamped while B was paused.
+        let missed = joined["missed"].as_u64().unwrap_or(0) as usize;
+        x.client.until_messages(missed).await;
+        panic!(
+            "the room moved past offset 3 while its owner was paused: {joined}\nmissed: {:#?}",
+            x.client.messages
+        );
+    }
+    assert_eq!(joined["recovered"], true, "{joined}");
     x.client.send(json!({"text": "after-takeover"}), "t").await;
     let ack = x.client.next_type("ack").await;
     assert_eq!(ack["offset"], 4);
