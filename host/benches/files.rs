@@ -368,50 +368,38 @@ async fn subscribe(
     Ok(rx)
 }
 
+/// Polls `url` until it answers 2xx, for at most 60 s (the cluster forming).
+async fn wait_ok(http: &reqwest::Client, url: &str, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http.get(url).send().await?.status().is_success() {
+        if Instant::now() > deadline {
+            bail!("{what} not there within 60 s ({url})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling the cluster forming
+    }
+    Ok(())
+}
+
 async fn replication(cfg: &Config) -> Result<(f64, f64)> {
     let routes = [free_port()?, free_port()?, free_port()?];
     let a = sync_node(&cfg.syncbase_bin, "a", routes[0], &[]).await?;
-    let _b = sync_node(&cfg.syncbase_bin, "b", routes[1], &routes[..1]).await?;
+    let b = sync_node(&cfg.syncbase_bin, "b", routes[1], &routes[..1]).await?;
     let c = sync_node(&cfg.syncbase_bin, "c", routes[2], &routes[..2]).await?;
     // A node serves before its log is open; schema writes need the log.
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for addr in [a.addr, _b.addr, c.addr] {
-        loop {
-            let r = http
-                .get(format!("http://{addr}/api/sync/ready"))
-                .send()
-                .await?;
-            if r.status().is_success() {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("node {addr} not ready in 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await; // polling readiness
-        }
+    for addr in [a.addr, b.addr, c.addr] {
+        let http = reqwest::Client::new();
+        wait_ok(
+            &http,
+            &format!("http://{addr}/api/sync/ready"),
+            "a node's log",
+        )
+        .await?;
     }
     let api = Api::new(a.addr).await?;
     api.setup().await?;
     let c_api = Api::new(c.addr).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = c_api
-            .http
-            .get(format!(
-                "{}/api/collections/bench_files/records",
-                c_api.base
-            ))
-            .send()
-            .await?;
-        if r.status().is_success() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the collection never reached C");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await; // polling the cluster forming
-    }
+    let records = format!("{}/api/collections/bench_files/records", c_api.base);
+    wait_ok(&c_api.http, &records, "the collection on C").await?;
     let mut events = subscribe(c.addr, &c_api.token).await?;
     let mut lat = Vec::new();
     for i in 0..cfg.repl + 3 {
