@@ -8,12 +8,12 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use async_nats::jetstream::object_store::{self, ObjectStore};
-use async_nats::jetstream::stream::StorageType;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::log::{Log, LogError};
+use super::objects::check_digest;
 
 /// The cluster's file bucket.
 #[derive(Clone)]
@@ -26,38 +26,11 @@ fn err(what: &str, sha: &str, e: impl std::fmt::Display) -> LogError {
     LogError::Objects(format!("{what} {sha}: {e}"))
 }
 
-fn check_digest(sha256: &str) -> Result<(), LogError> {
-    if sha256.len() == 64
-        && sha256
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        Ok(())
-    } else {
-        Err(LogError::Objects(format!(
-            "{sha256:?} is not a lowercase hex sha256"
-        )))
-    }
-}
-
 impl FileObjects {
     /// Opens (creating when missing) the cluster's file bucket `SYNCBASE_<cluster>_FILES`.
     pub async fn open(log: &Log) -> Result<FileObjects, LogError> {
-        let bucket = format!("SYNCBASE_{}_FILES", log.cluster());
-        let js = log.jetstream();
-        let store = match js.get_object_store(&bucket).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: bucket.clone(),
-                    description: Some("Syncbase record files by sha256".into()),
-                    storage: StorageType::File,
-                    num_replicas: log.replicas(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| LogError::Objects(format!("creating bucket {bucket}: {e}")))?,
-        };
+        let (store, bucket) =
+            super::objects::open_bucket(log, "FILES", "Syncbase record files by sha256").await?;
         Ok(FileObjects { store, bucket })
     }
 

@@ -26,7 +26,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn check_digest(sha256: &str) -> Result<(), LogError> {
+pub(crate) fn check_digest(sha256: &str) -> Result<(), LogError> {
     if sha256.len() == 64
         && sha256
             .bytes()
@@ -40,23 +40,35 @@ fn check_digest(sha256: &str) -> Result<(), LogError> {
     }
 }
 
+/// Opens the cluster's object store `SYNCBASE_<cluster>_<suffix>`, creating it when missing
+/// (file storage, the stream's replicas); returns it with its name.
+pub(crate) async fn open_bucket(
+    log: &Log,
+    suffix: &str,
+    description: &str,
+) -> Result<(ObjectStore, String), LogError> {
+    let bucket = format!("SYNCBASE_{}_{suffix}", log.cluster());
+    let js = log.jetstream();
+    let store = match js.get_object_store(&bucket).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_object_store(object_store::Config {
+                bucket: bucket.clone(),
+                description: Some(description.into()),
+                storage: StorageType::File,
+                num_replicas: log.replicas(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| LogError::Objects(format!("creating bucket {bucket}: {e}")))?,
+    };
+    Ok((store, bucket))
+}
+
 impl PluginObjects {
     pub(crate) async fn open(log: &Log) -> Result<PluginObjects, LogError> {
-        let bucket = format!("SYNCBASE_{}_PLUGINS", log.cluster());
-        let js = log.jetstream();
-        let store = match js.get_object_store(&bucket).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: bucket.clone(),
-                    description: Some("Syncbase plugin components by sha256".into()),
-                    storage: StorageType::File,
-                    num_replicas: log.replicas(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| LogError::Objects(format!("creating bucket {bucket}: {e}")))?,
-        };
+        let (store, bucket) =
+            open_bucket(log, "PLUGINS", "Syncbase plugin components by sha256").await?;
         Ok(PluginObjects { store, bucket })
     }
 

@@ -196,15 +196,7 @@ impl Bootstrap<'_> {
     async fn buckets(&self, optional: bool) -> Option<(SnapshotStore, PluginObjects)> {
         let both = async {
             let bucket = self.snapshots.bucket().await;
-            let mut rx = self.plugin_objects.clone();
-            let objects = loop {
-                if let Some(o) = rx.borrow_and_update().clone() {
-                    break o;
-                }
-                if rx.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
+            let objects = crate::sync::wait_some(self.plugin_objects.clone()).await;
             (bucket, objects)
         };
         if optional {

@@ -125,15 +125,7 @@ impl Snapshots {
 
     /// The bucket, waiting for it.
     pub async fn bucket(&self) -> SnapshotStore {
-        let mut rx = self.inner.bucket.subscribe();
-        loop {
-            if let Some(b) = rx.borrow_and_update().clone() {
-                return b;
-            }
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
+        crate::sync::wait_some(self.inner.bucket.subscribe()).await
     }
 
     /// The bucket if connected.

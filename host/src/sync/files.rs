@@ -35,15 +35,7 @@ fn age(at: SystemTime) -> Duration {
 impl Sync {
     /// The file bucket, waiting for the log.
     pub async fn file_objects(&self) -> FileObjects {
-        let mut rx = self.inner.file_objects.subscribe();
-        loop {
-            if let Some(o) = rx.borrow_and_update().clone() {
-                return o;
-            }
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
+        super::wait_some(self.inner.file_objects.subscribe()).await
     }
 
     /// Puts the bytes of one stored file into the bucket unless it has them. An object older

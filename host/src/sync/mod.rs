@@ -141,6 +141,17 @@ enum Folded {
     Gap,
 }
 
+/// The value of a watch channel that starts `None` (a bucket, the log: opened once NATS is
+/// reachable), once it is `Some`. Never returns if the sender goes away first (shutdown).
+pub(crate) async fn wait_some<T: Clone>(mut rx: watch::Receiver<Option<T>>) -> T {
+    if let Ok(v) = rx.wait_for(Option::is_some).await
+        && let Some(v) = v.clone()
+    {
+        return v;
+    }
+    std::future::pending().await
+}
+
 /// Why a write concern was not met.
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
@@ -323,28 +334,12 @@ impl Sync {
 
     /// The connected log, waiting for it.
     async fn log(&self) -> Log {
-        let mut rx = self.inner.log.subscribe();
-        loop {
-            if let Some(log) = rx.borrow_and_update().clone() {
-                return log;
-            }
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
+        wait_some(self.inner.log.subscribe()).await
     }
 
     /// The plugin object store, waiting for the log.
     pub async fn objects(&self) -> PluginObjects {
-        let mut rx = self.inner.objects.subscribe();
-        loop {
-            if let Some(o) = rx.borrow_and_update().clone() {
-                return o;
-            }
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
+        wait_some(self.inner.objects.subscribe()).await
     }
 
     async fn connect_loop(&self) {
