@@ -44,7 +44,12 @@ impl Sync {
     }
 
     /// Puts the bytes of one stored file into the bucket unless it has them.
-    async fn push_one(&self, objects: &FileObjects, key: &str, f: &FileRef) -> Result<(), String> {
+    pub(super) async fn push_one(
+        &self,
+        objects: &FileObjects,
+        key: &str,
+        f: &FileRef,
+    ) -> Result<(), String> {
         if objects.has(&f.sha256).await.map_err(|e| e.to_string())? {
             return Ok(());
         }

@@ -708,6 +708,7 @@ pub fn own_failure(conn: &Connection, event_id: &str) -> Result<Option<String>, 
 }
 
 mod fold;
+pub mod genesis;
 pub mod plugins;
 
 pub(crate) use fold::apply;
