@@ -571,3 +571,41 @@ async fn the_log_works_while_the_plugin_bucket_cannot_be_opened() {
         "{body}"
     );
 }
+
+/// A node that has not reached its log since it started (a cluster still electing its
+/// stream, or NATS started after the node) keeps a write waiting for the log instead of
+/// answering 503 after a second: the first schema write of a starting cluster succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_a_node_whose_log_is_not_open_yet_waits_for_it() {
+    let mut cluster = Cluster::start(1).await;
+    cluster.stop(0).await;
+    let url = cluster.url(0);
+    let a = Node::start_with(&[
+        "--nats",
+        &url,
+        "--node-id",
+        "a",
+        "--cluster",
+        "t",
+        "--sync-timeout",
+        "30",
+    ])
+    .await;
+    let (code, body) = a.raw_get("/api/sync/ready").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // The schema write waits for the log; NATS comes up while it waits, after longer than
+    // the grace an unavailable log gets once it was open (the outage's length, not a wait).
+    let ((code, body), ()) = tokio::join!(a.post("/api/collections", posts_def()), async {
+        tokio::time::sleep(syncbase::sync::GRACE * 3).await;
+        cluster.restart(0).await
+    });
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, rec) = a
+        .post(
+            "/api/collections/posts/records?sync=applied",
+            json!({"title": "first", "n": 1}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    assert_eq!(status(&a).await["outboxBacklog"], 0);
+}

@@ -164,7 +164,11 @@ impl Node {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Sends a signal (`STOP`, `CONT`, ...) to the server process.
+    /// Sends a signal (`STOP`, `CONT`, ...) to the server process. `STOP` returns once every
+    /// thread of it is stopped: the kernel stops a process's threads one by one, when the
+    /// thread that takes the signal gets to run, and on a busy machine the others can go on
+    /// serving (reading a socket, stamping a message) for some milliseconds after `kill`
+    /// returns.
     pub fn signal(&self, sig: &str) {
         let pid = self.pid().expect("running");
         let st = Command::new("kill")
@@ -172,6 +176,16 @@ impl Node {
             .status()
             .expect("run kill");
         assert!(st.success(), "kill -{sig} {pid} failed");
+        if sig == "STOP" {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !all_threads_stopped(pid) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "process {pid} did not stop within 10 s"
+                );
+                std::thread::yield_now();
+            }
+        }
     }
 
     /// Sends a request as the superuser.
@@ -560,4 +574,18 @@ pub fn foreign_plugin(
         syncbase_plugin_build::build_foreign(&syncbase_plugin_build::ForeignBuild::new(lang, &dir))
             .unwrap_or_else(|e| panic!("building the {lang} plugin {name}: {e}"));
     built.component
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in `/proc/<pid>/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+        })
+    })
 }

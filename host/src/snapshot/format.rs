@@ -5,7 +5,7 @@
 //! data.db                  the SQLite database, zstd-compressed (zip method 93), zip64
 //! ```
 //!
-//! The header (format 1) says what the database holds and how to check it: kind (`snapshot`
+//! The header (format 2) says what the database holds and how to check it: kind (`snapshot`
 //! of a cluster, or `backup`), cluster, stream sequence `seq` and the HLC at it, the node that
 //! took it and when (wall clock, for people), every collection and the plugin binding table at
 //! `seq` (plugin bytes stay in the cluster's plugin bucket, named by sha256 in `plugins`), the
@@ -24,10 +24,15 @@ use serde::{Deserialize, Serialize};
 
 use super::SnapshotError;
 use crate::store::snapshot::Contents;
+use crate::store::sync::HashScheme;
 
 pub const HEADER_NAME: &str = "syncbase-snapshot.json";
 pub const DB_NAME: &str = "data.db";
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
+/// The oldest format this build reads. Format 1 hashed tables in id order
+/// ([`HashScheme::IdOrdered`]); format 2 sums row hashes in storage order
+/// ([`HashScheme::RowSum`]), what `/api/sync/status?hashes=1` shows now.
+pub const OLDEST_FORMAT: u32 = 1;
 /// zstd level: fast enough not to dominate taking a snapshot, 3-5x smaller than the database.
 const ZSTD_LEVEL: i64 = 3;
 
@@ -165,9 +170,9 @@ fn header_of(zip: &mut zip::ZipArchive<BufReader<File>>) -> Result<Header, Snaps
         .map_err(io_err)?;
     let header: Header = serde_json::from_slice(&text)
         .map_err(|e| SnapshotError::Format(format!("unreadable {HEADER_NAME}: {e}")))?;
-    if header.format != FORMAT {
+    if !(OLDEST_FORMAT..=FORMAT).contains(&header.format) {
         return Err(SnapshotError::Format(format!(
-            "snapshot format {} is not supported (this build reads format {FORMAT})",
+            "snapshot format {} is not supported (this build reads formats {OLDEST_FORMAT} to {FORMAT})",
             header.format
         )));
     }
@@ -234,7 +239,12 @@ pub fn verify(db: &Path, x: &Extracted) -> Result<(), SnapshotError> {
             x.db_sha256, x.db_bytes, want.db_sha256, want.db_bytes
         )));
     }
-    let found = crate::store::snapshot::inspect(db)
+    let scheme = if x.header.format < 2 {
+        HashScheme::IdOrdered
+    } else {
+        HashScheme::RowSum
+    };
+    let found = crate::store::snapshot::inspect(db, scheme)
         .map_err(|e| SnapshotError::Corrupt(format!("reading the database: {e}")))?;
     if found.seq != want.seq {
         return Err(SnapshotError::Corrupt(format!(
@@ -253,4 +263,53 @@ pub fn verify(db: &Path, x: &Extracted) -> Result<(), SnapshotError> {
 /// sha256 (lowercase hex) and size of a file. Blocking.
 pub fn sha256_file(path: &Path) -> Result<(String, u64), SnapshotError> {
     crate::store::snapshot::file_sha256(path).map_err(|e| SnapshotError::Io(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::snapshot::{CopyKind, copy, inspect};
+    use crate::store::{Store, StoreOptions};
+
+    /// A format 1 archive (tables hashed in id order) still verifies; the same hashes under
+    /// format 2 (row sums) do not.
+    #[tokio::test]
+    async fn format_1_snapshots_are_verified_with_the_hashes_they_were_taken_with() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("node"), &StoreOptions::default()).expect("open");
+        let pinned = store.pin().await.expect("pin");
+        let db = dir.path().join("copy.db");
+        let contents = tokio::task::spawn_blocking({
+            let db = db.clone();
+            move || copy(pinned, &db, CopyKind::Whole)
+        })
+        .await
+        .expect("join")
+        .expect("copy");
+        let old = inspect(&db, HashScheme::IdOrdered).expect("inspect");
+        assert_ne!(old.table_hashes, contents.table_hashes);
+        let mut header = Header::new(Kind::Backup, None, "n1", contents);
+        header.format = 1;
+        header.contents.table_hashes = old.table_hashes;
+        let check = |header: &Header, name: &str| {
+            let archive = dir.path().join(name);
+            write(&db, header, &archive).expect("write");
+            let out = dir.path().join(format!("{name}.db"));
+            let x = extract(&archive, &out, |_| {}).expect("extract");
+            verify(&out, &x)
+        };
+        check(&header, "v1.zip").expect("a format 1 snapshot verifies");
+        header.format = FORMAT;
+        assert!(matches!(
+            check(&header, "v2.zip"),
+            Err(SnapshotError::Corrupt(_))
+        ));
+        header.format = FORMAT + 1;
+        let archive = dir.path().join("v3.zip");
+        write(&db, &header, &archive).expect("write");
+        assert!(matches!(
+            read_header(&archive),
+            Err(SnapshotError::Format(_))
+        ));
+    }
 }

@@ -5,7 +5,11 @@
 //! unavailable (no connection yet, connection lost, or the publisher's last attempt failed:
 //! the stream has no leader) it does not wait out `--sync-timeout`: after [`GRACE`] of
 //! unavailability it answers 503, saying the write is committed on this node and will be
-//! published when NATS is back.
+//! published when NATS is back. The exception is a node that has not opened the log since it
+//! started: a fresh cluster elects its stream's leader for a second or more after its nodes
+//! answer `/api/health`, so such a write waits up to `--sync-timeout` for the log to open
+//! (and answers the same 503 if it never does), instead of failing the first writes of a
+//! cluster that is merely starting.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -192,10 +196,12 @@ impl Sync {
                 _ = tokio::time::sleep_until(tick.min(deadline).into()) => {}
             }
             let now = Instant::now();
+            // Not opened since this process started: wait for it, up to the deadline.
+            let starting = self.inner.log.borrow().is_none();
             match self.unavailable() {
                 Some(reason) => {
                     let since = *down_since.get_or_insert(now);
-                    if now.duration_since(since) >= GRACE {
+                    if (!starting && now.duration_since(since) >= GRACE) || now >= deadline {
                         return Err(WaitError::Unavailable { what, reason });
                     }
                 }

@@ -23,7 +23,6 @@
 //! `_sync_bindings` (the plugin binding table at the applied position) and `_sync_plugins`
 //! (the cluster's plugin versions, `plugins.rs`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -558,72 +557,6 @@ pub fn max_hlc(conn: &Connection) -> Result<Hlc, StoreError> {
     Ok(Hlc(v.unwrap_or(0) as u64))
 }
 
-/// A content hash of every replicated collection's table: sha256 over all stored columns of
-/// all rows in id order. Two nodes with equal hashes hold byte-identical canonical rows (when
-/// quiet: no overlays). Computed on demand (`/api/sync/status?hashes=1`), it reads every row.
-pub fn table_hashes(
-    conn: &Connection,
-    schema: &super::Schema,
-) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut out = BTreeMap::new();
-    for c in schema.all() {
-        // A view holds nothing of its own: its rows follow from the tables hashed here.
-        if c.name == LOCAL_ONLY || c.is_view() {
-            continue;
-        }
-        out.insert(c.name.clone(), hash_table(conn, &c)?.0);
-    }
-    Ok(out)
-}
-
-/// One table's content hash (as [`table_hashes`]) and its row count, in one pass.
-pub fn hash_table(conn: &Connection, c: &Collection) -> Result<(String, u64), StoreError> {
-    use sha2::{Digest, Sha256};
-    let cols: Vec<String> = c
-        .fields
-        .iter()
-        .map(|f| super::schema::quote_ident(&f.name))
-        .collect();
-    let sql = format!(
-        "SELECT {} FROM {} ORDER BY `id`",
-        cols.join(", "),
-        c.table()
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query([])?;
-    let mut h = Sha256::new();
-    let mut count = 0u64;
-    while let Some(row) = rows.next()? {
-        count += 1;
-        for i in 0..cols.len() {
-            use rusqlite::types::ValueRef;
-            match row.get_ref(i)? {
-                ValueRef::Null => h.update([0u8]),
-                ValueRef::Integer(v) => {
-                    h.update([1u8]);
-                    h.update(v.to_le_bytes());
-                }
-                ValueRef::Real(v) => {
-                    h.update([2u8]);
-                    h.update(v.to_le_bytes());
-                }
-                ValueRef::Text(t) => {
-                    h.update([3u8]);
-                    h.update((t.len() as u64).to_le_bytes());
-                    h.update(t);
-                }
-                ValueRef::Blob(b) => {
-                    h.update([4u8]);
-                    h.update((b.len() as u64).to_le_bytes());
-                    h.update(b);
-                }
-            }
-        }
-    }
-    let digest = h.finalize();
-    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), count))
-}
-
 /// The binding table as of the last folded binding event (`None`: none folded yet).
 pub fn folded_bindings(conn: &Connection) -> Result<Option<String>, StoreError> {
     Ok(conn
@@ -709,10 +642,12 @@ pub fn own_failure(conn: &Connection, event_id: &str) -> Result<Option<String>, 
 
 mod fold;
 pub mod genesis;
+mod hashes;
 pub mod plugins;
 
 pub(crate) use fold::apply;
 pub use fold::{ApplyReport, Delivered, SEED_MARK};
+pub use hashes::{HashScheme, hash_table, hash_table_with, table_hashes};
 
 #[cfg(test)]
 mod tests {
