@@ -262,7 +262,7 @@ async fn of_two_nodes_with_data_on_one_empty_stream_one_starts_the_cluster_the_o
         keep.push(n);
     }
     // Both at once on the same empty stream.
-    let mut nodes = vec![
+    let mut nodes = [
         Started::spawn(&dirs[0], &flags(&url, "one")),
         Started::spawn(&dirs[1], &flags(&url, "two")),
     ];

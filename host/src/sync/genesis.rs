@@ -81,7 +81,7 @@ impl Sync {
     /// bindings then stay the ones it served alone until the genesis makes them the log's.
     pub async fn holds_own_state(store: &Store) -> Result<bool, StoreError> {
         let pending = store.read_raw(genesis::pending).await?;
-        Ok(pending || store.read(|c, s| genesis::holds_own_state(c, s)).await?)
+        Ok(pending || store.read(genesis::holds_own_state).await?)
     }
 
     /// Makes this node's own state the cluster's first snapshot if it holds any and the
@@ -106,7 +106,7 @@ impl Sync {
     async fn genesis_step(&self) -> Result<(), GenesisError> {
         let store = &self.inner.store;
         let pending = store.read_raw(genesis::pending).await?;
-        let own = !pending && store.read(|c, s| genesis::holds_own_state(c, s)).await?;
+        let own = !pending && store.read(genesis::holds_own_state).await?;
         if !pending && !own {
             return Ok(());
         }
