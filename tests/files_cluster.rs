@@ -272,3 +272,108 @@ async fn a_node_killed_during_uploads_catches_up_with_every_file() {
     }
     same_everywhere(&[&a, &b, &c], "docs").await;
 }
+
+/// The bucket keeps an object while any record references it, and drops it once none does
+/// and the log compacted every event that named it (here with no grace: `--file-gc-grace 0`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_no_record_references_leaves_the_bucket_after_compaction() {
+    let cluster = Cluster::start(1).await;
+    let url = cluster.url(0);
+    let flags = |id: &'static str| {
+        vec![
+            "--nats".to_string(),
+            url.clone(),
+            "--node-id".into(),
+            id.into(),
+            "--cluster".into(),
+            "t".into(),
+            "--file-gc-grace".into(),
+            "0".into(),
+        ]
+    };
+    let fa = flags("a");
+    let a = Node::start_with(&fa.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let fb = flags("b");
+    let b = Node::start_with(&fb.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (code, body) = a.post("/api/collections", docs_def()).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    wait_collection(&b, "docs").await;
+    let (code, body) = a.post("/api/collections", support::posts_def()).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    wait_collection(&b, "posts").await;
+
+    let (old, kept, new) = (bytes(7, 70_000), bytes(8, 80_000), bytes(9, 90_000));
+    let rec = upload(&a, "replaced", &[("file", "old.bin", old.clone())]).await;
+    let other = upload(&a, "kept", &[("file", "kept.bin", kept.clone())]).await;
+    let id = rec["id"].as_str().expect("id");
+    wait_record(&b, id, 30).await;
+    // B replaces the file: `old` is referenced by no record any more, on either node.
+    let (code, body) = send(
+        &b,
+        reqwest::Method::PATCH,
+        &format!("/api/collections/docs/records/{id}?sync=applied"),
+        &[],
+        &[("file", "new.bin", new.clone())],
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    quiesce(&[&a, &b], 60).await;
+    let orphaned_at = status(&a).await["stream"]["lastSeq"]
+        .as_u64()
+        .expect("lastSeq");
+
+    let log = cluster.log(&[0], 1).await;
+    let objects = syncbase::replication::FileObjects::open(&log)
+        .await
+        .expect("file bucket");
+    assert!(
+        objects.has(&sha(&old)).await.expect("has"),
+        "kept until compacted"
+    );
+
+    // Snapshots every 20 events, one kept: the log soon starts past the replacement.
+    replication_support::upload(&a, "every-n").await;
+    let (code, body) = a
+        .post(
+            "/api/plugins/every-n/bind",
+            json!({"as": "snapshot-policy", "config": json!({"events": 20, "keep": 1}).to_string()}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    for k in 0..60 {
+        let (code, body) = a
+            .post(
+                "/api/collections/posts/records",
+                json!({"title": format!("p{k}"), "n": k}),
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    quiesce(&[&a, &b], 60).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while objects.has(&sha(&old)).await.expect("has") {
+        let s = status(&a).await;
+        assert!(
+            Instant::now() < deadline,
+            "the unreferenced object stayed (orphaned at {orphaned_at}): {}",
+            s["stream"]
+        );
+        // Poll interval of the deadline-bounded wait above.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first = status(&a).await["stream"]["firstSeq"]
+        .as_u64()
+        .expect("firstSeq");
+    assert!(
+        first > orphaned_at,
+        "deleted before the log was compacted past it"
+    );
+    // What records still reference stays, and every node serves it.
+    for n in [&a, &b] {
+        assert!(objects.has(&sha(&kept)).await.expect("has"));
+        assert!(objects.has(&sha(&new)).await.expect("has"));
+        let on_n = wait_record(n, other["id"].as_str().expect("id"), 30).await;
+        let (code, got) = download(n, &on_n, on_n["file"].as_str().expect("file")).await;
+        assert_eq!((code, sha(&got)), (StatusCode::OK, sha(&kept)));
+    }
+}

@@ -1,5 +1,6 @@
 //! Snapshots with real `syncbase` binaries and real `nats-server` processes: the policy fires
-//! under load and a new node joins from a snapshot; a node behind a compaction re-bootstraps
+//! under load and a new node joins from a snapshot (with a file whose upload was compacted
+//! away); a node behind a compaction re-bootstraps
 //! and keeps its unpublished writes; a corrupt snapshot falls back to the previous one, and
 //! with none usable the node refuses to start; two nodes' snapshots at one position hold the
 //! same content; a policy swap applies at its log position everywhere; a claimant that dies is
@@ -127,6 +128,64 @@ async fn write_posts(nodes: &[&Node], n: usize, tag: &str) -> Vec<String> {
     all
 }
 
+fn attachment_bytes() -> Vec<u8> {
+    (0..300_000u32).map(|i| (i % 251) as u8).collect()
+}
+
+/// Creates `docs` (a file field) and a record with a 300 KB file on `node`; returns the
+/// record once `others` show it, and the stream's last sequence then.
+async fn upload_attachment(node: &Node, others: &[&Node]) -> (Value, u64) {
+    let def = json!({
+        "name": "docs", "listRule": "", "viewRule": "", "createRule": "",
+        "fields": [{"name": "file", "type": "file", "maxSelect": 1, "maxSize": 5_000_000}]
+    });
+    let (code, body) = node.post("/api/collections", def).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(attachment_bytes()).file_name("report.bin"),
+    );
+    let resp = node
+        .client
+        .post(format!(
+            "{}/api/collections/docs/records?sync=applied",
+            node.url
+        ))
+        .header("Authorization", &node.token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let rec: Value = resp.json().await.expect("record");
+    for n in others {
+        wait_until(60, "the attachment on every node", || async {
+            download(n, &rec).await == attachment_bytes()
+        })
+        .await;
+    }
+    let last = status(node).await["stream"]["lastSeq"]
+        .as_u64()
+        .expect("lastSeq");
+    (rec, last)
+}
+
+/// The bytes of a record's `file` (empty unless 200).
+async fn download(node: &Node, rec: &Value) -> Vec<u8> {
+    let url = format!(
+        "{}/api/files/{}/{}/{}",
+        node.url,
+        rec["collectionId"].as_str().unwrap_or_default(),
+        rec["id"].as_str().unwrap_or_default(),
+        rec["file"].as_str().unwrap_or_default()
+    );
+    let resp = node.client.get(url).send().await.expect("download");
+    if resp.status() != StatusCode::OK {
+        return Vec::new();
+    }
+    resp.bytes().await.expect("body").to_vec()
+}
+
 async fn ready(node: &Node) -> (StatusCode, Value) {
     let (code, body) = node.raw_get("/api/sync/ready").await;
     (code, serde_json::from_str(&body).unwrap_or(Value::Null))
@@ -144,6 +203,8 @@ async fn kept(node: &Node) -> Vec<Value> {
 async fn a_new_node_joins_from_a_snapshot_without_replaying_the_compacted_log() {
     let cluster = Cluster::start(3).await;
     let (a, b, c) = three(&cluster).await;
+    // A record with a file, written before everything the compaction will drop.
+    let (attachment, uploaded_at) = upload_attachment(&a, &[&b, &c]).await;
     bind_policy(&a, "every-n", json!({"events": 40, "keep": 2})).await;
     write_posts(&[&a, &b, &c], 180, "load").await;
     quiesce(&[&a, &b, &c], 60).await;
@@ -178,6 +239,10 @@ async fn a_new_node_joins_from_a_snapshot_without_replaying_the_compacted_log() 
     quiesce(&[&a, &b, &c, &d], 60).await;
     let rows = same_everywhere(&[&a, &b, &c, &d], "posts").await;
     assert_eq!(rows.len(), 180);
+    // The upload's event was compacted away: D has the file through the snapshot, and serves
+    // its bytes.
+    assert!(first > uploaded_at, "{stream}");
+    assert_eq!(download(&d, &attachment).await, attachment_bytes());
     let sd = status(&d).await;
     let joined_from = &sd["snapshots"]["bootstrap"];
     assert!(joined_from["snapshot"].is_string(), "{sd}");

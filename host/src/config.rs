@@ -590,6 +590,17 @@ pub struct ServeArgs {
         help_heading = "Replication"
     )]
     pub snapshot_claim_ttl: u64,
+    /// Seconds a file object no record references stays in the cluster's file bucket at
+    /// least (after the log compacted every event that named it) before a node deletes it:
+    /// the same bytes uploaded again meanwhile keep it. Unreferenced objects are looked for
+    /// every tenth of this (at most every minute).
+    #[arg(
+        long,
+        env = "SYNCBASE_FILE_GC_GRACE",
+        default_value_t = 600,
+        help_heading = "Replication"
+    )]
+    pub file_gc_grace: u64,
     /// Test hook for the chaos harness: a JSON file polled for injected faults (clock skew,
     /// a full disk). Never set it in production.
     #[arg(long, env = "SYNCBASE_TEST_FAULTS", hide = true)]
@@ -760,6 +771,7 @@ fn sync_config(a: &ServeArgs) -> Result<Option<crate::sync::SyncConfig>, ConfigE
         wait_timeout: std::time::Duration::from_secs(a.sync_timeout.max(1)),
         plugin_ready_timeout: std::time::Duration::from_secs(a.plugin_ready_timeout),
         claim_ttl: std::time::Duration::from_secs(a.snapshot_claim_ttl.max(1)),
+        file_gc_grace: std::time::Duration::from_secs(a.file_gc_grace),
     }))
 }
 

@@ -42,6 +42,8 @@ mod support;
 
 mod catchup;
 mod load;
+// Shared with the snapshot and plugin-swap benches, which use parts this one does not.
+#[allow(dead_code)]
 mod node;
 mod report;
 mod resolver;

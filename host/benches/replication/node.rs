@@ -42,7 +42,7 @@ pub struct Status {
 
 impl Node {
     /// Creates the bench superuser in `root/<id>` and starts the node there.
-    pub async fn create(
+    async fn create_inner(
         bin: &Path,
         root: &Path,
         id: &'static str,
@@ -71,8 +71,30 @@ impl Node {
             child: None,
         };
         node.start().await?;
-        // A fresh node serves before its log is open (creating an R3 stream takes an
-        // election); schema writes need the log, so a new node is used once it is ready.
+        Ok(node)
+    }
+
+    /// [`Node::create`], returning once the node serves HTTP, before its log is open or
+    /// caught up (a bench timing a bootstrap watches `/api/sync/ready` itself).
+    pub async fn create_serving(
+        bin: &Path,
+        root: &Path,
+        id: &'static str,
+        nats_url: String,
+    ) -> Result<Node> {
+        Self::create_inner(bin, root, id, nats_url).await
+    }
+
+    /// Creates the node's data directory with the bench superuser, starts it, and returns
+    /// once `/api/sync/ready` answers 200: a fresh node serves before its log is open
+    /// (creating an R3 stream takes an election) and before it caught up.
+    pub async fn create(
+        bin: &Path,
+        root: &Path,
+        id: &'static str,
+        nats_url: String,
+    ) -> Result<Node> {
+        let node = Self::create_inner(bin, root, id, nats_url).await?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while node
             .call(Method::GET, "/api/sync/ready", None)

@@ -249,16 +249,25 @@ impl Storage {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let reader: Pin<Box<dyn tokio::io::AsyncRead + Send>> = match range {
+                let (reader, len): (Pin<Box<dyn tokio::io::AsyncRead + Send>>, u64) = match range {
                     Some(r) => {
                         f.seek(std::io::SeekFrom::Start(r.start)).await?;
-                        Box::pin(f.take(r.end - r.start))
+                        let len = r.end - r.start;
+                        (Box::pin(f.take(len)), len)
                     }
-                    None => Box::pin(f),
+                    None => {
+                        let len = f.metadata().await?.len();
+                        (Box::pin(f), len)
+                    }
                 };
+                // Each read is a trip to tokio's blocking pool: large chunks make a 10 MB
+                // download ~20 trips instead of ~160, and a small file allocates no more
+                // than its size.
+                let chunk = usize::try_from(len)
+                    .unwrap_or(usize::MAX)
+                    .clamp(8 * 1024, 512 * 1024);
                 Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
-                    reader,
-                    64 * 1024,
+                    reader, chunk,
                 )))
             }
             Storage::S3(store) => {

@@ -41,7 +41,8 @@ fn check_digest(sha256: &str) -> Result<(), LogError> {
 }
 
 impl FileObjects {
-    pub(crate) async fn open(log: &Log) -> Result<FileObjects, LogError> {
+    /// Opens (creating when missing) the cluster's file bucket `SYNCBASE_<cluster>_FILES`.
+    pub async fn open(log: &Log) -> Result<FileObjects, LogError> {
         let bucket = format!("SYNCBASE_{}_FILES", log.cluster());
         let js = log.jetstream();
         let store = match js.get_object_store(&bucket).await {
@@ -70,6 +71,21 @@ impl FileObjects {
         match self.store.info(sha256).await {
             Ok(info) => Ok(!info.deleted),
             Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => Ok(false),
+            Err(e) => Err(err("info", sha256, e)),
+        }
+    }
+
+    /// When the object was (last) put, if the bucket holds it.
+    pub async fn uploaded_at(&self, sha256: &str) -> Result<Option<SystemTime>, LogError> {
+        check_digest(sha256)?;
+        match self.store.info(sha256).await {
+            Ok(info) if info.deleted => Ok(None),
+            Ok(info) => Ok(Some(
+                info.modified
+                    .map(SystemTime::from)
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+            )),
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
             Err(e) => Err(err("info", sha256, e)),
         }
     }

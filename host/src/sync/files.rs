@@ -24,10 +24,13 @@ use super::Sync;
 use crate::files::{Protected, file_key};
 use crate::replication::{Delivery, Event, EventKind, FileObjects, FileRef, Outgoing};
 
-/// How long an unreferenced object stays in the bucket at least.
-const GC_GRACE: Duration = Duration::from_secs(600);
-/// How often the bucket is checked for unreferenced objects.
+/// How often the bucket is checked for unreferenced objects at most (the grace,
+/// `--file-gc-grace`, is in the sync config).
 const GC_EVERY: Duration = Duration::from_secs(60);
+
+fn age(at: SystemTime) -> Duration {
+    SystemTime::now().duration_since(at).unwrap_or_default()
+}
 
 impl Sync {
     /// The file bucket, waiting for the log.
@@ -43,15 +46,35 @@ impl Sync {
         }
     }
 
-    /// Puts the bytes of one stored file into the bucket unless it has them.
+    /// Puts the bytes of one stored file into the bucket unless it has them. An object older
+    /// than half the GC grace is put again when this node's copy is new (the same bytes
+    /// uploaded again): it may have no referencing row on other nodes, and a GC round there
+    /// must see it as fresh until they fold the event that names it again.
     pub(super) async fn push_one(
         &self,
         objects: &FileObjects,
         key: &str,
         f: &FileRef,
     ) -> Result<(), String> {
-        if objects.has(&f.sha256).await.map_err(|e| e.to_string())? {
-            return Ok(());
+        let at = objects
+            .uploaded_at(&f.sha256)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(at) = at {
+            let half = self.inner.config.file_gc_grace / 2;
+            if age(at) < half {
+                return Ok(());
+            }
+            let ours = self
+                .inner
+                .files
+                .storage()
+                .attrs(key)
+                .await
+                .map_err(|e| e.to_string())?;
+            if ours.is_none_or(|a| age(a.modified) >= half) {
+                return Ok(());
+            }
         }
         let stream = match self.inner.files.storage().read(key, None).await {
             Ok(s) => s,
@@ -186,11 +209,14 @@ impl Sync {
         }
     }
 
-    /// Deletes objects nothing can need any more from the bucket, every minute.
+    /// Deletes objects nothing can need any more from the bucket, every tenth of the grace
+    /// (at most every minute).
     pub(super) async fn gc_loop(&self) {
+        let grace = self.inner.config.file_gc_grace;
+        let every = (grace / 10).clamp(Duration::from_secs(1), GC_EVERY);
         loop {
-            tokio::time::sleep(GC_EVERY).await;
-            if let Err(e) = self.gc_round(GC_GRACE).await {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.gc_round(grace).await {
                 tracing::warn!(error = %e, "file bucket GC round failed");
             }
         }

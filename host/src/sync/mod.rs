@@ -73,6 +73,8 @@ pub struct SyncConfig {
     pub plugin_ready_timeout: Duration,
     /// How long a snapshot claim lives without renewal (another node takes over after it).
     pub claim_ttl: Duration,
+    /// How long an unreferenced file object stays in the bucket at least.
+    pub file_gc_grace: Duration,
 }
 
 /// Counters for status and metrics.
