@@ -129,7 +129,12 @@ impl Server {
                 .map(|h| h.listeners.clone())
                 .unwrap_or_default(),
         );
-        if config.sync.is_some() {
+        if config.sync.is_some() && sync::Sync::holds_own_state(&store).await? {
+            // The first replicated start of a node with data: its own bindings stay until
+            // its genesis makes them the log's (`sync/genesis.rs`).
+            plugins.reconcile(store.schema()).await?;
+            sync::Sync::seed_users(&store).await?;
+        } else if config.sync.is_some() {
             sync::Sync::restore_bindings(&store, &plugins)
                 .await
                 .map_err(Error::Bindings)?;

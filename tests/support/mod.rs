@@ -68,6 +68,17 @@ impl Node {
         Node::spawn_command(Command::new(bin()), dir, flags, Stdio::inherit(), "warn").await
     }
 
+    /// Starts a node on an existing data directory, its log (info level, appended) going to
+    /// `<dir>/node.log`, read back with [`Node::log`].
+    pub async fn spawn_logged(dir: &Path, flags: &[&str]) -> Node {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))
+            .expect("log file");
+        Node::spawn_command(Command::new(bin()), dir, flags, Stdio::from(log), "info").await
+    }
+
     /// Starts a fresh node whose soft open-file limit starts at `soft` (the hard limit is
     /// left as it is), as a service manager with a low default would start it.
     pub async fn start_with_soft_nofile(soft: u64, flags: &[&str]) -> Node {

@@ -596,6 +596,67 @@ impl Log {
         Ok(acked)
     }
 
+    /// Publishes `event` only as the stream's first message (`Nats-Expected-Last-Sequence:
+    /// 0`): `Ok(None)` when the stream already holds something. A retry of the same event
+    /// after a lost ack is answered as a duplicate, with the original's sequence.
+    pub async fn publish_first(&self, event: &Event) -> Result<Option<Published>, LogError> {
+        let msg_id = event.id.to_string();
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(Bytes::from(event.encode()))
+            .message_id(&msg_id)
+            .expected_last_sequence(0);
+        let fail = |e: &dyn std::fmt::Display| LogError::Publish {
+            msg_id: msg_id.clone(),
+            message: e.to_string(),
+        };
+        let ack = self
+            .js
+            .send_publish(self.subject.clone(), publish)
+            .await
+            .map_err(|e| fail(&e))?;
+        match ack.await {
+            Ok(ack) => Ok(Some(Published {
+                seq: ack.sequence,
+                duplicate: ack.duplicate,
+            })),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::PublishErrorKind::WrongLastSequence
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(fail(&e)),
+        }
+    }
+
+    /// The event stored at `seq`, if the stream holds one there (`Ok(None)`: none, or not
+    /// an event this build decodes).
+    pub async fn event_at(&self, seq: u64) -> Result<Option<Event>, LogError> {
+        let fail = |e: &dyn std::fmt::Display| LogError::Stream {
+            stream: self.stream_name.clone(),
+            message: e.to_string(),
+        };
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream_name)
+            .await
+            .map_err(|e| fail(&e))?;
+        match stream.get_raw_message(seq).await {
+            Ok(m) => Ok(Event::decode(&m.payload).ok()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::stream::RawMessageErrorKind::NoMessageFound
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(fail(&e)),
+        }
+    }
+
     /// This node's durable consumer; see [`EventConsumer`].
     pub async fn consumer(
         &self,

@@ -11,8 +11,10 @@
 //! from its start refuses to start, with a clear error; it never serves an empty database as if
 //! it were the cluster's.
 //!
-//! A node whose tables hold rows that never came from the log (a former single node) is not
-//! bootstrapped over: while the log is whole it replays it as before; once compacted it refuses.
+//! A node whose tables hold rows that never came from the log (a former single node) is never
+//! bootstrapped over: it became the cluster's genesis or was refused (`sync::genesis`) before.
+//! A fresh node whose log starts with a genesis marker must install a snapshot: the genesis
+//! rows are in no event.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,29 +94,39 @@ impl Bootstrap<'_> {
             return Ok(BootstrapOutcome::NotNeeded);
         }
         let whole_log = usage.first_seq <= 1;
+        // A cluster started from a node's data (`sync::genesis`): the log starts with a marker
+        // and the rows are in the genesis snapshot only, so replaying the log cannot do.
+        let genesis = fresh
+            && whole_log
+            && usage.last_seq >= 1
+            && self
+                .log
+                .event_at(1)
+                .await
+                .map_err(|e| BootstrapError::Retry(e.into()))?
+                .is_some_and(|e| crate::sync::genesis_of(&e).is_some());
+        // Whether the log alone cannot bring this node up to date.
+        let needed = behind || genesis;
         if fresh {
+            // `sync::genesis` made such a node the cluster's first snapshot, or refused it,
+            // before this point; installing over its rows would drop them.
             let unlogged = store
                 .read(crate::store::snapshot::holds_unlogged_data)
                 .await
                 .map_err(|e| BootstrapError::Retry(e.into()))?;
             if unlogged {
-                return if whole_log {
-                    Ok(BootstrapOutcome::NotNeeded)
-                } else {
-                    Err(BootstrapError::Fatal(format!(
-                        "this data directory holds records that never went through the cluster's \
-                         log, and the log no longer starts at its beginning (first sequence {}): \
-                         installing a snapshot would drop them. Start this node on an empty \
-                         --dir, or import its data first",
-                        usage.first_seq
-                    )))
-                };
+                return Err(BootstrapError::Fatal(
+                    "this data directory holds records that never went through the cluster's \
+                     log: installing a snapshot or replaying the log would mix two histories. \
+                     Start this node on an empty --dir to join the cluster"
+                        .to_string(),
+                ));
             }
         }
         // Past this point a snapshot helps (a fresh node) or is the only way on (a node
         // behind the stream's start). The first only waits so long for the buckets: the
         // log works without them (an account may allow one stream, NATS may be recovering).
-        let Some((bucket, objects)) = self.buckets(whole_log && !behind).await else {
+        let Some((bucket, objects)) = self.buckets(whole_log && !needed).await else {
             tracing::warn!(
                 wait_ms = self.optional_wait.as_millis() as u64,
                 "the snapshot or plugin bucket is not open; replaying the whole log instead"
@@ -129,6 +141,11 @@ impl Bootstrap<'_> {
             // Usable only if the log continues right after it, and it is ahead of this node.
             .filter(|s| s.seq + 1 >= usage.first_seq && s.seq > applied)
             .collect();
+        if candidates.is_empty() && genesis {
+            return Err(BootstrapError::Retry(SnapshotError::Busy(
+                "the log starts from a genesis snapshot the bucket does not list (yet)".into(),
+            )));
+        }
         if candidates.is_empty() && !behind {
             return Ok(BootstrapOutcome::NotNeeded);
         }
@@ -167,7 +184,7 @@ impl Bootstrap<'_> {
                 reasons.join("; ")
             ))));
         }
-        if whole_log && !behind {
+        if whole_log && !needed {
             tracing::warn!(
                 "no usable snapshot ({}); replaying the whole log instead",
                 reasons.join("; ")

@@ -42,7 +42,12 @@ impl Sync {
     /// than half the GC grace is put again when this node's copy is new (the same bytes
     /// uploaded again): it may have no referencing row on other nodes, and a GC round there
     /// must see it as fresh until they fold the event that names it again.
-    async fn push_one(&self, objects: &FileObjects, key: &str, f: &FileRef) -> Result<(), String> {
+    pub(super) async fn push_one(
+        &self,
+        objects: &FileObjects,
+        key: &str,
+        f: &FileRef,
+    ) -> Result<(), String> {
         let at = objects
             .uploaded_at(&f.sha256)
             .await

@@ -16,6 +16,7 @@
 //! ```
 
 mod files;
+mod genesis;
 mod health;
 mod plugins;
 mod policy;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
+pub use genesis::genesis_of;
 pub use health::{GRACE, LastError, Part};
 pub use plugins::{ClusterPlugins, NotReady};
 pub use policy::{PluginPolicy, binding_data};
@@ -131,6 +133,9 @@ struct Inner {
     fatal: watch::Sender<Option<String>>,
     /// The snapshot the node last bootstrapped from (status).
     last_bootstrap: Mutex<Option<serde_json::Value>>,
+    /// Whether this node may publish: set once it knows it is not the cluster's genesis, or
+    /// has claimed it (`genesis.rs`), so none of its events precedes the genesis marker.
+    may_publish: watch::Sender<bool>,
 }
 
 /// How a fold of one batch ended.
@@ -292,6 +297,7 @@ impl Sync {
                 boot_progress: crate::replication::Progress::new(),
                 fatal: watch::channel(None).0,
                 last_bootstrap: Mutex::new(None),
+                may_publish: watch::channel(false).0,
             }),
         };
         let s = sync.clone();
@@ -446,6 +452,10 @@ impl Sync {
     async fn publish_loop(&self) {
         const READ_LIMIT: usize = 1024;
         let log = self.log().await;
+        let mut may = self.inner.may_publish.subscribe();
+        if may.wait_for(|m| *m).await.is_err() {
+            return;
+        }
         let store = &self.inner.store;
         let hooks = &self.inner.hooks;
         let mut backoff = Duration::from_millis(50);

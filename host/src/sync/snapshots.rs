@@ -53,6 +53,10 @@ impl Sync {
     /// answer; on a fatal condition reports it and never returns.
     pub(super) async fn ensure_bootstrapped(&self) {
         let log = self.log().await;
+        if let Err(reason) = self.ensure_genesis().await {
+            self.fail(reason).await;
+        }
+        self.inner.may_publish.send_replace(true);
         let step = |step: &'static str, snapshot: &str| {
             *self.inner.phase.lock() = Phase::Bootstrapping {
                 step,
@@ -119,14 +123,18 @@ impl Sync {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(BootstrapError::Fatal(reason)) => {
-                    tracing::error!(%reason, "this node cannot join the cluster's log");
-                    *self.inner.phase.lock() = Phase::Failed(reason.clone());
-                    self.inner.fatal.send_replace(Some(reason));
-                    std::future::pending::<()>().await;
-                }
+                Err(BootstrapError::Fatal(reason)) => self.fail(reason).await,
             }
         }
+    }
+
+    /// The node cannot go on: reports why and never returns.
+    async fn fail(&self, reason: String) -> ! {
+        tracing::error!(%reason, "this node cannot join the cluster's log");
+        *self.inner.phase.lock() = Phase::Failed(reason.clone());
+        self.inner.fatal.send_replace(Some(reason));
+        std::future::pending::<()>().await;
+        unreachable!("pending never resolves")
     }
 
     /// The fold decided a snapshot is due at `due.seq`: pins a read of exactly that state

@@ -186,7 +186,11 @@ fn canonicalize(conn: &Connection) -> Result<(), StoreError> {
     )?;
     // Whether this node has put its own `users` seed in its outbox (`users_seeded`, set by
     // the fold, is canonical and stays).
-    conn.execute("DELETE FROM _sync_state WHERE key = 'seed_enqueued'", [])?;
+    // So is a genesis not claimed yet (`sync::genesis`).
+    conn.execute(
+        "DELETE FROM _sync_state WHERE key IN ('seed_enqueued', 'genesis_pending')",
+        [],
+    )?;
     if let Some(su) = schema.get(LOCAL_ONLY) {
         super::ddl::drop_table(conn, su)?;
         system::delete_collection_row(conn, &su.id)?;

@@ -641,6 +641,7 @@ pub fn own_failure(conn: &Connection, event_id: &str) -> Result<Option<String>, 
 }
 
 mod fold;
+pub mod genesis;
 mod hashes;
 pub mod plugins;
 
