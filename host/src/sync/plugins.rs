@@ -43,6 +43,10 @@ pub struct ClusterPlugins {
     failed: Mutex<BTreeMap<String, String>>,
     /// Times the fold had to wait for a plugin's bytes or compilation.
     pub fold_waits: AtomicU64,
+    /// Held from reading the folded registry to applying it to the runtime: the periodic pass
+    /// and the fold's own pass must not interleave, or a read taken before a delete folded
+    /// would register the deleted version again after the fold's pass removed it.
+    registry_sync: tokio::sync::Mutex<()>,
 }
 
 /// Why a bind cannot go ahead yet.
@@ -139,6 +143,7 @@ impl Sync {
     /// Makes the runtime's registry follow the folded one: versions registered by the log
     /// appear (their bytes follow), versions deleted by it go.
     pub(super) async fn sync_registry(&self) {
+        let _one_at_a_time = self.cluster().registry_sync.lock().await;
         let Some((rows, deleted)) = self.folded_registry().await else {
             return;
         };
