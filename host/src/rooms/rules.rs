@@ -91,6 +91,11 @@ pub async fn view(
                 && let Some((sql, params)) = rule_condition(schema, &c2, &rule, &request)?
                 && !records::matches(conn, &c2, &id, &sql, &params)?
             {
+                // The two reads are separate statements: a delete committed between them
+                // fails the rule, yet the member must be told the record is gone.
+                if records::get(conn, &c2, &id)?.is_none() {
+                    return Ok(Err(Refusal::not_found()));
+                }
                 return Ok(Err(Refusal::forbidden("join")));
             }
             Ok(Ok(()))
