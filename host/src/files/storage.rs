@@ -107,7 +107,8 @@ impl Storage {
         Ok(Storage::S3(Arc::new(store)))
     }
 
-    fn local_path(root: &Path, key: &str) -> Result<PathBuf, FileError> {
+    /// Where `key` lives under a local storage root (the key checked first).
+    pub(crate) fn local_path(root: &Path, key: &str) -> Result<PathBuf, FileError> {
         check_key(key)?;
         Ok(root.join(key))
     }
