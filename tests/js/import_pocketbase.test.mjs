@@ -3,7 +3,9 @@
 // users and records through this SDK, and issues a token; it is stopped; its pb_data is
 // imported; Syncbase must then serve the same collections and records, let the users log in
 // with their passwords and accept PocketBase's token. Then the import is exported back and
-// PocketBase serves the exported directory with the same records.
+// PocketBase serves the exported directory with the same records. Files come along both ways:
+// a record's single image and its protected list of text files download with the same names
+// and bytes from Syncbase (thumbs made again) and from PocketBase after the export.
 //
 // It needs both servers, so it runs once, in the plain Syncbase pass (SERVER=syncbase).
 
@@ -16,6 +18,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import PocketBase from 'pocketbase';
+import { png, pngSize } from './png.mjs';
 import { serverKind, startServer, SUPERUSER_EMAIL, SUPERUSER_PASSWORD } from './server.mjs';
 
 const execFileP = promisify(execFile);
@@ -28,7 +31,14 @@ const USERS = [
   { email: 'ada@example.com', password: 'ada-password-1', name: 'Ada' },
   { email: 'bob@example.com', password: 'bob-password-2', name: 'Bob' },
 ];
-const COLLECTIONS = ['tags', 'posts', 'users'];
+const COLLECTIONS = ['tags', 'posts', 'users', 'docs'];
+// The files of the one `docs` record: an image in a single-file field, two text files in a
+// protected multi-file field.
+const COVER = png(120, 80);
+const ATTACHMENTS = [
+  { name: 'notes.txt', bytes: Buffer.from('first attachment\n'.repeat(50)) },
+  { name: 'second.txt', bytes: Buffer.from('second attachment, different bytes\n') },
+];
 
 /** Runs the syncbase binary; resolves `{ code, stdout, stderr }` whatever its exit code. */
 async function syncbase(args) {
@@ -54,6 +64,38 @@ async function snapshot(url) {
     out[name] = await pb.collection(name).getFullList({ sort: 'id' });
   }
   return out;
+}
+
+async function download(url) {
+  const res = await fetch(url);
+  return { status: res.status, type: res.headers.get('content-type'), body: Buffer.from(await res.arrayBuffer()) };
+}
+
+/**
+ * The files of the `docs` record download from `url` with the bytes PocketBase was given: the
+ * cover (and its 50x50 thumb) openly, the protected attachments only with a file token.
+ */
+async function checkFiles(url, doc) {
+  const pb = new PocketBase(url);
+  const cover = await download(pb.files.getURL(doc, doc.cover));
+  assert.equal(cover.status, 200);
+  assert.ok(cover.body.equals(COVER), 'the cover has its bytes');
+  const thumb = await download(pb.files.getURL(doc, doc.cover, { thumb: '50x50' }));
+  assert.equal(thumb.status, 200);
+  assert.match(thumb.type, /^image\/png/);
+  assert.deepEqual(pngSize(thumb.body), [50, 50]);
+  assert.equal(doc.attachments.length, ATTACHMENTS.length);
+  const open = await download(pb.files.getURL(doc, doc.attachments[0]));
+  assert.notEqual(open.status, 200, 'a protected file needs a token');
+  await pb.collection('users').authWithPassword(USERS[0].email, USERS[0].password);
+  const token = await pb.files.getToken();
+  for (const [i, want] of ATTACHMENTS.entries()) {
+    const name = doc.attachments[i];
+    assert.ok(name.startsWith(want.name.replace('.txt', '_')), `${name} is ${want.name}`);
+    const got = await download(pb.files.getURL(doc, name, { token }));
+    assert.equal(got.status, 200, name);
+    assert.ok(got.body.equals(want.bytes), `${name} has its bytes`);
+  }
 }
 
 async function appSettings(url) {
@@ -98,6 +140,7 @@ describe('import from PocketBase, export back', { skip }, () => {
   let shapes;
   let pbToken;
   let importReport;
+  let doc;
 
   before(async () => {
     root = await mkdtemp(path.join(os.tmpdir(), 'sb-import-'));
@@ -145,6 +188,19 @@ describe('import from PocketBase, export back', { skip }, () => {
         ],
         indexes: ['CREATE UNIQUE INDEX idx_posts_title ON posts (title)'],
       });
+      await pb.collections.create({
+        name: 'docs',
+        type: 'base',
+        // Protected files need a token whose record passes the view rule (with an open rule,
+        // they are open).
+        listRule: '@request.auth.id != ""',
+        viewRule: '@request.auth.id != ""',
+        fields: [
+          { name: 'title', type: 'text' },
+          { name: 'cover', type: 'file', maxSelect: 1, maxSize: 1 << 20, mimeTypes: ['image/png'], thumbs: ['50x50'] },
+          { name: 'attachments', type: 'file', maxSelect: 3, maxSize: 1 << 20, protected: true },
+        ],
+      });
       const users = [];
       for (const u of USERS) {
         users.push(
@@ -174,15 +230,19 @@ describe('import from PocketBase, export back', { skip }, () => {
           place: { lon: 10 + i, lat: -20 - i },
         });
       }
+      doc = await pb.collection('docs').create({
+        title: 'with files',
+        cover: new File([COVER], 'cover.png', { type: 'image/png' }),
+        attachments: ATTACHMENTS.map((a) => new File([a.bytes], a.name, { type: 'text/plain' })),
+      });
+      // PocketBase itself serves them, and makes the thumb (which the import leaves behind).
+      await checkFiles(pbServer.url, doc);
       // A token PocketBase issued before the import (valid for the users collection's duration).
       const user = new PocketBase(pbServer.url);
       await user.collection('users').authWithPassword(USERS[0].email, USERS[0].password);
       pbToken = user.authStore.token;
       before_ = await snapshot(pbServer.url);
       shapes = await collectionShapes(pbServer.url);
-      // Syncbase has no file fields yet: the users' avatar field stays behind (and is reported).
-      shapes.users.fields = shapes.users.fields.filter((f) => f.type !== 'file');
-      for (const u of before_.users) delete u.avatar;
     } finally {
       await pbServer.stop();
     }
@@ -202,9 +262,11 @@ describe('import from PocketBase, export back', { skip }, () => {
     assert.equal(counts.tags, 3);
     assert.equal(counts.users, USERS.length);
     assert.equal(await sha256(path.join(pbData, 'data.db')), digest, 'pb_data/data.db changed');
-    // What could not come along is named, not dropped silently.
+    // Every file came along; what did not (the thumb PocketBase made) is named.
+    assert.equal(importReport.files, 1 + ATTACHMENTS.length);
     const notes = importReport.notCarried.map((n) => `${n.subject}: ${n.reason}`).join('\n');
-    assert.match(notes, /^users\.avatar: .*file/m);
+    assert.doesNotMatch(notes, /avatar|cover|attachments/);
+    assert.match(notes, /^pb_data\/storage: 1 thumbnails not copied/m);
   });
 
   test('Syncbase serves the imported data: records, rules, indexes, passwords, tokens', async () => {
@@ -213,6 +275,7 @@ describe('import from PocketBase, export back', { skip }, () => {
       assert.deepEqual(await collectionShapes(server.url), shapes);
       assert.deepEqual(await snapshot(server.url), before_);
       assert.deepEqual(await appSettings(server.url), SETTINGS);
+      await checkFiles(server.url, doc);
 
       // Users log in with the passwords they set on PocketBase.
       for (const u of USERS) {
@@ -277,12 +340,15 @@ describe('import from PocketBase, export back', { skip }, () => {
     const out = path.join(root, 'back', 'pb_data');
     const run = await syncbase(['export', 'pocketbase', '--dir', sbDir, out, '--json']);
     assert.equal(run.code, 0, run.stderr);
-    assert.equal(JSON.parse(run.stdout).records, importReport.records);
+    const exported = JSON.parse(run.stdout);
+    assert.equal(exported.records, importReport.records);
+    assert.equal(exported.files, 1 + ATTACHMENTS.length);
     const server = await startServer('pocketbase', { dataDir: out });
     try {
       assert.deepEqual(await collectionShapes(server.url), shapes);
       assert.deepEqual(await snapshot(server.url), before_);
       assert.deepEqual(await appSettings(server.url), SETTINGS);
+      await checkFiles(server.url, doc);
       const pb = new PocketBase(server.url);
       const auth = await pb.collection('users').authWithPassword(USERS[1].email, USERS[1].password);
       assert.equal(auth.record.email, USERS[1].email);

@@ -237,15 +237,11 @@ fn convert_field(
         out.left_behind.push((coll.to_string(), name.to_string()));
         None
     };
-    // File fields exist now, but the import copies no bytes from pb_data/storage (nor makes the
-    // `_files` rows a served file needs), so carrying the field would name files no node holds.
-    if kind == "file" || !syncbase_has_type(kind) {
-        let why = if kind == "file" {
-            "file field not carried: the import does not copy uploaded files yet (the files in pb_data/storage stay there)".to_string()
-        } else {
-            format!("{kind} field not carried: Syncbase has no such field type")
-        };
-        return leave(out, why);
+    if !syncbase_has_type(kind) {
+        return leave(
+            out,
+            format!("{kind} field not carried: Syncbase has no such field type"),
+        );
     }
     let mut obj = f.as_object().cloned().unwrap_or_default();
     // Null options mean "unset", as when a collection is saved through the API.
@@ -472,8 +468,7 @@ mod tests {
     #[test]
     fn what_syncbase_lacks_is_named_and_nothing_depends_on_it() {
         let fields = json!([id_field(),
-            {"id": "file1", "name": "cover", "type": "file", "maxSelect": 1, "maxSize": 100,
-             "mimeTypes": [], "thumbs": [], "protected": false},
+            {"id": "vec1", "name": "cover", "type": "vector", "dimensions": 3},
             {"id": "rel1", "name": "v", "type": "relation", "collectionId": "pbc_view", "maxSelect": 1},
             {"id": "text1", "name": "title", "type": "text", "futureOption": 5}]);
         let mut posts = row(
@@ -519,7 +514,7 @@ mod tests {
         );
         let text: Vec<String> = out.notes.iter().map(|n| n.to_string()).collect();
         for expected in [
-            "posts.cover: file field not carried",
+            "posts.cover: vector field not carried: Syncbase has no such field type",
             "posts.v: relation field not carried",
             "posts.title: field option futureOption = 5 not carried",
             "posts: index not carried (Syncbase only indexes plain columns of carried fields): CREATE INDEX idx_c",
@@ -532,6 +527,41 @@ mod tests {
                 "{expected} in {text:#?}"
             );
         }
+    }
+
+    #[test]
+    fn file_fields_keep_their_options() {
+        let fields = json!([id_field(),
+            {"id": "file1", "name": "cover", "type": "file", "maxSelect": 1, "maxSize": 1000,
+             "mimeTypes": ["image/png"], "thumbs": ["50x50"], "protected": false,
+             "hidden": false, "presentable": false, "required": false, "system": false},
+            {"id": "file2", "name": "docs", "type": "file", "maxSelect": 5, "maxSize": 0,
+             "mimeTypes": [], "thumbs": [], "protected": true,
+             "hidden": false, "presentable": false, "required": false, "system": false}]);
+        let rows = vec![row(
+            "posts",
+            "base",
+            fields,
+            json!(["CREATE INDEX idx_c ON posts (cover)"]),
+            json!({}),
+        )];
+        let tables = BTreeMap::from([("posts".to_string(), table(&["id", "cover", "docs"], 1))]);
+        let out = import_collections(&rows, &tables);
+        assert!(out.notes.is_empty(), "{:?}", out.notes);
+        assert!(out.left_behind.is_empty());
+        let c = &out.collections[0].collection;
+        let files: Vec<_> = c
+            .file_fields()
+            .map(|(f, o)| (f.name.as_str(), o.clone()))
+            .collect();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].1.max_size, 1000);
+        assert_eq!(files[0].1.mime_types, ["image/png"]);
+        assert_eq!(files[0].1.thumbs, ["50x50"]);
+        assert!(!files[0].1.protected && files[1].1.protected);
+        assert!(c.fields[2].is_multiple());
+        assert_eq!(c.indexes, ["CREATE INDEX idx_c ON posts (cover)"]);
+        assert_eq!(out.collections[0].columns, ["id", "cover", "docs"]);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 mod collections;
 mod export_schema;
+mod files;
 pub mod report;
 pub mod settings;
 
@@ -58,6 +59,11 @@ pub enum MigrateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("could not copy the file {key}: {source}")]
+    File {
+        key: String,
+        source: crate::files::FileError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -98,15 +104,28 @@ pub fn import(opts: &ImportOptions) -> Result<Report, MigrateError> {
     let key = opts.encryption.clone();
     let pb_data = opts.pb_data.clone();
     let bar = progress_bar(opts.progress);
+    let storage = crate::files::local_root(&opts.dir);
+    let fresh_storage = !storage.exists();
+    let mut copier = files::Copier::new(
+        "pb_data/storage",
+        pb_data.join("storage"),
+        storage.clone(),
+        bar.clone(),
+    );
     let outcome = replace_database(&opts.dir, opts.force, "import", |tmp| {
         crate::store::pocketbase::import_pocketbase(
             &source,
             tmp,
             |src: &PbSource| plan_import(src, &pb_data, key.as_ref(), &mut notes),
             &mut |p| show(&bar, p),
+            &mut |c, rid, name| copier.import(c, rid, name),
         )
     });
     bar.finish_and_clear();
+    if outcome.is_err() && fresh_storage {
+        // The files copied before the failure belong to no database.
+        let _ = std::fs::remove_dir_all(&storage);
+    }
     let (outcome, leftovers) = outcome.map_err(|e| match e {
         MigrateError::Store(e) if e.is_not_a_database() => {
             MigrateError::NotPocketBase(source.clone())
@@ -128,20 +147,23 @@ pub fn import(opts: &ImportOptions) -> Result<Report, MigrateError> {
         ));
     }
     notes.extend(notes_fs);
+    notes.extend(copier.notes(&pb_data.join("storage")));
     if let Some(found) = leftovers {
         notes.push(Note::new(
             &opts.dir.display().to_string(),
             format!("--force replaced only the database; it still holds {found}"),
         ));
     }
-    Ok(report(
+    let mut r = report(
         "import",
         &opts.pb_data,
         &opts.dir,
         outcome.records,
         started,
         notes,
-    ))
+    );
+    (r.files, r.file_bytes) = (outcome.files, outcome.file_bytes);
+    Ok(r)
 }
 
 /// Exports a Syncbase data directory as a new PocketBase data directory.
@@ -156,30 +178,45 @@ pub fn export(opts: &ExportOptions) -> Result<Report, MigrateError> {
     }
     let mut notes = plugin_notes(&opts.dir);
     let bar = progress_bar(opts.progress);
+    let storage = opts.out.join("storage");
+    let fresh_storage = !storage.exists();
+    let mut copier = files::Copier::new(
+        "storage",
+        crate::files::local_root(&opts.dir),
+        storage.clone(),
+        bar.clone(),
+    );
     let outcome = replace_database(&opts.out, opts.force, "export", |tmp| {
         crate::store::pocketbase::export_pocketbase(
             &source,
             tmp,
             |src: &SbSource| Ok::<_, MigrateError>(plan_export(src, &mut notes)),
             &mut |p| show(&bar, p),
+            &mut |c, rid, name| copier.export(c, rid, name),
         )
     });
     bar.finish_and_clear();
+    if outcome.is_err() && fresh_storage {
+        let _ = std::fs::remove_dir_all(&storage);
+    }
     let (outcome, leftovers) = outcome?;
+    notes.extend(copier.missing_notes());
     if let Some(found) = leftovers {
         notes.push(Note::new(
             &opts.out.display().to_string(),
             format!("--force replaced only the database; it still holds {found}"),
         ));
     }
-    Ok(report(
+    let mut r = report(
         "export",
         &opts.dir,
         &opts.out,
         outcome.records,
         started,
         notes,
-    ))
+    );
+    (r.files, r.file_bytes) = (copier.copied, copier.bytes);
+    Ok(r)
 }
 
 fn plan_import(
@@ -199,6 +236,16 @@ fn plan_import(
     let (settings, settings_notes) = settings::read(src.settings.as_deref(), key)?;
     notes.extend(schema.notes);
     notes.extend(settings_notes);
+    let in_s3 = files::s3_enabled(settings.as_ref());
+    if in_s3 && schema.collections.iter().any(|t| t.collection.has_files()) {
+        notes.push(Note::new(
+            "pb_data/storage",
+            "PocketBase keeps its files in S3 (settings s3.enabled), not in pb_data: no file \
+             bytes were copied, so Syncbase serves none of the files the records name (the \
+             records keep the names)"
+                .into(),
+        ));
+    }
     let app_migrations: Vec<&String> = src
         .migrations
         .iter()
@@ -225,6 +272,7 @@ fn plan_import(
         collections: schema.collections,
         settings,
         left_behind: schema.left_behind,
+        copy_files: !in_s3,
     })
 }
 
@@ -272,10 +320,20 @@ fn plan_export(src: &SbSource, notes: &mut Vec<Note>) -> ExportPlan {
             notes.push(Note::new(subject, format!("{n}: {why}")));
         }
     }
+    let in_s3 = files::s3_enabled(Some(&src.settings));
+    if in_s3 && src.collections.iter().any(|c| c.has_files()) {
+        notes.push(Note::new(
+            "storage",
+            "this node keeps its files in S3 (settings s3.enabled), not under --dir: no file \
+             bytes were copied; PocketBase reads the same bucket with the exported settings"
+                .into(),
+        ));
+    }
     ExportPlan {
         tables: export_schema::export_collections(&src.collections, &now),
         settings: Some(src.settings.clone()),
         applied_at: chrono::Utc::now().timestamp_micros(),
+        copy_files: !in_s3,
     }
 }
 
@@ -367,20 +425,10 @@ fn list<S: AsRef<str>>(names: &[S]) -> String {
     out.join(", ")
 }
 
-/// What lies beside PocketBase's database and is not carried: uploaded files, hooks,
+/// What lies beside PocketBase's database and is not carried: hooks,
 /// migrations, logs, backups.
 fn source_files(pb_data: &Path) -> Vec<Note> {
     let mut notes = Vec::new();
-    let (files, bytes) = count_files(&pb_data.join("storage"));
-    if files > 0 {
-        notes.push(Note::new(
-            "pb_data/storage",
-            format!(
-                "{files} uploaded files ({}) not copied: the import does not copy uploaded files yet",
-                human_bytes(bytes)
-            ),
-        ));
-    }
     let (backups, bytes) = count_files(&pb_data.join("backups"));
     if backups > 0 {
         notes.push(Note::new(
@@ -444,7 +492,7 @@ fn count_files(dir: &Path) -> (u64, u64) {
     (files, bytes)
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
@@ -490,6 +538,8 @@ fn report(
         to: to.to_path_buf(),
         records: collections.iter().map(|w| w.records).sum(),
         collections,
+        files: 0,
+        file_bytes: 0,
         seconds: started.elapsed().as_secs_f64(),
         not_carried,
     }

@@ -46,6 +46,9 @@ pub struct Report {
     pub to: PathBuf,
     pub collections: Vec<Written>,
     pub records: u64,
+    /// Files whose bytes were copied, and their bytes.
+    pub files: u64,
+    pub file_bytes: u64,
     pub seconds: f64,
     pub not_carried: Vec<Note>,
 }
@@ -74,6 +77,14 @@ impl fmt::Display for Report {
             .unwrap_or(0);
         for w in &self.collections {
             writeln!(f, "  {:<width$}  {:>10}", w.collection, w.records)?;
+        }
+        if self.files > 0 {
+            writeln!(
+                f,
+                "Copied {} files ({}).",
+                self.files,
+                super::human_bytes(self.file_bytes)
+            )?;
         }
         if self.not_carried.is_empty() {
             writeln!(f, "Everything was carried.")?;

@@ -19,12 +19,9 @@ pub enum SettingsError {
 }
 
 /// Settings sections Syncbase stores (and serves back) but does not act on, with what a
-/// non-default value there means.
-const INERT: [(&str, &str); 3] = [
-    (
-        "s3",
-        "S3 file storage is not used: the import does not copy uploaded files yet",
-    ),
+/// non-default value there means. (`s3` is acted on: Syncbase serves files from the same
+/// bucket; the import says what that means for the files' bytes.)
+const INERT: [(&str, &str); 2] = [
     ("backups.cron", "scheduled backups are not run"),
     ("backups.s3", "backups are not uploaded to S3"),
 ];
@@ -101,7 +98,7 @@ fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 /// Whether a section holds something other than PocketBase's default.
 fn is_set(path: &str, v: &Value) -> bool {
     match path {
-        "s3" | "backups.s3" => v.get("enabled").and_then(Value::as_bool) == Some(true),
+        "backups.s3" => v.get("enabled").and_then(Value::as_bool) == Some(true),
         _ => match v {
             Value::String(s) => !s.is_empty(),
             Value::Array(a) => !a.is_empty(),

@@ -11,8 +11,8 @@ use rusqlite::{Connection, params};
 use serde_json::Value;
 
 use super::{
-    CopyProgress, PbCollection, attach_read_only, copy_rows, count_rows, has_table, in_transaction,
-    open_target,
+    CopyProgress, PbCollection, attach_read_only, copy_rows, count_rows, each_file, has_table,
+    in_transaction, open_target,
 };
 use crate::store::schema::{Collection, quote_ident};
 use crate::store::{StoreError, ddl, settings, system};
@@ -96,6 +96,9 @@ pub struct ExportPlan {
     pub settings: Option<Value>,
     /// When the system migrations are recorded as applied (Unix microseconds, as PocketBase).
     pub applied_at: i64,
+    /// Whether the files the exported records name are handed to the export's file callback
+    /// (false when their bytes are not where the export can read them).
+    pub copy_files: bool,
 }
 
 /// What the export wrote: rows per collection, in plan order.
@@ -107,18 +110,35 @@ pub struct ExportOutcome {
 /// Writes a new PocketBase database at `dest` from the Syncbase database `source`, as `plan`
 /// decides from the source's description. `dest` must not exist; on failure it is left for
 /// the caller to delete. The source is only ever read.
+///
+/// When the plan says so, `file(collection, record id, name)` is called for every file an
+/// exported record names, once the rows are in, to copy its bytes.
 pub fn export_pocketbase<E: From<StoreError>>(
     source: &Path,
     dest: &Path,
     plan: impl FnOnce(&SbSource) -> Result<ExportPlan, E>,
     progress: &mut dyn FnMut(CopyProgress<'_>),
+    file: &mut dyn FnMut(&Collection, &str, &str) -> Result<(), E>,
 ) -> Result<ExportOutcome, E> {
     let conn = open_target(dest)?;
     attach_read_only(&conn, source, "sb")?;
     let outcome = in_transaction(&conn, || -> Result<ExportOutcome, E> {
         let described = describe(&conn)?;
         let plan = plan(&described)?;
-        Ok(write(&conn, &described, plan, progress)?)
+        let with_files: Vec<Arc<Collection>> = plan
+            .tables
+            .iter()
+            .filter(|_| plan.copy_files)
+            .filter_map(|t| t.copy_from.as_ref())
+            .filter_map(|from| described.collections.iter().find(|c| &c.name == from))
+            .filter(|c| c.has_files())
+            .cloned()
+            .collect();
+        let outcome = write(&conn, &described, plan, progress)?;
+        for c in &with_files {
+            each_file(&conn, "sb", c, &mut |rid, name| file(c, rid, name))?;
+        }
+        Ok(outcome)
     })?;
     conn.execute_batch("DETACH DATABASE sb")
         .map_err(StoreError::from)?;

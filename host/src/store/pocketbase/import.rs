@@ -8,11 +8,12 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
 use super::{
-    CopyProgress, PbCollection, attach_read_only, copy_rows, count_rows, has_table, in_transaction,
-    open_target, table_columns,
+    CopyProgress, PbCollection, attach_read_only, copy_rows, count_rows, each_file, has_table,
+    in_transaction, open_target, table_columns,
 };
+use crate::store::files::FileRef;
 use crate::store::schema::{Collection, quote_ident};
-use crate::store::{StoreError, ddl, settings, system};
+use crate::store::{StoreError, ddl, files, settings, system};
 
 /// Which PocketBase a database comes from, by its `_collections` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +67,14 @@ pub struct ImportPlan {
     /// Source columns left behind (collection name, column): their non-empty values are
     /// counted for the report.
     pub left_behind: Vec<(String, String)>,
+    /// Whether the files the records name are handed to the import's file callback (false
+    /// when their bytes are not where the import can read them).
+    pub copy_files: bool,
 }
+
+/// Stores one file a record names (collection, record id, name) and returns its reference
+/// (`None`: not stored).
+pub type StoreFile<'a, E> = dyn FnMut(&Collection, &str, &str) -> Result<Option<FileRef>, E> + 'a;
 
 /// What the import wrote.
 #[derive(Debug, Clone, Default)]
@@ -78,23 +86,50 @@ pub struct ImportOutcome {
     /// (collection, index definition, SQLite's reason) for each index that could not be built
     /// over the imported rows; it is dropped from the collection.
     pub failed_indexes: Vec<(String, String, String)>,
+    /// Files stored (with their `_files` row): how many, and their bytes.
+    pub files: u64,
+    pub file_bytes: u64,
 }
 
 /// Writes a new Syncbase database at `dest` from the PocketBase database `source`, as `plan`
 /// decides from the source's description. `dest` must not exist; on failure it is left for
 /// the caller to delete. The source is only ever read.
+///
+/// When the plan says so, `file(collection, record id, name)` is called for every file a
+/// record names once the rows are in: it stores the bytes and returns their reference, which
+/// becomes the name's `_files` row (what a served file needs), or `None` for a file it could
+/// not store (and reported).
 pub fn import_pocketbase<E: From<StoreError>>(
     source: &Path,
     dest: &Path,
     plan: impl FnOnce(&PbSource) -> Result<ImportPlan, E>,
     progress: &mut dyn FnMut(CopyProgress<'_>),
+    file: &mut StoreFile<'_, E>,
 ) -> Result<ImportOutcome, E> {
     let conn = open_target(dest)?;
     attach_read_only(&conn, source, "pb")?;
     let outcome = in_transaction(&conn, || -> Result<ImportOutcome, E> {
         let described = describe(&conn)?;
         let plan = plan(&described)?;
-        Ok(write(&conn, &described, plan, progress)?)
+        let with_files: Vec<Collection> = plan
+            .collections
+            .iter()
+            .filter(|t| plan.copy_files && t.collection.has_files())
+            .map(|t| t.collection.clone())
+            .collect();
+        let mut outcome = write(&conn, &described, plan, progress)?;
+        files::create_tables(&conn)?;
+        for c in &with_files {
+            each_file(&conn, "main", c, &mut |rid, name| -> Result<(), E> {
+                if let Some(f) = file(c, rid, name)? {
+                    outcome.files += 1;
+                    outcome.file_bytes += f.size;
+                    files::add(&conn, &c.id, rid, &f)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(outcome)
     })?;
     conn.execute_batch("DETACH DATABASE pb")
         .map_err(StoreError::from)?;

@@ -22,7 +22,7 @@ pub use export::*;
 pub use import::*;
 
 use super::StoreError;
-use super::schema::quote_ident;
+use super::schema::{Collection, quote_ident};
 
 /// A `_collections` row of a PocketBase database, column by column (`fields`, `indexes` and
 /// `options` as the JSON text PocketBase stores).
@@ -176,6 +176,43 @@ fn copy_rows(
         }
         at = end + 1;
     }
+}
+
+/// Calls `each(record id, name)` for every file name the file fields of `c` hold in the rows of
+/// `db.<c.name>` (a single name or a JSON list of names, as both PocketBase and Syncbase store
+/// them). Rows stream: nothing is collected.
+fn each_file<E: From<StoreError>>(
+    conn: &Connection,
+    db: &str,
+    c: &Collection,
+    each: &mut dyn FnMut(&str, &str) -> Result<(), E>,
+) -> Result<(), E> {
+    if !c.has_files() {
+        return Ok(());
+    }
+    let cols: Vec<String> = std::iter::once("`id`".to_string())
+        .chain(c.file_fields().map(|(f, _)| quote_ident(&f.name)))
+        .collect();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {} FROM {db}.{}",
+            cols.join(", "),
+            quote_ident(&c.name)
+        ))
+        .map_err(StoreError::from)?;
+    let mut rows = stmt.query([]).map_err(StoreError::from)?;
+    while let Some(row) = rows.next().map_err(StoreError::from)? {
+        let rid: String = row.get(0).map_err(StoreError::from)?;
+        let mut rec = super::records::Record::new();
+        for (i, (f, _)) in c.file_fields().enumerate() {
+            let v = row.get_ref(i + 1).map_err(StoreError::from)?;
+            rec.insert(f.name.clone(), super::values::from_sql(f, v));
+        }
+        for name in c.file_names(&rec) {
+            each(&rid, &name)?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f` inside one transaction on `conn`: committed when it succeeds, rolled back when it
