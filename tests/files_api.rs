@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::Node;
 
 fn count_files(dir: &Path) -> usize {
@@ -23,26 +23,6 @@ fn count_files(dir: &Path) -> usize {
             }
         })
         .sum()
-}
-
-async fn send(node: &Node, path: &str, files: &[(&str, &str, Vec<u8>)]) -> (StatusCode, Value) {
-    let mut form = reqwest::multipart::Form::new();
-    for (k, name, b) in files {
-        form = form.part(
-            k.to_string(),
-            reqwest::multipart::Part::bytes(b.clone()).file_name(name.to_string()),
-        );
-    }
-    let resp = node
-        .client
-        .post(format!("{}{path}", node.url))
-        .header("Authorization", &node.token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("request");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// Waits until the node's storage holds exactly `n` files.
@@ -70,26 +50,30 @@ async fn a_record_write_may_carry_its_file_fields_allowance_and_no_more() {
     node.create_collection(json!({"name": "plain", "fields": [{"name": "t", "type": "text"}]}))
         .await;
     // 2000 + 2 × 5000 bytes for `docs`: two 4 KB files fit, though far over --body-limit.
-    let (code, body) = send(
-        &node,
-        "/api/collections/docs/records",
-        &[
-            ("doc", "a.bin", vec![1; 4000]),
-            ("doc", "b.bin", vec![2; 4000]),
-        ],
-    )
-    .await;
+    let (code, body) = node
+        .multipart(
+            reqwest::Method::POST,
+            "/api/collections/docs/records",
+            &[],
+            &[
+                ("doc", "a.bin", vec![1; 4000]),
+                ("doc", "b.bin", vec![2; 4000]),
+            ],
+        )
+        .await;
     assert_eq!(code, StatusCode::OK, "{body}");
     // Over the allowance: 413 before anything is stored.
-    let (code, body) = send(
-        &node,
-        "/api/collections/docs/records",
-        &[
-            ("doc", "a.bin", vec![1; 7000]),
-            ("doc", "b.bin", vec![2; 7000]),
-        ],
-    )
-    .await;
+    let (code, body) = node
+        .multipart(
+            reqwest::Method::POST,
+            "/api/collections/docs/records",
+            &[],
+            &[
+                ("doc", "a.bin", vec![1; 7000]),
+                ("doc", "b.bin", vec![2; 7000]),
+            ],
+        )
+        .await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     // A collection without file fields keeps the plain limit.
     let (code, _) = node
@@ -122,48 +106,52 @@ async fn refused_uploads_leave_no_bytes_and_a_dropped_field_takes_its_files() {
         }))
         .await;
     // Refused by validation after the bytes were stored under the new record's id.
-    let (code, body) = send(
-        &node,
-        "/api/collections/docs/records",
-        &[("other", "a.txt", b"aaa".to_vec())],
-    )
-    .await;
+    let (code, body) = node
+        .multipart(
+            reqwest::Method::POST,
+            "/api/collections/docs/records",
+            &[],
+            &[("other", "a.txt", b"aaa".to_vec())],
+        )
+        .await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["data"]["title"]["code"], "validation_required");
-    let (code, body) = send(
-        &node,
-        "/api/collections/docs/records",
-        &[("doc", "fake.png", b"not a png".to_vec())],
-    )
-    .await;
+    let (code, body) = node
+        .multipart(
+            reqwest::Method::POST,
+            "/api/collections/docs/records",
+            &[],
+            &[("doc", "fake.png", b"not a png".to_vec())],
+        )
+        .await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["data"]["doc"]["code"], "validation_invalid_mime_type");
     wait_files(&node, 0).await;
 
     // A single-file field keeps the last of several uploads; the others are not kept.
-    let mut form = reqwest::multipart::Form::new().text("title", "t");
-    for (key, i) in [
+    let parts: Vec<(&str, String, Vec<u8>)> = [
         ("one", 0u8),
         ("one", 1),
         ("one", 2),
         ("other", 3),
         ("other", 4),
-    ] {
-        form = form.part(
-            key,
-            reqwest::multipart::Part::bytes(vec![i; 10]).file_name(format!("f{i}.bin")),
-        );
-    }
-    let resp = node
-        .client
-        .post(format!("{}/api/collections/docs/records", node.url))
-        .header("Authorization", &node.token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let rec: Value = resp.json().await.expect("json");
+    ]
+    .into_iter()
+    .map(|(key, i)| (key, format!("f{i}.bin"), vec![i; 10]))
+    .collect();
+    let parts: Vec<(&str, &str, Vec<u8>)> = parts
+        .iter()
+        .map(|(k, n, b)| (*k, n.as_str(), b.clone()))
+        .collect();
+    let (code, rec) = node
+        .multipart(
+            reqwest::Method::POST,
+            "/api/collections/docs/records",
+            &[("title", "t")],
+            &parts,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{rec}");
     assert_eq!(rec["other"].as_array().map(Vec::len), Some(2));
     // "f2" is shorter than 3 characters, so PocketBase pads it with a random part.
     assert!(

@@ -50,46 +50,15 @@ fn sha(b: &[u8]) -> String {
         .collect()
 }
 
-/// A multipart create or update with files (`(key, name, bytes)`).
-async fn send(
-    node: &Node,
-    method: reqwest::Method,
-    path: &str,
-    text: &[(&str, &str)],
-    files: &[(&str, &str, Vec<u8>)],
-) -> (StatusCode, Value) {
-    let mut form = reqwest::multipart::Form::new();
-    for (k, v) in text {
-        form = form.text(k.to_string(), v.to_string());
-    }
-    for (k, name, b) in files {
-        form = form.part(
-            k.to_string(),
-            reqwest::multipart::Part::bytes(b.clone()).file_name(name.to_string()),
-        );
-    }
-    let resp = node
-        .client
-        .request(method, format!("{}{path}", node.url))
-        .header("Authorization", &node.token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("request");
-    let status = resp.status();
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (status, body)
-}
-
 async fn upload(node: &Node, title: &str, files: &[(&str, &str, Vec<u8>)]) -> Value {
-    let (code, body) = send(
-        node,
-        reqwest::Method::POST,
-        "/api/collections/docs/records",
-        &[("title", title)],
-        files,
-    )
-    .await;
+    let (code, body) = node
+        .multipart(
+            reqwest::Method::POST,
+            "/api/collections/docs/records",
+            &[("title", title)],
+            files,
+        )
+        .await;
     assert_eq!(code, StatusCode::OK, "{body}");
     body
 }
@@ -199,14 +168,14 @@ async fn a_file_uploaded_on_a_downloads_from_c_and_a_replacement_on_b_removes_it
 
     // Replace on B: the new file everywhere, the old one gone from every node.
     let newer = bytes(2, 200_000);
-    let (code, replaced) = send(
-        &b,
-        reqwest::Method::PATCH,
-        &format!("/api/collections/docs/records/{id}"),
-        &[],
-        &[("file", "report-v2.bin", newer.clone())],
-    )
-    .await;
+    let (code, replaced) = b
+        .multipart(
+            reqwest::Method::PATCH,
+            &format!("/api/collections/docs/records/{id}"),
+            &[],
+            &[("file", "report-v2.bin", newer.clone())],
+        )
+        .await;
     assert_eq!(code, StatusCode::OK, "{replaced}");
     let new_name = replaced["file"].as_str().expect("file").to_string();
     assert_ne!(new_name, name);
@@ -308,14 +277,14 @@ async fn an_object_no_record_references_leaves_the_bucket_after_compaction() {
     let id = rec["id"].as_str().expect("id");
     wait_record(&b, id, 30).await;
     // B replaces the file: `old` is referenced by no record any more, on either node.
-    let (code, body) = send(
-        &b,
-        reqwest::Method::PATCH,
-        &format!("/api/collections/docs/records/{id}?sync=applied"),
-        &[],
-        &[("file", "new.bin", new.clone())],
-    )
-    .await;
+    let (code, body) = b
+        .multipart(
+            reqwest::Method::PATCH,
+            &format!("/api/collections/docs/records/{id}?sync=applied"),
+            &[],
+            &[("file", "new.bin", new.clone())],
+        )
+        .await;
     assert_eq!(code, StatusCode::OK, "{body}");
     quiesce(&[&a, &b], 60).await;
     let orphaned_at = status(&a).await["stream"]["lastSeq"]

@@ -99,20 +99,11 @@ async fn upload(
     name: &str,
     bytes: Vec<u8>,
 ) -> Value {
-    let form = reqwest::multipart::Form::new().part(
-        "doc",
-        reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
-    );
-    let resp = node
-        .client
-        .request(method, format!("{}{path}", node.url))
-        .header("Authorization", &node.token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.json().await.expect("json")
+    let (code, body) = node
+        .multipart(method, path, &[], &[("doc", name, bytes)])
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -329,21 +329,16 @@ async fn bad_uploads_are_refused_and_the_binding_stays() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     // The same component again, as a multipart upload: same bytes, same version.
-    let form = reqwest::multipart::Form::new().text("name", "lww").part(
-        "file",
-        reqwest::multipart::Part::bytes(std::fs::read(component("lww")).expect("read"))
-            .file_name("lww.wasm"),
-    );
-    let resp = node
-        .client
-        .post(format!("{}/api/plugins", node.url))
-        .header("Authorization", &node.token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let again: Value = resp.json().await.expect("json");
+    let wasm = std::fs::read(component("lww")).expect("read");
+    let (code, again) = node
+        .multipart(
+            Method::POST,
+            "/api/plugins",
+            &[("name", "lww")],
+            &[("file", "lww.wasm", wasm)],
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{again}");
     assert_eq!(again["version"], 1);
 
     let (_, shown) = node.get("/api/plugins/lww").await;

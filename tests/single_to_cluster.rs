@@ -77,20 +77,16 @@ async fn seed_posts(node: &Node, n: usize) {
 
 /// Uploads one file into a new `docs` record and returns the record.
 async fn upload_doc(node: &Node, bytes: Vec<u8>) -> Value {
-    let form = reqwest::multipart::Form::new().text("title", "a doc").part(
-        "doc",
-        reqwest::multipart::Part::bytes(bytes).file_name("hello.txt"),
-    );
-    let resp = node
-        .client
-        .post(format!("{}/api/collections/docs/records", node.url))
-        .header("Authorization", &node.token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.json().await.expect("json")
+    let (code, body) = node
+        .multipart(
+            reqwest::Method::POST,
+            "/api/collections/docs/records",
+            &[("title", "a doc")],
+            &[("doc", "hello.txt", bytes)],
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body
 }
 
 async fn download(node: &Node, rec: &Value) -> (StatusCode, Vec<u8>) {

@@ -132,32 +132,35 @@ fn attachment_bytes() -> Vec<u8> {
     (0..300_000u32).map(|i| (i % 251) as u8).collect()
 }
 
-/// Creates `docs` (a file field) and a record with a 300 KB file on `node`; returns the
-/// record once `others` show it, and the stream's last sequence then.
-async fn upload_attachment(node: &Node, others: &[&Node]) -> (Value, u64) {
+/// Creates `docs` (a file field) on `node`.
+async fn create_docs(node: &Node) {
     let def = json!({
         "name": "docs", "listRule": "", "viewRule": "", "createRule": "",
         "fields": [{"name": "file", "type": "file", "maxSelect": 1, "maxSize": 5_000_000}]
     });
     let (code, body) = node.post("/api/collections", def).await;
     assert_eq!(code, StatusCode::OK, "{body}");
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(attachment_bytes()).file_name("report.bin"),
-    );
-    let resp = node
-        .client
-        .post(format!(
-            "{}/api/collections/docs/records?sync=applied",
-            node.url
-        ))
-        .header("Authorization", &node.token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let rec: Value = resp.json().await.expect("record");
+}
+
+/// A new `docs` record on `node` with `bytes` as its file (`query`: e.g. `?sync=applied`).
+async fn upload_doc(node: &Node, query: &str, name: &str, bytes: Vec<u8>) -> Value {
+    let (code, rec) = node
+        .multipart(
+            reqwest::Method::POST,
+            &format!("/api/collections/docs/records{query}"),
+            &[],
+            &[("file", name, bytes)],
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    rec
+}
+
+/// Creates `docs` and a record with a 300 KB file on `node`; returns the record once
+/// `others` serve its file, and the stream's last sequence then.
+async fn upload_attachment(node: &Node, others: &[&Node]) -> (Value, u64) {
+    create_docs(node).await;
+    let rec = upload_doc(node, "?sync=applied", "report.bin", attachment_bytes()).await;
     for n in others {
         wait_until(60, "the attachment on every node", || async {
             download(n, &rec).await == attachment_bytes()
@@ -282,19 +285,30 @@ async fn a_node_behind_a_compaction_rebootstraps_and_keeps_its_unpublished_write
     wait_collection(&b, "posts").await;
     wait_collection(&c, "posts").await;
     bind_policy(&a, "every-n", json!({"events": 30, "keep": 2})).await;
+    // A file on every node, whose record the cluster deletes while C is down.
+    let (doomed, _) = upload_attachment(&a, &[&b, &c]).await;
     write_posts(&[&a, &b, &c], 20, "before").await;
     quiesce(&[&a, &b, &c], 60).await;
     let c_applied = status(&c).await["appliedSeq"].as_u64().expect("applied");
 
-    // NATS goes away: C's writes are acknowledged and wait in its outbox.
+    // NATS goes away: C's writes, an upload among them, are acknowledged and wait in its
+    // outbox.
     cluster.stop(0).await;
     let offline = write_posts(&[&c], 5, "offline on c").await;
+    let offline_bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 13) as u8).collect();
+    let offline_doc = upload_doc(&c, "", "offline.bin", offline_bytes.clone()).await;
     let s = status(&c).await;
-    assert_eq!(s["outboxBacklog"], 5, "{s}");
-    // C dies with them unpublished; the cluster comes back and writes on, past a compaction.
+    assert_eq!(s["outboxBacklog"], 6, "{s}");
+    // C dies with them unpublished; the cluster comes back, deletes the record with the file
+    // and writes on, past a compaction.
     let dir = c.dir().to_path_buf();
     c.kill();
     cluster.restart(0).await;
+    let doomed_id = doomed["id"].as_str().expect("id");
+    let (code, body) = a
+        .delete(&format!("/api/collections/docs/records/{doomed_id}"))
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
     write_posts(&[&a, &b], 120, "while c is down").await;
     wait_until(90, "the log compacted past C's position", || async {
         let first = status(&a).await["stream"]["firstSeq"].as_u64().unwrap_or(0);
@@ -321,8 +335,28 @@ async fn a_node_behind_a_compaction_rebootstraps_and_keeps_its_unpublished_write
         s["snapshots"]["bootstrap"]["snapshot"].is_string(),
         "C did not re-bootstrap: {s}"
     );
-    // Its five writes came back pending over the snapshot (published on restart or not).
-    assert_eq!(s["snapshots"]["bootstrap"]["pendingKept"], 5, "{s}");
+    // Its six writes came back pending over the snapshot (published on restart or not).
+    assert_eq!(s["snapshots"]["bootstrap"]["pendingKept"], 6, "{s}");
+    // The file uploaded offline reached every node; the deleted record's file, whose delete
+    // C never folded (it was compacted away), left C's disk.
+    for n in [&a, &b, &c2] {
+        wait_until(60, "the offline upload on every node", || async {
+            download(n, &offline_doc).await == offline_bytes
+        })
+        .await;
+    }
+    let stale = dir
+        .join("storage")
+        .join(doomed["collectionId"].as_str().expect("collectionId"))
+        .join(doomed_id)
+        .join(doomed["file"].as_str().expect("file"));
+    wait_until(
+        30,
+        "the deleted record's file to leave C's disk",
+        || async { !stale.exists() },
+    )
+    .await;
+    assert!(download(&c2, &doomed).await.is_empty());
 }
 
 /// Starts a node that must refuse to start: waits for it to exit with an error, returns its

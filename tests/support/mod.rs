@@ -250,6 +250,36 @@ impl Node {
         read(resp).await
     }
 
+    /// Sends a multipart body as the superuser: `text` fields, then `files` as
+    /// `(field, file name, bytes)` parts (a record create or update with uploads).
+    pub async fn multipart(
+        &self,
+        method: Method,
+        path: &str,
+        text: &[(&str, &str)],
+        files: &[(&str, &str, Vec<u8>)],
+    ) -> (StatusCode, Value) {
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in text {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        for (k, name, b) in files {
+            form = form.part(
+                k.to_string(),
+                reqwest::multipart::Part::bytes(b.clone()).file_name(name.to_string()),
+            );
+        }
+        let resp = self
+            .client
+            .request(method, format!("{}{}", self.url, path))
+            .header("Authorization", &self.token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("request");
+        read(resp).await
+    }
+
     /// Creates a collection, panicking with the server's answer if it fails.
     pub async fn create_collection(&self, def: Value) -> Value {
         let (s, body) = self.post("/api/collections", def).await;

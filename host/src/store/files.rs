@@ -302,6 +302,70 @@ pub fn forget_orphans(conn: &Connection, shas: &[String]) -> Result<(), StoreErr
     Ok(())
 }
 
+/// Leaves a snapshot's copy with only what its canonical rows reference: the `_files` rows
+/// of the taker's own unfolded writes (and of collections gone) go, and so does the taker's
+/// trash (keys of *its* storage). Run after the copy's overlays and pending writes are gone.
+pub(crate) fn canonicalize(conn: &Connection, schema: &Schema) -> Result<(), StoreError> {
+    let colls: Vec<String> = {
+        let mut stmt = conn.prepare("SELECT DISTINCT coll FROM _files")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for coll in colls {
+        match schema.get(&coll) {
+            Some(c) => {
+                sweep_collection(conn, c, None)?;
+            }
+            None => {
+                conn.execute("DELETE FROM _files WHERE coll = ?1", [&coll])?;
+            }
+        }
+    }
+    conn.execute_batch("DELETE FROM _files_trash")?;
+    Ok(())
+}
+
+/// While a snapshot replaces a node's database (`main`: the incoming copy, `live`: the
+/// node's database, attached): the bytes in this node's storage must follow the new rows.
+/// - The files of the node's writes it keeps (pending over the snapshot) stay known, so they
+///   are served and published as before.
+/// - Every stored key the new rows do not name, and the node's own trash, go to the new
+///   trash: the janitor deletes those bytes (records deleted in the compacted part of the log
+///   would otherwise stay on disk for ever).
+///
+/// Returns how many keys were trashed.
+pub(crate) fn carry_into_install(new: &Connection, schema: &Schema) -> Result<usize, StoreError> {
+    new.execute_batch(
+        "DELETE FROM main._files_trash;
+         INSERT OR IGNORE INTO main._files (coll, rid, name, sha256, size, mime)
+           SELECT l.coll, l.rid, l.name, l.sha256, l.size, l.mime FROM live._files l
+           WHERE EXISTS (SELECT 1 FROM main._sync_pending p
+                         WHERE p.coll = l.coll AND p.rid = l.rid);",
+    )?;
+    // Of those, only the names the kept writes (or the rows) still reference stay.
+    let pending: Vec<(String, String)> = {
+        let mut stmt =
+            new.prepare("SELECT DISTINCT coll, rid FROM main._sync_pending WHERE coll != ''")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (coll, rid) in pending {
+        if let Some(c) = schema.get(&coll) {
+            sweep(new, c, &rid, None)?;
+        }
+    }
+    let trashed = new.execute(
+        "INSERT OR IGNORE INTO main._files_trash (key, coll, rid, name)
+           SELECT l.coll || '/' || l.rid || '/' || l.name, l.coll, l.rid, l.name
+           FROM live._files l
+           WHERE NOT EXISTS (SELECT 1 FROM main._files m
+                             WHERE m.coll = l.coll AND m.rid = l.rid AND m.name = l.name)",
+        [],
+    )?;
+    new.execute_batch("INSERT OR IGNORE INTO main._files_trash SELECT * FROM live._files_trash;")?;
+    Ok(trashed)
+}
+
 /// Every file the rows of this node reference, with its `_files` row (`None`: no sha256
 /// known here). After a snapshot is installed the rows came from another node: the caller
 /// checks which of these its storage lacks and fetches them by sha256.

@@ -87,6 +87,7 @@ impl Sync {
                         "rejected": rejected,
                         "outboxKept": report.outbox_kept,
                         "pendingKept": report.pending_kept,
+                        "filesTrashed": report.files_trashed,
                     }));
                     tracing::info!(
                         snapshot = %snapshot.name,

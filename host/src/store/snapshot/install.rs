@@ -51,6 +51,8 @@ pub struct InstallReport {
     pub outbox_kept: u64,
     /// Pending writes kept (their events are still to come or to publish).
     pub pending_kept: u64,
+    /// Stored files the installed rows no longer name, handed to the janitor.
+    pub files_trashed: u64,
 }
 
 impl Store {
@@ -79,6 +81,7 @@ impl Store {
             applied_seq = r.applied_seq,
             outbox_kept = r.outbox_kept,
             pending_kept = r.pending_kept,
+            files_trashed = r.files_trashed,
             ?mode,
             "database replaced"
         );
@@ -114,6 +117,7 @@ fn merge(
     }
     // A snapshot from before the mail outbox existed lacks the table.
     super::super::mails::create_table(&new)?;
+    super::super::files::create_tables(&new)?;
     new.execute("ATTACH DATABASE ?1 AS live", [&live_path])?;
     let result = (|| {
         let tx = new.unchecked_transaction()?;
@@ -139,6 +143,9 @@ fn merge(
         }
         if mode == InstallMode::KeepLocal {
             keep_writes(&new, &schema, &mut report)?;
+            // A restored backup keeps the node's stored bytes: it carries no files of its
+            // own, and a newer backup restored next may name them again.
+            report.files_trashed = super::super::files::carry_into_install(&new, &schema)? as u64;
         }
         report.applied_seq = super::super::sync::applied_seq(&new)?;
         tx.commit()?;

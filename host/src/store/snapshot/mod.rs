@@ -180,6 +180,7 @@ fn canonicalize(conn: &Connection) -> Result<(), StoreError> {
     for table in NODE_LOCAL_TABLES {
         conn.execute_batch(&format!("DELETE FROM {table}"))?;
     }
+    super::files::canonicalize(conn, &schema)?;
     conn.execute(
         "DELETE FROM sqlite_sequence WHERE name IN ('_sync_outbox', '_mail_outbox')",
         [],
