@@ -4,7 +4,9 @@
 //! same tables, the user logs in there with their password, the binding and the file are
 //! there, writes on either node replicate, and a restart of the first node seeds nothing
 //! again. Two nodes with data of their own started at once on one empty stream: one starts
-//! the cluster, the other refuses with a clear error and keeps its data as it was.
+//! the cluster, the other refuses with a clear error and keeps its data as it was. And the
+//! same step in embedded mode (`--sync`, each node running its own `nats-server`): a node with
+//! data restarted with `--sync` is joined by a second embedded node that receives everything.
 
 mod nats_support;
 mod replication_support;
@@ -12,7 +14,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use nats_support::Cluster;
+use nats_support::{Cluster, free_port};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::{Node, posts_def};
@@ -343,4 +345,73 @@ impl Drop for Started {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Single node → cluster in embedded mode, as the README runs it: the node with data is
+/// restarted with `--sync` (its own `nats-server`), a second node joins its NATS cluster with
+/// `--join`, and receives every record and the user, who logs in there with their password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_with_data_restarted_with_sync_is_joined_by_an_embedded_node() {
+    const SEEDED: usize = 300;
+    let mut a = Node::start().await;
+    let dir = a.dir().to_path_buf();
+    a.create_collection(posts_def()).await;
+    seed_posts(&a, SEEDED).await;
+    a.create_record(
+        "users",
+        json!({"email": "eve@example.com", "password": "evesecret1", "passwordConfirm": "evesecret1"}),
+    )
+    .await;
+    assert!(a.terminate().success());
+
+    let (nats_a, route_a) = (free_port().to_string(), free_port().to_string());
+    let (nats_b, route_b) = (free_port().to_string(), free_port().to_string());
+    let listen = |p: &str| format!("127.0.0.1:{p}");
+    let (nats_a, route_a, nats_b, route_b) = (
+        listen(&nats_a),
+        listen(&route_a),
+        listen(&nats_b),
+        listen(&route_b),
+    );
+    let a = Node::spawn_logged(
+        &dir,
+        &[
+            "--sync",
+            "--node-id",
+            "a",
+            "--nats-listen",
+            &nats_a,
+            "--cluster-listen",
+            &route_a,
+        ],
+    )
+    .await;
+    // A clustered nats-server runs JetStream only once a peer's server is routed to it: the
+    // node cannot be ready alone, the second node starts now (and yields the stream to it).
+    let b = Node::start_with(&[
+        "--sync",
+        "--node-id",
+        "b",
+        "--nats-listen",
+        &nats_b,
+        "--cluster-listen",
+        &route_b,
+        "--join",
+        &route_a,
+    ])
+    .await;
+    wait_ready(&a, 120).await;
+    wait_ready(&b, 120).await;
+    quiesce(&[&a, &b], 60).await;
+    assert!(
+        a.log().contains("is the cluster's first snapshot"),
+        "{}",
+        a.log()
+    );
+    assert_eq!(total(&b, "posts").await, SEEDED as u64);
+    assert_eq!(status_hashes(&a).await, status_hashes(&b).await);
+    let (code, auth) = login(&b, "eve@example.com", "evesecret1").await;
+    assert_eq!(code, StatusCode::OK, "{auth}");
+    let (code, _) = login(&b, "eve@example.com", "not-her-password").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
 }

@@ -65,6 +65,7 @@ pub mod consumer;
 pub mod event;
 pub mod files;
 pub mod hlc;
+pub mod intent;
 pub mod log;
 pub mod objects;
 pub mod presence;

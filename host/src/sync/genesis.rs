@@ -24,6 +24,16 @@
 //! nothing. The publisher waits for this decision, so nothing of this node's reaches the
 //! stream before its marker. A crash between prepare and claim is resumed at the next start
 //! (`genesis_pending`).
+//!
+//! Two nodes starting at once on an empty stream race for its first event. A node with data
+//! says it is starting the cluster (`replication::intent`) from its first connection to NATS
+//! until it has decided; a node that finds the stream empty asks before it may publish, and
+//! while such a node answers it waits for the stream's first event instead of writing it. This
+//! matters in embedded mode: a clustered `nats-server` runs JetStream only once it is routed
+//! to a peer, so the node with data cannot claim the stream before a second node's server is
+//! up, and the second node (empty, with no genesis work) would otherwise put its `users` seed
+//! at position 1 while the first still uploads its snapshot, leaving the node with data to
+//! refuse two histories.
 
 use std::sync::atomic::Ordering;
 
@@ -136,6 +146,60 @@ impl Sync {
                 .await?;
         }
         self.claim_genesis(&log).await
+    }
+
+    /// On an empty stream, waits while another node says it is starting the cluster from its
+    /// data (see the module docs), so that this node's first event follows that node's
+    /// genesis. Returns at once when the stream holds events or no node answers.
+    pub(super) async fn wait_for_the_clusters_start(&self, log: &Log) {
+        let mut told = false;
+        loop {
+            match crate::replication::snapshots::stream_usage(log).await {
+                Ok(u) if u.last_seq > 0 => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading the stream's state");
+                    return;
+                }
+            }
+            let wait = std::time::Duration::from_secs(1);
+            let Some(node) =
+                crate::replication::intent::starting_node(log.client(), log.cluster(), wait).await
+            else {
+                return;
+            };
+            if !told {
+                tracing::info!(
+                    %node,
+                    "the stream is empty and another node is starting the cluster from its data: \
+                     waiting for its first event"
+                );
+                told = true;
+            }
+            // Poll interval while that node uploads its snapshot; each round is one stream-info
+            // call and one request.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// When this node holds state of its own (it will start the cluster if the stream is
+    /// empty), what ends its announcement of that: the moment it may publish (it won, or
+    /// never had to). `None`: nothing to announce.
+    pub(super) async fn genesis_announcement(
+        &self,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        match Self::holds_own_state(&self.inner.store).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading whether this node holds its own state");
+                return None;
+            }
+        }
+        let mut may = self.inner.may_publish.subscribe();
+        Some(async move {
+            let _ = may.wait_for(|v| *v).await;
+        })
     }
 
     /// This node's plugin versions (as the cluster's registry) and binding table.

@@ -373,9 +373,33 @@ impl Sync {
             }
         };
         let mut delay = Duration::from_millis(100);
+        let client = loop {
+            match crate::replication::connect(&conn).await {
+                Ok(client) => break client,
+                Err(e) => {
+                    tracing::warn!(error = %e, "replication log not reachable yet; retrying");
+                    self.set_error(Part::Connect, &e);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+            }
+        };
+        // A node about to start the cluster from its data says so before JetStream answers,
+        // so a peer starting at the same time does not write the stream's first event.
+        if let Some(until) = self.genesis_announcement().await
+            && let Err(e) = crate::replication::intent::announce_start(
+                &client,
+                &cfg.cluster,
+                &cfg.node_id,
+                until,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not announce that this node starts the cluster");
+        }
         let log = loop {
             let stream = StreamOptions::new(cfg.cluster.clone());
-            match Log::connect(&conn, &stream).await {
+            match Log::open(client.clone(), &stream).await {
                 Ok(log) => break log,
                 Err(e) => {
                     tracing::warn!(error = %e, "replication log not reachable yet; retrying");

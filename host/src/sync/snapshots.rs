@@ -56,6 +56,7 @@ impl Sync {
         if let Err(reason) = self.ensure_genesis().await {
             self.fail(reason).await;
         }
+        self.wait_for_the_clusters_start(&log).await;
         self.inner.may_publish.send_replace(true);
         let step = |step: &'static str, snapshot: &str| {
             *self.inner.phase.lock() = Phase::Bootstrapping {
