@@ -538,7 +538,8 @@ impl Snapshots {
         tokio::fs::create_dir_all(&work)
             .await
             .map_err(|e| SnapshotError::Io(e.to_string()))?;
-        let result = super::fetch_verified(&bucket, &stored, &work, &Progress::new(), |_| {}).await;
+        let result =
+            super::fetch_verified(&bucket, &stored, &work, &Progress::new(), |_| {}, |_| {}).await;
         let _ = tokio::fs::remove_dir_all(&work).await;
         Ok(result?.0)
     }
