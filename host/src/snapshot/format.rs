@@ -28,6 +28,8 @@ use crate::store::sync::HashScheme;
 
 pub const HEADER_NAME: &str = "syncbase-snapshot.json";
 pub const DB_NAME: &str = "data.db";
+/// Where stored files sit in an archive that carries them: `storage/<collection>/<record>/<name>`.
+pub const STORAGE_PREFIX: &str = "storage/";
 pub const FORMAT: u32 = 2;
 /// The oldest format this build reads. Format 1 hashed tables in id order
 /// ([`HashScheme::IdOrdered`]); format 2 sums row hashes in storage order
@@ -67,6 +69,12 @@ pub struct Header {
     /// When it was taken (RFC 3339, wall clock of the taking node: informational).
     pub created: String,
     pub plugins: Vec<PluginRef>,
+    /// Whether the archive carries the node's stored files (`storage/<key>` entries after
+    /// the database): a single node's backup of local storage does, as PocketBase's backups
+    /// hold `pb_data/storage`. Cluster snapshots do not (their files are in the cluster's
+    /// file bucket, by sha256).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub storage: bool,
     #[serde(flatten)]
     pub contents: Contents,
 }
@@ -85,6 +93,7 @@ impl Header {
             node: node.to_string(),
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             plugins,
+            storage: false,
             contents,
         }
     }
@@ -115,8 +124,15 @@ fn io_err(e: std::io::Error) -> SnapshotError {
     SnapshotError::Io(e.to_string())
 }
 
-/// Writes the archive of `db` with `header` to `out`; returns its size. Blocking.
-pub fn write(db: &Path, header: &Header, out: &Path) -> Result<u64, SnapshotError> {
+/// Writes the archive of `db` with `header` to `out`, and after the database each of
+/// `files` (storage key, path) stored as it is (uploads are mostly compressed already);
+/// returns the archive's size. Blocking.
+pub fn write(
+    db: &Path,
+    header: &Header,
+    out: &Path,
+    files: &[(String, std::path::PathBuf)],
+) -> Result<u64, SnapshotError> {
     use zip::CompressionMethod;
     use zip::write::SimpleFileOptions;
     let file = File::create(out).map_err(io_err)?;
@@ -139,6 +155,17 @@ pub fn write(db: &Path, header: &Header, out: &Path) -> Result<u64, SnapshotErro
     .map_err(zip_err)?;
     let mut src = BufReader::with_capacity(1 << 20, File::open(db).map_err(io_err)?);
     std::io::copy(&mut src, &mut zip).map_err(io_err)?;
+    for (key, path) in files {
+        zip.start_file(
+            format!("{STORAGE_PREFIX}{key}"),
+            SimpleFileOptions::default()
+                .compression_method(CompressionMethod::Stored)
+                .large_file(true),
+        )
+        .map_err(zip_err)?;
+        let mut src = BufReader::with_capacity(1 << 20, File::open(path).map_err(io_err)?);
+        std::io::copy(&mut src, &mut zip).map_err(io_err)?;
+    }
     let mut w = zip.finish().map_err(zip_err)?;
     w.flush().map_err(io_err)?;
     let f = w.into_inner().map_err(|e| io_err(e.into_error()))?;
@@ -215,6 +242,38 @@ pub fn extract(
         db_sha256,
         db_bytes,
     })
+}
+
+/// Writes the stored files an archive carries (`storage/<key>`) under `root`, at their keys;
+/// returns the keys. A key that would leave `root` is refused. Blocking.
+pub fn extract_files(archive: &Path, root: &Path) -> Result<Vec<String>, SnapshotError> {
+    let mut zip = open(archive)?;
+    let mut keys = Vec::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(zip_err)?;
+        let name = entry_name(&entry);
+        let Some(key) = name.strip_prefix(STORAGE_PREFIX) else {
+            continue;
+        };
+        let parts: Vec<&str> = key.split('/').collect();
+        if parts.len() != 3
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\\'))
+        {
+            return Err(SnapshotError::Format(format!(
+                "the archive names a stored file outside the storage: {name}"
+            )));
+        }
+        let dest = root.join(key);
+        std::fs::create_dir_all(dest.parent().unwrap_or(root)).map_err(io_err)?;
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&dest).map_err(io_err)?);
+        std::io::copy(&mut entry, &mut out)
+            .map_err(|e| SnapshotError::Corrupt(format!("reading {name}: {e}")))?;
+        out.flush().map_err(io_err)?;
+        keys.push(key.to_string());
+    }
+    Ok(keys)
 }
 
 /// An archive read as it arrives (`extract_stream`): what it held (or why it could not be
@@ -417,7 +476,7 @@ mod tests {
         .expect("copy");
         let archive = dir.path().join("a.zip");
         let header = Header::new(Kind::Backup, None, "n1", contents);
-        write(&db, &header, &archive).expect("write");
+        write(&db, &header, &archive, &[]).expect("write");
         let (sha, size) = sha256_file(&archive).expect("sha");
 
         let from_file = extract(&archive, &dir.path().join("f.db"), |_| {}).expect("extract");
@@ -460,6 +519,56 @@ mod tests {
         assert!(err.to_string().contains("not a Syncbase snapshot"), "{err}");
     }
 
+    /// Stored files travel after the database and come out at their keys; an archive naming
+    /// a file outside the storage is refused before anything is written there.
+    #[tokio::test]
+    async fn stored_files_come_back_at_their_keys_and_never_outside_the_storage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("node"), &StoreOptions::default()).expect("open");
+        let pinned = store.pin().await.expect("pin");
+        let db = dir.path().join("copy.db");
+        let contents = tokio::task::spawn_blocking({
+            let db = db.clone();
+            move || copy(pinned, &db, CopyKind::Whole)
+        })
+        .await
+        .expect("join")
+        .expect("copy");
+        let mut header = Header::new(Kind::Backup, None, "n1", contents);
+        header.storage = true;
+        let upload = dir.path().join("upload");
+        std::fs::write(&upload, vec![7u8; 70_000]).expect("upload");
+        let archive = dir.path().join("a.zip");
+        write(
+            &db,
+            &header,
+            &archive,
+            &[("c1/r1/f_abc.bin".into(), upload)],
+        )
+        .expect("write");
+        assert!(read_header(&archive).expect("header").storage);
+        let root = dir.path().join("restored");
+        let keys = extract_files(&archive, &root).expect("files");
+        assert_eq!(keys, ["c1/r1/f_abc.bin"]);
+        assert_eq!(
+            std::fs::read(root.join("c1/r1/f_abc.bin")).expect("read"),
+            vec![7u8; 70_000]
+        );
+
+        let hostile = dir.path().join("hostile.zip");
+        let mut zip = zip::ZipWriter::new(File::create(&hostile).expect("create"));
+        zip.start_file(
+            "storage/../../escape.txt",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .expect("entry");
+        zip.write_all(b"x").expect("write");
+        zip.finish().expect("finish");
+        let err = extract_files(&hostile, &root).expect_err("refused");
+        assert!(err.to_string().contains("outside the storage"), "{err}");
+        assert!(!dir.path().join("escape.txt").exists());
+    }
+
     /// A format 1 archive (tables hashed in id order) still verifies; the same hashes under
     /// format 2 (row sums) do not.
     #[tokio::test]
@@ -482,7 +591,7 @@ mod tests {
         header.contents.table_hashes = old.table_hashes;
         let check = |header: &Header, name: &str| {
             let archive = dir.path().join(name);
-            write(&db, header, &archive).expect("write");
+            write(&db, header, &archive, &[]).expect("write");
             let out = dir.path().join(format!("{name}.db"));
             let x = extract(&archive, &out, |_| {}).expect("extract");
             verify(&out, &x)
@@ -495,7 +604,7 @@ mod tests {
         ));
         header.format = FORMAT + 1;
         let archive = dir.path().join("v3.zip");
-        write(&db, &header, &archive).expect("write");
+        write(&db, &header, &archive, &[]).expect("write");
         assert!(matches!(
             read_header(&archive),
             Err(SnapshotError::Format(_))

@@ -108,24 +108,47 @@ pub fn work_dir(data_dir: &Path) -> Result<PathBuf, SnapshotError> {
     Ok(dir)
 }
 
+/// What `take` makes of a pinned read.
+pub struct Take {
+    pub kind: Kind,
+    pub copy_kind: CopyKind,
+    /// The cluster it belongs to (`None`: a node without replication).
+    pub cluster: Option<String>,
+    /// The taking node.
+    pub node: String,
+    /// A local storage root whose files the rows name are archived too (single-node backups).
+    pub storage: Option<PathBuf>,
+}
+
 /// Copies a pinned read into an archive under `work` (named after `stem`): the database copy,
 /// its header, the zip. The copy of the database is removed once archived.
 pub async fn take(
     pinned: Pinned,
-    kind: Kind,
-    copy_kind: CopyKind,
-    cluster: Option<String>,
-    node: String,
+    what: Take,
     work: PathBuf,
     stem: String,
 ) -> Result<Taken, SnapshotError> {
+    let Take {
+        kind,
+        copy_kind,
+        cluster,
+        node,
+        storage,
+    } = what;
     tokio::task::spawn_blocking(move || {
         let db = work.join(format!("{stem}.db"));
         let archive = work.join(format!("{stem}.zip"));
         let result = (|| {
             let contents = crate::store::snapshot::copy(pinned, &db, copy_kind)?;
-            let header = Header::new(kind, cluster.as_deref(), &node, contents);
-            format::write(&db, &header, &archive)?;
+            let mut header = Header::new(kind, cluster.as_deref(), &node, contents);
+            let files = match &storage {
+                Some(root) => {
+                    header.storage = true;
+                    stored_files(&db, root)?
+                }
+                None => Vec::new(),
+            };
+            format::write(&db, &header, &archive, &files)?;
             let (sha256, size) = format::sha256_file(&archive)?;
             Ok(Taken {
                 archive: archive.clone(),
@@ -142,6 +165,26 @@ pub async fn take(
     })
     .await
     .map_err(|e| SnapshotError::Io(format!("snapshot task failed: {e}")))?
+}
+
+/// The files a copied database's rows reference, with their paths under a local storage
+/// `root`. A file deleted since the copy was pinned (its record deleted meanwhile, the janitor
+/// quicker) is left out with a warning: the copy names it, but nothing can bring it back.
+fn stored_files(db: &Path, root: &Path) -> Result<Vec<(String, PathBuf)>, SnapshotError> {
+    let keys = crate::store::snapshot::stored_file_keys(db)?;
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let path = root.join(&key);
+        if path.is_file() {
+            out.push((key, path));
+        } else {
+            tracing::warn!(
+                key,
+                "a file the backup's rows name is gone from the storage; left out"
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// Downloads a stored snapshot and checks it completely: the archive's sha256 against the

@@ -410,10 +410,13 @@ impl Snapshots {
         let seq = pinned.seq;
         let taken: Taken = super::take(
             pinned,
-            Kind::Snapshot,
-            CopyKind::Canonical,
-            Some(self.inner.cluster.clone()),
-            self.inner.node.clone(),
+            super::Take {
+                kind: Kind::Snapshot,
+                copy_kind: CopyKind::Canonical,
+                cluster: Some(self.inner.cluster.clone()),
+                node: self.inner.node.clone(),
+                storage: None,
+            },
             self.inner.work.clone(),
             format!("take-{seq}"),
         )
