@@ -240,13 +240,27 @@ pub async fn fetch_verified(
             phase("verify");
             progress.start(0);
             let d = db.clone();
-            tokio::task::spawn_blocking(move || {
+            let verify = tokio::task::spawn_blocking(move || {
                 format::verify(&d, &x)?;
                 Ok::<_, SnapshotError>(x.header)
-            })
-            .await
-            .map_err(|e| SnapshotError::Io(format!("verify task failed: {e}")))
-            .and_then(|r| r)
+            });
+            // The database reaches the disk while its rows are checked: the install's commit
+            // syncs it anyway, and would otherwise wait for all of it then.
+            let d = db.clone();
+            let sync = tokio::task::spawn_blocking(move || {
+                std::fs::File::open(&d).and_then(|f| f.sync_all())
+            });
+            let (verified, synced) = tokio::join!(verify, sync);
+            let verified = verified
+                .map_err(|e| SnapshotError::Io(format!("verify task failed: {e}")))
+                .and_then(|r| r);
+            match synced {
+                Ok(Ok(())) => verified,
+                Ok(Err(e)) => verified.and(Err(SnapshotError::Io(format!(
+                    "syncing the snapshot's database: {e}"
+                )))),
+                Err(e) => verified.and(Err(SnapshotError::Io(format!("sync task failed: {e}")))),
+            }
         }
         Ok(Err(e)) | Err(e) => Err(e),
     };
