@@ -155,6 +155,7 @@ impl Server {
         };
         let backups = Arc::new(snapshot::backups::Backups::new(
             store.clone(),
+            files.clone(),
             config.node_id.clone(),
             sync.as_ref().map(|s| s.snapshots().clone()),
         ));

@@ -3,9 +3,12 @@
 //! A backup is a snapshot file (`format.rs`) of kind `backup`, named as PocketBase names them
 //! (`^[a-z0-9_-]+\.zip$`, at most 150 characters; default `pb_backup_<app>_<UTC time>.zip`).
 //! - On a node without replication it is a consistent copy of the whole database (a pinned
-//!   read copied with SQLite's backup API: writes go on meanwhile), kept in `<dir>/backups`.
-//!   Restoring one replaces the database as PocketBase does (its superusers and settings
-//!   included), in place, without a restart: the store swaps the file between two writes.
+//!   read copied with SQLite's backup API: writes go on meanwhile) and of the files its rows
+//!   name in local storage (`storage/<key>` entries, as PocketBase's backups hold
+//!   `pb_data/storage`), kept in `<dir>/backups`. Restoring one puts its files back, then
+//!   replaces the database as PocketBase does (its superusers and settings included), in place,
+//!   without a restart: the store swaps the file between two writes; stored files the restored
+//!   rows do not name go to the janitor.
 //! - On a replicating node it is the cluster's canonical state (as a snapshot), kept in the
 //!   cluster's snapshot bucket under `backup/<name>`, so every node lists, serves and deletes
 //!   the same backups. Restoring one into the running cluster is refused: every node would
@@ -39,6 +42,8 @@ pub struct BackupInfo {
 /// Where backups live, and the one backup or restore running.
 pub struct Backups {
     store: Store,
+    /// The node's file storage: a single node's backup carries the files of local storage.
+    files: crate::files::Files,
     node: String,
     /// The cluster's snapshot service on a replicating node; `None`: backups in `dir`.
     cluster: Option<Snapshots>,
@@ -112,7 +117,12 @@ fn pb_date(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 impl Backups {
-    pub fn new(store: Store, node: String, cluster: Option<Snapshots>) -> Backups {
+    pub fn new(
+        store: Store,
+        files: crate::files::Files,
+        node: String,
+        cluster: Option<Snapshots>,
+    ) -> Backups {
         let data = store
             .path()
             .parent()
@@ -120,6 +130,7 @@ impl Backups {
             .unwrap_or_default();
         Backups {
             store,
+            files,
             node,
             cluster,
             dir: data.join("backups"),
@@ -237,13 +248,22 @@ impl Backups {
             Some(s) => (CopyKind::Canonical, Some(s.cluster().to_string())),
             None => (CopyKind::Whole, None),
         };
+        // As PocketBase: a backup holds the uploaded files of local storage (files on S3 stay
+        // there); a cluster's backup names its files in the cluster's file bucket.
+        let storage = match (&self.cluster, self.files.storage()) {
+            (None, crate::files::Storage::Local(root)) => Some(root),
+            _ => None,
+        };
         let stem = format!("backup-{}", crate::replication::EventId::random());
         let taken = super::take(
             pinned,
-            Kind::Backup,
-            copy_kind,
-            cluster,
-            self.node.clone(),
+            super::Take {
+                kind: Kind::Backup,
+                copy_kind,
+                cluster,
+                node: self.node.clone(),
+                storage,
+            },
             work,
             stem,
         )
@@ -355,34 +375,52 @@ impl Backups {
         }
         let archive = self.local(key)?;
         let work = self.work()?;
-        let db = work.join(format!(
-            "restore-{}.db",
-            crate::replication::EventId::random()
-        ));
-        let d = db.clone();
+        let id = crate::replication::EventId::random();
+        let db = work.join(format!("restore-{id}.db"));
+        let unpacked = work.join(format!("restore-{id}-files"));
+        let (d, u) = (db.clone(), unpacked.clone());
         let checked = tokio::task::spawn_blocking(move || {
             let x = super::format::extract(&archive, &d, |_| {})?;
             super::format::verify(&d, &x)?;
-            Ok::<_, SnapshotError>(x.header)
+            let keys = if x.header.storage {
+                super::format::extract_files(&archive, &u)?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, SnapshotError>((x.header, keys))
         })
         .await
         .map_err(|e| SnapshotError::Io(e.to_string()));
-        let result = match checked.and_then(|r| r) {
-            Ok(header) => {
-                tracing::info!(
-                    backup = key,
-                    seq = header.contents.seq,
-                    "restoring a backup"
-                );
-                self.store
-                    .install(&db, InstallMode::Replace)
+        let result = async {
+            let (header, keys) = checked??;
+            tracing::info!(
+                backup = key,
+                seq = header.contents.seq,
+                files = keys.len(),
+                "restoring a backup"
+            );
+            // The files first: a row the restore brings back finds its bytes there.
+            let storage = self.files.storage();
+            for k in &keys {
+                storage
+                    .put_file(k, &unpacked.join(k), "application/octet-stream")
                     .await
-                    .map(|_| ())
-                    .map_err(SnapshotError::from)
+                    .map_err(|e| SnapshotError::Io(format!("restoring file {k}: {e}")))?;
             }
-            Err(e) => Err(e),
-        };
+            let mode = if header.storage {
+                InstallMode::ReplaceWithFiles
+            } else {
+                InstallMode::Replace
+            };
+            self.store
+                .install(&db, mode)
+                .await
+                .map(|_| ())
+                .map_err(SnapshotError::from)
+        }
+        .await;
         let _ = tokio::fs::remove_file(&db).await;
+        let _ = tokio::fs::remove_dir_all(&unpacked).await;
         result
     }
 }

@@ -230,11 +230,30 @@ impl Bootstrap<'_> {
         s: &Stored,
     ) -> Result<InstallReport, SnapshotError> {
         let work = self.snapshots.work();
-        let (header, archive, db) =
-            super::fetch_verified(bucket, s, work, &self.progress, |step| {
-                (self.step)(step, &s.name)
-            })
-            .await?;
+        // The plugins the snapshot's bindings name are fetched and compiled while the rest
+        // of it downloads (their bytes are checked by sha256 on their own); the install below
+        // finds them loaded, or fetches them itself and reports what failed.
+        let (named, plugins) = tokio::sync::oneshot::channel::<Vec<super::format::PluginRef>>();
+        let prefetch = async {
+            let Ok(plugins) = plugins.await else { return };
+            for p in &plugins {
+                if let Err(e) = self.fetch_plugin(objects, &p.name, &p.sha256).await {
+                    tracing::debug!(plugin = %p.name, error = %e, "prefetching a plugin failed");
+                }
+            }
+        };
+        let fetch = super::fetch_verified(
+            bucket,
+            s,
+            work,
+            &self.progress,
+            |step| (self.step)(step, &s.name),
+            move |h| {
+                let _ = named.send(h.plugins.clone());
+            },
+        );
+        let (fetched, ()) = tokio::join!(fetch, prefetch);
+        let (header, db) = fetched?;
         let result = async {
             if header.cluster.as_deref() != Some(self.snapshots.cluster()) {
                 return Err(SnapshotError::Corrupt(format!(
@@ -259,7 +278,6 @@ impl Bootstrap<'_> {
             Ok(report)
         }
         .await;
-        let _ = tokio::fs::remove_file(&archive).await;
         let _ = tokio::fs::remove_file(&db).await;
         result
     }

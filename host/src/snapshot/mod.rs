@@ -33,6 +33,7 @@ use crate::store::StoreError;
 use crate::store::snapshot::{CopyKind, Pinned};
 
 pub use bootstrap::{Bootstrap, BootstrapError, BootstrapOutcome};
+use format::Streamed;
 pub use format::{Header, Kind};
 pub use service::{ServiceStatus, Snapshots};
 
@@ -107,24 +108,47 @@ pub fn work_dir(data_dir: &Path) -> Result<PathBuf, SnapshotError> {
     Ok(dir)
 }
 
+/// What `take` makes of a pinned read.
+pub struct Take {
+    pub kind: Kind,
+    pub copy_kind: CopyKind,
+    /// The cluster it belongs to (`None`: a node without replication).
+    pub cluster: Option<String>,
+    /// The taking node.
+    pub node: String,
+    /// A local storage root whose files the rows name are archived too (single-node backups).
+    pub storage: Option<PathBuf>,
+}
+
 /// Copies a pinned read into an archive under `work` (named after `stem`): the database copy,
 /// its header, the zip. The copy of the database is removed once archived.
 pub async fn take(
     pinned: Pinned,
-    kind: Kind,
-    copy_kind: CopyKind,
-    cluster: Option<String>,
-    node: String,
+    what: Take,
     work: PathBuf,
     stem: String,
 ) -> Result<Taken, SnapshotError> {
+    let Take {
+        kind,
+        copy_kind,
+        cluster,
+        node,
+        storage,
+    } = what;
     tokio::task::spawn_blocking(move || {
         let db = work.join(format!("{stem}.db"));
         let archive = work.join(format!("{stem}.zip"));
         let result = (|| {
             let contents = crate::store::snapshot::copy(pinned, &db, copy_kind)?;
-            let header = Header::new(kind, cluster.as_deref(), &node, contents);
-            format::write(&db, &header, &archive)?;
+            let mut header = Header::new(kind, cluster.as_deref(), &node, contents);
+            let files = match &storage {
+                Some(root) => {
+                    header.storage = true;
+                    stored_files(&db, root)?
+                }
+                None => Vec::new(),
+            };
+            format::write(&db, &header, &archive, &files)?;
             let (sha256, size) = format::sha256_file(&archive)?;
             Ok(Taken {
                 archive: archive.clone(),
@@ -143,57 +167,113 @@ pub async fn take(
     .map_err(|e| SnapshotError::Io(format!("snapshot task failed: {e}")))?
 }
 
-/// Downloads a stored snapshot and checks it completely: the file's sha256 against the
+/// The files a copied database's rows reference, with their paths under a local storage
+/// `root`. A file deleted since the copy was pinned (its record deleted meanwhile, the janitor
+/// quicker) is left out with a warning: the copy names it, but nothing can bring it back.
+fn stored_files(db: &Path, root: &Path) -> Result<Vec<(String, PathBuf)>, SnapshotError> {
+    let keys = crate::store::snapshot::stored_file_keys(db)?;
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let path = root.join(&key);
+        if path.is_file() {
+            out.push((key, path));
+        } else {
+            tracing::warn!(
+                key,
+                "a file the backup's rows name is gone from the storage; left out"
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Downloads a stored snapshot and checks it completely: the archive's sha256 against the
 /// bucket's metadata, then the database against its header (file sha256, row counts, table
-/// hashes). Returns the header and the paths of the archive and extracted database (in `work`,
-/// for the caller to use or remove).
+/// hashes). The archive is decompressed as it arrives (`format::extract_stream`) and never
+/// written down: downloading and decompressing overlap. `on_header` gets the header as soon as
+/// it arrives, before anything is verified. Returns the header and the path of the
+/// extracted database (in `work`, for the caller to install or remove).
 pub async fn fetch_verified(
     bucket: &crate::replication::SnapshotStore,
     stored: &Stored,
     work: &Path,
     progress: &std::sync::Arc<crate::replication::Progress>,
     mut phase: impl FnMut(&'static str),
-) -> Result<(Header, PathBuf, PathBuf), SnapshotError> {
-    let archive = work.join("incoming.zip");
+    on_header: impl FnOnce(&Header) + Send + 'static,
+) -> Result<(Header, PathBuf), SnapshotError> {
     let db = work.join("incoming.db");
     phase("download");
-    let got = bucket
-        .get(&stored.name, &archive, progress)
+    let (size, reader) = bucket
+        .reader(&stored.name)
         .await?
         .ok_or_else(|| SnapshotError::NotFound(format!("snapshot {}", stored.name)))?;
-    phase("verify");
-    if got.0 != stored.sha256 {
-        let _ = std::fs::remove_file(&archive);
-        return Err(SnapshotError::Corrupt(format!(
-            "{} hashes to {}, not {} as stored",
-            stored.name, got.0, stored.sha256
-        )));
-    }
-    let (a, d) = (archive.clone(), db.clone());
-    let p = progress.clone();
-    let checked = tokio::task::spawn_blocking(move || {
-        let total = format::read_header(&a)?.contents.db_bytes;
-        p.start(total);
-        let x = format::extract(&a, &d, |n| {
-            p.done.store(n, std::sync::atomic::Ordering::Relaxed)
-        })?;
-        format::verify(&d, &x)?;
-        Ok::<_, SnapshotError>(x.header)
+    progress.start(size);
+    // Blocking reads of the async object stream, on the blocking thread that decompresses.
+    let src = std::io::BufReader::with_capacity(1 << 20, tokio_util::io::SyncIoBridge::new(reader));
+    let (d, p) = (db.clone(), progress.clone());
+    let streamed = tokio::task::spawn_blocking(move || {
+        format::extract_stream(
+            src,
+            &d,
+            |n| p.done.store(n, std::sync::atomic::Ordering::Relaxed),
+            on_header,
+        )
     })
     .await
-    .map_err(|e| SnapshotError::Io(format!("verify task failed: {e}")))?;
+    .map_err(|e| SnapshotError::Io(format!("download task failed: {e}")));
+    let checked = match streamed {
+        Ok(Ok(s)) if s.archive_sha256 != stored.sha256 => Err(SnapshotError::Corrupt(format!(
+            "{} hashes to {}, not {} as stored",
+            stored.name, s.archive_sha256, stored.sha256
+        ))),
+        // Read to its end with the right sha256, yet not a readable snapshot: not ours.
+        Ok(Ok(Streamed {
+            extracted: Err(SnapshotError::Format(e)),
+            ..
+        })) => Err(SnapshotError::Corrupt(e)),
+        Ok(Ok(Streamed {
+            extracted: Err(e), ..
+        })) => Err(e),
+        Ok(Ok(Streamed {
+            extracted: Ok(x), ..
+        })) => {
+            phase("verify");
+            progress.start(0);
+            let d = db.clone();
+            let verify = tokio::task::spawn_blocking(move || {
+                format::verify(&d, &x)?;
+                Ok::<_, SnapshotError>(x.header)
+            });
+            // The database reaches the disk while its rows are checked: the install's commit
+            // syncs it anyway, and would otherwise wait for all of it then.
+            let d = db.clone();
+            let sync = tokio::task::spawn_blocking(move || {
+                std::fs::File::open(&d).and_then(|f| f.sync_all())
+            });
+            let (verified, synced) = tokio::join!(verify, sync);
+            let verified = verified
+                .map_err(|e| SnapshotError::Io(format!("verify task failed: {e}")))
+                .and_then(|r| r);
+            match synced {
+                Ok(Ok(())) => verified,
+                Ok(Err(e)) => verified.and(Err(SnapshotError::Io(format!(
+                    "syncing the snapshot's database: {e}"
+                )))),
+                Err(e) => verified.and(Err(SnapshotError::Io(format!("sync task failed: {e}")))),
+            }
+        }
+        Ok(Err(e)) | Err(e) => Err(e),
+    };
     match checked {
         Ok(header) if header.contents.seq != stored.seq => {
-            let _ = std::fs::remove_file(&archive);
             let _ = std::fs::remove_file(&db);
             Err(SnapshotError::Corrupt(format!(
                 "{} holds sequence {}, its metadata says {}",
                 stored.name, header.contents.seq, stored.seq
             )))
         }
-        Ok(header) => Ok((header, archive, db)),
+        Ok(header) => Ok((header, db)),
         Err(e) => {
-            let _ = std::fs::remove_file(&archive);
             let _ = std::fs::remove_file(&db);
             Err(e)
         }

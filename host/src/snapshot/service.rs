@@ -410,10 +410,13 @@ impl Snapshots {
         let seq = pinned.seq;
         let taken: Taken = super::take(
             pinned,
-            Kind::Snapshot,
-            CopyKind::Canonical,
-            Some(self.inner.cluster.clone()),
-            self.inner.node.clone(),
+            super::Take {
+                kind: Kind::Snapshot,
+                copy_kind: CopyKind::Canonical,
+                cluster: Some(self.inner.cluster.clone()),
+                node: self.inner.node.clone(),
+                storage: None,
+            },
             self.inner.work.clone(),
             format!("take-{seq}"),
         )
@@ -538,7 +541,8 @@ impl Snapshots {
         tokio::fs::create_dir_all(&work)
             .await
             .map_err(|e| SnapshotError::Io(e.to_string()))?;
-        let result = super::fetch_verified(&bucket, &stored, &work, &Progress::new(), |_| {}).await;
+        let result =
+            super::fetch_verified(&bucket, &stored, &work, &Progress::new(), |_| {}, |_| {}).await;
         let _ = tokio::fs::remove_dir_all(&work).await;
         Ok(result?.0)
     }

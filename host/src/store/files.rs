@@ -302,6 +302,34 @@ pub fn forget_orphans(conn: &Connection, shas: &[String]) -> Result<(), StoreErr
     Ok(())
 }
 
+/// The storage key of every file this node's rows reference, in key order.
+pub fn stored_keys(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT coll, rid, name FROM _files ORDER BY coll, rid, name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(key(
+            &r.get::<_, String>(0)?,
+            &r.get::<_, String>(1)?,
+            &r.get::<_, String>(2)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// While a restored backup that carries its files replaces the database (`main`: the
+/// backup, `live`: the node's database, attached): every stored file the backup's rows do
+/// not name goes to the trash, as a PocketBase restore replaces `pb_data/storage`. Returns
+/// how many.
+pub(crate) fn trash_unnamed(new: &Connection) -> Result<usize, StoreError> {
+    Ok(new.execute(
+        "INSERT OR IGNORE INTO main._files_trash (key, coll, rid, name)
+           SELECT l.coll || '/' || l.rid || '/' || l.name, l.coll, l.rid, l.name
+           FROM live._files l
+           WHERE NOT EXISTS (SELECT 1 FROM main._files m
+                             WHERE m.coll = l.coll AND m.rid = l.rid AND m.name = l.name)",
+        [],
+    )?)
+}
+
 /// Leaves a snapshot's copy with only what its canonical rows reference: the `_files` rows
 /// of the taker's own unfolded writes (and of collections gone) go, and so does the taker's
 /// trash (keys of *its* storage). Run after the copy's overlays and pending writes are gone.
@@ -354,14 +382,7 @@ pub(crate) fn carry_into_install(new: &Connection, schema: &Schema) -> Result<us
             sweep(new, c, &rid, None)?;
         }
     }
-    let trashed = new.execute(
-        "INSERT OR IGNORE INTO main._files_trash (key, coll, rid, name)
-           SELECT l.coll || '/' || l.rid || '/' || l.name, l.coll, l.rid, l.name
-           FROM live._files l
-           WHERE NOT EXISTS (SELECT 1 FROM main._files m
-                             WHERE m.coll = l.coll AND m.rid = l.rid AND m.name = l.name)",
-        [],
-    )?;
+    let trashed = trash_unnamed(new)?;
     new.execute_batch("INSERT OR IGNORE INTO main._files_trash SELECT * FROM live._files_trash;")?;
     Ok(trashed)
 }

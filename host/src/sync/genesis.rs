@@ -270,10 +270,13 @@ impl Sync {
         }
         let taken = crate::snapshot::take(
             pinned,
-            Kind::Snapshot,
-            CopyKind::Canonical,
-            Some(self.inner.config.cluster.clone()),
-            node.clone(),
+            crate::snapshot::Take {
+                kind: Kind::Snapshot,
+                copy_kind: CopyKind::Canonical,
+                cluster: Some(self.inner.config.cluster.clone()),
+                node: node.clone(),
+                storage: None,
+            },
             self.inner.snapshots.work().to_path_buf(),
             "genesis".into(),
         )

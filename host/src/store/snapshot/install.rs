@@ -36,6 +36,10 @@ pub enum InstallMode {
     /// except that the node keeps its superusers (and settings) when the backup has none (a
     /// cluster snapshot).
     Replace,
+    /// [`InstallMode::Replace`] with a backup that carries its stored files (they were put
+    /// into the storage before): the node's stored files its rows do not name go, as a
+    /// PocketBase restore replaces `pb_data/storage`.
+    ReplaceWithFiles,
 }
 
 /// What an install did.
@@ -143,9 +147,12 @@ fn merge(
         }
         if mode == InstallMode::KeepLocal {
             keep_writes(&new, &schema, &mut report)?;
-            // A restored backup keeps the node's stored bytes: it carries no files of its
-            // own, and a newer backup restored next may name them again.
             report.files_trashed = super::super::files::carry_into_install(&new, &schema)? as u64;
+        }
+        // A restored backup without files of its own (a cluster's, or an older one) keeps
+        // the node's stored bytes: a newer backup restored next may name them again.
+        if mode == InstallMode::ReplaceWithFiles {
+            report.files_trashed = super::super::files::trash_unnamed(&new)? as u64;
         }
         report.applied_seq = super::super::sync::applied_seq(&new)?;
         tx.commit()?;

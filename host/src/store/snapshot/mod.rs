@@ -290,6 +290,11 @@ pub fn inspect(path: &Path, scheme: super::sync::HashScheme) -> Result<Contents,
     figures(&conn, Some(hashes))
 }
 
+/// The storage keys of the files a copied database's rows reference. Blocking.
+pub fn stored_file_keys(path: &Path) -> Result<Vec<String>, StoreError> {
+    super::files::stored_keys(&open_read_only(path)?)
+}
+
 /// Whether any collection holds a row that is neither canonical (folded from the log) nor a
 /// pending local write: data a snapshot installed over this database would drop.
 pub fn holds_unlogged_data(conn: &Connection, schema: &system::Schema) -> Result<bool, StoreError> {
