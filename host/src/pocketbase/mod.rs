@@ -575,3 +575,73 @@ fn show(bar: &indicatif::ProgressBar, p: CopyProgress<'_>) {
 pub fn report_json(r: &Report) -> Value {
     serde_json::to_value(r).unwrap_or(Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::pocketbase::PbCollection;
+    use serde_json::json;
+
+    fn source(settings: Value) -> PbSource {
+        let fields = json!([
+            {"id": "text3208210256", "name": "id", "type": "text", "primaryKey": true,
+             "required": true, "system": true, "autogeneratePattern": "[a-z0-9]{15}",
+             "pattern": "^[a-z0-9]+$", "min": 15, "max": 15},
+            {"id": "file1", "name": "doc", "type": "file", "maxSelect": 1}
+        ]);
+        PbSource {
+            format: PbFormat::Current,
+            collections: vec![PbCollection {
+                id: "pbc_docs".into(),
+                name: "docs".into(),
+                kind: "base".into(),
+                system: false,
+                fields: fields.to_string(),
+                indexes: "[]".into(),
+                list_rule: None,
+                view_rule: None,
+                create_rule: None,
+                update_rule: None,
+                delete_rule: None,
+                options: "{}".into(),
+                created: String::new(),
+                updated: String::new(),
+            }],
+            settings: Some(settings.to_string()),
+            migrations: Vec::new(),
+            tables: Default::default(),
+            other_tables: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn files_kept_in_s3_are_reported_and_not_copied() {
+        let mut notes = Vec::new();
+        let plan = plan_import(
+            &source(json!({"s3": {"enabled": true, "bucket": "b"}})),
+            Path::new("pb_data"),
+            None,
+            &mut notes,
+        )
+        .expect("plan");
+        assert!(!plan.copy_files);
+        assert!(plan.collections[0].collection.has_files());
+        assert!(
+            notes.iter().any(|n| n.subject == "pb_data/storage"
+                && n.reason.contains("S3")
+                && n.reason.contains("no file bytes were copied")),
+            "{notes:?}"
+        );
+
+        let mut notes = Vec::new();
+        let plan = plan_import(
+            &source(json!({"s3": {"enabled": false}})),
+            Path::new("pb_data"),
+            None,
+            &mut notes,
+        )
+        .expect("plan");
+        assert!(plan.copy_files);
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+}
