@@ -6,7 +6,8 @@
 //! again. Two nodes with data of their own started at once on one empty stream: one starts
 //! the cluster, the other refuses with a clear error and keeps its data as it was. And the
 //! same step in embedded mode (`--sync`, each node running its own `nats-server`): a node with
-//! data restarted with `--sync` is joined by a second embedded node that receives everything.
+//! 10,000 records, a user and a bound plugin, restarted with `--sync`, is joined by a second
+//! embedded node that receives everything, and writes on either node replicate.
 
 mod nats_support;
 mod replication_support;
@@ -352,7 +353,8 @@ impl Drop for Started {
 /// `--join`, and receives every record and the user, who logs in there with their password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_node_with_data_restarted_with_sync_is_joined_by_an_embedded_node() {
-    const SEEDED: usize = 300;
+    // The scenario in embedded mode: 10,000 records, a user and a bound plugin.
+    const SEEDED: usize = RECORDS;
     let mut a = Node::start().await;
     let dir = a.dir().to_path_buf();
     a.create_collection(posts_def()).await;
@@ -362,6 +364,14 @@ async fn a_single_node_with_data_restarted_with_sync_is_joined_by_an_embedded_no
         json!({"email": "eve@example.com", "password": "evesecret1", "passwordConfirm": "evesecret1"}),
     )
     .await;
+    upload(&a, "field-merge").await;
+    let (code, body) = a
+        .post(
+            "/api/plugins/field-merge/bind",
+            json!({"collection": "posts", "as": "resolver"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
     assert!(a.terminate().success());
 
     let (nats_a, route_a) = (free_port().to_string(), free_port().to_string());
@@ -414,4 +424,24 @@ async fn a_single_node_with_data_restarted_with_sync_is_joined_by_an_embedded_no
     assert_eq!(code, StatusCode::OK, "{auth}");
     let (code, _) = login(&b, "eve@example.com", "not-her-password").await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
+    let binding = active_binding(&b, "field-merge").await;
+    assert_eq!(binding["target"]["collectionName"], "posts", "{binding}");
+
+    // Writes on either node replicate.
+    let from_b = b
+        .create_record("posts", json!({"title": "from b", "n": -1}))
+        .await;
+    let from_a = a
+        .create_record("posts", json!({"title": "from a", "n": -2}))
+        .await;
+    quiesce(&[&a, &b], 60).await;
+    for (node, rec) in [(&a, &from_b), (&b, &from_a)] {
+        let id = rec["id"].as_str().expect("id");
+        let (code, got) = node
+            .get(&format!("/api/collections/posts/records/{id}"))
+            .await;
+        assert_eq!((code, &got["title"]), (StatusCode::OK, &rec["title"]));
+    }
+    assert_eq!(total(&b, "posts").await, SEEDED as u64 + 2);
+    assert_eq!(status_hashes(&a).await, status_hashes(&b).await);
 }
