@@ -116,6 +116,18 @@ async fn login(node: &Node, email: &str, password: &str) -> (StatusCode, Value) 
 }
 
 /// The active binding of plugin `name` as a node shows it.
+/// Uploads the shipped `field-merge` plugin and binds it as the resolver of `posts`.
+async fn bind_field_merge(node: &Node) {
+    upload(node, "field-merge").await;
+    let (code, body) = node
+        .post(
+            "/api/plugins/field-merge/bind",
+            json!({"collection": "posts", "as": "resolver"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+}
+
 async fn active_binding(node: &Node, name: &str) -> Value {
     let (code, shown) = node.get(&format!("/api/plugins/{name}")).await;
     assert_eq!(code, StatusCode::OK, "{shown}");
@@ -151,14 +163,7 @@ async fn a_single_node_with_data_becomes_the_first_node_of_a_cluster() {
         json!({"email": "ann@example.com", "password": "annsecret1", "passwordConfirm": "annsecret1"}),
     )
     .await;
-    upload(&a, "field-merge").await;
-    let (code, body) = a
-        .post(
-            "/api/plugins/field-merge/bind",
-            json!({"collection": "posts", "as": "resolver"}),
-        )
-        .await;
-    assert_eq!(code, StatusCode::OK, "{body}");
+    bind_field_merge(&a).await;
     assert!(a.terminate().success());
 
     // The same directory with replication: its state is the cluster's start.
@@ -364,14 +369,7 @@ async fn a_single_node_with_data_restarted_with_sync_is_joined_by_an_embedded_no
         json!({"email": "eve@example.com", "password": "evesecret1", "passwordConfirm": "evesecret1"}),
     )
     .await;
-    upload(&a, "field-merge").await;
-    let (code, body) = a
-        .post(
-            "/api/plugins/field-merge/bind",
-            json!({"collection": "posts", "as": "resolver"}),
-        )
-        .await;
-    assert_eq!(code, StatusCode::OK, "{body}");
+    bind_field_merge(&a).await;
     assert!(a.terminate().success());
 
     let (nats_a, route_a) = (free_port().to_string(), free_port().to_string());

@@ -458,15 +458,12 @@ mod tests {
     use crate::store::snapshot::{CopyKind, copy, inspect};
     use crate::store::{Store, StoreOptions};
 
-    /// An archive read as a stream extracts the same database as one read from its file, and
-    /// reports the archive's own sha256; a flipped byte shows as a different sha256 or an
-    /// unreadable archive, never as a good one.
-    #[tokio::test]
-    async fn a_streamed_archive_extracts_what_the_file_holds_and_hashes_itself() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("node"), &StoreOptions::default()).expect("open");
+    /// A fresh node's database under `dir`, copied as a backup copies it: the copy's path and
+    /// its figures.
+    async fn fresh_copy(dir: &Path) -> (std::path::PathBuf, Contents) {
+        let store = Store::open(&dir.join("node"), &StoreOptions::default()).expect("open");
         let pinned = store.pin().await.expect("pin");
-        let db = dir.path().join("copy.db");
+        let db = dir.join("copy.db");
         let contents = tokio::task::spawn_blocking({
             let db = db.clone();
             move || copy(pinned, &db, CopyKind::Whole)
@@ -474,6 +471,16 @@ mod tests {
         .await
         .expect("join")
         .expect("copy");
+        (db, contents)
+    }
+
+    /// An archive read as a stream extracts the same database as one read from its file, and
+    /// reports the archive's own sha256; a flipped byte shows as a different sha256 or an
+    /// unreadable archive, never as a good one.
+    #[tokio::test]
+    async fn a_streamed_archive_extracts_what_the_file_holds_and_hashes_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db, contents) = fresh_copy(dir.path()).await;
         let archive = dir.path().join("a.zip");
         let header = Header::new(Kind::Backup, None, "n1", contents);
         write(&db, &header, &archive, &[]).expect("write");
@@ -524,16 +531,7 @@ mod tests {
     #[tokio::test]
     async fn stored_files_come_back_at_their_keys_and_never_outside_the_storage() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("node"), &StoreOptions::default()).expect("open");
-        let pinned = store.pin().await.expect("pin");
-        let db = dir.path().join("copy.db");
-        let contents = tokio::task::spawn_blocking({
-            let db = db.clone();
-            move || copy(pinned, &db, CopyKind::Whole)
-        })
-        .await
-        .expect("join")
-        .expect("copy");
+        let (db, contents) = fresh_copy(dir.path()).await;
         let mut header = Header::new(Kind::Backup, None, "n1", contents);
         header.storage = true;
         let upload = dir.path().join("upload");
@@ -574,16 +572,7 @@ mod tests {
     #[tokio::test]
     async fn format_1_snapshots_are_verified_with_the_hashes_they_were_taken_with() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("node"), &StoreOptions::default()).expect("open");
-        let pinned = store.pin().await.expect("pin");
-        let db = dir.path().join("copy.db");
-        let contents = tokio::task::spawn_blocking({
-            let db = db.clone();
-            move || copy(pinned, &db, CopyKind::Whole)
-        })
-        .await
-        .expect("join")
-        .expect("copy");
+        let (db, contents) = fresh_copy(dir.path()).await;
         let old = inspect(&db, HashScheme::IdOrdered).expect("inspect");
         assert_ne!(old.table_hashes, contents.table_hashes);
         let mut header = Header::new(Kind::Backup, None, "n1", contents);
