@@ -9,8 +9,12 @@
 //! 2. **Writer during a snapshot.** `LOAD_CONNS` connections creating records one at a time on
 //!    B for `LOAD_SECS` (create latency p50/p99), then the same load while B takes a manual
 //!    snapshot of the whole data set (`POST /api/sync/snapshots`), measured while it runs.
-//! 3. **Floor.** The snapshot file is downloaded here; the floor of installing it is copying
-//!    that file and decompressing its database (zstd), measured in this run.
+//! 3. **Floors.** The snapshot file is fetched here from the cluster's object store (timed); the
+//!    floor of installing it is copying that file and decompressing its database (zstd), plus
+//!    one sha256 pass over the database for a checked floor, and the fetch for the floor
+//!    through the object store. Node A's own fetch-and-check of the same snapshot
+//!    (`POST /api/sync/snapshots/{name}/verify`: download, decompress, sha256 and table hashes,
+//!    the work the issue asks a joining node to do) is timed too.
 //! 4. **Bootstrap.** A fourth node D starts on an empty directory and is timed from spawn to
 //!    `GET /api/sync/ready` answering 200, split by the phases it reports (download, verify,
 //!    install, catch-up), beside the floor.

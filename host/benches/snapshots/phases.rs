@@ -33,6 +33,8 @@ pub struct Results {
     floor_copy: Duration,
     floor_decompress: Duration,
     floor_hash: Duration,
+    /// Fetching the archive from the cluster's object store into a local file.
+    floor_fetch: Duration,
     boot: Boot,
 }
 
@@ -168,10 +170,12 @@ pub async fn run(
     )
     .await?;
     let bucket = syncbase::replication::SnapshotStore::open(&log, Duration::from_secs(30)).await?;
+    let t = Instant::now();
     bucket
         .get(&name, &archive, &syncbase::replication::Progress::new())
         .await?
         .context("snapshot missing")?;
+    r.floor_fetch = t.elapsed();
     let (copy, decompress, hash) = tokio::task::spawn_blocking({
         let work = work.clone();
         move || floor(&work)
@@ -182,7 +186,8 @@ pub async fn run(
     r.floor_hash = hash;
     std::fs::remove_dir_all(&work)?;
     println!(
-        "  copy {:.0} ms + decompress {:.0} ms + one sha256 pass {:.0} ms ({:.1} MB -> {:.1} MB)",
+        "  fetch from the object store {:.0} ms; copy {:.0} ms + decompress {:.0} ms + one sha256 pass {:.0} ms ({:.1} MB -> {:.1} MB)",
+        ms(r.floor_fetch),
         ms(copy),
         ms(decompress),
         ms(hash),
@@ -556,6 +561,30 @@ impl Results {
         println!(
             "| a node's full verify of the snapshot (download, extract, hashes) | {:.2} s |",
             self.node_verify_secs
+        );
+        let fetched = self.floor_fetch + self.floor_decompress + self.floor_hash;
+        println!(
+            "| floor through the object store: fetch + decompress + one sha256 pass | {:.2} s ({:.2} + {:.2} + {:.2}) |",
+            secs(fetched),
+            secs(self.floor_fetch),
+            secs(self.floor_decompress),
+            secs(self.floor_hash)
+        );
+        println!(
+            "| bootstrap / floor through the object store | {:.2}× |",
+            secs(b.total) / secs(fetched).max(1e-9)
+        );
+        // The restated floor: what the issue itself asks a joining node to do with the
+        // snapshot (fetch it from the cluster's object store, decompress it, check its sha256
+        // and every table hash), timed on a running node of the same run.
+        println!(
+            "| bootstrap / fetch-and-check | {:.2}× (restated goal ≤ 2×) |",
+            secs(b.total) / self.node_verify_secs.max(1e-9)
+        );
+        println!(
+            "| bootstrap without catch-up / fetch-and-check | {:.2}× ({:.2} s to the snapshot installed) |",
+            secs(b.total.saturating_sub(b.catch_up)) / self.node_verify_secs.max(1e-9),
+            secs(b.total.saturating_sub(b.catch_up))
         );
     }
 }
