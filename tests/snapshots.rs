@@ -492,6 +492,17 @@ async fn two_nodes_snapshotting_one_position_hold_identical_content() {
     assert_ne!(on_a["name"], on_b["name"]);
     assert_ne!(on_a["node"], on_b["node"]);
     assert_eq!(on_a["content"], on_b["content"], "same content");
+    // Each was read back right after its upload. The buckets' reads go to the stream
+    // leader: with direct gets, a replica behind answered "not found" for an acknowledged
+    // upload, and a manual snapshot failed on a busy machine.
+    let js =
+        async_nats::jetstream::new(async_nats::connect(cluster.url(2)).await.expect("connect"));
+    for bucket in ["SNAPSHOTS", "FILES", "PLUGINS"] {
+        let name = format!("OBJ_SYNCBASE_t_{bucket}");
+        let mut stream = js.get_stream(&name).await.expect("bucket stream");
+        let info = stream.info().await.expect("stream info");
+        assert!(!info.config.allow_direct, "{name} answers direct gets");
+    }
     // Each one, read back by a third node, matches its header row for row.
     for s in [&on_a, &on_b] {
         let name = s["name"].as_str().expect("name");

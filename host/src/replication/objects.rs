@@ -42,6 +42,12 @@ pub(crate) fn check_digest(sha256: &str) -> Result<(), LogError> {
 
 /// Opens the cluster's object store `SYNCBASE_<cluster>_<suffix>`, creating it when missing
 /// (file storage, the stream's replicas); returns it with its name.
+///
+/// The bucket's reads go to its stream leader. An object store is created with direct gets
+/// on, which lets any replica answer `info` and `get`, and a replica that is behind answers
+/// "not found" for an object whose upload was already acknowledged: a node reading back the
+/// snapshot it just stored, or fetching a file another node's event names, would see it
+/// missing. Turning direct gets off makes a read see every acknowledged upload.
 pub(crate) async fn open_bucket(
     log: &Log,
     suffix: &str,
@@ -49,9 +55,11 @@ pub(crate) async fn open_bucket(
 ) -> Result<(ObjectStore, String), LogError> {
     let bucket = format!("SYNCBASE_{}_{suffix}", log.cluster());
     let js = log.jetstream();
-    let store = match js.get_object_store(&bucket).await {
-        Ok(store) => store,
-        Err(_) => js
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        LogError::Objects(format!("{what} bucket {bucket}: {e}"))
+    };
+    if js.get_object_store(&bucket).await.is_err() {
+        let created = js
             .create_object_store(object_store::Config {
                 bucket: bucket.clone(),
                 description: Some(description.into()),
@@ -59,9 +67,32 @@ pub(crate) async fn open_bucket(
                 num_replicas: log.replicas(),
                 ..Default::default()
             })
+            .await;
+        // Another node may have created it (and turned direct gets off) meanwhile.
+        if let Err(e) = created
+            && js.get_object_store(&bucket).await.is_err()
+        {
+            return Err(failed("creating", &e));
+        }
+    }
+    let stream = format!("OBJ_{bucket}");
+    let mut handle = js
+        .get_stream(&stream)
+        .await
+        .map_err(|e| failed("opening", &e))?;
+    let info = handle.info().await.map_err(|e| failed("reading", &e))?;
+    if info.config.allow_direct {
+        let mut config = info.config.clone();
+        config.allow_direct = false;
+        js.update_stream(config)
             .await
-            .map_err(|e| LogError::Objects(format!("creating bucket {bucket}: {e}")))?,
-    };
+            .map_err(|e| failed("configuring", &e))?;
+    }
+    // Opened again, so the handle reads through the leader.
+    let store = js
+        .get_object_store(&bucket)
+        .await
+        .map_err(|e| failed("opening", &e))?;
     Ok((store, bucket))
 }
 

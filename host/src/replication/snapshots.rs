@@ -150,20 +150,8 @@ impl SnapshotStore {
     /// created; an existing bucket keeps its own.
     pub async fn open(log: &Log, claim_ttl: Duration) -> Result<SnapshotStore, LogError> {
         let js = log.jetstream();
-        let bucket = format!("SYNCBASE_{}_SNAPSHOTS", log.cluster());
-        let objects = match js.get_object_store(&bucket).await {
-            Ok(s) => s,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: bucket.clone(),
-                    description: Some("Syncbase snapshots and backups".into()),
-                    storage: StorageType::File,
-                    num_replicas: log.replicas(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| objects_err(&format!("creating bucket {bucket}"), e))?,
-        };
+        let (objects, bucket) =
+            super::objects::open_bucket(log, "SNAPSHOTS", "Syncbase snapshots and backups").await?;
         let claims_bucket = format!("SYNCBASE_{}_SNAPCLAIMS", log.cluster());
         let claims = match js.get_key_value(&claims_bucket).await {
             Ok(s) => s,
