@@ -19,7 +19,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// - 2044: after a paused server resumed, a node's consumer reused the server-side consumer
 ///   on the word of a leader that had been cut off, and waited 60 s for a redelivery
 ///   (`replication/consumer.rs`: recreate after trouble; probe the stream when a pull is idle).
-const REGRESSION_SEEDS: &[(u64, usize)] = &[(2044, 4)];
+/// - 4197: a node whose clock was set back restarted before its own published write was
+///   folded, and gave its next write on that record an HLC below the write it replaced
+///   (`store/sync/mod.rs`: pending writes keep their HLC; a write observes its base's).
+const REGRESSION_SEEDS: &[(u64, usize)] = &[(2044, 4), (4197, 4)];
 
 fn options() -> Options {
     Options {

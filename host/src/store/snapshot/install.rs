@@ -122,6 +122,8 @@ fn merge(
     // A snapshot from before the mail outbox existed lacks the table.
     super::super::mails::create_table(&new)?;
     super::super::files::create_tables(&new)?;
+    // And one from before the pending writes kept their HLC, the column.
+    super::super::sync::create_tables(&new)?;
     new.execute("ATTACH DATABASE ?1 AS live", [&live_path])?;
     let result = (|| {
         let tx = new.unchecked_transaction()?;
@@ -203,8 +205,8 @@ fn keep_writes(
         )?
         .map(|s| s as u64);
     report.pending_kept = new.execute(
-        "INSERT INTO main._sync_pending (seq, event_id, coll, rid, data)
-         SELECT seq, event_id, coll, rid, data FROM live._sync_pending
+        "INSERT INTO main._sync_pending (seq, event_id, coll, rid, data, hlc)
+         SELECT seq, event_id, coll, rid, data, hlc FROM live._sync_pending
          WHERE event_id NOT IN (SELECT event_id FROM main._sync_seen)",
         [],
     )? as u64;

@@ -562,3 +562,106 @@ fn a_dead_letter_is_never_written_outside_the_folds_transaction() {
         .expect_err("refused outside a transaction");
     assert!(is_engine_fault(&e), "the batch is retried: {e}");
 }
+
+/// A replicating store on `dir` whose wall clock stands at `ms`.
+fn open_at(dir: &std::path::Path, ms: u64) -> (Arc<SyncHooks>, Store) {
+    let hooks = Arc::new(SyncHooks {
+        node_id: "n1".into(),
+        clock: Arc::new(Clock::with_wall(Arc::new(move || ms))),
+        outbox: Arc::new(tokio::sync::Notify::new()),
+        policy: Arc::new(Builtin),
+        fresh: Default::default(),
+        listeners: Default::default(),
+    });
+    let store = Store::open_with(dir, &StoreOptions::default(), Some(hooks.clone())).expect("open");
+    (hooks, store)
+}
+
+/// Writes `name` into the note `rid` through the store's record API (creating it if `create`).
+async fn write_note(store: &Store, rid: &'static str, name: &'static str, create: bool) {
+    store
+        .write(move |ctx| {
+            let input = serde_json::json!({"id": rid, "name": name})
+                .as_object()
+                .cloned()
+                .expect("object");
+            let access = crate::records::validate::Access::Manager;
+            if create {
+                crate::store::records::create(ctx, "notes", &input, None, access)?;
+            } else {
+                crate::store::records::update(ctx, "notes", rid, &input, None, access)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The newest event in the outbox.
+async fn newest_outbox_event(store: &Store) -> Event {
+    let payload: Vec<u8> = store
+        .read_raw(|c| {
+            Ok(c.query_row(
+                "SELECT payload FROM _sync_outbox ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .expect("an outbox event");
+    Event::decode(&payload).expect("decode")
+}
+
+#[tokio::test]
+async fn a_write_is_later_than_its_unfolded_base_after_a_restart_with_the_clock_set_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wall = 1_796_644_266_378;
+    let first = {
+        let (hooks, store) = open_at(dir.path(), wall);
+        let batch = Arc::new(vec![delivered(1, notes_event(&store))]);
+        store.apply_events(hooks, batch, 0).await.expect("apply");
+        write_note(&store, "aaaaaaaaaaaaaa1", "one", true).await;
+        let first = newest_outbox_event(&store).await;
+        // Published (the publisher trims it), not folded yet when the node stops.
+        exec(&store, "DELETE FROM _sync_outbox".into()).await;
+        first
+    };
+    // The node restarts with its wall clock 16.8 s behind (the chaos seed 4197 fault).
+    let (_hooks, store) = open_at(dir.path(), wall - 16_800);
+    write_note(&store, "aaaaaaaaaaaaaa1", "two", false).await;
+    let second = newest_outbox_event(&store).await;
+    assert_eq!(
+        second.base.as_ref(),
+        Some(&first.id),
+        "based on the first write"
+    );
+    assert!(
+        second.hlc > first.hlc,
+        "HLC {} is not later than its base's {}",
+        second.hlc,
+        first.hlc
+    );
+}
+
+#[test]
+fn a_database_whose_pending_writes_lack_an_hlc_gains_the_column() {
+    let conn = Connection::open_in_memory().expect("open");
+    conn.execute_batch(
+        "CREATE TABLE _sync_pending (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,
+                                     coll TEXT NOT NULL, rid TEXT NOT NULL, data TEXT);
+         INSERT INTO _sync_pending VALUES (1, 'e1', 'c', 'r', NULL);",
+    )
+    .expect("old table");
+    crate::store::sync::create_tables(&conn).expect("migrate");
+    crate::store::sync::create_tables(&conn).expect("idempotent");
+    conn.execute(
+        "INSERT INTO _sync_pending (seq, event_id, coll, rid, data, hlc) VALUES (2, 'e2', 'c', 'r', NULL, 7)",
+        [],
+    )
+    .expect("insert with an hlc");
+    assert_eq!(
+        crate::store::sync::max_hlc(&conn).expect("max"),
+        Hlc(7),
+        "the old row has none"
+    );
+}

@@ -49,7 +49,8 @@ pub(crate) fn create_tables(conn: &Connection) -> Result<(), StoreError> {
              event_id TEXT NOT NULL UNIQUE,
              coll     TEXT NOT NULL,
              rid      TEXT NOT NULL,
-             data     TEXT
+             data     TEXT,
+             hlc      INTEGER
          );
          CREATE INDEX IF NOT EXISTS _sync_pending_key ON _sync_pending (coll, rid);
          CREATE TABLE IF NOT EXISTS _sync_shadow (
@@ -93,6 +94,14 @@ pub(crate) fn create_tables(conn: &Connection) -> Result<(), StoreError> {
              value INTEGER NOT NULL
          );",
     )?;
+    // A pending write keeps its HLC (files from before this column lack it): a node that
+    // restarts before its own write is folded resumes its clock past it.
+    let has_hlc = conn
+        .prepare("SELECT 1 FROM pragma_table_info('_sync_pending') WHERE name = 'hlc'")?
+        .exists([])?;
+    if !has_hlc {
+        conn.execute_batch("ALTER TABLE _sync_pending ADD COLUMN hlc INTEGER")?;
+    }
     plugins::create_table(conn)?;
     super::snapshot::stats::create_tables(conn)
 }
@@ -311,21 +320,28 @@ fn record_id(r: &Record) -> String {
         .to_string()
 }
 
-/// The event id of the version a writer on this node sees for a key: its own newest pending
-/// write, else the canonical version.
-fn visible_version(conn: &Connection, coll: &str, rid: &str) -> Result<Option<String>, StoreError> {
-    let pending: Option<String> = conn
+/// The version a writer on this node sees for a key (its event id and HLC): its own newest
+/// pending write, else the canonical version.
+fn visible_version(
+    conn: &Connection,
+    coll: &str,
+    rid: &str,
+) -> Result<Option<(String, Option<u64>)>, StoreError> {
+    let row =
+        |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.map(|h| h as u64)));
+    let pending = conn
         .prepare_cached(
-            "SELECT event_id FROM _sync_pending WHERE coll = ?1 AND rid = ?2 ORDER BY seq DESC LIMIT 1",
+            "SELECT event_id, hlc FROM _sync_pending WHERE coll = ?1 AND rid = ?2
+             ORDER BY seq DESC LIMIT 1",
         )?
-        .query_row(params![coll, rid], |r| r.get(0))
+        .query_row(params![coll, rid], row)
         .optional()?;
     if pending.is_some() {
         return Ok(pending);
     }
     Ok(conn
-        .prepare_cached("SELECT event_id FROM _sync_versions WHERE coll = ?1 AND rid = ?2")?
-        .query_row(params![coll, rid], |r| r.get(0))
+        .prepare_cached("SELECT event_id, hlc FROM _sync_versions WHERE coll = ?1 AND rid = ?2")?
+        .query_row(params![coll, rid], row)
         .optional()?)
 }
 
@@ -358,13 +374,21 @@ pub(crate) fn capture(
             ),
             _ => None,
         };
-        let base = visible_version(conn, &c.id, &rid)?
-            .map(|s| EventId::parse(&s).map_err(|e| StoreError::Internal(e.to_string())))
+        let visible = visible_version(conn, &c.id, &rid)?;
+        let base = visible
+            .as_ref()
+            .map(|(s, _)| EventId::parse(s).map_err(|e| StoreError::Internal(e.to_string())))
             .transpose()?;
+        // Later than the version it replaces, whatever this node's clock did since (a write
+        // folded from a node whose clock runs ahead, a restart before its own write folded).
+        let hlc = match visible.and_then(|(_, hlc)| hlc) {
+            Some(base_hlc) => hooks.clock.observe(Hlc(base_hlc)),
+            None => hooks.clock.now(),
+        };
         let mut event = Event {
             id: EventId::random(),
             origin: hooks.node_id.clone(),
-            hlc: hooks.clock.now(),
+            hlc,
             kind,
             collection: CollectionRef {
                 id: c.id.clone(),
@@ -403,9 +427,17 @@ pub(crate) fn capture(
         let seq = enqueue_event(conn, &event, fresh)?;
         let overlay = (change.op != Op::Delete).then(|| json_text(&change.record));
         conn.prepare_cached(
-            "INSERT INTO _sync_pending (seq, event_id, coll, rid, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO _sync_pending (seq, event_id, coll, rid, data, hlc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![seq as i64, event.id.as_str(), c.id, rid, overlay])?;
+        .execute(params![
+            seq as i64,
+            event.id.as_str(),
+            c.id,
+            rid,
+            overlay,
+            event.hlc.0 as i64
+        ])?;
         seqs.push(seq);
     }
     Ok(seqs)
@@ -434,9 +466,10 @@ pub(crate) fn enqueue_own(
 ) -> Result<u64, StoreError> {
     let seq = enqueue_event(conn, event, fresh)?;
     conn.prepare_cached(
-        "INSERT INTO _sync_pending (seq, event_id, coll, rid, data) VALUES (?1, ?2, '', ?2, NULL)",
+        "INSERT INTO _sync_pending (seq, event_id, coll, rid, data, hlc)
+         VALUES (?1, ?2, '', ?2, NULL, ?3)",
     )?
-    .execute(params![seq as i64, event.id.as_str()])?;
+    .execute(params![seq as i64, event.id.as_str(), event.hlc.0 as i64])?;
     Ok(seq)
 }
 
@@ -551,9 +584,15 @@ pub fn applied_seq(conn: &Connection) -> Result<u64, StoreError> {
         .unwrap_or(0) as u64)
 }
 
-/// The newest HLC the node has folded, to resume its clock after a restart.
+/// The newest HLC the node has folded or given its own unfolded writes, to resume its clock
+/// after a restart.
 pub fn max_hlc(conn: &Connection) -> Result<Hlc, StoreError> {
-    let v: Option<i64> = conn.query_row("SELECT max(hlc) FROM _sync_versions", [], |r| r.get(0))?;
+    let v: Option<i64> = conn.query_row(
+        "SELECT max(h) FROM (SELECT max(hlc) AS h FROM _sync_versions
+                             UNION ALL SELECT max(hlc) FROM _sync_pending)",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(Hlc(v.unwrap_or(0) as u64))
 }
 
