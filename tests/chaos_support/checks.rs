@@ -99,6 +99,33 @@ impl LogView {
         }
     }
 
+    /// Every event through `last`, each read by its sequence from the stream leader (a
+    /// message get), and the stream's replica state: a second opinion when the ordered
+    /// consumer's read (which reads one replica) lacks acknowledged writes.
+    pub async fn events_from_leader(
+        &self,
+        last: u64,
+    ) -> Result<(Vec<(u64, Event)>, String), String> {
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        let replicas = format!("{:?}", stream.cached_info().cluster);
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            match stream.get_raw_message(seq).await {
+                Ok(m) => {
+                    let event = Event::decode(&m.payload).map_err(|e| format!("seq {seq}: {e}"))?;
+                    out.push((seq, event));
+                }
+                Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {}
+                Err(e) => return Err(format!("seq {seq}: {e}")),
+            }
+        }
+        Ok((out, replicas))
+    }
+
     async fn try_events(&self, min: u64) -> Result<Vec<(u64, Event)>, String> {
         let stream = self
             .js
@@ -261,7 +288,24 @@ pub async fn final_checks(cluster: &Cluster, log: &LogView, writes: &[Write]) ->
             return failures;
         }
     };
-    failures.extend(acked_writes_in_log(&events, writes));
+    let lost = acked_writes_in_log(&events, writes);
+    if !lost.is_empty() {
+        // Which replica lacks them? Read the log again through the stream leader.
+        let last = events.last().map_or(0, |(seq, _)| *seq).max(folded);
+        match log.events_from_leader(last).await {
+            Ok((again, replicas)) => failures.push(format!(
+                "{} acknowledged writes are missing from the log read through an ordered consumer \
+                 (through seq {}); read again by sequence from the stream leader, {} are \
+                 missing (through seq {}); replicas: {replicas}",
+                lost.len(),
+                events.last().map_or(0, |(seq, _)| *seq),
+                acked_writes_in_log(&again, writes).len(),
+                again.last().map_or(0, |(seq, _)| *seq),
+            )),
+            Err(e) => failures.push(format!("reading the log from the stream leader: {e}")),
+        }
+    }
+    failures.extend(lost);
     failures.extend(hlc_causality(&events));
     failures.extend(counters(cluster, writes).await);
     failures.extend(acked_creates_exist(cluster, writes).await);
