@@ -572,6 +572,76 @@ async fn the_log_works_while_the_plugin_bucket_cannot_be_opened() {
     );
 }
 
+/// A node whose consumer the servers will not create folds the log anyway, reading the stream
+/// directly. Here an account that allows two consumers per stream refuses it (A's and one the
+/// test holds take the log's two); in a cluster the same happens for seconds while a
+/// consumer's Raft leader is elected after the stream's (chaos seeds with an isolated server
+/// showed folds stalled up to 9 s after the stream took writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_consumer_cannot_be_created_folds_by_reading_the_stream() {
+    let server = nats_support::ConfiguredServer::start(
+        r#"accounts { APP: { jetstream: { max_consumers: 2 }, users: [{ user: "a", password: "pw-for-a" }] } }"#,
+    )
+    .await;
+    let url = server.url("nats");
+    let flags = |id: &'static str| {
+        [
+            "--nats",
+            &url,
+            "--node-id",
+            id,
+            "--cluster",
+            "t",
+            "--nats-user",
+            "a",
+            "--nats-password",
+            "pw-for-a",
+        ]
+        .map(str::to_string)
+    };
+    let a_flags = flags("a");
+    let a = Node::start_with(&a_flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (code, body) = a.post("/api/collections", posts_def()).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    // The log's second consumer goes to the test: B's cannot be created.
+    let nats = async_nats::ConnectOptions::with_user_and_password("a".into(), "pw-for-a".into())
+        .connect(&url)
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(nats);
+    let stream = js.get_stream("SYNCBASE_t").await.expect("stream");
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("held_by_the_test".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("the test's consumer");
+    let b_flags = flags("b");
+    let b = Node::start_with(&b_flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    wait_collection(&b, "posts").await;
+    let (code, rec) = b
+        .post(
+            "/api/collections/posts/records?sync=applied",
+            json!({"title": "written on b"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    let (code, rec) = a
+        .post(
+            "/api/collections/posts/records?sync=applied",
+            json!({"title": "written on a"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    quiesce(&[&a, &b], 60).await;
+    assert_eq!(same_everywhere(&[&a, &b], "posts").await.len(), 2);
+    // B never had a consumer: everything it folded, it read from the stream.
+    assert!(stream.consumer_info("node_b").await.is_err());
+    let s = status(&b).await;
+    assert!(s["readFromStream"].as_u64().unwrap_or(0) >= 3, "{s}");
+}
+
 /// A node that has not reached its log since it started (a cluster still electing its
 /// stream, or NATS started after the node) keeps a write waiting for the log instead of
 /// answering 503 after a second: the first schema write of a starting cluster succeeds.

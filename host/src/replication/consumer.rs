@@ -27,6 +27,14 @@
 //! is bounded ([`INFO_TIMEOUT`], [`API_TIMEOUT`]) and retried every 50-200 ms, so a consumer whose leader is
 //! being elected resumes within a fraction of a second of the election, not after a request
 //! timeout or a long backoff.
+//!
+//! While the consumer cannot be positioned at all (its own Raft leader is being elected, or the
+//! server refuses to create it) the stream itself may already be readable: the stream and each
+//! consumer elect their leaders separately, and a consumer's election can end seconds after the
+//! stream's. Meanwhile `next` reads the next sequences straight from the stream (a message get,
+//! answered by the stream's leader), in order, one at a time, and tries to position the
+//! consumer again at least every [`READ_SPELL`]; once it can, the consumer starts after the
+//! last event read. The fold never waits for a consumer election it does not need.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,6 +59,10 @@ pub const API_TIMEOUT: Duration = Duration::from_secs(2);
 /// The consumer info request that starts every positioning: a consumer whose leader is being
 /// elected does not answer at all, so this bounds how late a retry notices the new leader.
 pub const INFO_TIMEOUT: Duration = Duration::from_millis(750);
+
+/// While the consumer cannot be positioned, how long `next` reads the stream directly before it
+/// tries to position the consumer again.
+pub const READ_SPELL: Duration = Duration::from_secs(1);
 
 /// Bounds a JetStream API call by [`API_TIMEOUT`].
 async fn bounded<T, E: std::fmt::Display>(
@@ -98,7 +110,16 @@ impl Default for ConsumerOptions {
 pub struct Delivery {
     pub seq: u64,
     pub event: Result<Event, DecodeError>,
-    message: jetstream::Message,
+    source: Source,
+}
+
+/// Where a delivery came from.
+enum Source {
+    /// Pulled through the consumer (acked through it).
+    Pulled(jetstream::Message),
+    /// Read straight from the stream while the consumer could not deliver (nothing to ack:
+    /// the consumer is recreated after the last event read).
+    Read(bytes::Bytes),
 }
 
 impl std::fmt::Debug for Delivery {
@@ -113,26 +134,44 @@ impl std::fmt::Debug for Delivery {
 impl Delivery {
     /// How many more messages the stream held for this consumer when this one was delivered
     /// (0 when it was the last): whether the node is catching up.
+    /// A delivery read from the stream reports 1: the stream may hold more, and the caller's
+    /// batch asks for them (a read that finds nothing ends the batch).
     pub fn pending(&self) -> u64 {
-        self.message.info().map_or(0, |i| i.pending)
+        match &self.source {
+            Source::Pulled(m) => m.info().map_or(0, |i| i.pending),
+            Source::Read(_) => 1,
+        }
     }
 
     /// The raw payload, shared (no copy).
     pub fn payload_bytes(&self) -> bytes::Bytes {
-        self.message.payload.clone()
+        match &self.source {
+            Source::Pulled(m) => m.payload.clone(),
+            Source::Read(p) => p.clone(),
+        }
     }
 
     /// The raw payload, for dead-lettering an event that did not decode.
     pub fn payload(&self) -> &[u8] {
-        &self.message.payload
+        match &self.source {
+            Source::Pulled(m) => &m.payload,
+            Source::Read(p) => p,
+        }
+    }
+
+    /// Whether this delivery was read straight from the stream (see the module's text).
+    pub fn read_from_stream(&self) -> bool {
+        matches!(self.source, Source::Read(_))
     }
 
     /// Acknowledges the delivery and every one before it. Call only after the apply
-    /// transaction has committed.
+    /// transaction has committed. A delivery read from the stream has nothing to ack.
     pub async fn ack(&self) -> Result<(), LogError> {
-        self.message.ack().await.map_err(|e| LogError::Consumer {
-            consumer: self
-                .message
+        let Source::Pulled(message) = &self.source else {
+            return Ok(());
+        };
+        message.ack().await.map_err(|e| LogError::Consumer {
+            consumer: message
                 .info()
                 .map(|i| i.consumer.to_string())
                 .unwrap_or_default(),
@@ -164,6 +203,11 @@ pub struct EventConsumer {
     /// trusted (a leader that was cut off may answer with a stale state), so the next
     /// positioning recreates it instead of reusing it.
     recreate: bool,
+    /// Set while the consumer cannot be positioned: until then `next` reads the stream
+    /// directly instead of trying again.
+    reading_until: Option<tokio::time::Instant>,
+    /// Events read straight from the stream (a health figure).
+    read_direct: u64,
 }
 
 impl EventConsumer {
@@ -195,6 +239,8 @@ impl EventConsumer {
             tip: None,
             state: watch::channel(None).0,
             recreate: false,
+            reading_until: None,
+            read_direct: 0,
         };
         consumer.last_seq = match consumer.opts.resume_after {
             Some(seq) => seq,
@@ -203,7 +249,16 @@ impl EventConsumer {
                 .await?
                 .map_or(0, |i| i.ack_floor.stream_sequence),
         };
-        consumer.position().await?;
+        if let Err(e) = consumer.position().await {
+            // A tool trusting the server's ack floor needs the consumer; the apply path
+            // (which knows where it resumes) can read the stream until the consumer works.
+            if consumer.opts.resume_after.is_none() {
+                return Err(e);
+            }
+            consumer.failures = 1;
+            consumer.recreate = true;
+            consumer.set_state(Some(&e));
+        }
         Ok(consumer)
     }
 
@@ -220,6 +275,12 @@ impl EventConsumer {
     /// How often the consumer was recreated to keep order (a health figure).
     pub fn repositions(&self) -> u64 {
         self.repositions
+    }
+
+    /// How many events were read straight from the stream while the consumer could not
+    /// deliver (a health figure).
+    pub fn read_direct(&self) -> u64 {
+        self.read_direct
     }
 
     /// Whether the consumer works: `Some(error)` after a failure, `None` once it is positioned
@@ -280,6 +341,15 @@ impl EventConsumer {
     pub async fn next(&mut self) -> Result<Delivery, LogError> {
         loop {
             if self.messages.is_none() {
+                if let Some(until) = self.reading_until {
+                    if tokio::time::Instant::now() < until
+                        && let Some(d) = self.read_next().await
+                    {
+                        return Ok(d);
+                    }
+                    // Nothing more to read (or the spell is over): try the consumer again.
+                    self.reading_until = None;
+                }
                 if self.failures > 0 {
                     // Back off between attempts (50 ms doubling to 200 ms) so a caller retrying
                     // `next` through a server restart does not spin, yet resumes soon after.
@@ -289,6 +359,16 @@ impl EventConsumer {
                 if let Err(e) = self.position().await {
                     self.failures += 1;
                     self.set_state(Some(&e));
+                    // The stream may be readable while the consumer is not (see the module's
+                    // text): read on from it for a while.
+                    self.reading_until = Some(tokio::time::Instant::now() + READ_SPELL);
+                    if let Some(d) = self.read_next().await {
+                        if self.failures == 1 {
+                            tracing::info!(consumer = %self.name, seq = d.seq, error = %e,
+                                "the consumer cannot be positioned; reading the stream directly meanwhile");
+                        }
+                        return Ok(d);
+                    }
                     return Err(e);
                 }
                 self.set_state(None);
@@ -359,7 +439,7 @@ impl EventConsumer {
             return Ok(Delivery {
                 seq,
                 event,
-                message,
+                source: Source::Pulled(message),
             });
         }
     }
@@ -379,6 +459,28 @@ impl EventConsumer {
             Ok(r) => r.map(Some),
             Err(_) => Ok(None),
         }
+    }
+
+    /// Reads the event after the last one yielded straight from the stream (through its
+    /// leader), or `None` when the stream does not hold it (yet) or cannot be reached. The
+    /// consumer is recreated after it before it is used again.
+    async fn read_next(&mut self) -> Option<Delivery> {
+        let seq = self.last_seq + 1;
+        let read = tokio::time::timeout(INFO_TIMEOUT, self.stream.get_raw_message(seq)).await;
+        let Ok(Ok(message)) = read else {
+            return None;
+        };
+        if message.sequence != seq {
+            return None;
+        }
+        self.last_seq = seq;
+        self.recreate = true;
+        self.read_direct += 1;
+        Some(Delivery {
+            seq,
+            event: Event::decode(&message.payload),
+            source: Source::Read(message.payload),
+        })
     }
 
     fn err(&self, message: String) -> LogError {

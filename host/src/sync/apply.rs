@@ -264,6 +264,11 @@ impl Sync {
                 self.snapshot_due(due).await;
             }
         }
+        let read = batch.iter().filter(|d| d.read_from_stream()).count() as u64;
+        self.inner
+            .counters
+            .read_from_stream
+            .fetch_add(read, Ordering::Relaxed);
         // Acknowledge only after the commit: a crash before this redelivers, and the
         // consumer skips what applied_seq already covers. Acks are cumulative: the batch's
         // last delivery acks the whole batch.

@@ -89,6 +89,8 @@ pub struct Counters {
     pub batches: AtomicU64,
     pub stream_last_seq: AtomicU64,
     pub applied_seq: AtomicU64,
+    /// Events read straight from the stream while the node's consumer could not deliver.
+    pub read_from_stream: AtomicU64,
 }
 
 /// The node's replication; cheap to clone.

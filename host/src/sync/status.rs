@@ -103,6 +103,7 @@ pub async fn status_json(sync: &Sync) -> Value {
         "published": c.published.load(Ordering::Relaxed),
         "applied": c.applied.load(Ordering::Relaxed),
         "duplicates": c.duplicates.load(Ordering::Relaxed),
+        "readFromStream": c.read_from_stream.load(Ordering::Relaxed),
         "uptimeSeconds": sync.uptime().as_secs(),
         "nodes": nodes,
         "join": join_info(sync),
@@ -238,6 +239,12 @@ pub async fn metrics_text(sync: &Sync) -> String {
         "counter",
         "Republished events recognised and skipped.",
         c.duplicates.load(Ordering::Relaxed),
+    );
+    metric(
+        "events_read_from_stream_total",
+        "counter",
+        "Events read straight from the stream while this node's consumer could not deliver.",
+        c.read_from_stream.load(Ordering::Relaxed),
     );
     metric(
         "plugin_fold_waits_total",
