@@ -144,8 +144,21 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         fault.inject(&mut cluster, &mut skews, leader).await;
         tokio::time::sleep(fault.hold).await;
         if let Some(token) = &published {
-            // The node is still dead: the write must already be in the log.
-            match log.events().await {
+            // The node is still dead: the write must already be in the log. A server behind
+            // may answer for the stream while its group has no leader (see `events_through`):
+            // a read that lacks the write is tried again for a few seconds.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let read = loop {
+                let read = log.events().await;
+                let found =
+                    matches!(&read, Ok(events) if events.iter().any(|(_, e)| has_token(e, token)));
+                if found || Instant::now() >= deadline {
+                    break read;
+                }
+                // Retry interval while a leader is elected.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
+            match read {
                 Ok(events) if events.iter().any(|(_, e)| has_token(e, token)) => {}
                 Ok(_) => report.failures.push(format!(
                     "a ?sync=published write ({token}) acknowledged by n{} is not in the log after the node was killed",

@@ -116,7 +116,7 @@ pub struct Delivery {
 /// Where a delivery came from.
 enum Source {
     /// Pulled through the consumer (acked through it).
-    Pulled(jetstream::Message),
+    Pulled(Box<jetstream::Message>),
     /// Read straight from the stream while the consumer could not deliver (nothing to ack:
     /// the consumer is recreated after the last event read).
     Read(bytes::Bytes),
@@ -439,7 +439,7 @@ impl EventConsumer {
             return Ok(Delivery {
                 seq,
                 event,
-                source: Source::Pulled(message),
+                source: Source::Pulled(Box::new(message)),
             });
         }
     }
