@@ -373,7 +373,9 @@ async fn refusal(dir: &std::path::Path, flags: &[&str]) -> String {
         .spawn()
         .expect("run syncbase");
     let mut stderr = child.stderr.take().expect("stderr");
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    // A node whose position is past the stream's end waits 20 s for that to last before it
+    // refuses (`STREAM_BEHIND_FATAL_AFTER`).
+    let status = tokio::time::timeout(Duration::from_secs(90), child.wait()).await;
     let _ = child.start_kill();
     let mut text = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text)

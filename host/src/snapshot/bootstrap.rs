@@ -17,7 +17,7 @@
 //! rows are in no event.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -49,6 +49,38 @@ pub enum BootstrapError {
     /// JetStream is not answering; try again.
     #[error("{0}")]
     Retry(SnapshotError),
+    /// The stream answered that it ends before this node's position. Fatal only when it
+    /// lasts ([`StreamBehind`]): while a stream's group has no leader, nats-server lets every
+    /// member answer `STREAM.INFO` from its own replica, and one that is behind answers
+    /// with a shorter log.
+    #[error("{0}")]
+    StreamEndsBefore(String),
+}
+
+/// How long a stream must keep answering that it ends before a node's position before the
+/// node takes it for another cluster's (or a reset) log: longer than the leader elections
+/// (4-9 s in nats-server) during which a replica that is behind may answer.
+pub const STREAM_BEHIND_FATAL_AFTER: Duration = Duration::from_secs(20);
+
+/// Whether a stream that answers it ends before this node's position has done so for long
+/// enough to be believed.
+#[derive(Debug, Default)]
+pub struct StreamBehind {
+    since: Option<Instant>,
+}
+
+impl StreamBehind {
+    /// One more such answer at `now`: `true` once they have lasted
+    /// [`STREAM_BEHIND_FATAL_AFTER`].
+    pub fn persists(&mut self, now: Instant) -> bool {
+        let since = *self.since.get_or_insert(now);
+        now.duration_since(since) >= STREAM_BEHIND_FATAL_AFTER
+    }
+
+    /// Any other answer: the next shortfall starts the wait again.
+    pub fn reset(&mut self) {
+        self.since = None;
+    }
 }
 
 /// One bootstrap attempt's inputs.
@@ -81,7 +113,7 @@ impl Bootstrap<'_> {
         let fresh = applied == 0;
         if applied > usage.last_seq {
             // Folding would wait for positions this stream will reach with other events.
-            return Err(BootstrapError::Fatal(format!(
+            return Err(BootstrapError::StreamEndsBefore(format!(
                 "this data directory stands at sequence {applied} of a log, but the cluster's \
                  stream ends at {}: it comes from another cluster, or the stream was reset. \
                  Start this node on an empty --dir to join the cluster, or without replication \
@@ -307,5 +339,25 @@ impl Bootstrap<'_> {
             .await
             .map_err(|e| SnapshotError::Invalid(format!("plugin {sha} does not load: {e}")))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_behind_this_node_is_believed_only_when_it_lasts() {
+        let start = Instant::now();
+        let mut behind = StreamBehind::default();
+        // A replica behind answers for a leaderless stream during an election.
+        assert!(!behind.persists(start));
+        assert!(!behind.persists(start + Duration::from_secs(9)));
+        // The elected leader answers with the whole log: the wait starts over.
+        behind.reset();
+        assert!(!behind.persists(start + Duration::from_secs(15)));
+        assert!(!behind.persists(start + Duration::from_secs(30)));
+        // Another cluster's log keeps answering short: refused.
+        assert!(behind.persists(start + Duration::from_secs(35)));
     }
 }

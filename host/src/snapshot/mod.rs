@@ -32,7 +32,7 @@ use crate::replication::{LogError, Stored};
 use crate::store::StoreError;
 use crate::store::snapshot::{CopyKind, Pinned};
 
-pub use bootstrap::{Bootstrap, BootstrapError, BootstrapOutcome};
+pub use bootstrap::{Bootstrap, BootstrapError, BootstrapOutcome, StreamBehind};
 use format::Streamed;
 pub use format::{Header, Kind};
 pub use service::{ServiceStatus, Snapshots};

@@ -74,8 +74,13 @@ impl Sync {
             step: &step,
         };
         let mut delay = Duration::from_millis(200);
+        let mut stream_behind = crate::snapshot::StreamBehind::default();
         loop {
-            match boot.run().await {
+            let outcome = boot.run().await;
+            if !matches!(outcome, Err(BootstrapError::StreamEndsBefore(_))) {
+                stream_behind.reset();
+            }
+            match outcome {
                 Ok(BootstrapOutcome::NotNeeded) => return,
                 Ok(BootstrapOutcome::Installed {
                     snapshot,
@@ -126,6 +131,15 @@ impl Sync {
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(BootstrapError::Fatal(reason)) => self.fail(reason).await,
+                Err(BootstrapError::StreamEndsBefore(reason)) => {
+                    if stream_behind.persists(std::time::Instant::now()) {
+                        self.fail(reason).await;
+                    }
+                    // A replica behind may be answering for a stream without a leader.
+                    tracing::warn!(%reason, "the stream answers that it ends before this node's position; asking again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
             }
         }
     }
