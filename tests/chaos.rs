@@ -84,6 +84,9 @@ fn print(report: &SeedReport) {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    for slow in &report.slow_folds {
+        eprintln!("chaos seed {}: slow fold: {slow}", report.seed);
+    }
 }
 
 fn fail(report: &SeedReport, opts: &Options) -> ! {

@@ -182,6 +182,15 @@ impl Node {
         tail(&self.dir.join("node.log"), lines)
     }
 
+    /// How many lines of the node's log (all its runs) contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.dir.join("node.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     async fn start(&mut self, bin: &Path) {
         self.hold = None;
         let log = std::fs::OpenOptions::new()

@@ -48,6 +48,12 @@ pub struct Options {
     pub catch_up_limit: Duration,
 }
 
+/// A fold that resumes later than this after the stream is writable is explained in the report.
+const SLOW_FOLD: Duration = Duration::from_secs(2);
+
+/// What a node logs when it moves to another server after JetStream kept failing.
+const SWITCH_LINE: &str = "trying another";
+
 /// How one seed went.
 #[derive(Debug, Default)]
 pub struct SeedReport {
@@ -60,6 +66,9 @@ pub struct SeedReport {
     pub writable: Vec<(Kind, Duration)>,
     /// ... → every node folded it (how long the fold stays stalled after the stream recovers).
     pub resumes: Vec<(Kind, Duration)>,
+    /// For each of those over [`SLOW_FOLD`]: the last node to fold, and how often it moved to
+    /// another server meanwhile.
+    pub slow_folds: Vec<String>,
     pub writes: usize,
     pub acked: usize,
     pub unknown: usize,
@@ -168,6 +177,11 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
             }
         }
         fault.heal(&mut cluster, &skews).await;
+        let switches_before: Vec<usize> = cluster
+            .nodes
+            .iter()
+            .map(|n| n.log_count(SWITCH_LINE))
+            .collect();
         let probe = fault.kind.hits_the_stream().then(|| {
             let writer = rng.random_range(0..NODES);
             tokio::spawn(fold_resume(
@@ -184,10 +198,18 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         }
         let caught_up = wait_caught_up(&cluster, &log, opts.catch_up_limit).await;
         if let Some(probe) = probe
-            && let Ok(Some((writable, folded))) = probe.await
+            && let Ok(Some((writable, folded, last))) = probe.await
         {
             report.writable.push((fault.kind, writable));
             report.resumes.push((fault.kind, folded));
+            if folded > SLOW_FOLD {
+                let moves = cluster.nodes[last].log_count(SWITCH_LINE) - switches_before[last];
+                report.slow_folds.push(format!(
+                    "{} {:.2} s: n{last} folded last, after moving to another server {moves} times",
+                    fault.kind.name(),
+                    folded.as_secs_f64()
+                ));
+            }
         }
         match caught_up {
             Ok(took) => report.recoveries.push((fault.kind, took)),
@@ -252,7 +274,8 @@ fn probe_targets(cluster: &Cluster) -> Vec<Target> {
 
 /// Writes with `?sync=published` through node `writer` until one is acknowledged (the stream
 /// accepts writes again), then measures how long until every node has folded the stream up to
-/// it. Returns (start → acknowledged, acknowledged → folded everywhere); `None` when no write
+/// it. Returns (start → acknowledged, acknowledged → folded everywhere, the last node to fold);
+/// `None` when no write
 /// got through within 30 s.
 async fn fold_resume(
     nodes: Vec<Target>,
@@ -260,7 +283,7 @@ async fn fold_resume(
     log: LogView,
     token: String,
     ledger: Ledger,
-) -> Option<(Duration, Duration)> {
+) -> Option<(Duration, Duration, usize)> {
     let started = Instant::now();
     let give_up = started + Duration::from_secs(30);
     let (url, auth, client) = &nodes[writer];
@@ -297,9 +320,14 @@ async fn fold_resume(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let target = log.last_seq().await?;
+    let mut done = vec![false; nodes.len()];
+    let mut last = 0;
     loop {
         let mut all = true;
-        for (url, auth, client) in &nodes {
+        for (i, (url, auth, client)) in nodes.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
             let applied = client
                 .get(format!("{url}/api/sync/status"))
                 .header("Authorization", auth)
@@ -312,10 +340,15 @@ async fn fold_resume(
                 .ok()?["appliedSeq"]
                 .as_u64()
                 .unwrap_or(0);
-            all &= applied >= target;
+            if applied >= target {
+                done[i] = true;
+                last = i;
+            } else {
+                all = false;
+            }
         }
         if all {
-            return Some((acked_at - started, acked_at.elapsed()));
+            return Some((acked_at - started, acked_at.elapsed(), last));
         }
         if Instant::now() >= give_up {
             return None;
