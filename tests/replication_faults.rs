@@ -527,21 +527,7 @@ async fn the_log_works_while_the_plugin_bucket_cannot_be_opened() {
     )
     .await;
     let url = server.url("nats");
-    let flags = |id: &'static str| {
-        [
-            "--nats",
-            &url,
-            "--node-id",
-            id,
-            "--cluster",
-            "t",
-            "--nats-user",
-            "a",
-            "--nats-password",
-            "pw-for-a",
-        ]
-        .map(str::to_string)
-    };
+    let flags = |id: &str| user_a_flags(&url, id);
     let a_flags = flags("a");
     let b_flags = flags("b");
     let a = Node::start_with(&a_flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
@@ -584,21 +570,7 @@ async fn a_node_whose_consumer_cannot_be_created_folds_by_reading_the_stream() {
     )
     .await;
     let url = server.url("nats");
-    let flags = |id: &'static str| {
-        [
-            "--nats",
-            &url,
-            "--node-id",
-            id,
-            "--cluster",
-            "t",
-            "--nats-user",
-            "a",
-            "--nats-password",
-            "pw-for-a",
-        ]
-        .map(str::to_string)
-    };
+    let flags = |id: &str| user_a_flags(&url, id);
     let a_flags = flags("a");
     let a = Node::start_with(&a_flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let (code, body) = a.post("/api/collections", posts_def()).await;
@@ -678,4 +650,22 @@ async fn a_write_on_a_node_whose_log_is_not_open_yet_waits_for_it() {
         .await;
     assert_eq!(code, StatusCode::OK, "{rec}");
     assert_eq!(status(&a).await["outboxBacklog"], 0);
+}
+
+/// A node's flags on cluster `t` of a configured server, as its user `a`.
+fn user_a_flags(url: &str, id: &str) -> Vec<String> {
+    [
+        "--nats",
+        url,
+        "--node-id",
+        id,
+        "--cluster",
+        "t",
+        "--nats-user",
+        "a",
+        "--nats-password",
+        "pw-for-a",
+    ]
+    .map(str::to_string)
+    .to_vec()
 }
