@@ -71,6 +71,32 @@ impl LogView {
         Some(stream.cached_info().state.last_sequence)
     }
 
+    /// Whether the JetStream API answers (the cluster has a meta leader): an account info
+    /// request succeeds within half a second.
+    pub async fn api_answers(&self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_millis(500), self.js.query_account()).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Whether the stream has a leader and every other replica is current with it (no lag).
+    pub async fn replicas_current(&self) -> bool {
+        let Ok(mut stream) = self.js.get_stream(&self.stream).await else {
+            return false;
+        };
+        let Ok(info) = stream.info().await else {
+            return false;
+        };
+        info.cluster.as_ref().is_some_and(|c| {
+            c.leader.is_some()
+                && c.replicas.len() + 1 >= 3
+                && c.replicas
+                    .iter()
+                    .all(|r| r.current && !r.offline && r.lag.unwrap_or(0) == 0)
+        })
+    }
+
     /// The index of the server holding the stream's leader (servers are named `s<i>`).
     pub async fn leader(&self) -> Option<usize> {
         let stream = self.js.get_stream(&self.stream).await.ok()?;

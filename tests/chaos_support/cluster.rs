@@ -184,11 +184,17 @@ impl Node {
 
     /// How many lines of the node's log (all its runs) contain `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
+        self.log_lines(needle).len()
+    }
+
+    /// The lines of the node's log (all its runs) that contain `needle`, oldest first.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("node.log"))
             .unwrap_or_default()
             .lines()
             .filter(|l| l.contains(needle))
-            .count()
+            .map(str::to_string)
+            .collect()
     }
 
     async fn start(&mut self, bin: &Path) {
@@ -462,6 +468,20 @@ impl Cluster {
     pub fn pause_server(&self, s: usize, stop: bool) {
         if let Some(pid) = self.servers[s].pid() {
             signal(pid, pause_signal(stop));
+        }
+    }
+
+    /// Appends a timestamped line to the run's `harness.log` (the same clock and format as the
+    /// nodes' logs), so a kept run's faults can be lined up with what the nodes logged.
+    pub fn note(&self, what: &str) {
+        use std::io::Write;
+        let at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("harness.log"))
+        {
+            let _ = writeln!(f, "{at} {what}");
         }
     }
 

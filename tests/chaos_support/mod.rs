@@ -66,6 +66,12 @@ pub struct SeedReport {
     pub writable: Vec<(Kind, Duration)>,
     /// ... → every node folded it (how long the fold stays stalled after the stream recovers).
     pub resumes: Vec<(Kind, Duration)>,
+    /// The later of that write's acknowledgement and the JetStream API answering again (the
+    /// cluster has a meta leader: consumers can be created, messages read through the stream
+    /// leader) → every node folded it. A server that returns from a pause or a partition can
+    /// leave the whole cluster without a meta leader for seconds while the stream already takes
+    /// writes; no node can position its consumer meanwhile.
+    pub resumes_after_api: Vec<(Kind, Duration)>,
     /// For each of those over [`SLOW_FOLD`]: the last node to fold, and how often it moved to
     /// another server meanwhile.
     pub slow_folds: Vec<String>,
@@ -150,6 +156,7 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         } else {
             None
         };
+        cluster.note(&format!("inject {}", fault.describe()));
         fault.inject(&mut cluster, &mut skews, leader).await;
         tokio::time::sleep(fault.hold).await;
         if let Some(token) = &published {
@@ -177,6 +184,7 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
             }
         }
         fault.heal(&mut cluster, &skews).await;
+        cluster.note(&format!("healed {}", fault.describe()));
         let switches_before: Vec<usize> = cluster
             .nodes
             .iter()
@@ -198,21 +206,42 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         }
         let caught_up = wait_caught_up(&cluster, &log, opts.catch_up_limit).await;
         if let Some(probe) = probe
-            && let Ok(Some((writable, folded, last))) = probe.await
+            && let Ok(Some(ProbeResult {
+                writable,
+                folded,
+                folded_after_api,
+                last,
+            })) = probe.await
         {
+            cluster.note(&format!(
+                "probe: writable {:.2} s after the heal, then all folded {:.2} s later, {:.2} s after the JetStream API answered (n{last} last)",
+                writable.as_secs_f64(),
+                folded.as_secs_f64(),
+                folded_after_api.as_secs_f64()
+            ));
             report.writable.push((fault.kind, writable));
             report.resumes.push((fault.kind, folded));
+            report
+                .resumes_after_api
+                .push((fault.kind, folded_after_api));
             if folded > SLOW_FOLD {
                 let moves = cluster.nodes[last].log_count(SWITCH_LINE) - switches_before[last];
                 report.slow_folds.push(format!(
-                    "{} {:.2} s: n{last} folded last, after moving to another server {moves} times",
+                    "{} {:.2} s ({:.2} s after the JetStream API answered): n{last} folded last, after moving to another server {moves} times",
                     fault.kind.name(),
-                    folded.as_secs_f64()
+                    folded.as_secs_f64(),
+                    folded_after_api.as_secs_f64()
                 ));
             }
         }
         match caught_up {
-            Ok(took) => report.recoveries.push((fault.kind, took)),
+            Ok(took) => {
+                cluster.note(&format!(
+                    "caught up {:.2} s after the heal",
+                    took.as_secs_f64()
+                ));
+                report.recoveries.push((fault.kind, took))
+            }
             Err(e) => {
                 report
                     .failures
@@ -272,18 +301,30 @@ fn probe_targets(cluster: &Cluster) -> Vec<Target> {
         .collect()
 }
 
+/// What [`fold_resume`] measured.
+struct ProbeResult {
+    /// Start → the probe write acknowledged.
+    writable: Duration,
+    /// Acknowledged → folded everywhere.
+    folded: Duration,
+    /// The later of the acknowledgement and the JetStream API answering → folded everywhere
+    /// (zero when every node folded before the API answered).
+    folded_after_api: Duration,
+    /// The last node to fold.
+    last: usize,
+}
+
 /// Writes with `?sync=published` through node `writer` until one is acknowledged (the stream
 /// accepts writes again), then measures how long until every node has folded the stream up to
-/// it. Returns (start → acknowledged, acknowledged → folded everywhere, the last node to fold);
-/// `None` when no write
-/// got through within 30 s.
+/// it, and when the JetStream API answered again meanwhile. `None` when no write got through
+/// (or not every node folded it) within 30 s.
 async fn fold_resume(
     nodes: Vec<Target>,
     writer: usize,
     log: LogView,
     token: String,
     ledger: Ledger,
-) -> Option<(Duration, Duration, usize)> {
+) -> Option<ProbeResult> {
     let started = Instant::now();
     let give_up = started + Duration::from_secs(30);
     let (url, auth, client) = &nodes[writer];
@@ -319,7 +360,28 @@ async fn fold_resume(
         // Probe interval while the stream is down.
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let target = log.last_seq().await?;
+    let api = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            while !log.api_answers().await {
+                // Poll interval while the cluster has no meta leader.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Instant::now()
+        })
+    };
+    // The stream may not answer at once (its cluster electing a meta leader): asked again.
+    let target = loop {
+        if let Some(seq) = log.last_seq().await {
+            break seq;
+        }
+        if Instant::now() >= give_up {
+            api.abort();
+            return None;
+        }
+        // Retry interval while JetStream does not answer.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let mut done = vec![false; nodes.len()];
     let mut last = 0;
     loop {
@@ -328,18 +390,20 @@ async fn fold_resume(
             if done[i] {
                 continue;
             }
-            let applied = client
+            // A node that does not answer this poll (busy, or reconnecting) has not folded
+            // yet as far as the probe knows: it is asked again, not taken for a lost probe.
+            let status = client
                 .get(format!("{url}/api/sync/status"))
                 .header("Authorization", auth)
                 .timeout(Duration::from_secs(2))
                 .send()
-                .await
-                .ok()?
-                .json::<Value>()
-                .await
-                .ok()?["appliedSeq"]
-                .as_u64()
-                .unwrap_or(0);
+                .await;
+            let applied = match status {
+                Ok(resp) => resp.json::<Value>().await.ok(),
+                Err(_) => None,
+            }
+            .and_then(|v| v["appliedSeq"].as_u64())
+            .unwrap_or(0);
             if applied >= target {
                 done[i] = true;
                 last = i;
@@ -348,9 +412,23 @@ async fn fold_resume(
             }
         }
         if all {
-            return Some((acked_at - started, acked_at.elapsed(), last));
+            let folded_at = Instant::now();
+            let api_at = if api.is_finished() {
+                api.await.ok()
+            } else {
+                api.abort();
+                None
+            };
+            let from = api_at.map_or(folded_at, |a| a.max(acked_at));
+            return Some(ProbeResult {
+                writable: acked_at - started,
+                folded: folded_at - acked_at,
+                folded_after_api: folded_at.saturating_duration_since(from),
+                last,
+            });
         }
         if Instant::now() >= give_up {
+            api.abort();
             return None;
         }
         // Poll interval of the deadline-bounded wait.
@@ -474,6 +552,7 @@ pub struct Summary {
     pub recoveries: BTreeMap<&'static str, Vec<Duration>>,
     pub writable: BTreeMap<&'static str, Vec<Duration>>,
     pub resumes: BTreeMap<&'static str, Vec<Duration>>,
+    pub resumes_after_api: BTreeMap<&'static str, Vec<Duration>>,
     pub writes: usize,
     pub acked: usize,
     pub unknown: usize,
@@ -505,6 +584,9 @@ impl Summary {
         for (k, d) in &r.resumes {
             self.resumes.entry(k.name()).or_default().push(*d);
         }
+        for (k, d) in &r.resumes_after_api {
+            self.resumes_after_api.entry(k.name()).or_default().push(*d);
+        }
         for (k, d) in &r.writable {
             self.writable.entry(k.name()).or_default().push(*d);
         }
@@ -530,13 +612,14 @@ impl Summary {
         out.push_str(
             "seconds, p50 / p90 / max:\n\
              fault kind           injected  heal->all caught up    heal->stream writable  \
-             writable->all folded\n",
+             writable->all folded   writable+API->all folded\n",
         );
         for (kind, n) in &self.faults {
             let cols = [
                 self.recoveries.get(kind),
                 self.writable.get(kind),
                 self.resumes.get(kind),
+                self.resumes_after_api.get(kind),
             ]
             .map(|list| {
                 let p = percentiles(list);
@@ -547,8 +630,8 @@ impl Summary {
                 }
             });
             out.push_str(&format!(
-                "{kind:<20} {n:>9}  {}  {}  {}\n",
-                cols[0], cols[1], cols[2]
+                "{kind:<20} {n:>9}  {}  {}  {}  {}\n",
+                cols[0], cols[1], cols[2], cols[3]
             ));
         }
         out
