@@ -9,8 +9,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use chaos_support::checks::{LogView, wait_caught_up};
+use chaos_support::cluster::Cluster;
 use chaos_support::faults::Kind;
 use chaos_support::proxy::Proxy;
+use chaos_support::workload;
 use chaos_support::{Options, SeedReport, Summary, replay_command, run_seed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -238,6 +241,175 @@ async fn the_proxy_cuts_delays_heals_and_refuses() {
         .expect("closed promptly");
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
 }
+
+/// A node attached to a server that is cut off from its peers (a minority of one) moves to
+/// another server and publishes while the cut lasts, and never goes back to the cut-off server:
+/// the server's own "JetStream unavailable" answers move it within a second or two
+/// (`sync/health.rs`), and a reconnect avoids the server it leaves (`replication/servers.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_server_cut_off_from_its_peers_moves_away_and_publishes_meanwhile() {
+    let opts = options();
+    let mut cluster = Cluster::new(&opts.syncbase_bin, &opts.nats_bin).await;
+    let log = LogView::connect(&cluster.direct_urls()).await;
+    log.create_stream().await.expect("the stream");
+    cluster.start_nodes().await;
+    workload::setup(&cluster, &opts.components).await;
+    wait_caught_up(&cluster, &log, Duration::from_secs(60))
+        .await
+        .expect("the cluster caught up");
+    let node = &cluster.nodes[0];
+    let server_of = || async {
+        node.status().await.expect("status")["nats"]["server"]
+            .as_str()
+            .expect("the connected server's name")
+            .to_string()
+    };
+    let on = server_of().await;
+    let cut = cluster
+        .servers
+        .iter()
+        .position(|s| s.name == on)
+        .expect("a server of the cluster");
+    let cut_link = format!("127.0.0.1:{}", cluster.link(0, cut).addr().port());
+    let moves_before = node.log_count(RECONNECT_LINE);
+    for other in (0..cluster.servers.len()).filter(|o| *o != cut) {
+        for p in cluster.routes_between(cut, other) {
+            p.set(|st| {
+                st.out.cut = true;
+                st.back.cut = true;
+            });
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (_, status, body) = workload::send(
+            &node.client,
+            &format!("{}/api/collections/lww/records?sync=published", node.url),
+            &node.token,
+            reqwest::Method::POST,
+            Some(serde_json::json!({"k": "cut", "v": format!("w{attempt}")})),
+        )
+        .await;
+        if status.is_some_and(|s| s < 300) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write was published within 30 s of {on} being cut off: {status:?} {body}"
+        );
+        // Retry interval while the node is still on the cut-off server.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now_on = server_of().await;
+    assert_ne!(now_on, on, "the write was published, so the node left {on}");
+    let back: Vec<String> = node
+        .log_lines(RECONNECT_LINE)
+        .into_iter()
+        .skip(moves_before)
+        .filter(|l| l.contains(&format!("to=nats://{cut_link}")))
+        .collect();
+    assert!(
+        back.is_empty(),
+        "the node went back to the cut-off server {on}: {back:?}"
+    );
+    cluster.heal_network();
+}
+
+/// A node that is behind folds the log while no NATS server can reach another: every
+/// JetStream API call (consumer create, message get) is then refused as "temporarily
+/// unavailable" (no meta leader), the same answer a whole cluster gives for seconds after a
+/// paused meta leader returns, and the node reads the events from its server's replica of the
+/// stream (a direct get; `replication/consumer.rs::read_next`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_folds_from_a_replica_while_no_server_can_reach_another() {
+    let opts = options();
+    let mut cluster = Cluster::new(&opts.syncbase_bin, &opts.nats_bin).await;
+    let log = LogView::connect(&cluster.direct_urls()).await;
+    log.create_stream().await.expect("the stream");
+    cluster.start_nodes().await;
+    workload::setup(&cluster, &opts.components).await;
+    wait_caught_up(&cluster, &log, Duration::from_secs(60))
+        .await
+        .expect("the cluster caught up");
+    let servers = cluster.servers.len();
+    // n2 loses NATS; n0 writes on.
+    for s in 0..servers {
+        cluster.link(2, s).set(|st| st.refused = true);
+    }
+    let n0 = &cluster.nodes[0];
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (_, status, body) = workload::send(
+            &n0.client,
+            &format!("{}/api/collections/lww/records?sync=published", n0.url),
+            &n0.token,
+            reqwest::Method::POST,
+            Some(serde_json::json!({"k": "behind", "v": format!("w{i}")})),
+        )
+        .await;
+        assert!(status.is_some_and(|s| s < 300), "{status:?} {body}");
+        ids.push(body["id"].as_str().expect("id").to_string());
+    }
+    let target = log.last_seq().await.expect("the stream's last sequence");
+    // Every replica holds the writes before the servers lose each other.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log.replicas_current().await {
+        assert!(Instant::now() < deadline, "the replicas never caught up");
+        // Poll interval of the bounded wait.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for a in 0..servers {
+        for b in (0..servers).filter(|b| *b != a) {
+            cluster.route(a, b).set(|st| {
+                st.out.cut = true;
+                st.back.cut = true;
+            });
+        }
+    }
+    for s in 0..servers {
+        cluster.link(2, s).heal();
+    }
+    let n2 = &cluster.nodes[2];
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let applied = n2
+            .status()
+            .await
+            .and_then(|s| s["appliedSeq"].as_u64())
+            .unwrap_or(0);
+        if applied >= target {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n2 folded through {applied} of {target} while the servers were cut apart"
+        );
+        // Poll interval of the bounded wait.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = n2.status().await.expect("status");
+    assert!(
+        status["readFromStream"].as_u64().unwrap_or(0) > 0,
+        "the events were read from the stream: {status}"
+    );
+    for id in &ids {
+        let (_, code, body) = workload::send(
+            &n2.client,
+            &format!("{}/api/collections/lww/records/{id}", n2.url),
+            &n2.token,
+            reqwest::Method::GET,
+            None,
+        )
+        .await;
+        assert_eq!(code, Some(200), "n2 serves {id}: {body}");
+    }
+    cluster.heal_network();
+}
+
+/// What a node logs when it reconnects to a server of its choosing.
+const RECONNECT_LINE: &str = "reconnecting to another server";
 
 /// The harness's full disk (`--test-faults`, `maxPageSlack`) makes writes fail with a server
 /// error and keeps what was written; lifting it lets writes succeed again.

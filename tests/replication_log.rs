@@ -383,3 +383,46 @@ async fn three_servers_r3_one_order_and_survives_a_server_restart() {
     assert_eq!((state.last_seq, state.replicas), (550, 3));
     cluster.shutdown().await;
 }
+
+/// A node that publishes nothing still learns where the stream ends: every publisher
+/// announces the sequence its acks reached, and every node hears it (`replication/tip.rs`).
+#[tokio::test]
+async fn every_node_hears_where_another_nodes_acks_reached() {
+    let cluster = Cluster::start(1).await;
+    let (writer, reader) = (cluster.log(&[0], 1).await, cluster.log(&[0], 1).await);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    reader
+        .follow_tips(move |seq| {
+            let _ = tx.send(seq);
+        })
+        .await
+        .expect("follow tips");
+    let acks = writer
+        .publish_pipelined(
+            [event("w", 1), event("w", 2)]
+                .iter()
+                .map(Outgoing::from_event),
+            16,
+        )
+        .await
+        .expect("published");
+    let top = acks.iter().map(|p| p.seq).max().expect("acks");
+    writer.announce_tip(top).await;
+    let heard = within(10, "the writer's tip", rx.recv())
+        .await
+        .expect("a tip");
+    assert_eq!(heard, top);
+    // Anything else on the subject is ignored, not taken for a sequence.
+    writer
+        .client()
+        .publish(
+            format!("syncbase.{}.tip", cluster.name),
+            "not a number".into(),
+        )
+        .await
+        .expect("publish");
+    writer.announce_tip(top + 1).await;
+    let next = within(10, "the next tip", rx.recv()).await.expect("a tip");
+    assert_eq!(next, top + 1);
+    cluster.shutdown().await;
+}

@@ -53,6 +53,14 @@ pub const STALL: Duration = Duration::from_millis(400);
 /// How long without a delivery before the consumer asks the stream whether it moved on.
 pub const PROBE: Duration = Duration::from_secs(2);
 
+/// The first probe's wait right after the consumer was repositioned because of trouble (it
+/// doubles up to [`PROBE`]): around a leader change a new pull may be parked at a leader that
+/// is about to step down, and a node that publishes nothing itself has no tip to notice it by.
+pub const FIRST_PROBE_AFTER_TROUBLE: Duration = Duration::from_millis(250);
+
+/// How long after such a repositioning the probes start short.
+pub const SETTLING: Duration = Duration::from_secs(10);
+
 /// The longest one JetStream API call of positioning may take before it is retried.
 pub const API_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -208,6 +216,8 @@ pub struct EventConsumer {
     reading_until: Option<tokio::time::Instant>,
     /// Events read straight from the stream (a health figure).
     read_direct: u64,
+    /// Until when a pull that delivers nothing is probed sooner ([`SETTLING`]).
+    settling_until: Option<tokio::time::Instant>,
 }
 
 impl EventConsumer {
@@ -241,6 +251,7 @@ impl EventConsumer {
             recreate: false,
             reading_until: None,
             read_direct: 0,
+            settling_until: None,
         };
         consumer.last_seq = match consumer.opts.resume_after {
             Some(seq) => seq,
@@ -306,10 +317,23 @@ impl EventConsumer {
     }
 
     /// Resolves once the stream is known to hold events after `after` and [`STALL`] more has
-    /// passed (the caller races it against the next delivery): known from the tip at once, or
-    /// from asking the stream every [`PROBE`] without a delivery — the last resort against a
-    /// pull the servers silently stopped serving.
-    async fn stalled(stream: Arc<JsStream>, tip: Option<watch::Receiver<u64>>, after: u64) {
+    /// passed (the caller races it against the next delivery): known from the tip (this
+    /// node's publish acks, and other nodes' announcements: `tip.rs`) and confirmed by the
+    /// stream, or from asking the stream at the probe's pace without a delivery (first after
+    /// `first_probe`, doubling to [`PROBE`]) — the last resort against a pull the servers
+    /// silently stopped serving.
+    async fn stalled(
+        stream: Arc<JsStream>,
+        tip: Option<watch::Receiver<u64>>,
+        after: u64,
+        first_probe: Duration,
+    ) {
+        let ahead = |stream: Arc<JsStream>| async move {
+            match tokio::time::timeout(INFO_TIMEOUT, stream.get_info()).await {
+                Ok(Ok(info)) => Some(info.state.last_sequence > after),
+                _ => None,
+            }
+        };
         let tip_ahead = async move {
             let Some(mut tip) = tip else {
                 return std::future::pending().await;
@@ -318,21 +342,31 @@ impl EventConsumer {
                 std::future::pending::<()>().await;
             }
         };
-        let probe = async move {
-            loop {
-                tokio::time::sleep(PROBE).await;
-                if let Ok(Ok(info)) = tokio::time::timeout(INFO_TIMEOUT, stream.get_info()).await
-                    && info.state.last_sequence > after
-                {
-                    return;
+        let probe = {
+            let stream = stream.clone();
+            async move {
+                let mut wait = first_probe;
+                loop {
+                    tokio::time::sleep(wait).await;
+                    if ahead(stream.clone()).await == Some(true) {
+                        return;
+                    }
+                    wait = next_probe(wait);
                 }
             }
         };
-        tokio::select! {
-            _ = tip_ahead => {}
-            _ = probe => {}
-        }
+        tokio::pin!(probe);
+        let by_tip = tokio::select! {
+            _ = tip_ahead => true,
+            _ = &mut probe => false,
+        };
         tokio::time::sleep(STALL).await;
+        // A tip is a hint: the stream itself must say it moved on (no answer at all, while
+        // its leader is elected, leaves the tip's word standing).
+        if by_tip && ahead(stream).await == Some(false) {
+            (&mut probe).await;
+            tokio::time::sleep(STALL).await;
+        }
     }
 
     /// The next event after the last one yielded, waiting for it to be published. An `Err`
@@ -381,8 +415,18 @@ impl EventConsumer {
             let next = match futures::FutureExt::now_or_never(messages.next()) {
                 Some(next) => next,
                 None => {
-                    let stalled =
-                        Self::stalled(self.probe.clone(), self.tip.clone(), self.last_seq);
+                    let first_probe = match self.settling_until {
+                        Some(until) if tokio::time::Instant::now() < until => {
+                            FIRST_PROBE_AFTER_TROUBLE
+                        }
+                        _ => PROBE,
+                    };
+                    let stalled = Self::stalled(
+                        self.probe.clone(),
+                        self.tip.clone(),
+                        self.last_seq,
+                        first_probe,
+                    );
                     tokio::select! {
                         next = messages.next() => next,
                         _ = stalled => {
@@ -461,14 +505,29 @@ impl EventConsumer {
         }
     }
 
-    /// Reads the event after the last one yielded straight from the stream (through its
-    /// leader), or `None` when the stream does not hold it (yet) or cannot be reached. The
-    /// consumer is recreated after it before it is used again.
+    /// Reads the event after the last one yielded straight from the stream, or `None` when the
+    /// stream does not hold it (yet) or cannot be reached. The consumer is recreated after it
+    /// before it is used again.
+    ///
+    /// The read goes to the stream's leader (a message get). While the cluster's meta leader is
+    /// being elected every server refuses that, as every JetStream API call ("temporarily
+    /// unavailable"), for seconds after a paused or cut-off server returns; the stream itself
+    /// still takes writes. The read then asks the stream's replicas directly (a direct get):
+    /// a message at a sequence is one the stream's group committed and never changes, so any
+    /// replica that holds it gives the same event, and one that does not yet answers "not
+    /// found", which is retried.
     async fn read_next(&mut self) -> Option<Delivery> {
         let seq = self.last_seq + 1;
         let read = tokio::time::timeout(INFO_TIMEOUT, self.stream.get_raw_message(seq)).await;
-        let Ok(Ok(message)) = read else {
-            return None;
+        let message = match read {
+            Ok(Ok(message)) => message,
+            _ => {
+                let direct = tokio::time::timeout(INFO_TIMEOUT, self.stream.direct_get(seq)).await;
+                let Ok(Ok(message)) = direct else {
+                    return None;
+                };
+                message
+            }
         };
         if message.sequence != seq {
             return None;
@@ -504,6 +563,7 @@ impl EventConsumer {
     /// Makes the server-side consumer deliver `last_seq + 1` next, with nothing pending.
     async fn position(&mut self) -> Result<(), LogError> {
         let after = self.last_seq;
+        let after_trouble = self.recreate || self.failures > 0;
         let info = self.info().await?;
         // Reuse only on a clean (re)start: after trouble the answer may come from a leader
         // that was cut off and does not know what its successor delivered (seed 2044 of the
@@ -559,6 +619,33 @@ impl EventConsumer {
         let messages = bounded("pull", pull).await.map_err(|e| self.err(e))?;
         self.messages = Some(messages);
         self.recreate = false;
+        if after_trouble {
+            self.settling_until = Some(tokio::time::Instant::now() + SETTLING);
+        }
         Ok(())
+    }
+}
+
+/// The wait before the next stall probe: doubling, up to [`PROBE`].
+fn next_probe(wait: Duration) -> Duration {
+    (wait * 2).min(PROBE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_after_trouble_start_short_and_slow_down_to_the_idle_pace() {
+        let mut wait = FIRST_PROBE_AFTER_TROUBLE;
+        let mut waits = vec![wait];
+        for _ in 0..5 {
+            wait = next_probe(wait);
+            waits.push(wait);
+        }
+        let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [250, 500, 1000, 2000, 2000, 2000]);
+        // An idle consumer that had no trouble probes at the idle pace from the start.
+        assert_eq!(next_probe(PROBE), PROBE);
     }
 }

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use super::consumer::{ConsumerOptions, EventConsumer};
 use super::event::{Event, EventId};
 use super::objects::PluginObjects;
+use super::servers::ServerChoice;
 
 /// How long a publish ack or a JetStream API call may take.
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -135,10 +136,21 @@ pub struct Log {
     stream_name: String,
     subject: String,
     replicas: usize,
+    /// Where reconnects go (`servers.rs`); its own when the client was not made by
+    /// [`connect_choosing`].
+    servers: ServerChoice,
 }
 
 /// Connects to NATS with the given credentials and TLS settings.
 pub async fn connect(opts: &ConnectOptions) -> Result<async_nats::Client, LogError> {
+    connect_choosing(opts).await.map(|(client, _)| client)
+}
+
+/// [`connect`], and the reconnect choice a [`Log`] needs to move the node off a server
+/// ([`Log::with_servers`]).
+pub async fn connect_choosing(
+    opts: &ConnectOptions,
+) -> Result<(async_nats::Client, ServerChoice), LogError> {
     let urls = opts.urls.join(",");
     let fail = |message: String| LogError::Connect {
         urls: urls.clone(),
@@ -194,6 +206,13 @@ pub async fn connect(opts: &ConnectOptions) -> Result<async_nats::Client, LogErr
     o = o.reconnect_delay_callback(|attempts| {
         Duration::from_millis((25u64 << attempts.min(4)).min(250))
     });
+    // A reconnect goes to another server than the one the node leaves (`servers.rs`).
+    let servers = ServerChoice::default();
+    let choice = servers.clone();
+    o = o.reconnect_to_server_callback(move |pool, _info| {
+        let pick = choice.pick(&pool);
+        async move { pick }
+    });
     // A server that stopped answering (paused, partitioned) is noticed by pings within ~15 s
     // rather than the default two minutes; JetStream trouble moves the node sooner
     // (`Log::switch_server`).
@@ -204,7 +223,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<async_nats::Client, LogErr
         .map(|u| u.parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| refused(format!("invalid server URL: {e}")))?;
-    o.connect(addrs).await.map_err(|e| {
+    let client = o.connect(addrs).await.map_err(|e| {
         use async_nats::ConnectErrorKind as K;
         const TLS_HINT: &str =
             "check --nats-tls-ca (the servers' CA) and --nats-tls-cert/--nats-tls-key";
@@ -219,7 +238,8 @@ pub async fn connect(opts: &ConnectOptions) -> Result<async_nats::Client, LogErr
             _ => return fail(e.to_string()),
         };
         refused(format!("{e} ({hint})"))
-    })
+    })?;
+    Ok((client, servers))
 }
 
 /// Whether an error (or one it wraps) is a TLS handshake or certificate failure.
@@ -259,7 +279,15 @@ pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), LogError
 impl Log {
     /// Connects and opens the log: [`connect`] then [`Log::open`].
     pub async fn connect(conn: &ConnectOptions, stream: &StreamOptions) -> Result<Log, LogError> {
-        Log::open(connect(conn).await?, stream).await
+        let (client, servers) = connect_choosing(conn).await?;
+        Ok(Log::open(client, stream).await?.with_servers(servers))
+    }
+
+    /// Moves to another server through `servers`, the choice [`connect_choosing`] gave with
+    /// this log's client.
+    pub fn with_servers(mut self, servers: ServerChoice) -> Log {
+        self.servers = servers;
+        self
     }
 
     /// Ensures the cluster's stream exists with the wanted configuration, waiting (up to
@@ -285,6 +313,7 @@ impl Log {
             subject: format!("syncbase.{}.events", opts.cluster),
             cluster: opts.cluster.clone(),
             replicas,
+            servers: ServerChoice::default(),
         };
         let deadline = Instant::now() + opts.ready_timeout;
         loop {
@@ -366,10 +395,11 @@ impl Log {
         &self.client
     }
 
-    /// Drops the current server connection and reconnects, to a server picked at random among
-    /// the least-failed: a node attached to a server that cannot reach the stream (a minority
-    /// partition, a server that lost its routes) moves to one that can.
+    /// Drops the current server connection and reconnects to another server, picked at random
+    /// among the least-failed (`servers.rs`): a node attached to a server that cannot reach the
+    /// stream (a minority partition, a server that lost its routes) moves to one that can.
     pub async fn switch_server(&self) {
+        self.servers.leave();
         if let Err(e) = self.client.force_reconnect().await {
             tracing::debug!(error = %e, "forced reconnect");
         }
@@ -378,6 +408,11 @@ impl Log {
     /// Whether the connection to NATS is up right now.
     pub fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The name of the server the node is connected to (or was last).
+    pub fn server_name(&self) -> String {
+        self.client.server_info().server_name
     }
 
     pub fn stream_name(&self) -> &str {

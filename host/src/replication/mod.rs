@@ -70,7 +70,9 @@ pub mod log;
 pub mod objects;
 pub mod presence;
 pub mod rooms;
+pub mod servers;
 pub mod snapshots;
+pub mod tip;
 
 pub use consumer::{ConsumerOptions, Delivery, EventConsumer};
 pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind, FileRef};
@@ -78,7 +80,7 @@ pub use files::FileObjects;
 pub use hlc::{Clock, Hlc};
 pub use log::{
     ConnectOptions, Log, LogError, NodePosition, Outgoing, PipelineError, Published, StreamOptions,
-    StreamPeer, StreamState, connect,
+    StreamPeer, StreamState, connect, connect_choosing,
 };
 pub use objects::{PluginObjects, sha256_hex};
 pub use presence::{NodeState, Presence};

@@ -323,11 +323,7 @@ impl Sync {
         let c = &self.inner.counters;
         c.applied_seq.store(1, Ordering::Relaxed);
         c.stream_last_seq.fetch_max(1, Ordering::Relaxed);
-        self.inner.tip.send_if_modified(|t| {
-            let newer = *t < 1;
-            *t = (*t).max(1);
-            newer
-        });
+        super::raise(&self.inner.tip, 1);
         tracing::info!(
             snapshot = %name,
             rows = taken.header.contents.row_counts.values().sum::<u64>(),

@@ -61,39 +61,83 @@ pub(super) struct Health {
     publish_failing: AtomicBool,
     /// The consumer's own state: `Some(error)` while it cannot deliver.
     consumer: Mutex<Option<watch::Receiver<Option<String>>>>,
-    /// Since when publishing or consuming has kept failing, and when the node last switched
-    /// servers because of it.
-    trouble: Mutex<(Option<Instant>, Option<Instant>)>,
+    /// Since when publishing or consuming has kept failing, and how.
+    trouble: Mutex<Trouble>,
 }
 
-/// JetStream failing this long on one server makes the node try another one.
+#[derive(Default)]
+struct Trouble {
+    since: Option<Instant>,
+    /// When the node last switched servers because of it.
+    switched: Option<Instant>,
+    /// How often it switched during this trouble: each switch that did not end it doubles
+    /// the wait for the next (up to 8 times), since the trouble is then likely the whole
+    /// cluster's (a meta leader being elected), which no server can escape.
+    switches: u32,
+    /// The last failure was the server saying it cannot reach JetStream ([`cut_off`]).
+    cut_off: bool,
+}
+
+/// JetStream failing this long on one server makes the node try another one: long enough to
+/// ride out a stream leader's election, which every server waits for alike.
 pub const SWITCH_AFTER: Duration = Duration::from_secs(4);
+
+/// The same when the server itself says it cannot reach JetStream ([`cut_off`]): it is cut off
+/// from its peers (a minority partition, lost routes), and another server may well not be.
+pub const CUT_OFF_SWITCH_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether a JetStream error is the connected server saying it cannot reach JetStream at all,
+/// rather than a request that went unanswered: it has no meta leader ("JetStream system
+/// temporarily unavailable", error code 10008), or nothing behind it serves the stream's subject
+/// or API (no responders). A server cut off from its peers answers these at once, for as long
+/// as the cut lasts; a healthy one only while the whole cluster elects a leader.
+pub fn cut_off(message: &str) -> bool {
+    message.contains("error code 10008")
+        || message.contains("no responders")
+        || message.contains("no stream found for given subject")
+}
 
 impl Health {
     pub fn fail(&self, part: Part, e: impl ToString) {
+        let message = e.to_string();
         if part == Part::Publish {
             self.publish_failing.store(true, Ordering::Release);
         }
+        if matches!(part, Part::Publish | Part::Consume) {
+            self.trouble.lock().cut_off = cut_off(&message);
+        }
         *self.last_error.lock() = Some(LastError {
             part,
-            message: e.to_string(),
+            message,
             at: SystemTime::now(),
         });
     }
 
-    /// Publishing or consuming failed: whether it has failed for [`SWITCH_AFTER`] without a
-    /// success and without a switch in that time, so the node should try another server.
+    /// Publishing or consuming failed: whether it has failed for [`SWITCH_AFTER`] (or
+    /// [`CUT_OFF_SWITCH_AFTER`], when the server says it is cut off) without a success and
+    /// without a switch in that time, so the node should try another server.
     pub fn should_switch(&self) -> bool {
         self.should_switch_at(Instant::now())
     }
 
     fn should_switch_at(&self, now: Instant) -> bool {
         let mut t = self.trouble.lock();
-        let since = *t.0.get_or_insert(now);
-        let quiet =
-            t.1.is_none_or(|last| now.duration_since(last) >= SWITCH_AFTER);
-        if now.duration_since(since) >= SWITCH_AFTER && quiet {
-            t.1 = Some(now);
+        let base = if t.cut_off {
+            CUT_OFF_SWITCH_AFTER
+        } else {
+            SWITCH_AFTER
+        };
+        if t.since.is_none() {
+            t.since = Some(now);
+            t.switches = 0;
+        }
+        let since = t.since.unwrap_or(now);
+        let quiet = t
+            .switched
+            .is_none_or(|last| now.duration_since(last) >= base * (1 << t.switches.min(3)));
+        if now.duration_since(since) >= base && quiet {
+            t.switched = Some(now);
+            t.switches += 1;
             return true;
         }
         false
@@ -102,7 +146,7 @@ impl Health {
     /// `part` works again: its error, if it is the last one, is cleared.
     pub fn ok(&self, part: Part) {
         if matches!(part, Part::Publish | Part::Consume) {
-            self.trouble.lock().0 = None;
+            self.trouble.lock().since = None;
         }
         if part == Part::Publish {
             self.publish_failing.store(false, Ordering::Release);
@@ -260,11 +304,60 @@ mod tests {
             !h.should_switch_at(t0 + SWITCH_AFTER * 3 / 2),
             "just switched"
         );
-        assert!(h.should_switch_at(t0 + SWITCH_AFTER * 2));
+        // The trouble outlasted a switch: the next one waits twice as long.
+        assert!(!h.should_switch_at(t0 + SWITCH_AFTER * 2));
+        assert!(h.should_switch_at(t0 + SWITCH_AFTER * 3));
         // A success ends the trouble: it has to last again.
         h.ok(Part::Publish);
         let t1 = t0 + SWITCH_AFTER * 5;
         assert!(!h.should_switch_at(t1));
         assert!(h.should_switch_at(t1 + SWITCH_AFTER));
+    }
+
+    #[test]
+    fn a_server_that_says_it_is_cut_off_is_left_sooner() {
+        let h = Health::default();
+        h.fail(
+            Part::Consume,
+            "consumer node_n1: info: jetstream error: JetStream system temporarily unavailable (code 503, error code 10008)",
+        );
+        let t0 = Instant::now();
+        assert!(!h.should_switch_at(t0));
+        assert!(!h.should_switch_at(t0 + CUT_OFF_SWITCH_AFTER / 2));
+        assert!(h.should_switch_at(t0 + CUT_OFF_SWITCH_AFTER));
+        // Every server says so (the cluster elects a meta leader): the switches slow down.
+        assert!(!h.should_switch_at(t0 + CUT_OFF_SWITCH_AFTER * 2));
+        assert!(h.should_switch_at(t0 + CUT_OFF_SWITCH_AFTER * 3));
+        assert!(!h.should_switch_at(t0 + CUT_OFF_SWITCH_AFTER * 6));
+        assert!(h.should_switch_at(t0 + CUT_OFF_SWITCH_AFTER * 7));
+        // A request that went unanswered (a leader being elected) waits the long way.
+        h.fail(
+            Part::Publish,
+            "publishing event x: timed out: didn't receive ack in time",
+        );
+        h.ok(Part::Consume);
+        let t1 = t0 + SWITCH_AFTER * 3;
+        assert!(!h.should_switch_at(t1));
+        assert!(!h.should_switch_at(t1 + CUT_OFF_SWITCH_AFTER * 2));
+        assert!(h.should_switch_at(t1 + SWITCH_AFTER));
+    }
+
+    #[test]
+    fn the_errors_of_a_server_cut_off_from_jetstream_are_told_apart_from_timeouts() {
+        for cut in [
+            "info: jetstream error: JetStream system temporarily unavailable (code 503, error code 10008)",
+            "consumer node_n1: receiving: no responders",
+            "publishing event 0m: no stream found for given subject",
+        ] {
+            assert!(cut_off(cut), "{cut}");
+        }
+        for other in [
+            "publishing event 0m: timed out: didn't receive ack in time",
+            "consumer node_n1: info: no answer within 750ms",
+            "consumer node_n1: receiving: missed idle heartbeat",
+            "publish failed: duplicate message id is in process (code 409, error code 10158)",
+        ] {
+            assert!(!cut_off(other), "{other}");
+        }
     }
 }

@@ -368,9 +368,9 @@ impl Sync {
             }
         };
         let mut delay = Duration::from_millis(100);
-        let client = loop {
-            match crate::replication::connect(&conn).await {
-                Ok(client) => break client,
+        let (client, servers) = loop {
+            match crate::replication::connect_choosing(&conn).await {
+                Ok(connected) => break connected,
                 Err(e) => {
                     tracing::warn!(error = %e, "replication log not reachable yet; retrying");
                     self.set_error(Part::Connect, &e);
@@ -395,7 +395,7 @@ impl Sync {
         let log = loop {
             let stream = StreamOptions::new(cfg.cluster.clone());
             match Log::open(client.clone(), &stream).await {
-                Ok(log) => break log,
+                Ok(log) => break log.with_servers(servers.clone()),
                 Err(e) => {
                     tracing::warn!(error = %e, "replication log not reachable yet; retrying");
                     self.set_error(Part::Connect, &e);
@@ -411,6 +411,19 @@ impl Sync {
             replicas = log.replicas(),
             "replication log open"
         );
+        // Other nodes' publish acks show a pull that died silently (`replication/tip.rs`).
+        let inner = Arc::downgrade(&self.inner);
+        let on_tip = move |seq| {
+            if let Some(inner) = inner.upgrade() {
+                raise(&inner.tip, seq);
+            }
+        };
+        let tips = log.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tips.follow_tips(on_tip).await {
+                tracing::warn!(error = %e, "not following other nodes' stream tips; the idle probe remains");
+            }
+        });
         // The fold and the publisher need only the stream: they start now. Each bucket opens
         // on its own, retrying until it does, and none holds the log or another bucket back
         // while NATS recovers or the account refuses more streams: the plugin bucket is needed
@@ -556,11 +569,9 @@ impl Sync {
                     .counters
                     .stream_last_seq
                     .fetch_max(top, Ordering::Relaxed);
-                self.inner.tip.send_if_modified(|t| {
-                    let newer = top > *t;
-                    *t = (*t).max(top);
-                    newer
-                });
+                if self.raise_tip(top) {
+                    log.announce_tip(top).await;
+                }
             }
             in_sync = all && error.is_none() && !more_in_table;
             if !acked.is_empty() {
@@ -597,6 +608,17 @@ impl Sync {
                 }
             }
         }
+    }
+
+    /// Raises the stream tip the consumer follows (`replication/tip.rs`) to `seq`: whether it
+    /// was below.
+    fn raise_tip(&self, seq: u64) -> bool {
+        raise(&self.inner.tip, seq)
+    }
+
+    /// The name of the NATS server the node is connected to (or was last).
+    pub fn server_name(&self) -> Option<String> {
+        self.inner.log.borrow().as_ref().map(Log::server_name)
     }
 
     /// Whether the node holds a NATS connection right now.
@@ -670,4 +692,13 @@ impl From<LogError> for WaitError {
     fn from(e: LogError) -> Self {
         WaitError::Refused(e.to_string())
     }
+}
+
+/// Raises a watched sequence to `seq`: whether it was below.
+fn raise(tip: &watch::Sender<u64>, seq: u64) -> bool {
+    tip.send_if_modified(|t| {
+        let newer = seq > *t;
+        *t = (*t).max(seq);
+        newer
+    })
 }

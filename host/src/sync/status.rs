@@ -81,6 +81,7 @@ pub async fn status_json(sync: &Sync) -> Value {
         "cluster": sync.config().cluster,
         "nats": {
             "connected": sync.connected(),
+            "server": sync.server_name(),
             "lastError": last_error.as_ref().map(|e| e.message.clone()),
             "lastErrorAt": last_error.as_ref().map(|e| {
                 chrono::DateTime::<chrono::Utc>::from(e.at)
