@@ -206,19 +206,16 @@ mod tests {
 
     #[test]
     fn a_server_left_for_jetstream_trouble_is_not_gone_back_to_while_another_will_do() {
-        // On s1 after leaving the cut-off s0; s1 fails too (its peers elect a meta leader).
         let choice = ServerChoice::default();
-        let pool = vec![server(1, 0, true), server(2, 0, false), server(3, 0, false)];
-        assert_eq!(choice.pick(&pool).expect("target").addr, pool[1].addr);
         let pool = vec![server(1, 0, true), server(2, 0, true), server(3, 0, false)];
-        // Pretend s0 was left for trouble: record it, then move off s1 (now current).
-        choice
-            .left
-            .lock()
-            .push((pool[0].addr.clone(), Instant::now()));
+        // The node left s1 for trouble, and now leaves s2 too (the cluster elects a meta
+        // leader, and s2 says so as well): without the memory it would go back to s1 one time
+        // in two.
+        *choice.last.lock() = Some(pool[0].addr.clone());
         choice.leave();
         for _ in 0..20 {
             *choice.last.lock() = Some(pool[1].addr.clone());
+            choice.leave();
             assert_eq!(
                 choice.pick(&pool).expect("target").addr,
                 pool[2].addr,
