@@ -248,15 +248,7 @@ async fn the_proxy_cuts_delays_heals_and_refuses() {
 /// (`sync/health.rs`), and a reconnect avoids the server it leaves (`replication/servers.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_a_server_cut_off_from_its_peers_moves_away_and_publishes_meanwhile() {
-    let opts = options();
-    let mut cluster = Cluster::new(&opts.syncbase_bin, &opts.nats_bin).await;
-    let log = LogView::connect(&cluster.direct_urls()).await;
-    log.create_stream().await.expect("the stream");
-    cluster.start_nodes().await;
-    workload::setup(&cluster, &opts.components).await;
-    wait_caught_up(&cluster, &log, Duration::from_secs(60))
-        .await
-        .expect("the cluster caught up");
+    let (cluster, _log) = caught_up_cluster().await;
     let node = &cluster.nodes[0];
     let server_of = || async {
         node.status().await.expect("status")["nats"]["server"]
@@ -284,14 +276,7 @@ async fn a_node_on_a_server_cut_off_from_its_peers_moves_away_and_publishes_mean
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (_, status, body) = workload::send(
-            &node.client,
-            &format!("{}/api/collections/lww/records?sync=published", node.url),
-            &node.token,
-            reqwest::Method::POST,
-            Some(serde_json::json!({"k": "cut", "v": format!("w{attempt}")})),
-        )
-        .await;
+        let (status, body) = publish(node, "cut", &format!("w{attempt}")).await;
         if status.is_some_and(|s| s < 300) {
             break;
         }
@@ -324,15 +309,7 @@ async fn a_node_on_a_server_cut_off_from_its_peers_moves_away_and_publishes_mean
 /// stream (a direct get; `replication/consumer.rs::read_next`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_folds_from_a_replica_while_no_server_can_reach_another() {
-    let opts = options();
-    let mut cluster = Cluster::new(&opts.syncbase_bin, &opts.nats_bin).await;
-    let log = LogView::connect(&cluster.direct_urls()).await;
-    log.create_stream().await.expect("the stream");
-    cluster.start_nodes().await;
-    workload::setup(&cluster, &opts.components).await;
-    wait_caught_up(&cluster, &log, Duration::from_secs(60))
-        .await
-        .expect("the cluster caught up");
+    let (cluster, log) = caught_up_cluster().await;
     let servers = cluster.servers.len();
     // n2 loses NATS; n0 writes on.
     for s in 0..servers {
@@ -341,14 +318,7 @@ async fn a_node_behind_folds_from_a_replica_while_no_server_can_reach_another() 
     let n0 = &cluster.nodes[0];
     let mut ids = Vec::new();
     for i in 0..20 {
-        let (_, status, body) = workload::send(
-            &n0.client,
-            &format!("{}/api/collections/lww/records?sync=published", n0.url),
-            &n0.token,
-            reqwest::Method::POST,
-            Some(serde_json::json!({"k": "behind", "v": format!("w{i}")})),
-        )
-        .await;
+        let (status, body) = publish(n0, "behind", &format!("w{i}")).await;
         assert!(status.is_some_and(|s| s < 300), "{status:?} {body}");
         ids.push(body["id"].as_str().expect("id").to_string());
     }
@@ -406,6 +376,38 @@ async fn a_node_behind_folds_from_a_replica_while_no_server_can_reach_another() 
         assert_eq!(code, Some(200), "n2 serves {id}: {body}");
     }
     cluster.heal_network();
+}
+
+/// A fresh cluster of the chaos harness (three servers, three nodes, the workload's collections
+/// and plugins), every node caught up, and the harness's own view of the log.
+async fn caught_up_cluster() -> (Cluster, LogView) {
+    let opts = options();
+    let mut cluster = Cluster::new(&opts.syncbase_bin, &opts.nats_bin).await;
+    let log = LogView::connect(&cluster.direct_urls()).await;
+    log.create_stream().await.expect("the stream");
+    cluster.start_nodes().await;
+    workload::setup(&cluster, &opts.components).await;
+    wait_caught_up(&cluster, &log, Duration::from_secs(60))
+        .await
+        .expect("the cluster caught up");
+    (cluster, log)
+}
+
+/// Creates an `lww` record through `node` with `?sync=published`: the status and the body.
+async fn publish(
+    node: &chaos_support::cluster::Node,
+    k: &str,
+    v: &str,
+) -> (Option<u16>, serde_json::Value) {
+    let (_, status, body) = workload::send(
+        &node.client,
+        &format!("{}/api/collections/lww/records?sync=published", node.url),
+        &node.token,
+        reqwest::Method::POST,
+        Some(serde_json::json!({"k": k, "v": v})),
+    )
+    .await;
+    (status, body)
 }
 
 /// What a node logs when it reconnects to a server of its choosing.
