@@ -521,12 +521,17 @@ impl EventConsumer {
         let read = tokio::time::timeout(INFO_TIMEOUT, self.stream.get_raw_message(seq)).await;
         let message = match read {
             Ok(Ok(message)) => message,
-            _ => {
+            read => {
                 let direct = tokio::time::timeout(INFO_TIMEOUT, self.stream.direct_get(seq)).await;
-                let Ok(Ok(message)) = direct else {
-                    return None;
-                };
-                message
+                match direct {
+                    Ok(Ok(message)) => message,
+                    direct => {
+                        tracing::debug!(consumer = %self.name, seq,
+                            read = %outcome(&read), direct = %outcome(&direct),
+                            "reading the stream directly found nothing");
+                        return None;
+                    }
+                }
             }
         };
         if message.sequence != seq {
@@ -623,6 +628,17 @@ impl EventConsumer {
             self.settling_until = Some(tokio::time::Instant::now() + SETTLING);
         }
         Ok(())
+    }
+}
+
+/// How a bounded read ended, for the log.
+fn outcome<T, E: std::fmt::Display>(
+    read: &Result<Result<T, E>, tokio::time::error::Elapsed>,
+) -> String {
+    match read {
+        Ok(Ok(_)) => "read".into(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {INFO_TIMEOUT:?}"),
     }
 }
 

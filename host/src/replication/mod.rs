@@ -2,8 +2,8 @@
 //! (stream, publish, per-node consumer, plugin object store). With `nats/`, the only code that
 //! touches async-nats. Nothing here opens SQLite: the store calls in, never the reverse.
 //!
-//! These pieces are not wired into `syncbase serve` yet. The wiring, following the replication
-//! model in DESIGN.md:
+//! `sync/` wires these pieces into `syncbase serve --sync`, following the replication model in
+//! DESIGN.md:
 //!
 //! ```text
 //!  writer job (store/writer.rs, one savepoint)            publisher task
@@ -61,6 +61,7 @@
 //! * **Embedded mode.** `crate::nats::EmbeddedNats` gives a client URL; everything above
 //!   connects to it exactly as to an external cluster.
 
+pub mod connect;
 pub mod consumer;
 pub mod event;
 pub mod files;
@@ -78,9 +79,10 @@ pub use consumer::{ConsumerOptions, Delivery, EventConsumer};
 pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind, FileRef};
 pub use files::FileObjects;
 pub use hlc::{Clock, Hlc};
+pub use connect::{ConnectOptions, connect, connect_choosing};
 pub use log::{
-    ConnectOptions, Log, LogError, NodePosition, Outgoing, PipelineError, Published, StreamOptions,
-    StreamPeer, StreamState, connect, connect_choosing,
+    Log, LogError, NodePosition, Outgoing, PipelineError, Published, StreamOptions, StreamPeer,
+    StreamState,
 };
 pub use objects::{PluginObjects, sha256_hex};
 pub use presence::{NodeState, Presence};

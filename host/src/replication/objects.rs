@@ -58,7 +58,8 @@ pub(crate) async fn open_bucket(
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         LogError::Objects(format!("{what} bucket {bucket}: {e}"))
     };
-    if js.get_object_store(&bucket).await.is_err() {
+    let existing = js.get_object_store(&bucket).await.ok();
+    if existing.is_none() {
         let created = js
             .create_object_store(object_store::Config {
                 bucket: bucket.clone(),
@@ -87,8 +88,11 @@ pub(crate) async fn open_bucket(
         js.update_stream(config)
             .await
             .map_err(|e| failed("configuring", &e))?;
+    } else if let Some(store) = existing {
+        // Opened with direct gets already off: its handle reads through the leader.
+        return Ok((store, bucket));
     }
-    // Opened again, so the handle reads through the leader.
+    // Opened (again), so the handle reads through the leader.
     let store = js
         .get_object_store(&bucket)
         .await
