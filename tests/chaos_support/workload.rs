@@ -86,10 +86,22 @@ pub async fn send(
     method: Method,
     body: Option<Value>,
 ) -> (Outcome, Option<u16>, Value) {
+    send_within(client, url, token, method, body, Duration::from_secs(8)).await
+}
+
+/// [`send`] with its own timeout.
+pub async fn send_within(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    method: Method,
+    body: Option<Value>,
+    timeout: Duration,
+) -> (Outcome, Option<u16>, Value) {
     let mut req = client
         .request(method, url)
         .header("Authorization", token)
-        .timeout(Duration::from_secs(8));
+        .timeout(timeout);
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -132,8 +144,17 @@ pub async fn setup(cluster: &Cluster, components: &[(&str, std::path::PathBuf)])
     let call = |method: Method, path: String, body: Value| {
         let url = format!("{}{path}", n0.url);
         async move {
-            let (outcome, status, body) =
-                send(&n0.client, &url, &n0.token, method, Some(body)).await;
+            // Before any fault, on a fresh cluster: a plugin bind compiles its component on
+            // every node, which a busy machine can stretch well past a workload write's 8 s.
+            let (outcome, status, body) = send_within(
+                &n0.client,
+                &url,
+                &n0.token,
+                method,
+                Some(body),
+                Duration::from_secs(60),
+            )
+            .await;
             assert_eq!(outcome, Outcome::Acked, "setup {path}: {status:?} {body}");
             body
         }

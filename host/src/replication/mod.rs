@@ -75,11 +75,11 @@ pub mod servers;
 pub mod snapshots;
 pub mod tip;
 
+pub use connect::{ConnectOptions, connect, connect_choosing};
 pub use consumer::{ConsumerOptions, Delivery, EventConsumer};
 pub use event::{CollectionRef, DecodeError, Event, EventId, EventKind, FileRef};
 pub use files::FileObjects;
 pub use hlc::{Clock, Hlc};
-pub use connect::{ConnectOptions, connect, connect_choosing};
 pub use log::{
     Log, LogError, NodePosition, Outgoing, PipelineError, Published, StreamOptions, StreamPeer,
     StreamState,
