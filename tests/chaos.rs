@@ -386,7 +386,9 @@ async fn caught_up_cluster() -> (Cluster, LogView) {
     let log = LogView::connect(&cluster.direct_urls()).await;
     log.create_stream().await.expect("the stream");
     cluster.start_nodes().await;
-    workload::setup(&cluster, &opts.components).await;
+    if let Err(e) = workload::setup(&cluster, &opts.components).await {
+        panic!("{e}\n{}", cluster.logs());
+    }
     wait_caught_up(&cluster, &log, Duration::from_secs(60))
         .await
         .expect("the cluster caught up");

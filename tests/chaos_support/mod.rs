@@ -122,7 +122,11 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         return report;
     }
     cluster.start_nodes().await;
-    workload::setup(&cluster, &opts.components).await;
+    if let Err(e) = workload::setup(&cluster, &opts.components).await {
+        report.failures.push(e);
+        report.logs = cluster.logs();
+        return report;
+    }
     if let Err(e) = wait_caught_up(&cluster, &log, Duration::from_secs(60)).await {
         report.failures.push(format!("setup: {e}"));
         report.logs = cluster.logs();
@@ -211,13 +215,22 @@ pub async fn run_seed(seed: u64, opts: &Options) -> SeedReport {
                 folded,
                 folded_after_api,
                 last,
+                nodes,
             })) = probe.await
         {
+            let each: Vec<String> = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, (at, missed))| {
+                    format!("n{i} {:.2} s ({missed} polls unanswered)", at.as_secs_f64())
+                })
+                .collect();
             cluster.note(&format!(
-                "probe: writable {:.2} s after the heal, then all folded {:.2} s later, {:.2} s after the JetStream API answered (n{last} last)",
+                "probe: writable {:.2} s after the heal, then all folded {:.2} s later, {:.2} s after the JetStream API answered (n{last} last; {})",
                 writable.as_secs_f64(),
                 folded.as_secs_f64(),
-                folded_after_api.as_secs_f64()
+                folded_after_api.as_secs_f64(),
+                each.join(", ")
             ));
             report.writable.push((fault.kind, writable));
             report.resumes.push((fault.kind, folded));
@@ -312,6 +325,9 @@ struct ProbeResult {
     folded_after_api: Duration,
     /// The last node to fold.
     last: usize,
+    /// Per node: acknowledged → seen folded, and how many status polls went unanswered
+    /// meanwhile (a node that does not answer cannot be seen to fold).
+    nodes: Vec<(Duration, u32)>,
 }
 
 /// Writes with `?sync=published` through node `writer` until one is acknowledged (the stream
@@ -383,6 +399,7 @@ async fn fold_resume(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let mut done = vec![false; nodes.len()];
+    let mut seen = vec![(Duration::ZERO, 0u32); nodes.len()];
     let mut last = 0;
     loop {
         let mut all = true;
@@ -402,10 +419,13 @@ async fn fold_resume(
                 Ok(resp) => resp.json::<Value>().await.ok(),
                 Err(_) => None,
             }
-            .and_then(|v| v["appliedSeq"].as_u64())
-            .unwrap_or(0);
-            if applied >= target {
+            .and_then(|v| v["appliedSeq"].as_u64());
+            if applied.is_none() {
+                seen[i].1 += 1;
+            }
+            if applied.unwrap_or(0) >= target {
                 done[i] = true;
+                seen[i].0 = acked_at.elapsed();
                 last = i;
             } else {
                 all = false;
@@ -425,6 +445,7 @@ async fn fold_resume(
                 folded: folded_at - acked_at,
                 folded_after_api: folded_at.saturating_duration_since(from),
                 last,
+                nodes: seen,
             });
         }
         if Instant::now() >= give_up {

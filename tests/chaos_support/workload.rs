@@ -138,8 +138,12 @@ fn open_rules(name: &str, fields: Vec<Value>) -> Value {
     })
 }
 
-/// Collections, plugins and hot records, made on node 0 before any fault.
-pub async fn setup(cluster: &Cluster, components: &[(&str, std::path::PathBuf)]) {
+/// Collections, plugins and hot records, made on node 0 before any fault. A step that fails
+/// fails the seed (with every process's log), naming the step.
+pub async fn setup(
+    cluster: &Cluster,
+    components: &[(&str, std::path::PathBuf)],
+) -> Result<(), String> {
     let n0 = &cluster.nodes[0];
     let call = |method: Method, path: String, body: Value| {
         let url = format!("{}{path}", n0.url);
@@ -155,8 +159,11 @@ pub async fn setup(cluster: &Cluster, components: &[(&str, std::path::PathBuf)])
                 Duration::from_secs(60),
             )
             .await;
-            assert_eq!(outcome, Outcome::Acked, "setup {path}: {status:?} {body}");
-            body
+            if outcome == Outcome::Acked {
+                Ok(body)
+            } else {
+                Err(format!("setup {path}: {outcome:?} {status:?} {body}"))
+            }
         }
     };
     for def in [
@@ -170,37 +177,48 @@ pub async fn setup(cluster: &Cluster, components: &[(&str, std::path::PathBuf)])
             vec![json!({"name": "likes", "type": "number"}), text("last")],
         ),
     ] {
-        call(Method::POST, "/api/collections".into(), def).await;
+        call(Method::POST, "/api/collections".into(), def).await?;
     }
     for (name, path) in components {
         let bytes = std::fs::read(path).expect("read component");
-        let resp = n0
-            .client
-            .post(format!("{}/api/plugins?name={name}", n0.url))
-            .header("Authorization", &n0.token)
-            .header("Content-Type", "application/wasm")
-            .body(bytes)
-            .send()
-            .await
-            .expect("upload");
-        assert!(
-            resp.status().is_success(),
-            "upload {name}: {}",
-            resp.status()
-        );
+        // A cluster this young may still be electing its plugin bucket's leader: the upload
+        // then answers 503 (nothing stored), which a client retries.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let resp = n0
+                .client
+                .post(format!("{}/api/plugins?name={name}", n0.url))
+                .header("Authorization", &n0.token)
+                .header("Content-Type", "application/wasm")
+                .body(bytes.clone())
+                .send()
+                .await
+                .map_err(|e| format!("setup: uploading {name}: {e}"))?;
+            let status = resp.status();
+            if status == StatusCode::SERVICE_UNAVAILABLE && tokio::time::Instant::now() < deadline {
+                // Poll interval of a deadline-bounded retry, not a wait for an event.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            let body = resp.text().await.unwrap_or_default();
+            if !status.is_success() {
+                return Err(format!("setup: uploading {name}: {status} {body}"));
+            }
+            break;
+        }
     }
     call(
         Method::POST,
         "/api/plugins/field-merge/bind".into(),
         json!({"as": "resolver", "collection": "merge"}),
     )
-    .await;
+    .await?;
     call(
         Method::POST,
         "/api/plugins/counter/bind".into(),
         json!({"as": "resolver", "collection": "counters", "config": "{\"fields\":[\"likes\"]}"}),
     )
-    .await;
+    .await?;
     for i in 0..HOT_LWW {
         let body = json!({"id": hot_id("h", i), "k": "hot", "v": "init", "n": 0});
         call(
@@ -208,7 +226,7 @@ pub async fn setup(cluster: &Cluster, components: &[(&str, std::path::PathBuf)])
             "/api/collections/lww/records?sync=applied".into(),
             body,
         )
-        .await;
+        .await?;
     }
     for i in 0..HOT_MERGE {
         let body = json!({"id": hot_id("m", i), "a": "init", "b": "init", "c": "init"});
@@ -217,7 +235,7 @@ pub async fn setup(cluster: &Cluster, components: &[(&str, std::path::PathBuf)])
             "/api/collections/merge/records?sync=applied".into(),
             body,
         )
-        .await;
+        .await?;
     }
     for i in 0..HOT_COUNTERS {
         let body = json!({"id": hot_id("k", i), "likes": 0, "last": "init"});
@@ -226,8 +244,9 @@ pub async fn setup(cluster: &Cluster, components: &[(&str, std::path::PathBuf)])
             "/api/collections/counters/records?sync=applied".into(),
             body,
         )
-        .await;
+        .await?;
     }
+    Ok(())
 }
 
 /// One client writing to one node until `stop`, pausing while `running` is false.

@@ -58,8 +58,7 @@ pub(crate) async fn open_bucket(
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         LogError::Objects(format!("{what} bucket {bucket}: {e}"))
     };
-    let existing = js.get_object_store(&bucket).await.ok();
-    if existing.is_none() {
+    if js.get_object_store(&bucket).await.is_err() {
         let created = js
             .create_object_store(object_store::Config {
                 bucket: bucket.clone(),
@@ -88,11 +87,10 @@ pub(crate) async fn open_bucket(
         js.update_stream(config)
             .await
             .map_err(|e| failed("configuring", &e))?;
-    } else if let Some(store) = existing {
-        // Opened with direct gets already off: its handle reads through the leader.
-        return Ok((store, bucket));
     }
-    // Opened (again), so the handle reads through the leader.
+    // Opened again, always: a handle remembers whether the stream allowed direct gets when it
+    // was opened, and a node that opened the bucket just before another node turned them off
+    // would read through direct gets nobody answers any more ("no responders").
     let store = js
         .get_object_store(&bucket)
         .await

@@ -489,7 +489,8 @@ impl Snapshots {
     }
 
     /// The cluster's snapshots (newest first). With `cached`, a list at most a second old may
-    /// answer (status is polled).
+    /// answer, and JetStream gets half a second rather than two (status is polled, also
+    /// through outages).
     pub async fn kept(&self, cached: bool) -> Result<Vec<Stored>, SnapshotError> {
         if cached {
             let cached = self.inner.kept.lock();
@@ -502,9 +503,16 @@ impl Snapshots {
         let bucket = self
             .bucket_now()
             .ok_or_else(|| SnapshotError::Busy("the log is not reachable yet".into()))?;
-        let list = tokio::time::timeout(Duration::from_secs(2), bucket.snapshots())
+        let wait = if cached {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(2)
+        };
+        let list = tokio::time::timeout(wait, bucket.snapshots())
             .await
-            .map_err(|_| SnapshotError::Busy("no answer from JetStream within 2 s".into()))??;
+            .map_err(|_| {
+                SnapshotError::Busy(format!("no answer from JetStream within {wait:?}"))
+            })??;
         *self.inner.kept.lock() = Some((Instant::now(), list.clone()));
         Ok(list)
     }

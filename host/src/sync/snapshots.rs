@@ -185,6 +185,12 @@ impl Sync {
 
     /// Whether the node is caught up, and its phase with bytes done and total.
     pub async fn readiness(&self) -> (bool, Value) {
+        let stream = self.stream_last_seq().await;
+        self.readiness_at(stream)
+    }
+
+    /// [`Sync::readiness`] against a stream end the caller asked for already.
+    pub fn readiness_at(&self, stream: u64) -> (bool, Value) {
         let phase = self.inner.phase.lock().clone();
         let applied = self.inner.counters.applied_seq.load(Ordering::Relaxed);
         let (done, total) = self.inner.boot_progress.get();
@@ -197,7 +203,6 @@ impl Sync {
                        "bytesDone": done, "bytesTotal": total}),
             ),
             Phase::Consuming => {
-                let stream = self.stream_last_seq().await;
                 let lag = stream.saturating_sub(applied);
                 let ready = self.connected() && lag <= READY_LAG;
                 (
