@@ -426,3 +426,73 @@ async fn every_node_hears_where_another_nodes_acks_reached() {
     assert_eq!(next, top + 1);
     cluster.shutdown().await;
 }
+
+/// A node whose consumer cannot be positioned reads the stream directly. When the replica that
+/// answers keeps missing events the tip says exist, it is behind (a server just back from a
+/// pause or a partition): the consumer says so, once per spell, and the apply loop moves the
+/// node to another server on it. Events past the tip are not "missing", and reading on works.
+#[tokio::test]
+async fn direct_reads_that_keep_missing_known_events_say_the_server_is_behind() {
+    let server = nats_support::ConfiguredServer::start(
+        r#"accounts { APP: { jetstream: { max_consumers: 1 }, users: [{ user: "a", password: "pw-for-a" }] } }"#,
+    )
+    .await;
+    let conn = syncbase::replication::ConnectOptions {
+        urls: vec![server.url("nats")],
+        user: Some("a".into()),
+        password: Some("pw-for-a".into()),
+        ..Default::default()
+    };
+    let log = Log::connect(&conn, &syncbase::replication::StreamOptions::new("t"))
+        .await
+        .expect("log");
+    log.publish_pipelined((1..=3).map(|n| Outgoing::from_event(&event("w", n))), 16)
+        .await
+        .expect("published");
+    // The account's one consumer goes to the test: the node's cannot be created.
+    let nats = async_nats::ConnectOptions::with_user_and_password("a".into(), "pw-for-a".into())
+        .connect(server.url("nats"))
+        .await
+        .expect("connect");
+    let stream = async_nats::jetstream::new(nats)
+        .get_stream(log.stream_name())
+        .await
+        .expect("stream");
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("held_by_the_test".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("the test's consumer");
+    let mut consumer = log
+        .consumer("n1", consumer_opts(Some(3)))
+        .await
+        .expect("consumer");
+    let (tip, rx) = tokio::sync::watch::channel(3u64);
+    consumer.follow_tip(rx);
+    // Caught up with what is known to exist: reading finds nothing, and nothing is behind.
+    for _ in 0..3 {
+        let next = within(10, "a read", consumer.next()).await;
+        assert!(next.is_err(), "nothing to read yet");
+    }
+    assert!(!consumer.take_server_behind(), "seq 4 is past the tip");
+    // The tip says seq 5 exists, and this server has nothing after 3.
+    tip.send_replace(5);
+    for _ in 0..syncbase::replication::consumer::BEHIND_MISSES {
+        let next = within(10, "a read", consumer.next()).await;
+        assert!(next.is_err(), "seq 4 is not on this server");
+    }
+    assert!(consumer.take_server_behind(), "the server is behind");
+    assert!(!consumer.take_server_behind(), "said once per spell");
+    // Once the event is there, the direct read delivers it.
+    log.publish_pipelined([Outgoing::from_event(&event("w", 4))].into_iter(), 16)
+        .await
+        .expect("published");
+    let d = within(10, "seq 4", consumer.next())
+        .await
+        .expect("read directly");
+    assert_eq!(d.seq, 4);
+    assert!(!d.event.expect("decodes").id.to_string().is_empty());
+    assert!(!consumer.take_server_behind());
+}

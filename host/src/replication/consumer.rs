@@ -72,6 +72,11 @@ pub const INFO_TIMEOUT: Duration = Duration::from_millis(750);
 /// tries to position the consumer again.
 pub const READ_SPELL: Duration = Duration::from_secs(1);
 
+/// Direct reads in a row that find nothing at a sequence the tip says exists: the replica that
+/// answers them (the connected server's own, when it has one) is behind, so the node should
+/// read through another server ([`EventConsumer::take_server_behind`]).
+pub const BEHIND_MISSES: u32 = 2;
+
 /// Bounds a JetStream API call by [`API_TIMEOUT`].
 async fn bounded<T, E: std::fmt::Display>(
     what: &str,
@@ -216,6 +221,8 @@ pub struct EventConsumer {
     reading_until: Option<tokio::time::Instant>,
     /// Events read straight from the stream (a health figure).
     read_direct: u64,
+    /// Direct reads in a row that found nothing where the tip says an event is.
+    behind_misses: u32,
     /// Until when a pull that delivers nothing is probed sooner ([`SETTLING`]).
     settling_until: Option<tokio::time::Instant>,
 }
@@ -251,6 +258,7 @@ impl EventConsumer {
             recreate: false,
             reading_until: None,
             read_direct: 0,
+            behind_misses: 0,
             settling_until: None,
         };
         consumer.last_seq = match consumer.opts.resume_after {
@@ -307,6 +315,19 @@ impl EventConsumer {
             *s = new;
             changed
         });
+    }
+
+    /// Whether the stream is being read directly and the replica answering has kept missing
+    /// events the tip says exist ([`BEHIND_MISSES`]): typically the connected server has just
+    /// returned from a pause or a partition and is still catching up, while the cluster (its
+    /// meta leader deposed by that return) cannot position the consumer. Another server's
+    /// replica has them. Answers `true` once per such spell.
+    pub fn take_server_behind(&mut self) -> bool {
+        if self.behind_misses >= BEHIND_MISSES {
+            self.behind_misses = 0;
+            return true;
+        }
+        false
     }
 
     /// Follows `tip`, the highest stream sequence the caller knows exists (e.g. its publish
@@ -526,7 +547,15 @@ impl EventConsumer {
                 match direct {
                     Ok(Ok(message)) => message,
                     direct => {
-                        tracing::debug!(consumer = %self.name, seq,
+                        let tip = self.tip.as_ref().map_or(0, |t| *t.borrow());
+                        let missing = matches!(&direct, Ok(Err(e))
+                            if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound);
+                        if missing && tip >= seq {
+                            self.behind_misses += 1;
+                        } else {
+                            self.behind_misses = 0;
+                        }
+                        tracing::debug!(consumer = %self.name, seq, tip,
                             read = %outcome(&read), direct = %outcome(&direct),
                             "reading the stream directly found nothing");
                         return None;
@@ -540,6 +569,7 @@ impl EventConsumer {
         self.last_seq = seq;
         self.recreate = true;
         self.read_direct += 1;
+        self.behind_misses = 0;
         Some(Delivery {
             seq,
             event: Event::decode(&message.payload),
@@ -624,6 +654,7 @@ impl EventConsumer {
         let messages = bounded("pull", pull).await.map_err(|e| self.err(e))?;
         self.messages = Some(messages);
         self.recreate = false;
+        self.behind_misses = 0;
         if after_trouble {
             self.settling_until = Some(tokio::time::Instant::now() + SETTLING);
         }

@@ -104,7 +104,15 @@ impl Sync {
                 tracing::warn!(error = %e, "consumer error; repositioning");
                 self.set_error(Part::Consume, &e);
                 if let Some(log) = self.inner.log.borrow().clone() {
-                    self.switch_server_if_stuck(&log);
+                    if consumer.take_server_behind() && self.inner.health.should_leave_behind() {
+                        tracing::warn!(
+                            after = consumer.last_seq(),
+                            "this server's copy of the stream is behind while the consumer cannot be positioned; reading through another"
+                        );
+                        tokio::spawn(async move { log.switch_server().await });
+                    } else {
+                        self.switch_server_if_stuck(&log);
+                    }
                 }
                 return None;
             }

@@ -86,6 +86,9 @@ pub const SWITCH_AFTER: Duration = Duration::from_secs(4);
 /// from its peers (a minority partition, lost routes), and another server may well not be.
 pub const CUT_OFF_SWITCH_AFTER: Duration = Duration::from_secs(1);
 
+/// How long after its last move the node counts a new move as a new spell of trouble.
+const SPELL_OVER: Duration = Duration::from_secs(30);
+
 /// Whether a JetStream error is the connected server saying it cannot reach JetStream at all,
 /// rather than a request that went unanswered: it has no meta leader ("JetStream system
 /// temporarily unavailable", error code 10008), or nothing behind it serves the stream's subject
@@ -141,6 +144,32 @@ impl Health {
             return true;
         }
         false
+    }
+
+    /// The consumer reads the stream directly and the connected server's replica keeps
+    /// missing events that exist (`EventConsumer::take_server_behind`): whether to move now.
+    /// Publishing may work meanwhile (so the trouble clock of [`Health::should_switch`] keeps
+    /// restarting); moves for this are paced like cut-off ones, doubling while they go on.
+    pub fn should_leave_behind(&self) -> bool {
+        self.should_leave_behind_at(Instant::now())
+    }
+
+    fn should_leave_behind_at(&self, now: Instant) -> bool {
+        let mut t = self.trouble.lock();
+        // A spell of moves long over does not slow this one down.
+        if t.switched
+            .is_some_and(|last| now.duration_since(last) >= SPELL_OVER)
+        {
+            t.switches = 0;
+        }
+        let quiet = t.switched.is_none_or(|last| {
+            now.duration_since(last) >= CUT_OFF_SWITCH_AFTER * (1 << t.switches.min(3))
+        });
+        if quiet {
+            t.switched = Some(now);
+            t.switches += 1;
+        }
+        quiet
     }
 
     /// `part` works again: its error, if it is the last one, is cleared.
@@ -340,6 +369,25 @@ mod tests {
         assert!(!h.should_switch_at(t1));
         assert!(!h.should_switch_at(t1 + CUT_OFF_SWITCH_AFTER * 2));
         assert!(h.should_switch_at(t1 + SWITCH_AFTER));
+    }
+
+    #[test]
+    fn leaving_a_server_whose_replica_is_behind_is_paced_even_while_publishing_works() {
+        let h = Health::default();
+        let t0 = Instant::now();
+        assert!(h.should_leave_behind_at(t0), "the first time: at once");
+        // Publishing works meanwhile: it does not reset the pace.
+        h.ok(Part::Publish);
+        assert!(!h.should_leave_behind_at(t0 + CUT_OFF_SWITCH_AFTER / 2));
+        assert!(!h.should_leave_behind_at(t0 + CUT_OFF_SWITCH_AFTER));
+        assert!(h.should_leave_behind_at(t0 + CUT_OFF_SWITCH_AFTER * 2));
+        assert!(!h.should_leave_behind_at(t0 + CUT_OFF_SWITCH_AFTER * 5));
+        assert!(h.should_leave_behind_at(t0 + CUT_OFF_SWITCH_AFTER * 6));
+        // Long after the last move, a new spell starts at the short pace again.
+        let t1 = t0 + CUT_OFF_SWITCH_AFTER * 6 + SPELL_OVER;
+        assert!(h.should_leave_behind_at(t1));
+        assert!(!h.should_leave_behind_at(t1 + CUT_OFF_SWITCH_AFTER));
+        assert!(h.should_leave_behind_at(t1 + CUT_OFF_SWITCH_AFTER * 2));
     }
 
     #[test]
