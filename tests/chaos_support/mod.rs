@@ -398,63 +398,97 @@ async fn fold_resume(
         // Retry interval while JetStream does not answer.
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let mut done = vec![false; nodes.len()];
-    let mut seen = vec![(Duration::ZERO, 0u32); nodes.len()];
-    let mut last = 0;
-    loop {
-        let mut all = true;
-        for (i, (url, auth, client)) in nodes.iter().enumerate() {
-            if done[i] {
-                continue;
-            }
-            // A node that does not answer this poll (busy, or reconnecting) has not folded
-            // yet as far as the probe knows: it is asked again, not taken for a lost probe.
-            let status = client
-                .get(format!("{url}/api/sync/status"))
-                .header("Authorization", auth)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            let applied = match status {
-                Ok(resp) => resp.json::<Value>().await.ok(),
-                Err(_) => None,
-            }
-            .and_then(|v| v["appliedSeq"].as_u64());
-            if applied.is_none() {
-                seen[i].1 += 1;
-            }
-            if applied.unwrap_or(0) >= target {
-                done[i] = true;
-                seen[i].0 = acked_at.elapsed();
-                last = i;
-            } else {
-                all = false;
-            }
+    // Every node is polled on its own, a request every 20 ms without waiting for the last
+    // answer: a status answer can take half a second while JetStream does not answer (its
+    // stream-state part waits that long), and polling the nodes one after another, each
+    // waiting for its answer, added those half seconds up (n0 seen at 0.5 s, n1 at 1.0 s, n2
+    // at 1.5 s). A node counts as folded at the time the first request that saw it folded
+    // was sent: status reads `appliedSeq` from SQLite as it starts, so that is within a poll
+    // interval of when the fold happened.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant, Option<u64>)>();
+    let pollers: Vec<_> = nodes
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, (url, auth, client))| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let (url, auth, client, tx) =
+                        (url.clone(), auth.clone(), client.clone(), tx.clone());
+                    let sent = Instant::now();
+                    tokio::spawn(async move {
+                        let status = client
+                            .get(format!("{url}/api/sync/status"))
+                            .header("Authorization", auth)
+                            .timeout(Duration::from_secs(2))
+                            .send()
+                            .await;
+                        let applied = match status {
+                            Ok(resp) => resp.json::<Value>().await.ok(),
+                            Err(_) => None,
+                        }
+                        .and_then(|v| v["appliedSeq"].as_u64());
+                        let _ = tx.send((i, sent, applied));
+                    });
+                    // Poll interval of the deadline-bounded wait.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let stop = |pollers: Vec<tokio::task::JoinHandle<()>>| {
+        for p in pollers {
+            p.abort();
         }
-        if all {
-            let folded_at = Instant::now();
-            let api_at = if api.is_finished() {
-                api.await.ok()
-            } else {
-                api.abort();
-                None
-            };
-            let from = api_at.map_or(folded_at, |a| a.max(acked_at));
-            return Some(ProbeResult {
-                writable: acked_at - started,
-                folded: folded_at - acked_at,
-                folded_after_api: folded_at.saturating_duration_since(from),
-                last,
-                nodes: seen,
-            });
-        }
-        if Instant::now() >= give_up {
+    };
+    let mut folded_at: Vec<Option<Instant>> = vec![None; nodes.len()];
+    let mut missed = vec![0u32; nodes.len()];
+    while folded_at.iter().any(Option::is_none) {
+        let Ok(Some((i, sent, applied))) = tokio::time::timeout_at(give_up.into(), rx.recv()).await
+        else {
+            stop(pollers);
             api.abort();
             return None;
+        };
+        match applied {
+            None => missed[i] += 1,
+            Some(a) if a >= target => {
+                folded_at[i] = Some(folded_at[i].map_or(sent, |t| t.min(sent)));
+            }
+            Some(_) => {}
         }
-        // Poll interval of the deadline-bounded wait.
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    stop(pollers);
+    let at: Vec<Instant> = folded_at
+        .into_iter()
+        .map(|t| t.unwrap_or(acked_at))
+        .collect();
+    let (last, folded_at) = at
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by_key(|(_, t)| *t)
+        .unwrap_or((0, acked_at));
+    let api_at = if api.is_finished() {
+        api.await.ok()
+    } else {
+        api.abort();
+        None
+    };
+    let from = api_at.map_or(folded_at, |a| a.max(acked_at));
+    Some(ProbeResult {
+        writable: acked_at - started,
+        folded: folded_at.saturating_duration_since(acked_at),
+        folded_after_api: folded_at.saturating_duration_since(from),
+        last,
+        nodes: at
+            .iter()
+            .zip(missed)
+            .map(|(t, m)| (t.saturating_duration_since(acked_at), m))
+            .collect(),
+    })
 }
 
 /// An admin operation goes to a random node that is up.
