@@ -77,6 +77,10 @@ pub const READ_SPELL: Duration = Duration::from_secs(1);
 /// read through another server ([`EventConsumer::take_server_behind`]).
 pub const BEHIND_MISSES: u32 = 2;
 
+/// How often one direct read asks again when a replica answers "not found" for an event the
+/// tip says exists (another replica may answer the next request).
+pub const DIRECT_TRIES: u32 = 3;
+
 /// Bounds a JetStream API call by [`API_TIMEOUT`].
 async fn bounded<T, E: std::fmt::Display>(
     what: &str,
@@ -543,22 +547,31 @@ impl EventConsumer {
         let message = match read {
             Ok(Ok(message)) => message,
             read => {
-                let direct = tokio::time::timeout(INFO_TIMEOUT, self.stream.direct_get(seq)).await;
-                match direct {
-                    Ok(Ok(message)) => message,
-                    direct => {
-                        let tip = self.tip.as_ref().map_or(0, |t| *t.borrow());
-                        let missing = matches!(&direct, Ok(Err(e))
-                            if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound);
-                        if missing && tip >= seq {
-                            self.behind_misses += 1;
-                        } else {
-                            self.behind_misses = 0;
+                let tip = self.tip.as_ref().map_or(0, |t| *t.borrow());
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    let direct =
+                        tokio::time::timeout(INFO_TIMEOUT, self.stream.direct_get(seq)).await;
+                    let missing = matches!(&direct, Ok(Err(e))
+                        if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound);
+                    match direct {
+                        Ok(Ok(message)) => break message,
+                        // A replica that is behind answered for an event the tip says exists;
+                        // the stream's replicas share the request, so asking again usually
+                        // reaches one that has it.
+                        _ if missing && tip >= seq && tries < DIRECT_TRIES => continue,
+                        direct => {
+                            if missing && tip >= seq {
+                                self.behind_misses += 1;
+                            } else {
+                                self.behind_misses = 0;
+                            }
+                            tracing::debug!(consumer = %self.name, seq, tip, tries,
+                                read = %outcome(&read), direct = %outcome(&direct),
+                                "reading the stream directly found nothing");
+                            return None;
                         }
-                        tracing::debug!(consumer = %self.name, seq, tip,
-                            read = %outcome(&read), direct = %outcome(&direct),
-                            "reading the stream directly found nothing");
-                        return None;
                     }
                 }
             }
