@@ -632,9 +632,14 @@ impl EventConsumer {
                     .map_err(|e| self.err(e))?
             } else {
                 if info.is_some() {
-                    bounded("delete", self.stream.delete_consumer(&self.name))
-                        .await
-                        .map_err(|e| self.err(e))?;
+                    match bounded("delete", self.stream.delete_consumer(&self.name)).await {
+                        Ok(_) => {}
+                        // The info came from a server with a stale view (one just back from a
+                        // partition) and the cluster has no such consumer: it is gone, as
+                        // wanted (retrying would loop on the two views).
+                        Err(e) if gone(&e) => {}
+                        Err(e) => return Err(self.err(e)),
+                    }
                 }
                 self.last_cseq = 0;
                 let deliver_policy = if after == 0 {
@@ -675,6 +680,11 @@ impl EventConsumer {
     }
 }
 
+/// Whether a delete failed because the consumer does not exist (JetStream error code 10014).
+fn gone(error: &str) -> bool {
+    error.contains("error code 10014")
+}
+
 /// How a bounded read ended, for the log.
 fn outcome<T, E: std::fmt::Display>(
     read: &Result<Result<T, E>, tokio::time::error::Elapsed>,
@@ -694,6 +704,19 @@ fn next_probe(wait: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delete_of_a_consumer_the_cluster_does_not_have_counts_as_done() {
+        assert!(gone(
+            "delete: JetStream error: consumer not found (code 404, error code 10014)"
+        ));
+        for other in [
+            "delete: JetStream error: JetStream system temporarily unavailable (code 503, error code 10008)",
+            "delete: no answer within 2s",
+        ] {
+            assert!(!gone(other), "{other}");
+        }
+    }
 
     #[test]
     fn probes_after_trouble_start_short_and_slow_down_to_the_idle_pace() {
