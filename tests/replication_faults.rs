@@ -576,19 +576,7 @@ async fn a_node_whose_consumer_cannot_be_created_folds_by_reading_the_stream() {
     let (code, body) = a.post("/api/collections", posts_def()).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     // The log's second consumer goes to the test: B's cannot be created.
-    let nats = async_nats::ConnectOptions::with_user_and_password("a".into(), "pw-for-a".into())
-        .connect(&url)
-        .await
-        .expect("connect");
-    let js = async_nats::jetstream::new(nats);
-    let stream = js.get_stream("SYNCBASE_t").await.expect("stream");
-    stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            durable_name: Some("held_by_the_test".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("the test's consumer");
+    let stream = nats_support::hold_a_consumer(&url, "SYNCBASE_t").await;
     let b_flags = flags("b");
     let b = Node::start_with(&b_flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
     wait_collection(&b, "posts").await;

@@ -450,21 +450,7 @@ async fn direct_reads_that_keep_missing_known_events_say_the_server_is_behind() 
         .await
         .expect("published");
     // The account's one consumer goes to the test: the node's cannot be created.
-    let nats = async_nats::ConnectOptions::with_user_and_password("a".into(), "pw-for-a".into())
-        .connect(server.url("nats"))
-        .await
-        .expect("connect");
-    let stream = async_nats::jetstream::new(nats)
-        .get_stream(log.stream_name())
-        .await
-        .expect("stream");
-    stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            durable_name: Some("held_by_the_test".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("the test's consumer");
+    nats_support::hold_a_consumer(&server.url("nats"), log.stream_name()).await;
     let mut consumer = log
         .consumer("n1", consumer_opts(Some(3)))
         .await

@@ -204,3 +204,25 @@ impl ConfiguredServer {
         format!("{scheme}://127.0.0.1:{}", self.url_port)
     }
 }
+
+/// Connects to `url` as user `a` (password `pw-for-a`, as the tests' limited accounts define
+/// it) and takes a durable consumer on `stream`, so an account limited to that many consumers
+/// has none left for a node. Returns the stream.
+pub async fn hold_a_consumer(url: &str, stream: &str) -> async_nats::jetstream::stream::Stream {
+    let nats = async_nats::ConnectOptions::with_user_and_password("a".into(), "pw-for-a".into())
+        .connect(url)
+        .await
+        .expect("connect");
+    let stream = async_nats::jetstream::new(nats)
+        .get_stream(stream)
+        .await
+        .expect("stream");
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("held_by_the_test".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("the test's consumer");
+    stream
+}
