@@ -78,6 +78,21 @@ struct Trouble {
     cut_off: bool,
 }
 
+impl Trouble {
+    /// Records a move at `now` if the last one was at least `base` ago, doubled for each move
+    /// already made in this spell (up to 8 times); whether it did.
+    fn move_if_quiet(&mut self, now: Instant, base: Duration) -> bool {
+        let quiet = self
+            .switched
+            .is_none_or(|last| now.duration_since(last) >= base * (1 << self.switches.min(3)));
+        if quiet {
+            self.switched = Some(now);
+            self.switches += 1;
+        }
+        quiet
+    }
+}
+
 /// JetStream failing this long on one server makes the node try another one: long enough to
 /// ride out a stream leader's election, which every server waits for alike.
 pub const SWITCH_AFTER: Duration = Duration::from_secs(4);
@@ -135,15 +150,7 @@ impl Health {
             t.switches = 0;
         }
         let since = t.since.unwrap_or(now);
-        let quiet = t
-            .switched
-            .is_none_or(|last| now.duration_since(last) >= base * (1 << t.switches.min(3)));
-        if now.duration_since(since) >= base && quiet {
-            t.switched = Some(now);
-            t.switches += 1;
-            return true;
-        }
-        false
+        now.duration_since(since) >= base && t.move_if_quiet(now, base)
     }
 
     /// The consumer reads the stream directly and the connected server's replica keeps
@@ -162,14 +169,7 @@ impl Health {
         {
             t.switches = 0;
         }
-        let quiet = t.switched.is_none_or(|last| {
-            now.duration_since(last) >= CUT_OFF_SWITCH_AFTER * (1 << t.switches.min(3))
-        });
-        if quiet {
-            t.switched = Some(now);
-            t.switches += 1;
-        }
-        quiet
+        t.move_if_quiet(now, CUT_OFF_SWITCH_AFTER)
     }
 
     /// `part` works again: its error, if it is the last one, is cleared.
